@@ -1,0 +1,350 @@
+//! The light module automaton (reference §7.2, same as farm without the VIP
+//! and membership): STOP → WAIT (prestart) → UP (start_both) and back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
+
+use super::config::{EngineConfig, RuleAction};
+use super::loops::LoopGuard;
+use super::plan::{forced, script, Next, Sequencer, Step};
+use super::types::{
+    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction,
+    ScriptKind, State, Status,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mark {
+    Act(Action),
+    Status(State, Readiness),
+    Phase(LightPhase),
+    Stop { action: ScriptAction, wait: Option<String>, then_start: bool, force_only: bool },
+    Start,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LightPhase {
+    Stopped,
+    Starting,
+    Up,
+    Waiting(String),
+    Busy,
+}
+
+/// One light module on one node: start/stop, checkers, local restart.
+#[derive(Debug, Clone)]
+pub struct LightEngine {
+    cfg: EngineConfig,
+    now: Instant,
+    status: Status,
+    phase: LightPhase,
+    seq: Sequencer<Mark>,
+    actions: VecDeque<Action>,
+    started: BTreeSet<CheckerClass>,
+    checkers: BTreeSet<CheckerClass>,
+    resources: BTreeMap<String, ResourceState>,
+    loops: LoopGuard,
+    pending: VecDeque<(CommandKind, String)>,
+}
+
+impl LightEngine {
+    /// A stopped light module.
+    pub fn new(cfg: EngineConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            now,
+            status: Status::new(State::Stop, Readiness::NotReady),
+            phase: LightPhase::Stopped,
+            seq: Sequencer::default(),
+            actions: VecDeque::new(),
+            started: BTreeSet::new(),
+            checkers: BTreeSet::new(),
+            resources: BTreeMap::new(),
+            loops: LoopGuard::default(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Local status.
+    pub const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Script results and checker resources; heartbeats and replication do not apply.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = now;
+        match input {
+            Input::ScriptDone { run, success } => {
+                if self.seq.complete(run) && !success {
+                    self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
+                }
+            }
+            Input::Resource { name, state } => self.on_resource(name, state),
+            _ => {}
+        }
+        self.drive();
+    }
+
+    /// Nothing is timed in a light module; kept for a uniform driver loop.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.drive();
+    }
+
+    /// start, stop, forcestop, restart, stopstart.
+    pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        self.now = now;
+        let started = self.phase != LightPhase::Stopped;
+        let name = cmd.kind.name();
+        match cmd.kind {
+            CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce | CommandKind::Swap(_) | CommandKind::Failover(_) => {
+                return Err(CommandError::NotMirror(name));
+            }
+            CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.status)),
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
+                return Err(CommandError::NotStarted);
+            }
+            CommandKind::Restart if self.status != Status::new(State::Up, Readiness::Ready) => {
+                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
+            }
+            _ => {}
+        }
+        let who = cmd.identity.clone().unwrap_or_else(|| "admin".into());
+        self.log(LogLevel::U, format!("Action {name} called by {who}"));
+        let mut kind = cmd.kind;
+        if cmd.identity.is_none() {
+            self.loops.reset();
+        } else if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) && self.loops.exceeded(now, self.cfg.maxloop, self.cfg.loop_interval) {
+            self.log(LogLevel::C, "Action stop called by maxloop");
+            kind = CommandKind::Stop;
+        }
+        match kind {
+            CommandKind::Start => {
+                self.seq.extend([Step::Mark(Mark::Start)]);
+            }
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart => {
+                if kind == CommandKind::Forcestop {
+                    if let Some(run) = self.seq.awaiting.take() {
+                        self.actions.push_back(Action::CancelScript(run));
+                    }
+                }
+                self.seq.clear_pending();
+                self.seq.extend([Step::Mark(Mark::Stop {
+                    action: if kind == CommandKind::Stopstart { ScriptAction::Stopstart } else { ScriptAction::Stop },
+                    wait: None,
+                    then_start: kind == CommandKind::Stopstart,
+                    force_only: kind == CommandKind::Forcestop,
+                })]);
+            }
+            _ => {
+                // restart
+                self.seq.extend([
+                    Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
+                    Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))),
+                    script(ScriptKind::StopBoth, State::Up, State::Up, ScriptAction::Restart),
+                    script(ScriptKind::StartBoth, State::Up, State::Up, ScriptAction::Restart),
+                    Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
+                    Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
+                ]);
+            }
+        }
+        self.phase = if self.phase == LightPhase::Stopped && !self.seq.busy() { LightPhase::Stopped } else { self.phase.clone() };
+        self.drive();
+        Ok(())
+    }
+
+    /// Next effect.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// A light module has no timers.
+    #[must_use]
+    pub const fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn log(&mut self, level: LogLevel, message: impl Into<String>) {
+        self.actions.push_back(Action::Log { level, message: message.into() });
+    }
+
+    fn on_resource(&mut self, name: String, state: ResourceState) {
+        if self.resources.insert(name.clone(), state) == Some(state) {
+            return;
+        }
+        self.log(LogLevel::E, format!("Resource {name} set to {state}"));
+        if state != ResourceState::Down {
+            return;
+        }
+        let rules: Vec<_> = self.cfg.rules.iter().filter(|r| r.resource == name && self.checkers.contains(&r.class)).cloned().collect();
+        for r in rules {
+            let kind = match r.action {
+                RuleAction::Wait => CommandKind::Stop,
+                RuleAction::Restart => CommandKind::Restart,
+                RuleAction::Stopstart => CommandKind::Stopstart,
+                RuleAction::Stop => CommandKind::Stop,
+            };
+            if r.action == RuleAction::Wait {
+                if self.phase == LightPhase::Up {
+                    self.log(LogLevel::E, format!("Action wait from failover rule {}", r.label));
+                    if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
+                        self.log(LogLevel::C, "Action stop called by maxloop");
+                        self.seq.extend([Step::Mark(Mark::Stop { action: ScriptAction::Stop, wait: None, then_start: false, force_only: false })]);
+                    } else {
+                        self.seq.extend([Step::Mark(Mark::Stop { action: ScriptAction::Stopwait, wait: Some(r.label), then_start: false, force_only: false })]);
+                    }
+                }
+            } else {
+                self.pending.push_back((kind, r.label));
+            }
+        }
+    }
+
+    fn drive(&mut self) {
+        for _ in 0..1_000 {
+            match self.seq.next(self.cfg.scripts) {
+                Next::Run(run) => {
+                    match run.script {
+                        ScriptKind::StartBoth => {
+                            self.started.insert(CheckerClass::Both);
+                        }
+                        ScriptKind::StopBoth if !run.force => {
+                            self.started.remove(&CheckerClass::Both);
+                        }
+                        _ => {}
+                    }
+                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
+                    self.actions.push_back(Action::RunScript(run));
+                    return;
+                }
+                Next::Mark(m) => self.apply(m),
+                Next::Idle => {
+                    if self.seq.busy() || !self.decide() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn decide(&mut self) -> bool {
+        if let Some((kind, who)) = self.pending.pop_front() {
+            if self.phase != LightPhase::Stopped {
+                let _ = self.command(self.now, Command::by(kind, &who));
+            }
+            return true;
+        }
+        let waiting_on = |s: &Self| {
+            s.cfg.rules.iter().filter(|r| r.action == RuleAction::Wait && s.checkers.contains(&r.class)).find_map(|r| {
+                match s.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
+                    ResourceState::Down => Some(Some(r.label.clone())),
+                    ResourceState::Init => Some(None),
+                    _ => None,
+                }
+            })
+        };
+        match self.phase.clone() {
+            LightPhase::Starting => match waiting_on(self) {
+                Some(Some(label)) => {
+                    self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+                    self.phase = LightPhase::Waiting(label);
+                    self.set_status(Status::new(State::Wait, Readiness::NotReady));
+                    false
+                }
+                Some(None) => false,
+                None => {
+                    self.phase = LightPhase::Busy;
+                    self.seq.extend([
+                        Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
+                        script(ScriptKind::StartBoth, State::Wait, State::Up, ScriptAction::Start),
+                        Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
+                        Step::Mark(Mark::Phase(LightPhase::Up)),
+                        Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
+                    ]);
+                    true
+                }
+            },
+            LightPhase::Waiting(_) if waiting_on(self).is_none() => {
+                self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                self.phase = LightPhase::Starting;
+                self.set_status(Status::new(State::Wait, Readiness::Transient));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn set_status(&mut self, to: Status) {
+        if to != self.status {
+            let from = self.status;
+            self.status = to;
+            self.actions.push_back(Action::StateChanged { from, to });
+            self.log(LogLevel::E, format!("Local state {to}"));
+        }
+    }
+
+    fn apply(&mut self, m: Mark) {
+        match m {
+            Mark::Act(a) => {
+                match &a {
+                    Action::EnableCheckers(c) => {
+                        self.checkers.insert(*c);
+                    }
+                    Action::DisableCheckers(c) => {
+                        self.checkers.remove(c);
+                    }
+                    _ => {}
+                }
+                self.actions.push_back(a);
+            }
+            Mark::Status(s, r) => self.set_status(Status::new(s, r)),
+            Mark::Phase(p) => self.phase = p,
+            Mark::Start => {
+                self.phase = LightPhase::Busy;
+                self.seq.prepend(vec![
+                    Step::Mark(Mark::Status(State::Wait, Readiness::Transient)),
+                    script(ScriptKind::Transition, State::Stop, State::Wait, ScriptAction::Start),
+                    script(ScriptKind::Prestart, State::Stop, State::Wait, ScriptAction::Start),
+                    Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Pre))),
+                    Step::Mark(Mark::Phase(LightPhase::Starting)),
+                ]);
+            }
+            Mark::Stop { action, wait, then_start, force_only } => {
+                self.phase = LightPhase::Busy;
+                let from = self.status.state;
+                let up = self.started.contains(&CheckerClass::Both);
+                let mut steps = vec![Step::Mark(Mark::Status(State::Wait, Readiness::Transient))];
+                if self.checkers.contains(&CheckerClass::Both) {
+                    steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))));
+                }
+                if up && !force_only {
+                    steps.push(script(ScriptKind::StopBoth, from, State::Wait, action));
+                }
+                steps.push(script(ScriptKind::Transition, from, State::Wait, action));
+                if up {
+                    steps.push(forced(ScriptKind::StopBoth, from, State::Wait, action));
+                }
+                match wait {
+                    Some(label) => {
+                        steps.push(Step::Mark(Mark::Phase(LightPhase::Waiting(label))));
+                        steps.push(Step::Mark(Mark::Status(State::Wait, Readiness::NotReady)));
+                    }
+                    None => {
+                        if self.checkers.contains(&CheckerClass::Pre) {
+                            steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Pre))));
+                        }
+                        steps.push(script(ScriptKind::Poststop, State::Wait, State::Stop, action));
+                        steps.push(script(ScriptKind::Transition, State::Wait, State::Stop, action));
+                        steps.push(Step::Mark(Mark::Phase(LightPhase::Stopped)));
+                        steps.push(Step::Mark(Mark::Status(State::Stop, Readiness::NotReady)));
+                        if then_start {
+                            steps.push(Step::Mark(Mark::Start));
+                        }
+                    }
+                }
+                self.started.remove(&CheckerClass::Both);
+                self.seq.prepend(steps);
+            }
+        }
+    }
+}

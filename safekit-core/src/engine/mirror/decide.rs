@@ -1,0 +1,500 @@
+//! Level-triggered decisions of the mirror automaton and command checks.
+
+use std::cmp::Ordering;
+
+use super::super::types::{
+    Command, CommandError, CommandKind, Heartbeat, LogLevel, Readiness, ResourceState, Role, ScriptAction, State, Status,
+    SwapKind, SyncMode,
+};
+use crate::config::DefaultPrim;
+use super::marks::{self, StopThen};
+use super::{Force, Intent, MirrorEngine, Phase, SecondPhase, WaitReason};
+
+/// Who should become primary when both nodes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leader {
+    Me,
+    Peer,
+    /// Nobody knows: first start, or both partially synchronised.
+    Nobody,
+}
+
+/// Compares data currency: newer generation first, then the node that was
+/// primary, then the one that believes it is uptodate, then the lower name.
+pub(crate) fn leader(me: &str, mine: &super::DataStatus, peer: &str, theirs: &super::DataStatus) -> Leader {
+    match (mine.partial, theirs.partial) {
+        (true, true) => return Leader::Nobody,
+        (true, false) => return Leader::Peer,
+        (false, true) => return Leader::Me,
+        _ => {}
+    }
+    if mine.gen == 0 && theirs.gen == 0 {
+        return Leader::Nobody;
+    }
+    let rank = |d: &super::DataStatus| (d.gen, matches!(d.last_role, Some(Role::Prim | Role::Alone)), d.uptodate);
+    match rank(mine).cmp(&rank(theirs)) {
+        Ordering::Greater => Leader::Me,
+        Ordering::Less => Leader::Peer,
+        Ordering::Equal => {
+            if me < peer {
+                Leader::Me
+            } else {
+                Leader::Peer
+            }
+        }
+    }
+}
+
+/// What a starting node does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decision {
+    /// Keep listening (WAIT Transient).
+    Hold,
+    Alone { full_sync_required: bool },
+    PrimResume,
+    Second(SyncMode),
+    Wait(WaitReason),
+    Abort(&'static str),
+}
+
+impl MirrorEngine {
+    /// One decision once no plan runs; true if something was queued.
+    pub(super) fn decide(&mut self) -> bool {
+        if let Some(intent) = self.pending.pop_front() {
+            self.run_intent(intent);
+            return true;
+        }
+        match self.phase.clone() {
+            Phase::Stopped | Phase::Busy | Phase::AskingWitness { .. } => false,
+            Phase::Starting { force } => {
+                let d = self.decide_start(force);
+                self.apply_decision(d, false)
+            }
+            Phase::Waiting(reason) => self.recheck_wait(&reason),
+            Phase::Alone { degraded, via_failover } => self.eval_alone(degraded, via_failover),
+            Phase::Prim => self.eval_prim(),
+            Phase::Second(s) => self.eval_second(s),
+        }
+    }
+
+    fn queue(&mut self, steps: Vec<marks::Step>) -> bool {
+        self.seq.extend(steps);
+        self.phase = Phase::Busy;
+        true
+    }
+
+    fn wait_rules(&self) -> (bool, Option<String>) {
+        let mut init = false;
+        for r in &self.cfg.rules {
+            if r.action != super::super::RuleAction::Wait || !self.held.checkers.contains(&r.class) {
+                continue;
+            }
+            match self.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
+                ResourceState::Init => init = true,
+                ResourceState::Down => return (init, Some(r.label.clone())),
+                _ => {}
+            }
+        }
+        (init, None)
+    }
+
+    fn can_start_alone(&self) -> bool {
+        self.p.uptodate && !self.p.partial && self.p.gen > 0 && (!self.unclean || self.p.last_role == Some(Role::Alone))
+    }
+
+    fn sync_mode(&self, peer: &Heartbeat, fullsync: bool) -> SyncMode {
+        if fullsync || peer.full_sync_required || self.p.need_full_sync || self.p.gen == 0 {
+            SyncMode::Full
+        } else {
+            SyncMode::Zones
+        }
+    }
+
+    fn decide_start(&self, force: Option<Force>) -> Decision {
+        let (init, down) = self.wait_rules();
+        if let Some(label) = down {
+            return Decision::Wait(WaitReason::Rule(label));
+        }
+        if init {
+            return Decision::Hold;
+        }
+        let peer = self.live_peer().cloned();
+        let listening = self.listen_until.is_some();
+        match force {
+            Some(Force::Prim { fullsync }) => {
+                if self.peer_primary() {
+                    return Decision::Abort("Requested prim start aborted: the other node is primary");
+                }
+                return Decision::Alone { full_sync_required: fullsync };
+            }
+            Some(Force::Primforce) => {
+                if self.peer_primary() {
+                    return Decision::Abort("Requested primforce start aborted: the other node is primary");
+                }
+                return Decision::Alone { full_sync_required: true };
+            }
+            Some(Force::Second { fullsync }) => {
+                return match peer {
+                    Some(p) if p.primary_active => Decision::Second(self.sync_mode(&p, fullsync)),
+                    _ if listening => Decision::Hold,
+                    _ => Decision::Abort("Requested second start aborted: the other node is not primary"),
+                };
+            }
+            None => {}
+        }
+        let Some(p) = peer else {
+            if listening {
+                return Decision::Hold;
+            }
+            if !self.p.failover && self.p.last_role == Some(Role::Second) {
+                return Decision::Wait(WaitReason::FailoverOff);
+            }
+            if self.can_start_alone() {
+                return Decision::Alone { full_sync_required: false };
+            }
+            return Decision::Wait(if self.p.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate });
+        };
+        if p.primary_active {
+            return if matches!(p.status.state, State::Alone | State::Prim) { Decision::Second(self.sync_mode(&p, false)) } else { Decision::Hold };
+        }
+        match p.status.state {
+            State::Stop => {
+                if !self.p.failover && self.p.last_role == Some(Role::Second) {
+                    Decision::Wait(WaitReason::FailoverOff)
+                } else if self.can_start_alone() {
+                    Decision::Alone { full_sync_required: false }
+                } else {
+                    Decision::Wait(if self.p.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate })
+                }
+            }
+            State::Wait => match leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) {
+                Leader::Me => {
+                    let resume = p.data.gen == self.p.gen
+                        && self.p.last_role == Some(Role::Prim)
+                        && p.data.last_role == Some(Role::Second)
+                        && self.unclean
+                        && p.data.unclean;
+                    if resume { Decision::PrimResume } else { Decision::Alone { full_sync_required: false } }
+                }
+                Leader::Peer => Decision::Wait(WaitReason::PeerLeads),
+                Leader::Nobody => Decision::Wait(if self.p.gen == 0 && p.data.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate }),
+            },
+            // A peer that is SECOND without being primary-active is handing
+            // over in a swap or restarting: its next heartbeat will tell.
+            _ => Decision::Hold,
+        }
+    }
+
+    /// Applies a start decision; from WAIT (NotReady) a repeated wait changes nothing.
+    fn apply_decision(&mut self, d: Decision, from_wait: bool) -> bool {
+        match d {
+            Decision::Hold => {
+                if from_wait {
+                    return false;
+                }
+                false
+            }
+            Decision::Wait(reason) => {
+                if from_wait {
+                    self.phase = Phase::Waiting(reason);
+                    return false;
+                }
+                self.queue(marks::wait_plan(reason))
+            }
+            Decision::Alone { full_sync_required } => {
+                if from_wait {
+                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                }
+                self.queue(marks::alone_from_wait(full_sync_required))
+            }
+            Decision::PrimResume => self.queue(marks::prim_from_wait()),
+            Decision::Second(mode) => self.queue(marks::second_from_wait(mode)),
+            Decision::Abort(msg) => {
+                self.log(LogLevel::E, msg);
+                self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false))
+            }
+        }
+    }
+
+    fn recheck_wait(&mut self, reason: &WaitReason) -> bool {
+        match reason {
+            WaitReason::Rule(_) => {
+                if self.wait_rules().1.is_none() {
+                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                    self.phase = Phase::Starting { force: None };
+                    self.set_status(Status::new(State::Wait, Readiness::Transient));
+                    return true;
+                }
+                false
+            }
+            WaitReason::SplitBrain if !self.any_lan_up() => false,
+            WaitReason::PeerDegraded if self.live_peer().is_some_and(|p| p.degraded) => false,
+            _ => {
+                let d = self.decide_start(None);
+                if matches!(d, Decision::Hold) {
+                    return false;
+                }
+                if matches!(d, Decision::Wait(ref r) if r == reason) {
+                    return false;
+                }
+                self.apply_decision(d, true)
+            }
+        }
+    }
+
+    fn eval_prim(&mut self) -> bool {
+        let Some(p) = self.live_peer().cloned() else {
+            if self.cfg.splitbrain {
+                return self.ask_witness(true);
+            }
+            return self.queue(marks::prim_to_alone_plan(false, "no heartbeat"));
+        };
+        if p.status.state != State::Second {
+            return self.queue(marks::prim_to_alone_plan(false, "remote stop"));
+        }
+        if let (Some(kind), Status { state: State::Second, readiness: Readiness::Ready }) = (p.swap_request, p.status) {
+            return self.queue(marks::swap_yield(kind));
+        }
+        false
+    }
+
+    fn eval_alone(&mut self, degraded: bool, via_failover: bool) -> bool {
+        let Some(p) = self.live_peer().cloned() else { return false };
+        if p.primary_active && p.status.state == State::Alone {
+            // Split brain: both are primary. The former SECOND is sacrificed.
+            let exit = match (via_failover, p.alone_after_failover) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) == Leader::Peer,
+            };
+            if exit {
+                self.log(LogLevel::E, "Split brain recovery: exiting alone");
+                self.p.uptodate = false;
+                self.p.need_full_sync = true;
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
+            }
+            if !self.split_logged {
+                self.split_logged = true;
+                self.log(LogLevel::E, "Split brain recovery: staying alone");
+            }
+            return false;
+        }
+        if !degraded && p.status == Status::new(State::Second, Readiness::Ready) && !p.handing_over && p.data.gen == self.p.gen {
+            return self.queue(marks::alone_to_prim());
+        }
+        false
+    }
+
+    fn eval_second(&mut self, s: SecondPhase) -> bool {
+        let peer = self.live_peer().cloned();
+        match s {
+            SecondPhase::Reintegrating => {
+                if !peer.as_ref().is_some_and(|p| p.primary_active) {
+                    self.log(LogLevel::E, "Reintegration interrupted: the primary is gone");
+                    return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
+                }
+                false
+            }
+            SecondPhase::AwaitingPrimary(kind) => match peer {
+                Some(p) if p.primary_active && p.status.state == State::Prim => self.queue(marks::swap_finish(kind)),
+                Some(p) if p.primary_active || p.status.state == State::Second => false,
+                // The peer did not take over: this node has the data, it goes on alone.
+                _ => self.queue(marks::failover_plan("swap abandoned by the other node")),
+            },
+            SecondPhase::Ready => {
+                let Some(p) = peer else {
+                    return self.failover("no heartbeat", true);
+                };
+                if p.degraded {
+                    self.p.uptodate = false;
+                    self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                    return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::PeerDegraded), false));
+                }
+                if !p.primary_active && matches!(p.status.state, State::Stop | State::Wait) {
+                    return self.failover("remote stop", false);
+                }
+                if p.status.state == State::Second && p.handing_over && !p.primary_active {
+                    return self.queue(marks::swap_takeover());
+                }
+                if p.primary_active && p.data.gen > self.p.gen {
+                    // The primary dropped us and wrote alone: catch up.
+                    self.log(LogLevel::E, "The primary continued without this node: resynchronising");
+                    self.seq.extend([
+                        marks::StepKind::Mark(marks::Mark::Status(State::Second, Readiness::Transient)),
+                        marks::StepKind::Mark(marks::Mark::Persist(marks::Edit { uptodate: Some(false), partial: Some(true), ..marks::Edit::default() })),
+                        marks::StepKind::Mark(marks::Mark::Act(super::super::Action::StartReintegration(SyncMode::Zones))),
+                        marks::StepKind::Mark(marks::Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
+                    ]);
+                    self.phase = Phase::Busy;
+                    return true;
+                }
+                if self.swap_request.is_none() && p.status == Status::new(State::Prim, Readiness::Ready) && self.wants_primary() {
+                    self.log(LogLevel::E, "Transition SWAP from defaultprim");
+                    self.swap_request = Some(SwapKind::Sync);
+                    self.send_heartbeat();
+                }
+                false
+            }
+        }
+    }
+
+    fn wants_primary(&self) -> bool {
+        match &self.cfg.defaultprim {
+            DefaultPrim::Node(n) => *n == self.cfg.node,
+            DefaultPrim::LastPrim => matches!(self.role_before_start, Some(Role::Prim | Role::Alone)),
+            DefaultPrim::Alone => false,
+        }
+    }
+
+    fn failover(&mut self, cause: &str, heartbeats_lost: bool) -> bool {
+        if !self.p.failover {
+            self.log(LogLevel::E, "Failover-off configured");
+            self.log(LogLevel::E, "Action stopstart called by failover-off");
+            self.log(LogLevel::E, "Transition STOPSTART from failover-off");
+            return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
+        }
+        if heartbeats_lost && self.cfg.splitbrain {
+            return self.ask_witness(false);
+        }
+        self.queue(marks::failover_plan(cause))
+    }
+
+    fn ask_witness(&mut self, was_prim: bool) -> bool {
+        let run = self.seq.new_run();
+        self.phase = Phase::AskingWitness { run, was_prim };
+        self.actions.push_back(super::super::Action::CheckWitness(run));
+        false
+    }
+
+    fn run_intent(&mut self, intent: Intent) {
+        match intent {
+            Intent::RuleWait(label) => {
+                if matches!(self.phase, Phase::Stopped | Phase::Waiting(_)) {
+                    return;
+                }
+                self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
+                    self.log(LogLevel::C, "Action stop called by maxloop");
+                    self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
+                } else if matches!(self.phase, Phase::Starting { .. }) {
+                    self.queue(marks::wait_plan(WaitReason::Rule(label)));
+                } else {
+                    self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));
+                }
+            }
+            Intent::Command(kind, who) => {
+                if self.phase == Phase::Stopped {
+                    return;
+                }
+                let _ = self.apply_command(Command::by(kind, &who));
+            }
+        }
+    }
+
+    /// Checks a command against the current state and queues its plan.
+    pub(super) fn apply_command(&mut self, cmd: Command) -> Result<(), CommandError> {
+        let name = cmd.kind.name();
+        let mut kind = cmd.kind.clone();
+        let started = self.phase != Phase::Stopped;
+        match &kind {
+            CommandKind::Start | CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce if started => {
+                return Err(CommandError::AlreadyStarted(self.status));
+            }
+            CommandKind::Prim { .. } | CommandKind::Primforce if self.peer_primary() => {
+                return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.status)));
+            }
+            CommandKind::Prim { .. } if self.p.partial => return Err(CommandError::DataInconsistent),
+            CommandKind::Second { .. } if !self.peer_primary() => {
+                let remote = self.peer_status().map_or_else(|| "UNKNOWN: no heartbeat from it".to_string(), |s| s.to_string());
+                return Err(CommandError::PeerNotPrimary(remote));
+            }
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
+                return Err(CommandError::NotStarted);
+            }
+            CommandKind::Restart
+                if !(self.status.readiness == Readiness::Ready && matches!(self.status.state, State::Alone | State::Prim | State::Second)) =>
+            {
+                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
+            }
+            CommandKind::Swap(_) => {
+                let remote = self.peer_status();
+                let ok = matches!(
+                    (self.status, remote),
+                    (Status { state: State::Prim, readiness: Readiness::Ready }, Some(Status { state: State::Second, readiness: Readiness::Ready }))
+                        | (Status { state: State::Second, readiness: Readiness::Ready }, Some(Status { state: State::Prim, readiness: Readiness::Ready }))
+                );
+                if !ok || self.seq.busy() {
+                    return Err(CommandError::NoPair { local: self.status, remote: remote.map_or_else(|| "UNKNOWN".into(), |s| s.to_string()) });
+                }
+            }
+            _ => {}
+        }
+        let who = cmd.identity.clone().unwrap_or_else(|| "admin".to_string());
+        match &cmd.identity {
+            None if !matches!(kind, CommandKind::Failover(_)) => self.loops.reset(),
+            Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
+                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
+                    self.log(LogLevel::U, format!("Action {name} called by {who}"));
+                    self.log(LogLevel::C, "Action stop called by maxloop");
+                    kind = CommandKind::Stop;
+                }
+            }
+            _ => {}
+        }
+        if kind.name() == name {
+            self.log(LogLevel::U, format!("Action {name} called by {who}"));
+        }
+        match kind {
+            CommandKind::Start => self.begin_start(None),
+            CommandKind::Prim { fullsync } => self.begin_start(Some(Force::Prim { fullsync })),
+            CommandKind::Primforce => self.begin_start(Some(Force::Primforce)),
+            CommandKind::Second { fullsync } => self.begin_start(Some(Force::Second { fullsync })),
+            CommandKind::Stop => self.begin_stop(ScriptAction::Stop, StopThen::Stop, false),
+            CommandKind::Forcestop => {
+                if let Some(run) = self.seq.awaiting.take() {
+                    self.actions.push_back(super::super::Action::CancelScript(run));
+                }
+                self.begin_stop(ScriptAction::Stop, StopThen::Stop, true);
+            }
+            CommandKind::Stopstart => self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false),
+            CommandKind::Restart => {
+                if self.seq.busy() {
+                    self.pending.push_back(Intent::Command(CommandKind::Restart, who));
+                } else {
+                    self.seq.extend(marks::restart_plan());
+                }
+            }
+            CommandKind::Swap(k) => {
+                if self.status.state == State::Prim {
+                    self.queue(marks::swap_yield(k));
+                } else {
+                    self.swap_request = Some(k);
+                    self.send_heartbeat();
+                }
+            }
+            CommandKind::Failover(on) => {
+                self.p.failover = on;
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_start(&mut self, force: Option<Force>) {
+        self.seq.extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
+        self.phase = Phase::Busy;
+    }
+
+    fn begin_stop(&mut self, action: ScriptAction, then: StopThen, force_only: bool) {
+        if matches!(self.phase, Phase::Stopped) {
+            return;
+        }
+        // A stop preempts what is left of the running plan; the script being
+        // run finishes first, then the stop undoes what was done.
+        self.seq.clear_pending();
+        self.pending.clear();
+        self.seq.extend(marks::stop_plan(action, then, force_only));
+        self.phase = Phase::Busy;
+    }
+}

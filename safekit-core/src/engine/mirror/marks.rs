@@ -1,0 +1,510 @@
+//! Transition plans of the mirror automaton and how each step applies.
+//!
+//! Script order follows the reference's §3.2 table. Two steps are expanded
+//! lazily, when reached, from what the node holds at that moment:
+//! [`Mark::Become`] (stop the parts of the old role the new one does not
+//! keep, switch VIP and replication, run `transition`, start the missing
+//! parts) and [`Mark::StopAll`] (graceful pass, `transition`, forced pass,
+//! release, then `poststop` or WAIT). So a stop that preempts a half-done
+//! start stops exactly what was started.
+
+use super::super::plan::{forced, script};
+use super::super::types::{
+    Action, CheckerClass, LogLevel, Readiness, ReplicaRole, Role, ScriptAction, ScriptKind, State, Status, SyncMode,
+};
+use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
+
+/// Engine-specific plan steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Mark {
+    /// Emit an action (and track what it holds).
+    Act(Action),
+    /// Change the visible status.
+    Status(State, Readiness),
+    /// Enter a phase.
+    Enter(Phase),
+    /// Enter WAIT (NotReady) with its log lines.
+    EnterWait(WaitReason),
+    /// Change and persist the persistent state.
+    Persist(Edit),
+    /// Move to another role (expanded when reached).
+    Become { to: State, from: State, action: ScriptAction, transition: bool, starts: bool },
+    /// Stop everything (expanded when reached).
+    StopAll { action: ScriptAction, then: StopThen, force_only: bool },
+    /// stop_xx + start_xx of the current role (expanded when reached).
+    Restart,
+    /// Begin a start (after a stopstart).
+    Start(Option<Force>),
+    /// A log line.
+    Log(LogLevel, String),
+    /// The forced pass ran: nothing of the application is left.
+    ForgetApp,
+    /// The module reached STOP cleanly.
+    CleanStop,
+}
+
+/// What follows a [`Mark::StopAll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StopThen {
+    Stop,
+    Start,
+    Wait(WaitReason),
+}
+
+/// A change of the persistent state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Edit {
+    pub(super) gen: Option<GenEdit>,
+    pub(super) uptodate: Option<bool>,
+    pub(super) partial: Option<bool>,
+    pub(super) last_role: Option<Role>,
+    pub(super) running: Option<bool>,
+    pub(super) full_sync_required: Option<bool>,
+    pub(super) need_full_sync: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GenEdit {
+    /// New writes without a secondary: a generation no one else has.
+    Bump,
+    /// End of reintegration: same data as the primary.
+    Adopt(u64),
+}
+
+pub(super) use super::super::plan::Step as PlanStep;
+pub(super) type Step = PlanStep<Mark>;
+pub(super) use PlanStep as StepKind;
+
+const fn m(mark: Mark) -> Step {
+    StepKind::Mark(mark)
+}
+
+fn status(state: State, r: Readiness) -> Step {
+    m(Mark::Status(state, r))
+}
+
+pub(super) fn start_plan(force: Option<Force>) -> Vec<Step> {
+    vec![
+        status(State::Wait, Readiness::Transient),
+        m(Mark::Persist(Edit { running: Some(true), ..Edit::default() })),
+        script(ScriptKind::Transition, State::Stop, State::Wait, ScriptAction::Start),
+        script(ScriptKind::Prestart, State::Stop, State::Wait, ScriptAction::Start),
+        m(Mark::Act(Action::EnableCheckers(CheckerClass::Pre))),
+        m(Mark::Enter(Phase::Starting { force })),
+    ]
+}
+
+fn become_(to: State, from: State, action: ScriptAction, transition: bool, starts: bool) -> Step {
+    m(Mark::Become { to, from, action, transition, starts })
+}
+
+pub(super) fn alone_from_wait(full_sync_required: bool) -> Vec<Step> {
+    vec![
+        status(State::Alone, Readiness::Transient),
+        m(Mark::Persist(Edit {
+            gen: Some(GenEdit::Bump),
+            uptodate: Some(true),
+            partial: Some(false),
+            last_role: Some(Role::Alone),
+            need_full_sync: Some(false),
+            full_sync_required: full_sync_required.then_some(true),
+            ..Edit::default()
+        })),
+        become_(State::Alone, State::Wait, ScriptAction::Start, true, true),
+        m(Mark::Enter(Phase::Alone { via_failover: false, degraded: false })),
+        status(State::Alone, Readiness::Ready),
+    ]
+}
+
+/// Both nodes restart after a dual power loss: resume PRIM without a new generation.
+pub(super) fn prim_from_wait() -> Vec<Step> {
+    vec![
+        status(State::Prim, Readiness::Transient),
+        m(Mark::Persist(Edit { uptodate: Some(true), last_role: Some(Role::Prim), ..Edit::default() })),
+        become_(State::Prim, State::Wait, ScriptAction::Start, true, true),
+        m(Mark::Enter(Phase::Prim)),
+        status(State::Prim, Readiness::Ready),
+    ]
+}
+
+pub(super) fn second_from_wait(mode: SyncMode) -> Vec<Step> {
+    vec![
+        status(State::Second, Readiness::Transient),
+        m(Mark::Persist(Edit { uptodate: Some(false), partial: Some(true), ..Edit::default() })),
+        become_(State::Second, State::Wait, ScriptAction::Start, true, false),
+        m(Mark::Log(LogLevel::E, format!("Begin of reintegration ({})", if mode == SyncMode::Full { "full" } else { "modified zones" }))),
+        m(Mark::Act(Action::StartReintegration(mode))),
+        m(Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
+    ]
+}
+
+pub(super) fn second_ready_plan(peer_gen: u64) -> Vec<Step> {
+    vec![
+        m(Mark::Persist(Edit {
+            gen: Some(GenEdit::Adopt(peer_gen)),
+            uptodate: Some(true),
+            partial: Some(false),
+            last_role: Some(Role::Second),
+            need_full_sync: Some(false),
+            ..Edit::default()
+        })),
+        become_(State::Second, State::Second, ScriptAction::Start, false, true),
+        m(Mark::Enter(Phase::Second(SecondPhase::Ready))),
+        status(State::Second, Readiness::Ready),
+    ]
+}
+
+pub(super) fn alone_to_prim() -> Vec<Step> {
+    vec![
+        status(State::Prim, Readiness::Transient),
+        m(Mark::Persist(Edit { last_role: Some(Role::Prim), full_sync_required: Some(false), ..Edit::default() })),
+        become_(State::Prim, State::Alone, ScriptAction::Start, true, true),
+        m(Mark::Enter(Phase::Prim)),
+        status(State::Prim, Readiness::Ready),
+    ]
+}
+
+pub(super) fn prim_to_alone_plan(degraded: bool, cause: &str) -> Vec<Step> {
+    vec![
+        m(Mark::Log(LogLevel::E, format!("Secondary lost ({cause}): continuing ALONE"))),
+        status(State::Alone, Readiness::Transient),
+        m(Mark::Act(Action::DropSecondary)),
+        m(Mark::Persist(Edit { gen: Some(GenEdit::Bump), last_role: Some(Role::Alone), ..Edit::default() })),
+        become_(State::Alone, State::Prim, ScriptAction::Start, true, true),
+        m(Mark::Enter(Phase::Alone { via_failover: false, degraded })),
+        status(State::Alone, Readiness::Ready),
+    ]
+}
+
+/// SECOND takes over: "Action alone called by heart: <cause>".
+pub(super) fn failover_plan(cause: &str) -> Vec<Step> {
+    vec![
+        m(Mark::Log(LogLevel::E, format!("Action alone called by heart: {cause}"))),
+        status(State::Alone, Readiness::Transient),
+        m(Mark::Persist(Edit {
+            gen: Some(GenEdit::Bump),
+            uptodate: Some(true),
+            partial: Some(false),
+            last_role: Some(Role::Alone),
+            ..Edit::default()
+        })),
+        become_(State::Alone, State::Second, ScriptAction::Start, true, true),
+        m(Mark::Enter(Phase::Alone { via_failover: true, degraded: false })),
+        status(State::Alone, Readiness::Ready),
+    ]
+}
+
+pub(super) fn swap_yield(kind: super::SwapKind) -> Vec<Step> {
+    vec![
+        m(Mark::Log(LogLevel::E, "Begin of Swap".into())),
+        status(State::Prim, Readiness::Transient),
+        become_(State::Second, State::Prim, ScriptAction::Swap, true, false),
+        m(Mark::Persist(Edit { last_role: Some(Role::Second), uptodate: Some(true), ..Edit::default() })),
+        m(Mark::Enter(Phase::Second(SecondPhase::AwaitingPrimary(kind)))),
+        status(State::Second, Readiness::Transient),
+    ]
+}
+
+pub(super) fn swap_takeover() -> Vec<Step> {
+    vec![
+        m(Mark::Log(LogLevel::E, "Swap: taking over as primary".into())),
+        status(State::Prim, Readiness::Transient),
+        m(Mark::Persist(Edit { last_role: Some(Role::Prim), uptodate: Some(true), ..Edit::default() })),
+        become_(State::Prim, State::Second, ScriptAction::Swap, true, true),
+        m(Mark::Enter(Phase::Prim)),
+        status(State::Prim, Readiness::Ready),
+    ]
+}
+
+pub(super) fn swap_finish(kind: super::SwapKind) -> Vec<Step> {
+    match kind {
+        super::SwapKind::NoSync => vec![
+            become_(State::Second, State::Second, ScriptAction::Swap, false, true),
+            m(Mark::Enter(Phase::Second(SecondPhase::Ready))),
+            status(State::Second, Readiness::Ready),
+            m(Mark::Log(LogLevel::E, "End of Swap".into())),
+        ],
+        super::SwapKind::Sync => vec![
+            m(Mark::Persist(Edit { uptodate: Some(false), partial: Some(true), ..Edit::default() })),
+            m(Mark::Act(Action::StartReintegration(SyncMode::Zones))),
+            m(Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
+            m(Mark::Log(LogLevel::E, "End of Swap".into())),
+        ],
+    }
+}
+
+pub(super) fn stop_plan(action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
+    vec![m(Mark::StopAll { action, then, force_only })]
+}
+
+pub(super) fn restart_plan() -> Vec<Step> {
+    vec![m(Mark::Restart)]
+}
+
+pub(super) fn wait_plan(reason: WaitReason) -> Vec<Step> {
+    vec![m(Mark::EnterWait(reason))]
+}
+
+const fn start_script(c: CheckerClass) -> ScriptKind {
+    match c {
+        CheckerClass::Prim => ScriptKind::StartPrim,
+        CheckerClass::Second => ScriptKind::StartSecond,
+        CheckerClass::Sec => ScriptKind::StartSec,
+        _ => ScriptKind::StartBoth,
+    }
+}
+
+const fn stop_script(c: CheckerClass) -> ScriptKind {
+    match c {
+        CheckerClass::Prim => ScriptKind::StopPrim,
+        CheckerClass::Second => ScriptKind::StopSecond,
+        CheckerClass::Sec => ScriptKind::StopSec,
+        _ => ScriptKind::StopBoth,
+    }
+}
+
+/// Application parts each running state keeps.
+fn parts_of(state: State) -> &'static [CheckerClass] {
+    match state {
+        State::Alone => &[CheckerClass::Both, CheckerClass::Prim, CheckerClass::Sec],
+        State::Prim => &[CheckerClass::Both, CheckerClass::Prim],
+        State::Second => &[CheckerClass::Both, CheckerClass::Second, CheckerClass::Sec],
+        _ => &[],
+    }
+}
+
+impl MirrorEngine {
+    pub(super) fn apply_mark(&mut self, mark: Mark) {
+        match mark {
+            Mark::Act(a) => self.act(a),
+            Mark::Status(s, r) => self.set_status(Status::new(s, r)),
+            Mark::Enter(ph) => {
+                if !matches!(ph, Phase::Alone { .. }) {
+                    self.split_logged = false;
+                }
+                if ph != Phase::Second(SecondPhase::Ready) {
+                    self.swap_request = None;
+                }
+                self.phase = ph;
+                self.send_heartbeat();
+            }
+            Mark::EnterWait(reason) => self.enter_wait(reason),
+            Mark::Persist(e) => self.persist(&e),
+            Mark::Become { to, from, action, transition, starts } => {
+                let steps = self.expand_become(to, from, action, transition, starts);
+                self.seq.prepend(steps);
+            }
+            Mark::StopAll { action, then, force_only } => {
+                let steps = self.expand_stop(action, then, force_only);
+                self.seq.prepend(steps);
+            }
+            Mark::Restart => {
+                let steps = self.expand_restart();
+                self.seq.prepend(steps);
+            }
+            Mark::Start(force) => {
+                self.listen_until = Some(self.now + self.listen_window());
+                self.role_before_start = self.p.last_role;
+                self.seq.prepend(start_plan(force));
+            }
+            Mark::Log(l, s) => self.log(l, s),
+            Mark::ForgetApp => self.held.app.clear(),
+            Mark::CleanStop => self.unclean = false,
+        }
+    }
+
+    /// How long a start listens for the peer before deciding it is absent.
+    pub(super) fn listen_window(&self) -> std::time::Duration {
+        let pulse = self.cfg.pulse();
+        let timeout = self.cfg.lans.iter().map(|l| l.timeout).min().unwrap_or(pulse * 3);
+        (pulse * 3).min(timeout)
+    }
+
+    fn act(&mut self, a: Action) {
+        let announce = matches!(a, Action::SetVip | Action::RemoveVip | Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
+        match &a {
+            Action::SetVip => self.held.vip = true,
+            Action::RemoveVip => self.held.vip = false,
+            Action::StartReplication(r) => self.held.repl = Some(*r),
+            Action::StopReplication => self.held.repl = None,
+            Action::EnableCheckers(c) => {
+                self.held.checkers.insert(*c);
+            }
+            Action::DisableCheckers(c) => {
+                self.held.checkers.remove(c);
+            }
+            _ => {}
+        }
+        self.actions.push_back(a);
+        if announce {
+            self.send_heartbeat();
+        }
+    }
+
+    fn persist(&mut self, e: &Edit) {
+        match e.gen {
+            Some(GenEdit::Bump) => {
+                let known = self.peer.as_ref().map_or(0, |h| h.data.gen);
+                self.p.gen = self.p.gen.max(known) + 1;
+            }
+            Some(GenEdit::Adopt(g)) => self.p.gen = g,
+            None => {}
+        }
+        if let Some(v) = e.uptodate {
+            self.p.uptodate = v;
+        }
+        if let Some(v) = e.partial {
+            self.p.partial = v;
+        }
+        if let Some(v) = e.last_role {
+            self.p.last_role = Some(v);
+        }
+        if let Some(v) = e.running {
+            self.p.running = v;
+        }
+        if let Some(v) = e.full_sync_required {
+            self.p.full_sync_required = v;
+        }
+        if let Some(v) = e.need_full_sync {
+            self.p.need_full_sync = v;
+        }
+        self.actions.push_back(Action::Persist(self.p.clone()));
+    }
+
+    pub(super) fn enter_wait(&mut self, reason: WaitReason) {
+        match &reason {
+            WaitReason::NotUptodate | WaitReason::FirstStart => {
+                self.log(LogLevel::E, "Data may be not uptodate for replicated directories (wait for the start of the remote server)");
+                self.log(LogLevel::E, "Action wait from failover rule notuptodate_server");
+                self.log(LogLevel::I, "If you are sure that this server has valid data, run safekit stop, then safekit prim to force start as primary");
+            }
+            WaitReason::FailoverOff => self.log(LogLevel::E, "Failover-off configured"),
+            WaitReason::Rule(label) => self.log(LogLevel::E, format!("Transition WAIT_TR from failover rule {label}")),
+            WaitReason::SplitBrain => {}
+            WaitReason::PeerDegraded => self.log(LogLevel::E, "Action wait from failover rule degraded_server"),
+            WaitReason::PeerLeads => self.log(LogLevel::E, "The other node has the most recent data: waiting for it to become primary"),
+        }
+        self.phase = Phase::Waiting(reason);
+        self.set_status(Status::new(State::Wait, Readiness::NotReady));
+    }
+
+    fn expand_become(&mut self, to: State, from: State, action: ScriptAction, transition: bool, starts: bool) -> Vec<Step> {
+        let want = parts_of(to);
+        let mut steps = Vec::new();
+        for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second] {
+            if self.held.app.contains(&part) && !want.contains(&part) {
+                if self.held.checkers.contains(&part) {
+                    steps.push(m(Mark::Act(Action::DisableCheckers(part))));
+                }
+                steps.push(script(stop_script(part), from, to, action));
+            }
+        }
+        let primary = matches!(to, State::Alone | State::Prim);
+        let repl = self.held.repl;
+        if primary {
+            if repl == Some(ReplicaRole::Secondary) {
+                steps.push(m(Mark::Act(Action::StopReplication)));
+            }
+            if repl != Some(ReplicaRole::Primary) {
+                steps.push(m(Mark::Act(Action::StartReplication(ReplicaRole::Primary))));
+            }
+        } else {
+            if self.held.vip {
+                steps.push(m(Mark::Act(Action::RemoveVip)));
+            }
+            if repl == Some(ReplicaRole::Primary) {
+                steps.push(m(Mark::Act(Action::StopReplication)));
+            }
+            if repl != Some(ReplicaRole::Secondary) {
+                steps.push(m(Mark::Act(Action::StartReplication(ReplicaRole::Secondary))));
+            }
+        }
+        if transition {
+            steps.push(script(ScriptKind::Transition, from, to, action));
+        }
+        if primary && !self.held.vip {
+            steps.push(m(Mark::Act(Action::SetVip)));
+        }
+        if starts {
+            for part in [CheckerClass::Both, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Sec] {
+                if want.contains(&part) && !self.held.app.contains(&part) {
+                    steps.push(script(start_script(part), from, to, action));
+                    steps.push(m(Mark::Act(Action::EnableCheckers(part))));
+                }
+            }
+        }
+        steps
+    }
+
+    fn expand_stop(&mut self, action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
+        let from = self.status.state;
+        let peer_takes_over = match from {
+            State::Second => self.peer_primary(),
+            State::Prim => self
+                .live_peer()
+                .is_some_and(|h| h.status == Status::new(State::Second, Readiness::Ready) && h.failover),
+            _ => false,
+        };
+        let parts: Vec<CheckerClass> =
+            [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both].into_iter().filter(|p| self.held.app.contains(p)).collect();
+        let mut steps = vec![status(State::Wait, Readiness::Transient)];
+        for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both] {
+            if self.held.checkers.contains(&part) {
+                steps.push(m(Mark::Act(Action::DisableCheckers(part))));
+            }
+            if parts.contains(&part) && !force_only {
+                steps.push(script(stop_script(part), from, State::Wait, action));
+            }
+        }
+        steps.push(script(ScriptKind::Transition, from, State::Wait, action));
+        for part in &parts {
+            steps.push(forced(stop_script(*part), from, State::Wait, action));
+        }
+        steps.push(m(Mark::ForgetApp));
+        if self.held.vip {
+            steps.push(m(Mark::Act(Action::RemoveVip)));
+        }
+        if self.held.repl.is_some() {
+            steps.push(m(Mark::Act(Action::StopReplication)));
+        }
+        if peer_takes_over {
+            steps.push(m(Mark::Persist(Edit { uptodate: Some(false), ..Edit::default() })));
+        }
+        match then {
+            StopThen::Stop | StopThen::Start => {
+                if self.held.checkers.contains(&CheckerClass::Pre) {
+                    steps.push(m(Mark::Act(Action::DisableCheckers(CheckerClass::Pre))));
+                }
+                steps.push(script(ScriptKind::Poststop, State::Wait, State::Stop, action));
+                steps.push(script(ScriptKind::Transition, State::Wait, State::Stop, action));
+                steps.push(m(Mark::Persist(Edit { running: Some(false), ..Edit::default() })));
+                steps.push(m(Mark::CleanStop));
+                steps.push(m(Mark::Enter(Phase::Stopped)));
+                steps.push(status(State::Stop, Readiness::NotReady));
+                if then == StopThen::Start {
+                    steps.push(m(Mark::Log(LogLevel::E, "Action start called automatically".into())));
+                    steps.push(m(Mark::Start(None)));
+                }
+            }
+            StopThen::Wait(reason) => steps.push(m(Mark::EnterWait(reason))),
+        }
+        steps
+    }
+
+    fn expand_restart(&mut self) -> Vec<Step> {
+        let st = self.status.state;
+        let mut steps = vec![status(st, Readiness::Transient)];
+        for part in [CheckerClass::Prim, CheckerClass::Second] {
+            if self.held.app.contains(&part) {
+                if self.held.checkers.contains(&part) {
+                    steps.push(m(Mark::Act(Action::DisableCheckers(part))));
+                }
+                steps.push(script(stop_script(part), st, st, ScriptAction::Restart));
+                steps.push(script(start_script(part), st, st, ScriptAction::Restart));
+                steps.push(m(Mark::Act(Action::EnableCheckers(part))));
+            }
+        }
+        steps.push(status(st, Readiness::Ready));
+        steps
+    }
+}

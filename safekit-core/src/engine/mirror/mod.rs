@@ -1,0 +1,551 @@
+//! The mirror module automaton (reference §3): two nodes, STOP / WAIT /
+//! ALONE / PRIM / SECOND, each NotReady / Transient / Ready.
+//!
+//! Methods by role (quinn's order): getters (`status`, `persistent`, ...),
+//! `handle_input` / `handle_timeout` for events, `command` for administrator
+//! commands (the only call that can fail, with a sentence for the CLI), and
+//! `poll_action` / `poll_timeout` for outputs.
+//!
+//! Decisions are level-triggered: after every event, once no transition plan
+//! is running, [`decide`] looks at the current phase, the peer's last
+//! heartbeat and the resources, and starts the next plan if one is due. So a
+//! late or duplicated event cannot push the machine into a state the current
+//! facts do not justify.
+
+mod decide;
+mod marks;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::config::EngineConfig;
+use super::loops::LoopGuard;
+use super::plan::Sequencer;
+use super::types::{
+    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input, LogLevel, Persistent,
+    Readiness, ReplicaRole, ReplicationEvent, ResourceState, Role, RunId, ScriptKind, State, Status, SwapKind,
+};
+use marks::{Mark, StopThen};
+
+/// How a start was requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Force {
+    /// `prim [fullsync]`.
+    Prim { fullsync: bool },
+    /// `primforce`.
+    Primforce,
+    /// `second [fullsync]`.
+    Second { fullsync: bool },
+}
+
+/// Why the module is blocked in WAIT (NotReady).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WaitReason {
+    /// Local data may be stale and the peer is absent (`notuptodate_server`).
+    NotUptodate,
+    /// Neither node has ever been primary: an administrator must run `prim`.
+    FirstStart,
+    /// `failover="off"`: the secondary never promotes itself.
+    FailoverOff,
+    /// A checker wait rule (its label).
+    Rule(String),
+    /// The split-brain witness was unreachable.
+    SplitBrain,
+    /// The primary replicates in degraded mode (`degraded_server`).
+    PeerDegraded,
+    /// The peer has the newer data: wait for it to become primary.
+    PeerLeads,
+}
+
+/// Sub-states of SECOND.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecondPhase {
+    /// Copying from the primary (Transient).
+    Reintegrating,
+    /// In sync, ready to fail over.
+    Ready,
+    /// Former primary in a swap, waiting for the peer to take over.
+    AwaitingPrimary(SwapKind),
+}
+
+/// What the engine is doing, with per-phase data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Stopped,
+    /// WAIT (Transient) after prestart, choosing a role.
+    Starting { force: Option<Force> },
+    /// WAIT (NotReady).
+    Waiting(WaitReason),
+    Alone { via_failover: bool, degraded: bool },
+    Prim,
+    Second(SecondPhase),
+    /// All heartbeats lost: the split-brain witness is being asked.
+    AskingWitness { run: RunId, was_prim: bool },
+    /// A transition plan is running; its last step enters the next phase.
+    Busy,
+}
+
+/// Work to do once the running plan is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Intent {
+    /// A checker wait rule fired.
+    RuleWait(String),
+    /// A command issued by a detector, already counted by maxloop.
+    Command(CommandKind, String),
+}
+
+/// State of one heartbeat network.
+#[derive(Debug, Clone, Default)]
+struct LanState {
+    last_rx: Option<Instant>,
+    up: bool,
+}
+
+/// Resources the node holds, so stop plans undo exactly what was done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Held {
+    vip: bool,
+    repl: Option<ReplicaRole>,
+    /// start_xx scripts run without their stop_xx.
+    app: BTreeSet<CheckerClass>,
+    /// Enabled checker classes.
+    checkers: BTreeSet<CheckerClass>,
+}
+
+/// One mirror module on one node. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct MirrorEngine {
+    cfg: EngineConfig,
+    incarnation: u64,
+    now: Instant,
+    status: Status,
+    phase: Phase,
+    p: Persistent,
+    /// The previous run ended without a clean stop (crash or power loss).
+    unclean: bool,
+    seq: Sequencer<Mark>,
+    actions: VecDeque<Action>,
+    lans: Vec<LanState>,
+    /// The peer's newest heartbeat.
+    peer: Option<Heartbeat>,
+    held: Held,
+    pending: VecDeque<Intent>,
+    loops: LoopGuard,
+    resources: BTreeMap<String, ResourceState>,
+    hb_seq: u64,
+    next_pulse: Instant,
+    /// After a start, how long to listen for the peer before deciding alone.
+    listen_until: Option<Instant>,
+    /// Role before this start (for `defaultprim="lastprim"`).
+    role_before_start: Option<Role>,
+    /// SECOND asks its primary to swap.
+    swap_request: Option<SwapKind>,
+    /// "Split brain recovery: staying alone" was logged for this episode.
+    split_logged: bool,
+    /// Reintegration progress (bytes done, total).
+    progress: Option<(u64, u64)>,
+}
+
+impl MirrorEngine {
+    /// A module engine at `now`, from what the node persisted (`Persistent::default()`
+    /// for a newly installed module). `incarnation` must grow at each daemon start.
+    pub fn new(cfg: EngineConfig, persisted: Persistent, incarnation: u64, now: Instant) -> Self {
+        let lans = vec![LanState::default(); cfg.lans.len().max(1)];
+        Self {
+            unclean: persisted.running,
+            cfg,
+            incarnation,
+            now,
+            status: Status::new(State::Stop, Readiness::NotReady),
+            phase: Phase::Stopped,
+            p: persisted,
+            seq: Sequencer::default(),
+            actions: VecDeque::new(),
+            lans,
+            peer: None,
+            held: Held::default(),
+            pending: VecDeque::new(),
+            loops: LoopGuard::default(),
+            resources: BTreeMap::new(),
+            hb_seq: 0,
+            next_pulse: now,
+            listen_until: None,
+            role_before_start: None,
+            swap_request: None,
+            split_logged: false,
+            progress: None,
+        }
+    }
+
+    // ---- getters -------------------------------------------------------
+
+    /// Local status.
+    pub const fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// What is persisted.
+    pub const fn persistent(&self) -> &Persistent {
+        &self.p
+    }
+
+    /// The peer's status as last heard, `None` when all heartbeats are lost.
+    pub fn peer_status(&self) -> Option<Status> {
+        self.live_peer().map(|h| h.status)
+    }
+
+    /// The VIP is configured by this node.
+    pub const fn holds_vip(&self) -> bool {
+        self.held.vip
+    }
+
+    /// Replication role held, if any.
+    pub const fn replication(&self) -> Option<ReplicaRole> {
+        self.held.repl
+    }
+
+    /// Resources: `heartbeat.*`, `rfs.*`, `usersetting.*`, checker resources.
+    pub fn resources(&self) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        for (i, l) in self.cfg.lans.iter().enumerate() {
+            let up = self.lans.get(i).is_some_and(|s| s.up);
+            out.insert(format!("heartbeat.{}", l.ident), if up { "up" } else { "down" }.into());
+        }
+        let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
+        out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
+        out.insert("rfs.degraded".into(), onoff(matches!(self.phase, Phase::Alone { degraded: true, .. })));
+        out.insert("usersetting.failover".into(), if self.p.failover { "on" } else { "off" }.into());
+        out.insert("state.local".into(), self.status.state.to_string());
+        out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
+        out.insert("heart.stopstartloop".into(), self.loops.count().to_string());
+        if let Some((done, total)) = self.progress {
+            out.insert("rfs.reintegration".into(), format!("{done}/{total}"));
+        }
+        out
+    }
+
+    /// Why the module waits, if it is WAIT (NotReady).
+    pub fn wait_reason(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Waiting(r) => Some(format!("{r:?}")),
+            _ => None,
+        }
+    }
+
+    // ---- events ----------------------------------------------------------
+
+    /// Feeds one event. Malformed or irrelevant input is logged (D) and dropped.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.now = now;
+        match input {
+            Input::Heartbeat { lan, hb } => self.on_heartbeat(lan, hb),
+            Input::HeartbeatLost { lan } => {
+                if lan < self.lans.len() {
+                    self.lan_down(lan);
+                }
+            }
+            Input::ScriptDone { run, success } => {
+                if self.seq.complete(run) {
+                    if !success {
+                        self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
+                    }
+                } else {
+                    self.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
+                }
+            }
+            Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
+            Input::Resource { name, state } => self.on_resource(name, state),
+            Input::Replication(ev) => self.on_replication(ev),
+        }
+        self.drive();
+    }
+
+    /// Time passed: heartbeat deadlines, pulses, the start listening window.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        for i in 0..self.lans.len() {
+            let timeout = self.cfg.lans.get(i).map_or(Duration::from_secs(30), |l| l.timeout);
+            if self.lans[i].up && self.lans[i].last_rx.is_some_and(|t| now >= t + timeout) {
+                self.lan_down(i);
+            }
+        }
+        if self.listen_until.is_some_and(|t| now >= t) {
+            self.listen_until = None;
+        }
+        if now >= self.next_pulse {
+            self.send_heartbeat();
+        }
+        self.drive();
+    }
+
+    /// An administrator (or detector, with an identity) command.
+    pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        self.now = now;
+        let r = self.apply_command(cmd);
+        self.drive();
+        r
+    }
+
+    // ---- outputs -----------------------------------------------------------
+
+    /// The next effect to carry out.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call `handle_timeout` next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_pulse;
+        for (i, l) in self.lans.iter().enumerate() {
+            if let (true, Some(rx), Some(cfg)) = (l.up, l.last_rx, self.cfg.lans.get(i)) {
+                t = t.min(rx + cfg.timeout);
+            }
+        }
+        if let Some(l) = self.listen_until {
+            t = t.min(l);
+        }
+        Some(t)
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    fn log(&mut self, level: LogLevel, message: impl Into<String>) {
+        self.actions.push_back(Action::Log { level, message: message.into() });
+    }
+
+    fn any_lan_up(&self) -> bool {
+        self.lans.iter().any(|l| l.up)
+    }
+
+    /// The peer's last heartbeat while at least one network carries it.
+    fn live_peer(&self) -> Option<&Heartbeat> {
+        if self.any_lan_up() { self.peer.as_ref() } else { None }
+    }
+
+    fn peer_primary(&self) -> bool {
+        self.live_peer().is_some_and(|h| h.primary_active)
+    }
+
+    /// Holds VIP, application or replication source.
+    fn primary_active(&self) -> bool {
+        self.held.vip || self.held.repl == Some(ReplicaRole::Primary) || self.held.app.contains(&CheckerClass::Prim)
+    }
+
+    fn data_status(&self) -> DataStatus {
+        DataStatus { gen: self.p.gen, uptodate: self.p.uptodate, partial: self.p.partial, last_role: self.p.last_role, unclean: self.unclean }
+    }
+
+    fn heartbeat(&mut self) -> Heartbeat {
+        self.hb_seq += 1;
+        Heartbeat {
+            node: self.cfg.node.clone(),
+            incarnation: self.incarnation,
+            seq: self.hb_seq,
+            status: self.status,
+            primary_active: self.primary_active(),
+            data: self.data_status(),
+            failover: self.p.failover,
+            full_sync_required: self.p.full_sync_required,
+            degraded: matches!(self.phase, Phase::Alone { degraded: true, .. }),
+            alone_after_failover: matches!(self.phase, Phase::Alone { via_failover: true, .. }),
+            swap_request: self.swap_request,
+            handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
+        }
+    }
+
+    fn send_heartbeat(&mut self) {
+        let hb = self.heartbeat();
+        self.actions.push_back(Action::SendHeartbeat(hb));
+        self.next_pulse = self.now + self.cfg.pulse();
+    }
+
+    fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
+        if lan >= self.lans.len() || hb.node != self.cfg.peer {
+            self.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
+            return;
+        }
+        let newer = self.peer.as_ref().is_none_or(|p| hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq));
+        let was_live = self.any_lan_up();
+        let l = &mut self.lans[lan];
+        l.last_rx = Some(self.now);
+        if !l.up {
+            l.up = true;
+            let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+            self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
+        }
+        if newer {
+            let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
+            if changed {
+                self.log(LogLevel::E, format!("Remote state {}", hb.status));
+            }
+            self.peer = Some(hb);
+        }
+    }
+
+    fn lan_down(&mut self, lan: usize) {
+        if !self.lans[lan].up {
+            return;
+        }
+        self.lans[lan].up = false;
+        let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+        self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
+        if !self.any_lan_up() {
+            self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
+        }
+    }
+
+    fn on_resource(&mut self, name: String, state: ResourceState) {
+        if self.resources.get(&name) == Some(&state) {
+            return;
+        }
+        self.log(LogLevel::E, format!("Resource {name} set to {state}"));
+        self.resources.insert(name.clone(), state);
+        if state != ResourceState::Down || self.phase == Phase::Stopped {
+            return;
+        }
+        let rules: Vec<_> = self.cfg.rules.iter().filter(|r| r.resource == name && self.held.checkers.contains(&r.class)).cloned().collect();
+        for r in rules {
+            let intent = match r.action {
+                super::RuleAction::Wait => Intent::RuleWait(r.label),
+                super::RuleAction::Restart => Intent::Command(CommandKind::Restart, r.label),
+                super::RuleAction::Stopstart => Intent::Command(CommandKind::Stopstart, r.label),
+                super::RuleAction::Stop => Intent::Command(CommandKind::Stop, r.label),
+            };
+            self.pending.push_back(intent);
+        }
+    }
+
+    fn on_replication(&mut self, ev: ReplicationEvent) {
+        match ev {
+            ReplicationEvent::ReintegrationProgress { done, total } => self.progress = Some((done, total)),
+            ReplicationEvent::ReintegrationDone => {
+                if self.phase == Phase::Second(SecondPhase::Reintegrating) {
+                    self.progress = None;
+                    self.log(LogLevel::E, "Reintegration ended (synchronize)");
+                    self.seq.extend(marks::second_ready_plan(self.peer_gen()));
+                    self.phase = Phase::Busy;
+                }
+            }
+            ReplicationEvent::ReintegrationFailed { reason } => {
+                if self.phase == Phase::Second(SecondPhase::Reintegrating) {
+                    self.log(LogLevel::C, format!("Reintegration failed: {reason}"));
+                    let _ = self.apply_command(Command::by(CommandKind::Stopstart, "rfs"));
+                }
+            }
+            ReplicationEvent::Degraded { reason } => {
+                if matches!(self.phase, Phase::Prim | Phase::Alone { .. }) {
+                    self.log(LogLevel::C, format!("Replication failure: {reason}"));
+                    self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
+                    let via = matches!(self.phase, Phase::Alone { via_failover: true, .. });
+                    if self.phase == Phase::Prim {
+                        self.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
+                        self.phase = Phase::Busy;
+                    } else {
+                        self.phase = Phase::Alone { via_failover: via, degraded: true };
+                        self.send_heartbeat();
+                    }
+                }
+            }
+            ReplicationEvent::SecondaryLost { reason } => {
+                if self.phase == Phase::Prim {
+                    self.log(LogLevel::C, format!("Secondary dropped: {reason}"));
+                    self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
+                    self.phase = Phase::Busy;
+                }
+            }
+        }
+    }
+
+    fn peer_gen(&self) -> u64 {
+        self.peer.as_ref().map_or(self.p.gen, |h| h.data.gen)
+    }
+
+    fn on_witness(&mut self, run: RunId, reachable: bool) {
+        let Phase::AskingWitness { run: asked, was_prim } = self.phase.clone() else { return };
+        if asked != run {
+            return;
+        }
+        if self.any_lan_up() {
+            // The peer came back while we asked: nothing to decide.
+            self.phase = if was_prim { Phase::Prim } else { Phase::Second(SecondPhase::Ready) };
+            return;
+        }
+        if reachable {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            self.seq.extend(if was_prim {
+                marks::prim_to_alone_plan(false, "no heartbeat")
+            } else {
+                marks::failover_plan("no heartbeat")
+            });
+        } else {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.p.uptodate = false;
+            self.actions.push_back(Action::Persist(self.p.clone()));
+            self.seq.extend([marks::Step::Mark(Mark::StopAll { action: super::ScriptAction::Stopwait, then: StopThen::Wait(WaitReason::SplitBrain), force_only: false })]);
+        }
+        self.phase = Phase::Busy;
+    }
+
+    /// Runs the plan, and decisions when it is over, until it waits.
+    fn drive(&mut self) {
+        for _ in 0..1_000 {
+            match self.seq.next(self.cfg.scripts) {
+                super::plan::Next::Run(run) => {
+                    self.track_script(run.script, run.force);
+                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
+                    self.actions.push_back(Action::RunScript(run));
+                    return;
+                }
+                super::plan::Next::Mark(m) => self.apply_mark(m),
+                super::plan::Next::Idle => {
+                    if self.seq.busy() || !self.decide() {
+                        return;
+                    }
+                }
+            }
+        }
+        self.log(LogLevel::C, "engine decision loop did not settle; waiting for the next event");
+    }
+
+    /// Records which application parts are started (start_xx/stop_xx emitted).
+    fn track_script(&mut self, script: ScriptKind, force: bool) {
+        let part = match script {
+            ScriptKind::StartPrim | ScriptKind::StopPrim => CheckerClass::Prim,
+            ScriptKind::StartSecond | ScriptKind::StopSecond => CheckerClass::Second,
+            ScriptKind::StartSec | ScriptKind::StopSec => CheckerClass::Sec,
+            ScriptKind::StartBoth | ScriptKind::StopBoth => CheckerClass::Both,
+            _ => return,
+        };
+        match script {
+            ScriptKind::StartPrim | ScriptKind::StartSecond | ScriptKind::StartSec | ScriptKind::StartBoth => {
+                self.held.app.insert(part);
+            }
+            _ if !force => {
+                self.held.app.remove(&part);
+            }
+            _ => {}
+        }
+    }
+
+    /// Status change: state-changed action, log line, immediate heartbeat.
+    fn set_status(&mut self, to: Status) {
+        if to == self.status {
+            return;
+        }
+        let from = self.status;
+        self.status = to;
+        self.actions.push_back(Action::StateChanged { from, to });
+        self.log(LogLevel::E, format!("Local state {to}"));
+        self.send_heartbeat();
+    }
+}
