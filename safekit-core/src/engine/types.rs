@@ -97,7 +97,9 @@ impl fmt::Display for Status {
 
 /// Correlates a script run or witness check with its result, so a late result
 /// of a superseded run is recognised and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct RunId(pub u64);
 
 /// Module scripts (reference §5.3).
@@ -201,13 +203,19 @@ impl ScriptRun {
         if self.force {
             v.push("force".to_string());
         }
-        v.extend([self.from.as_str().to_string(), self.to.as_str().to_string(), self.action.as_str().to_string()]);
+        v.extend([
+            self.from.as_str().to_string(),
+            self.to.as_str().to_string(),
+            self.action.as_str().to_string(),
+        ]);
         v
     }
 }
 
 /// Classes of checkers and errd processes, enabled and disabled with the scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum CheckerClass {
     /// From prestart to poststop.
     Pre,
@@ -240,7 +248,9 @@ pub enum SyncMode {
 }
 
 /// Log levels of the module log (reference §9.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum LogLevel {
     /// Debug (verbose log only).
     D,
@@ -285,14 +295,31 @@ impl fmt::Display for ResourceState {
 pub enum Role {
     /// PRIM (with a secondary in sync).
     Prim,
-    /// ALONE (the peer is behind).
+    /// ALONE (the peer is behind), reached from WAIT or PRIM.
     Alone,
+    /// ALONE reached by failing over from SECOND: when two nodes come back
+    /// with the same generation, this one went on after the other stopped.
+    AloneAfterFailover,
     /// SECOND.
     Second,
 }
 
+impl Role {
+    /// PRIM or ALONE.
+    pub const fn is_primary(self) -> bool {
+        !matches!(self, Self::Second)
+    }
+
+    /// ALONE, either way.
+    pub const fn is_alone(self) -> bool {
+        matches!(self, Self::Alone | Self::AloneAfterFailover)
+    }
+}
+
 /// Currency of the local replicated data, as persisted and as told to the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct DataStatus {
     /// Data generation: bumped each time a node becomes primary without a
     /// secondary in sync, adopted by a secondary when its reintegration ends.
@@ -561,12 +588,18 @@ pub struct Command {
 impl Command {
     /// An administrator command.
     pub const fn admin(kind: CommandKind) -> Self {
-        Self { kind, identity: None }
+        Self {
+            kind,
+            identity: None,
+        }
     }
 
     /// A command issued by a detector.
     pub fn by(kind: CommandKind, identity: &str) -> Self {
-        Self { kind, identity: Some(identity.to_string()) }
+        Self {
+            kind,
+            identity: Some(identity.to_string()),
+        }
     }
 }
 

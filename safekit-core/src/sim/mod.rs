@@ -1,1 +1,808 @@
-//! sim
+//! Deterministic simulation of a two-node mirror cluster.
+//!
+//! Two real [`MirrorEngine`]s run against fakes: scripts finish after a drawn
+//! delay, reintegration copies the primary's data after a delay, the VIP is a
+//! flag, and heartbeats cross a seeded network with loss, delay and
+//! partitions per direction and per network. Time is simulated (an event
+//! queue), so an hour of cluster life takes milliseconds, and a seed replays
+//! the same run exactly.
+//!
+//! The application is modelled as writes with unique ids made by the primary
+//! while it is Ready. A write made while PRIM reaches the secondary only if
+//! the replication session is up; otherwise it blocks (as a real synchronous
+//! write would) until the primary drops its secondary.
+//!
+//! After every event the invariants of the issue are checked; see
+//! [`SimCluster::violations`].
+
+mod rng;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::time::{Duration, Instant};
+
+pub use rng::Rng;
+
+use crate::config::DefaultPrim;
+use crate::engine::{
+    Action, Command, CommandKind, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine,
+    Persistent, Readiness, ReplicaRole, ReplicationEvent, RunId, State, Status,
+};
+
+/// Knobs of a simulated cluster.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Heartbeat pulse.
+    pub pulse: Duration,
+    /// Heartbeat timeout.
+    pub timeout: Duration,
+    /// Number of heartbeat networks (network 0 also carries replication).
+    pub lans: usize,
+    /// A split-brain witness checker is configured.
+    pub splitbrain: bool,
+    /// `defaultprim`.
+    pub defaultprim: DefaultPrim,
+    /// Longest script run.
+    pub max_script: Duration,
+    /// Duration of a reintegration.
+    pub reintegration: Duration,
+    /// Heartbeat loss, per million packets.
+    pub loss_ppm: u32,
+    /// Interval between application writes on the primary.
+    pub write_interval: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            pulse: Duration::from_millis(100),
+            timeout: Duration::from_millis(1000),
+            lans: 2,
+            splitbrain: false,
+            defaultprim: DefaultPrim::Alone,
+            max_script: Duration::from_millis(150),
+            reintegration: Duration::from_millis(400),
+            loss_ppm: 20_000,
+            write_interval: Duration::from_millis(150),
+        }
+    }
+}
+
+/// What the schedule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Let time pass.
+    Advance(Duration),
+    /// Cut heartbeats (and replication, on network 0) from `from` to the other
+    /// node on network `lan` (`None` = all networks).
+    Cut {
+        /// Sender side.
+        from: usize,
+        /// Network, or all.
+        lan: Option<usize>,
+    },
+    /// Restore every network in both directions.
+    Heal,
+    /// Power loss of a node: its engine is gone, its VIP too.
+    Crash(usize),
+    /// Reboot of a crashed node: a new engine from its persisted state.
+    Restart(usize),
+    /// An administrator command on a node.
+    Admin(usize, CommandKind),
+    /// Witness reachability from a node.
+    Witness(usize, bool),
+    /// Unrecoverable replication error on a node (degraded if primary).
+    ReplicationFailure(usize),
+}
+
+/// One node of the simulation.
+#[derive(Debug)]
+struct SimNode {
+    name: String,
+    engine: Option<MirrorEngine>,
+    persisted: Persistent,
+    incarnation: u64,
+    vip: bool,
+    repl: Option<ReplicaRole>,
+    data: BTreeSet<u64>,
+    witness: bool,
+    /// `prim`/`primforce` was used since the last STOP: stale data allowed.
+    forced: bool,
+    /// Reintegration in flight (token).
+    reint: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Deliver {
+        to: usize,
+        lan: usize,
+        incarnation: u64,
+        hb: Box<Heartbeat>,
+    },
+    Script {
+        node: usize,
+        incarnation: u64,
+        run: RunId,
+    },
+    Witness {
+        node: usize,
+        incarnation: u64,
+        run: RunId,
+    },
+    Reintegrated {
+        node: usize,
+        token: u64,
+    },
+    SecondaryLost {
+        node: usize,
+        incarnation: u64,
+    },
+    Write,
+}
+
+/// A queued event, ordered by time then insertion.
+#[derive(Debug)]
+struct Queued(Instant, u64, Event);
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0, self.1) == (o.0, o.1)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(o.0, o.1))
+    }
+}
+
+/// Two mirror engines, fakes and a network. See the [module docs](self).
+#[derive(Debug)]
+pub struct SimCluster {
+    cfg: SimConfig,
+    base: Instant,
+    now: Instant,
+    rng: Rng,
+    nodes: [SimNode; 2],
+    queue: BinaryHeap<Reverse<Queued>>,
+    qseq: u64,
+    /// `cut[from][lan]`.
+    cut: [Vec<bool>; 2],
+    /// Replication session primary→secondary is established.
+    session: bool,
+    next_write: u64,
+    /// Acknowledged writes every later primary must have.
+    required: BTreeSet<u64>,
+    /// Writes acknowledged since the replication session last broke: a split
+    /// brain (both nodes primary at once) may legitimately lose them, since a
+    /// ping witness cannot tell an asymmetric partition from a dead peer.
+    at_risk: Vec<u64>,
+    /// Last time heartbeat flow was disturbed (fault, heal, crash, gap).
+    disturbed: Instant,
+    last_delivery: [Option<Instant>; 2],
+    token: u64,
+    violations: Vec<String>,
+    trace: Vec<String>,
+    /// Both ALONE was seen while the witness was reachable from one side only.
+    pub witness_one_sided: bool,
+}
+
+fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
+    EngineConfig {
+        node: node.into(),
+        peer: peer.into(),
+        lans: (0..cfg.lans)
+            .map(|i| LanTiming {
+                ident: if i == 0 {
+                    "flow".into()
+                } else {
+                    format!("lan{i}")
+                },
+                pulse: cfg.pulse,
+                timeout: cfg.timeout,
+            })
+            .collect(),
+        failover: true,
+        defaultprim: cfg.defaultprim.clone(),
+        maxloop: 3,
+        loop_interval: Duration::from_secs(86_400),
+        splitbrain: cfg.splitbrain,
+        scripts: true,
+        rules: Vec::new(),
+    }
+}
+
+impl SimCluster {
+    /// A cluster of node1 and node2, both stopped, never configured before.
+    pub fn new(cfg: SimConfig, seed: u64) -> Self {
+        let base = Instant::now();
+        let mk = |name: &str, peer: &str, inc: u64| SimNode {
+            name: name.into(),
+            engine: Some(MirrorEngine::new(
+                engine_config(&cfg, name, peer),
+                Persistent::default(),
+                inc,
+                base,
+            )),
+            persisted: Persistent::default(),
+            incarnation: inc,
+            vip: false,
+            repl: None,
+            data: BTreeSet::new(),
+            witness: true,
+            forced: false,
+            reint: None,
+        };
+        let lans = cfg.lans;
+        let mut sim = Self {
+            nodes: [mk("node1", "node2", 1), mk("node2", "node1", 1)],
+            cfg,
+            base,
+            now: base,
+            rng: Rng::new(seed),
+            queue: BinaryHeap::new(),
+            qseq: 0,
+            cut: [vec![false; lans], vec![false; lans]],
+            session: false,
+            next_write: 1,
+            required: BTreeSet::new(),
+            disturbed: base,
+            last_delivery: [None, None],
+            token: 0,
+            at_risk: Vec::new(),
+            violations: Vec::new(),
+            trace: Vec::new(),
+            witness_one_sided: false,
+        };
+        let w = sim.cfg.write_interval;
+        sim.schedule(w, Event::Write);
+        sim.drain(0);
+        sim.drain(1);
+        sim
+    }
+
+    /// Simulated time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.base
+    }
+
+    /// Status of a node (`None` while crashed).
+    pub fn status(&self, n: usize) -> Option<Status> {
+        self.nodes[n].engine.as_ref().map(MirrorEngine::status)
+    }
+
+    /// Invariant violations seen so far (empty = all held).
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    /// A digest of everything that happened, to check determinism.
+    pub fn trace_digest(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for line in &self.trace {
+            for b in line.bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// The last `n` trace lines (for failure reports).
+    pub fn trace_tail(&self, n: usize) -> String {
+        let start = self.trace.len().saturating_sub(n);
+        self.trace[start..].join("\n")
+    }
+
+    /// Brings a fresh pair to PRIM/SECOND the documented way: `prim` on node1,
+    /// then `start` on node2. Returns false if it did not converge.
+    pub fn bootstrap(&mut self) -> bool {
+        self.apply(&Op::Admin(0, CommandKind::Prim { fullsync: false }));
+        self.run_for(Duration::from_secs(3));
+        self.apply(&Op::Admin(1, CommandKind::Start));
+        self.run_until_pair(Duration::from_secs(30))
+    }
+
+    /// Applies one schedule step.
+    pub fn apply(&mut self, op: &Op) {
+        self.trace.push(format!("{:?} op {op:?}", self.elapsed()));
+        match op {
+            Op::Advance(d) => self.run_for(*d),
+            Op::Cut { from, lan } => {
+                for (i, c) in self.cut[*from].iter_mut().enumerate() {
+                    if lan.is_none_or(|l| l == i) {
+                        *c = true;
+                    }
+                }
+                if self.cut[*from][0] {
+                    self.break_session();
+                }
+                self.disturbed = self.now;
+            }
+            Op::Heal => {
+                for side in &mut self.cut {
+                    side.iter_mut().for_each(|c| *c = false);
+                }
+                self.disturbed = self.now;
+            }
+            Op::Crash(n) => {
+                let node = &mut self.nodes[*n];
+                if node.engine.take().is_some() {
+                    node.vip = false;
+                    node.repl = None;
+                    node.reint = None;
+                    node.forced = false;
+                    self.break_session();
+                    self.disturbed = self.now;
+                }
+            }
+            Op::Restart(n) => {
+                if self.nodes[*n].engine.is_none() {
+                    let peer = self.nodes[1 - *n].name.clone();
+                    let node = &mut self.nodes[*n];
+                    node.incarnation += 1;
+                    node.engine = Some(MirrorEngine::new(
+                        engine_config(&self.cfg, &node.name, &peer),
+                        node.persisted.clone(),
+                        node.incarnation,
+                        self.now,
+                    ));
+                    self.disturbed = self.now;
+                    self.drain(*n);
+                }
+            }
+            Op::Admin(n, kind) => {
+                let now = self.now;
+                if let Some(e) = self.nodes[*n].engine.as_mut() {
+                    let stopped = e.status().state == State::Stop;
+                    let r = e.command(now, Command::admin(kind.clone()));
+                    self.trace.push(format!("  -> {r:?}"));
+                    if r.is_ok()
+                        && stopped
+                        && matches!(kind, CommandKind::Prim { .. } | CommandKind::Primforce)
+                    {
+                        self.nodes[*n].forced = true;
+                    }
+                    self.drain(*n);
+                }
+            }
+            Op::Witness(n, up) => self.nodes[*n].witness = *up,
+            Op::ReplicationFailure(n) => {
+                if self.nodes[*n].repl == Some(ReplicaRole::Primary) {
+                    self.break_session();
+                    self.input(
+                        *n,
+                        Input::Replication(ReplicationEvent::Degraded {
+                            reason: "simulated".into(),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs the simulation for `d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..1_000_000 {
+            let next_q = self.queue.peek().map(|Reverse(q)| q.0);
+            let next_e = (0..2)
+                .filter_map(|i| {
+                    self.nodes[i]
+                        .engine
+                        .as_ref()
+                        .and_then(MirrorEngine::poll_timeout)
+                })
+                .min();
+            let next = [next_q, next_e].into_iter().flatten().min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    if next_q == Some(t) {
+                        let Some(Reverse(Queued(_, _, ev))) = self.queue.pop() else {
+                            break;
+                        };
+                        self.event(ev);
+                    } else {
+                        for i in 0..2 {
+                            let due = self.nodes[i]
+                                .engine
+                                .as_ref()
+                                .and_then(MirrorEngine::poll_timeout)
+                                .is_some_and(|x| x <= self.now);
+                            if due {
+                                let now = self.now;
+                                if let Some(e) = self.nodes[i].engine.as_mut() {
+                                    e.handle_timeout(now);
+                                }
+                                self.drain(i);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    self.now = end;
+                    return;
+                }
+            }
+        }
+        self.violations
+            .push("simulation did not advance (event storm)".into());
+    }
+
+    /// Runs until the pair is PRIM Ready + SECOND Ready (true) or `limit` passes.
+    pub fn run_until_pair(&mut self, limit: Duration) -> bool {
+        let step = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        while waited < limit {
+            if self.is_pair() {
+                return true;
+            }
+            self.run_for(step);
+            waited += step;
+        }
+        self.is_pair()
+    }
+
+    fn is_pair(&self) -> bool {
+        let s: Vec<Option<Status>> = (0..2).map(|i| self.status(i)).collect();
+        let prim = Some(Status::new(State::Prim, Readiness::Ready));
+        let second = Some(Status::new(State::Second, Readiness::Ready));
+        (s[0] == prim && s[1] == second) || (s[0] == second && s[1] == prim)
+    }
+
+    /// Heals every fault and starts what is down, as an operator would after
+    /// an incident; then the pair must converge.
+    pub fn heal_all(&mut self) {
+        self.apply(&Op::Heal);
+        for n in 0..2 {
+            self.apply(&Op::Witness(n, true));
+            self.apply(&Op::Restart(n));
+        }
+        self.run_for(Duration::from_secs(2));
+        for n in 0..2 {
+            let degraded = self.nodes[n]
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.resources().get("rfs.degraded").is_some_and(|v| v == "up"));
+            if degraded {
+                // SafeKit's documented recovery: stop and start the degraded primary.
+                self.apply(&Op::Admin(n, CommandKind::Stop));
+                self.run_for(Duration::from_secs(3));
+            }
+        }
+        for n in 0..2 {
+            if self.status(n).is_some_and(|s| s.state == State::Stop) {
+                self.apply(&Op::Admin(n, CommandKind::Start));
+            }
+        }
+    }
+
+    fn schedule(&mut self, after: Duration, ev: Event) {
+        self.qseq += 1;
+        self.queue
+            .push(Reverse(Queued(self.now + after, self.qseq, ev)));
+    }
+
+    fn break_session(&mut self) {
+        if self.session {
+            self.session = false;
+            // A primary that had a secondary notices at its next write.
+            for n in 0..2 {
+                if self.nodes[n].repl == Some(ReplicaRole::Primary) {
+                    if let Some(e) = &self.nodes[n].engine {
+                        if e.status().state == State::Prim {
+                            let inc = self.nodes[n].incarnation;
+                            self.schedule(
+                                Duration::from_millis(200),
+                                Event::SecondaryLost {
+                                    node: n,
+                                    incarnation: inc,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, n: usize, input: Input) {
+        let now = self.now;
+        if let Some(e) = self.nodes[n].engine.as_mut() {
+            e.handle_input(now, input);
+        }
+        self.drain(n);
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Deliver {
+                to,
+                lan,
+                incarnation,
+                hb,
+            } => {
+                let from = 1 - to;
+                if self.nodes[from].incarnation != incarnation || self.nodes[to].engine.is_none() {
+                    return;
+                }
+                if let Some(prev) = self.last_delivery[from] {
+                    if self.now - prev > self.cfg.timeout * 4 / 5 {
+                        self.disturbed = self.now;
+                    }
+                }
+                self.last_delivery[from] = Some(self.now);
+                self.input(to, Input::Heartbeat { lan, hb: *hb });
+            }
+            Event::Script {
+                node,
+                incarnation,
+                run,
+            } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.input(node, Input::ScriptDone { run, success: true });
+                }
+            }
+            Event::Witness {
+                node,
+                incarnation,
+                run,
+            } => {
+                if self.nodes[node].incarnation == incarnation {
+                    let reachable = self.nodes[node].witness;
+                    self.input(node, Input::WitnessResult { run, reachable });
+                }
+            }
+            Event::SecondaryLost { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && !self.session {
+                    self.input(
+                        node,
+                        Input::Replication(ReplicationEvent::SecondaryLost {
+                            reason: "simulated timeout".into(),
+                        }),
+                    );
+                }
+            }
+            Event::Reintegrated { node, token } => {
+                if self.nodes[node].reint != Some(token) {
+                    return;
+                }
+                self.nodes[node].reint = None;
+                let p = 1 - node;
+                let ok = self.session
+                    && self.nodes[p].repl == Some(ReplicaRole::Primary)
+                    && !self.cut[p][0];
+                if ok {
+                    self.nodes[node].data = self.nodes[p].data.clone();
+                    self.input(
+                        node,
+                        Input::Replication(ReplicationEvent::ReintegrationDone),
+                    );
+                } else {
+                    self.input(
+                        node,
+                        Input::Replication(ReplicationEvent::ReintegrationFailed {
+                            reason: "primary unreachable".into(),
+                        }),
+                    );
+                }
+            }
+            Event::Write => {
+                self.write();
+                let w = self.cfg.write_interval;
+                self.schedule(w, Event::Write);
+            }
+        }
+    }
+
+    fn app_running(&self, n: usize) -> bool {
+        self.nodes[n].vip
+            && self.nodes[n].engine.as_ref().is_some_and(|e| {
+                let s = e.status();
+                s.readiness == Readiness::Ready && matches!(s.state, State::Alone | State::Prim)
+            })
+    }
+
+    fn write(&mut self) {
+        let running: Vec<usize> = (0..2).filter(|&n| self.app_running(n)).collect();
+        // Writes made while both run, or while the nodes are cut from each
+        // other, may legitimately be lost by split-brain recovery (without a
+        // witness that is SafeKit's documented behaviour).
+        let partitioned = self.cut.iter().any(|side| side.iter().all(|c| *c))
+            && self.nodes.iter().all(|n| n.engine.is_some());
+        let split = running.len() == 2 || partitioned;
+        for n in running {
+            let prim = self.nodes[n]
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.status().state == State::Prim);
+            if prim && !self.session {
+                continue; // blocked until the secondary is dropped
+            }
+            let id = self.next_write;
+            self.next_write += 1;
+            self.nodes[n].data.insert(id);
+            let p = 1 - n;
+            if self.session && self.nodes[p].repl == Some(ReplicaRole::Secondary) && !self.cut[n][0]
+            {
+                self.nodes[p].data.insert(id);
+            }
+            if !split {
+                self.required.insert(id);
+            }
+            if !self.session {
+                self.at_risk.push(id);
+            }
+        }
+    }
+
+    /// Carries out the actions of node `n`.
+    fn drain(&mut self, n: usize) {
+        loop {
+            let Some(a) = self.nodes[n]
+                .engine
+                .as_mut()
+                .and_then(MirrorEngine::poll_action)
+            else {
+                break;
+            };
+            self.action(n, a);
+        }
+        self.check();
+    }
+
+    fn action(&mut self, n: usize, a: Action) {
+        let inc = self.nodes[n].incarnation;
+        match a {
+            Action::RunScript(r) => {
+                self.trace.push(format!(
+                    "{:?} {} script {:?}",
+                    self.elapsed(),
+                    self.nodes[n].name,
+                    r.args()
+                ));
+                let max = u64::try_from(self.cfg.max_script.as_millis()).unwrap_or(100);
+                let d = Duration::from_millis(self.rng.range(1, max.max(1)));
+                self.schedule(
+                    d,
+                    Event::Script {
+                        node: n,
+                        incarnation: inc,
+                        run: r.run,
+                    },
+                );
+            }
+            Action::CancelScript(_) | Action::EnableCheckers(_) | Action::DisableCheckers(_) => {}
+            Action::SetVip => self.nodes[n].vip = true,
+            Action::RemoveVip => self.nodes[n].vip = false,
+            Action::StartReplication(role) => self.nodes[n].repl = Some(role),
+            Action::StopReplication => {
+                self.nodes[n].repl = None;
+                self.nodes[n].reint = None;
+                self.break_session();
+            }
+            Action::DropSecondary => self.session = false,
+            Action::StartReintegration(_) => {
+                let p = 1 - n;
+                if self.nodes[p].repl == Some(ReplicaRole::Primary)
+                    && !self.cut[p][0]
+                    && !self.cut[n][0]
+                {
+                    self.session = true;
+                    self.at_risk.clear();
+                }
+                self.token += 1;
+                self.nodes[n].reint = Some(self.token);
+                let t = self.token;
+                let d = self.cfg.reintegration;
+                self.schedule(d, Event::Reintegrated { node: n, token: t });
+            }
+            Action::CheckWitness(run) => self.schedule(
+                Duration::from_millis(50),
+                Event::Witness {
+                    node: n,
+                    incarnation: inc,
+                    run,
+                },
+            ),
+            Action::Persist(p) => {
+                self.trace.push(format!(
+                    "{:?} {} persist gen={} uptodate={} partial={} last_role={:?} running={}",
+                    self.elapsed(),
+                    self.nodes[n].name,
+                    p.gen,
+                    p.uptodate,
+                    p.partial,
+                    p.last_role,
+                    p.running
+                ));
+                self.nodes[n].persisted = p;
+            }
+            Action::SendHeartbeat(hb) => {
+                let to = 1 - n;
+                for lan in 0..self.cfg.lans {
+                    if self.cut[n][lan] || self.rng.chance(self.cfg.loss_ppm) {
+                        continue;
+                    }
+                    let d = Duration::from_millis(self.rng.range(1, 5));
+                    self.schedule(
+                        d,
+                        Event::Deliver {
+                            to,
+                            lan,
+                            incarnation: inc,
+                            hb: Box::new(hb.clone()),
+                        },
+                    );
+                }
+            }
+            Action::Log { level, message } => self.trace.push(format!(
+                "{:?} {} {level:?} {message}",
+                self.elapsed(),
+                self.nodes[n].name
+            )),
+            Action::StateChanged { from, to } => {
+                self.trace.push(format!(
+                    "{:?} {} {from} -> {to}",
+                    self.elapsed(),
+                    self.nodes[n].name
+                ));
+                if matches!(to.state, State::Alone | State::Prim) && self.nodes[n].forced {
+                    // The administrator chose this node's data.
+                    self.required = self.nodes[n].data.clone();
+                }
+                let other_primary =
+                    self.nodes[1 - n].vip || self.nodes[1 - n].repl == Some(ReplicaRole::Primary);
+                if matches!(to.state, State::Alone | State::Prim) && other_primary {
+                    let risk: BTreeSet<u64> = self.at_risk.iter().copied().collect();
+                    self.required.retain(|w| !risk.contains(w));
+                }
+                if matches!(to.state, State::Alone | State::Prim)
+                    && !matches!(from.state, State::Alone | State::Prim)
+                    && !self.nodes[n].forced
+                    && !other_primary
+                {
+                    let missing: Vec<u64> = self
+                        .required
+                        .difference(&self.nodes[n].data)
+                        .copied()
+                        .take(5)
+                        .collect();
+                    if !missing.is_empty() {
+                        self.violations.push(format!(
+                            "{:?}: {} became {to} without acknowledged writes {missing:?} (invariant b: stale primary)",
+                            self.elapsed(),
+                            self.nodes[n].name
+                        ));
+                    }
+                }
+                if to.state == State::Stop {
+                    self.nodes[n].forced = false;
+                }
+            }
+        }
+    }
+
+    fn check(&mut self) {
+        let settle = self.cfg.timeout * 2 + self.cfg.max_script * 30 + self.cfg.reintegration;
+        let flowing = self.cut.iter().all(|side| side.iter().any(|c| !c))
+            && self.nodes.iter().all(|n| n.engine.is_some());
+        if flowing && self.now - self.disturbed > settle && self.nodes[0].vip && self.nodes[1].vip {
+            self.violations.push(format!(
+                "{:?}: both nodes hold the VIP while heartbeats flow (invariant a)",
+                self.elapsed()
+            ));
+        }
+        let alone = (0..2).all(|i| self.status(i).is_some_and(|s| s.state == State::Alone));
+        if alone && self.nodes[0].witness != self.nodes[1].witness {
+            self.witness_one_sided = true;
+        }
+        self.violations.dedup();
+    }
+}

@@ -24,8 +24,9 @@ use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::Sequencer;
 use super::types::{
-    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input, LogLevel, Persistent,
-    Readiness, ReplicaRole, ReplicationEvent, ResourceState, Role, RunId, ScriptKind, State, Status, SwapKind,
+    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input,
+    LogLevel, Persistent, Readiness, ReplicaRole, ReplicationEvent, ResourceState, Role, RunId,
+    ScriptKind, State, Status, SwapKind,
 };
 use marks::{Mark, StopThen};
 
@@ -75,14 +76,23 @@ enum SecondPhase {
 enum Phase {
     Stopped,
     /// WAIT (Transient) after prestart, choosing a role.
-    Starting { force: Option<Force> },
+    Starting {
+        force: Option<Force>,
+    },
     /// WAIT (NotReady).
     Waiting(WaitReason),
-    Alone { via_failover: bool, degraded: bool },
+    Alone {
+        via_failover: bool,
+        degraded: bool,
+    },
     Prim,
     Second(SecondPhase),
     /// All heartbeats lost: the split-brain witness is being asked.
-    AskingWitness { run: RunId, was_prim: bool },
+    AskingWitness {
+        run: RunId,
+        was_prim: bool,
+        replication_lost: bool,
+    },
     /// A transition plan is running; its last step enters the next phase.
     Busy,
 }
@@ -142,10 +152,16 @@ pub struct MirrorEngine {
     role_before_start: Option<Role>,
     /// SECOND asks its primary to swap.
     swap_request: Option<SwapKind>,
+    /// `defaultprim` already asked for its swap since this start: it asks
+    /// once, so two nodes that both were primary before (lastprim) do not
+    /// swap back and forth.
+    defaultprim_done: bool,
     /// "Split brain recovery: staying alone" was logged for this episode.
     split_logged: bool,
     /// Reintegration progress (bytes done, total).
     progress: Option<(u64, u64)>,
+    /// Next tick of the data generation while ALONE (see [`Self::alone_tick`]).
+    next_gen_tick: Option<Instant>,
 }
 
 impl MirrorEngine {
@@ -174,9 +190,20 @@ impl MirrorEngine {
             listen_until: None,
             role_before_start: None,
             swap_request: None,
+            defaultprim_done: false,
             split_logged: false,
             progress: None,
+            next_gen_tick: None,
         }
+    }
+
+    /// While ALONE without a secondary in sync, the data generation advances
+    /// every ten pulses. Two nodes that went ALONE from the same generation
+    /// (a split brain, or a failover racing a crash) then compare by how long
+    /// each went on writing alone, so after a double failure the one that
+    /// kept the application longest, and so wrote last, leads.
+    fn alone_tick(&self) -> Duration {
+        (self.cfg.pulse() * 10).max(Duration::from_millis(100))
     }
 
     // ---- getters -------------------------------------------------------
@@ -213,17 +240,34 @@ impl MirrorEngine {
 
     /// Resources: `heartbeat.*`, `rfs.*`, `usersetting.*`, checker resources.
     pub fn resources(&self) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let mut out: BTreeMap<String, String> = self
+            .resources
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
         for (i, l) in self.cfg.lans.iter().enumerate() {
             let up = self.lans.get(i).is_some_and(|s| s.up);
-            out.insert(format!("heartbeat.{}", l.ident), if up { "up" } else { "down" }.into());
+            out.insert(
+                format!("heartbeat.{}", l.ident),
+                if up { "up" } else { "down" }.into(),
+            );
         }
         let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
         out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
-        out.insert("rfs.degraded".into(), onoff(matches!(self.phase, Phase::Alone { degraded: true, .. })));
-        out.insert("usersetting.failover".into(), if self.p.failover { "on" } else { "off" }.into());
+        out.insert(
+            "rfs.degraded".into(),
+            onoff(matches!(self.phase, Phase::Alone { degraded: true, .. })),
+        );
+        out.insert(
+            "usersetting.failover".into(),
+            if self.p.failover { "on" } else { "off" }.into(),
+        );
         out.insert("state.local".into(), self.status.state.to_string());
-        out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
+        out.insert(
+            "state.remote".into(),
+            self.live_peer()
+                .map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()),
+        );
         out.insert("heart.stopstartloop".into(), self.loops.count().to_string());
         if let Some((done, total)) = self.progress {
             out.insert("rfs.reintegration".into(), format!("{done}/{total}"));
@@ -254,10 +298,16 @@ impl MirrorEngine {
             Input::ScriptDone { run, success } => {
                 if self.seq.complete(run) {
                     if !success {
-                        self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
+                        self.log(
+                            LogLevel::E,
+                            format!("Script run {} ended with an error", run.0),
+                        );
                     }
                 } else {
-                    self.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
+                    self.log(
+                        LogLevel::D,
+                        format!("late result of script run {} ignored", run.0),
+                    );
                 }
             }
             Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
@@ -271,7 +321,11 @@ impl MirrorEngine {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         for i in 0..self.lans.len() {
-            let timeout = self.cfg.lans.get(i).map_or(Duration::from_secs(30), |l| l.timeout);
+            let timeout = self
+                .cfg
+                .lans
+                .get(i)
+                .map_or(Duration::from_secs(30), |l| l.timeout);
             if self.lans[i].up && self.lans[i].last_rx.is_some_and(|t| now >= t + timeout) {
                 self.lan_down(i);
             }
@@ -282,7 +336,29 @@ impl MirrorEngine {
         if now >= self.next_pulse {
             self.send_heartbeat();
         }
+        self.tick_generation(now);
         self.drive();
+    }
+
+    fn tick_generation(&mut self, now: Instant) {
+        let alone_ready =
+            matches!(self.phase, Phase::Alone { .. }) && self.status.readiness == Readiness::Ready;
+        let peer_following = self
+            .live_peer()
+            .is_some_and(|h| h.status.state == State::Second);
+        if !alone_ready || peer_following {
+            self.next_gen_tick = None;
+            return;
+        }
+        match self.next_gen_tick {
+            None => self.next_gen_tick = Some(now + self.alone_tick()),
+            Some(t) if now >= t => {
+                self.p.gen += 1;
+                self.actions.push_back(Action::Persist(self.p.clone()));
+                self.next_gen_tick = Some(now + self.alone_tick());
+            }
+            Some(_) => {}
+        }
     }
 
     /// An administrator (or detector, with an identity) command.
@@ -313,13 +389,19 @@ impl MirrorEngine {
         if let Some(l) = self.listen_until {
             t = t.min(l);
         }
+        if let Some(g) = self.next_gen_tick {
+            t = t.min(g);
+        }
         Some(t)
     }
 
     // ---- internals -------------------------------------------------------
 
     fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.actions.push_back(Action::Log { level, message: message.into() });
+        self.actions.push_back(Action::Log {
+            level,
+            message: message.into(),
+        });
     }
 
     fn any_lan_up(&self) -> bool {
@@ -328,7 +410,11 @@ impl MirrorEngine {
 
     /// The peer's last heartbeat while at least one network carries it.
     fn live_peer(&self) -> Option<&Heartbeat> {
-        if self.any_lan_up() { self.peer.as_ref() } else { None }
+        if self.any_lan_up() {
+            self.peer.as_ref()
+        } else {
+            None
+        }
     }
 
     fn peer_primary(&self) -> bool {
@@ -337,11 +423,19 @@ impl MirrorEngine {
 
     /// Holds VIP, application or replication source.
     fn primary_active(&self) -> bool {
-        self.held.vip || self.held.repl == Some(ReplicaRole::Primary) || self.held.app.contains(&CheckerClass::Prim)
+        self.held.vip
+            || self.held.repl == Some(ReplicaRole::Primary)
+            || self.held.app.contains(&CheckerClass::Prim)
     }
 
     fn data_status(&self) -> DataStatus {
-        DataStatus { gen: self.p.gen, uptodate: self.p.uptodate, partial: self.p.partial, last_role: self.p.last_role, unclean: self.unclean }
+        DataStatus {
+            gen: self.p.gen,
+            uptodate: self.p.uptodate,
+            partial: self.p.partial,
+            last_role: self.p.last_role,
+            unclean: self.unclean,
+        }
     }
 
     fn heartbeat(&mut self) -> Heartbeat {
@@ -356,7 +450,7 @@ impl MirrorEngine {
             failover: self.p.failover,
             full_sync_required: self.p.full_sync_required,
             degraded: matches!(self.phase, Phase::Alone { degraded: true, .. }),
-            alone_after_failover: matches!(self.phase, Phase::Alone { via_failover: true, .. }),
+            alone_after_failover: self.p.last_role == Some(Role::AloneAfterFailover),
             swap_request: self.swap_request,
             handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
         }
@@ -370,17 +464,38 @@ impl MirrorEngine {
 
     fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
         if lan >= self.lans.len() || hb.node != self.cfg.peer {
-            self.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
+            self.log(
+                LogLevel::D,
+                format!(
+                    "heartbeat from unexpected node '{}' on network {lan} dropped",
+                    hb.node
+                ),
+            );
             return;
         }
-        let newer = self.peer.as_ref().is_none_or(|p| hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq));
+        let newer = self.peer.as_ref().is_none_or(|p| {
+            hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq)
+        });
         let was_live = self.any_lan_up();
         let l = &mut self.lans[lan];
         l.last_rx = Some(self.now);
         if !l.up {
             l.up = true;
-            let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
-            self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
+            let ident = self
+                .cfg
+                .lans
+                .get(lan)
+                .map_or_else(|| "default".to_string(), |c| c.ident.clone());
+            self.log(
+                LogLevel::E,
+                format!("Resource heartbeat.{ident} set to up by heart"),
+            );
+        }
+        if newer && hb.data.gen > self.p.gen && self.p.uptodate && !self.primary_active() {
+            // The peer wrote data we do not have: ours is no longer the newest,
+            // even if the peer stops before we start again.
+            self.p.uptodate = false;
+            self.actions.push_back(Action::Persist(self.p.clone()));
         }
         if newer {
             let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
@@ -396,8 +511,15 @@ impl MirrorEngine {
             return;
         }
         self.lans[lan].up = false;
-        let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
-        self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
+        let ident = self
+            .cfg
+            .lans
+            .get(lan)
+            .map_or_else(|| "default".to_string(), |c| c.ident.clone());
+        self.log(
+            LogLevel::E,
+            format!("Resource heartbeat.{ident} set to down by heart"),
+        );
         if !self.any_lan_up() {
             self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
         }
@@ -412,7 +534,13 @@ impl MirrorEngine {
         if state != ResourceState::Down || self.phase == Phase::Stopped {
             return;
         }
-        let rules: Vec<_> = self.cfg.rules.iter().filter(|r| r.resource == name && self.held.checkers.contains(&r.class)).cloned().collect();
+        let rules: Vec<_> = self
+            .cfg
+            .rules
+            .iter()
+            .filter(|r| r.resource == name && self.held.checkers.contains(&r.class))
+            .cloned()
+            .collect();
         for r in rules {
             let intent = match r.action {
                 super::RuleAction::Wait => Intent::RuleWait(r.label),
@@ -426,7 +554,9 @@ impl MirrorEngine {
 
     fn on_replication(&mut self, ev: ReplicationEvent) {
         match ev {
-            ReplicationEvent::ReintegrationProgress { done, total } => self.progress = Some((done, total)),
+            ReplicationEvent::ReintegrationProgress { done, total } => {
+                self.progress = Some((done, total))
+            }
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;
@@ -445,12 +575,22 @@ impl MirrorEngine {
                 if matches!(self.phase, Phase::Prim | Phase::Alone { .. }) {
                     self.log(LogLevel::C, format!("Replication failure: {reason}"));
                     self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
-                    let via = matches!(self.phase, Phase::Alone { via_failover: true, .. });
+                    let via = matches!(
+                        self.phase,
+                        Phase::Alone {
+                            via_failover: true,
+                            ..
+                        }
+                    );
                     if self.phase == Phase::Prim {
-                        self.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
+                        self.seq
+                            .extend(marks::prim_to_alone_plan(true, "degraded replication"));
                         self.phase = Phase::Busy;
                     } else {
-                        self.phase = Phase::Alone { via_failover: via, degraded: true };
+                        self.phase = Phase::Alone {
+                            via_failover: via,
+                            degraded: true,
+                        };
                         self.send_heartbeat();
                     }
                 }
@@ -458,8 +598,15 @@ impl MirrorEngine {
             ReplicationEvent::SecondaryLost { reason } => {
                 if self.phase == Phase::Prim {
                     self.log(LogLevel::C, format!("Secondary dropped: {reason}"));
-                    self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
-                    self.phase = Phase::Busy;
+                    if self.cfg.splitbrain {
+                        // The replication link may be the first sign of a
+                        // partition: only the witness may let us go on alone.
+                        self.ask_witness(true, true);
+                    } else {
+                        self.seq
+                            .extend(marks::prim_to_alone_plan(false, "replication timeout"));
+                        self.phase = Phase::Busy;
+                    }
                 }
             }
         }
@@ -470,28 +617,59 @@ impl MirrorEngine {
     }
 
     fn on_witness(&mut self, run: RunId, reachable: bool) {
-        let Phase::AskingWitness { run: asked, was_prim } = self.phase.clone() else { return };
+        let Phase::AskingWitness {
+            run: asked,
+            was_prim,
+            replication_lost,
+        } = self.phase.clone()
+        else {
+            return;
+        };
         if asked != run {
             return;
         }
-        if self.any_lan_up() {
+        if self.any_lan_up() && !replication_lost {
             // The peer came back while we asked: nothing to decide.
-            self.phase = if was_prim { Phase::Prim } else { Phase::Second(SecondPhase::Ready) };
+            self.phase = if was_prim {
+                Phase::Prim
+            } else {
+                Phase::Second(SecondPhase::Ready)
+            };
             return;
         }
         if reachable {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            self.log(
+                LogLevel::E,
+                "Resource splitbrain.uptodate set to up by splitbraincheck",
+            );
             self.seq.extend(if was_prim {
-                marks::prim_to_alone_plan(false, "no heartbeat")
+                marks::prim_to_alone_plan(
+                    false,
+                    if replication_lost {
+                        "replication timeout"
+                    } else {
+                        "no heartbeat"
+                    },
+                )
             } else {
                 marks::failover_plan("no heartbeat")
             });
         } else {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
-            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.log(
+                LogLevel::E,
+                "Resource splitbrain.uptodate set to down by splitbraincheck",
+            );
+            self.log(
+                LogLevel::E,
+                "Action wait from failover rule splitbrain_failure",
+            );
             self.p.uptodate = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
-            self.seq.extend([marks::Step::Mark(Mark::StopAll { action: super::ScriptAction::Stopwait, then: StopThen::Wait(WaitReason::SplitBrain), force_only: false })]);
+            self.seq.extend([marks::Step::Mark(Mark::StopAll {
+                action: super::ScriptAction::Stopwait,
+                then: StopThen::Wait(WaitReason::SplitBrain),
+                force_only: false,
+            })]);
         }
         self.phase = Phase::Busy;
     }
@@ -502,7 +680,14 @@ impl MirrorEngine {
             match self.seq.next(self.cfg.scripts) {
                 super::plan::Next::Run(run) => {
                     self.track_script(run.script, run.force);
-                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
+                    self.log(
+                        LogLevel::S,
+                        format!(
+                            "Script {}{}",
+                            if run.force { "force " } else { "" },
+                            run.script.file_name()
+                        ),
+                    );
                     self.actions.push_back(Action::RunScript(run));
                     return;
                 }
@@ -514,7 +699,10 @@ impl MirrorEngine {
                 }
             }
         }
-        self.log(LogLevel::C, "engine decision loop did not settle; waiting for the next event");
+        self.log(
+            LogLevel::C,
+            "engine decision loop did not settle; waiting for the next event",
+        );
     }
 
     /// Records which application parts are started (start_xx/stop_xx emitted).
@@ -527,7 +715,10 @@ impl MirrorEngine {
             _ => return,
         };
         match script {
-            ScriptKind::StartPrim | ScriptKind::StartSecond | ScriptKind::StartSec | ScriptKind::StartBoth => {
+            ScriptKind::StartPrim
+            | ScriptKind::StartSecond
+            | ScriptKind::StartSec
+            | ScriptKind::StartBoth => {
                 self.held.app.insert(part);
             }
             _ if !force => {
