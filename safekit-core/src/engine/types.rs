@@ -290,6 +290,20 @@ impl fmt::Display for ResourceState {
     }
 }
 
+impl DataStatus {
+    /// Currency as one comparable value: epoch, then generation.
+    pub const fn version(&self) -> (u64, u64) {
+        (self.epoch, self.gen)
+    }
+}
+
+impl Persistent {
+    /// Currency as one comparable value: epoch, then generation.
+    pub const fn version(&self) -> (u64, u64) {
+        (self.epoch, self.gen)
+    }
+}
+
 /// The role a node last held in a Ready state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Role {
@@ -321,6 +335,9 @@ impl Role {
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
 )]
 pub struct DataStatus {
+    /// Administrator epoch: incremented by each forced `prim`/`primforce`, so
+    /// data an administrator explicitly chose outranks any older history.
+    pub epoch: u64,
     /// Data generation: bumped each time a node becomes primary without a
     /// secondary in sync, adopted by a secondary when its reintegration ends.
     /// Higher means newer; 0 means never synchronised (first start).
@@ -339,6 +356,8 @@ pub struct DataStatus {
 /// with temp file + fsync + rename when it sees [`Action::Persist`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Persistent {
+    /// Administrator epoch (see [`DataStatus::epoch`]).
+    pub epoch: u64,
     /// Data generation (see [`DataStatus::gen`]).
     pub gen: u64,
     /// `rfs.uptodate`.
@@ -360,6 +379,7 @@ pub struct Persistent {
 impl Default for Persistent {
     fn default() -> Self {
         Self {
+            epoch: 0,
             gen: 0,
             uptodate: false,
             partial: false,
@@ -400,6 +420,10 @@ pub struct Heartbeat {
     pub swap_request: Option<SwapKind>,
     /// Sender (former primary) handed over in a swap and waits for the peer to take over.
     pub handing_over: bool,
+    /// Sender currently receives our heartbeats on at least one network: a
+    /// node that hears a peer which does not hear it knows the partition is
+    /// one-way, and that only it can resolve a split brain.
+    pub hears_peer: bool,
 }
 
 /// `swap` or `swap nosync`.

@@ -189,8 +189,14 @@ pub struct SimCluster {
     token: u64,
     violations: Vec<String>,
     trace: Vec<String>,
-    /// Both ALONE was seen while the witness was reachable from one side only.
+    /// Both ALONE was seen while the witness was reachable from one side only
+    /// (during a two-way partition, or for longer than the settle time).
     pub witness_one_sided: bool,
+    both_alone_since: Option<Instant>,
+    /// A node became primary while the other still was (split brain, by a
+    /// partition or by an administrator's `prim`): the histories diverge and
+    /// no write is required until the pair is PRIM/SECOND again.
+    diverged: bool,
 }
 
 fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
@@ -259,6 +265,8 @@ impl SimCluster {
             violations: Vec::new(),
             trace: Vec::new(),
             witness_one_sided: false,
+            both_alone_since: None,
+            diverged: false,
         };
         let w = sim.cfg.write_interval;
         sim.schedule(w, Event::Write);
@@ -616,7 +624,7 @@ impl SimCluster {
         // witness that is SafeKit's documented behaviour).
         let partitioned = self.cut.iter().any(|side| side.iter().all(|c| *c))
             && self.nodes.iter().all(|n| n.engine.is_some());
-        let split = running.len() == 2 || partitioned;
+        let split = running.len() == 2 || partitioned || self.diverged;
         for n in running {
             let prim = self.nodes[n]
                 .engine
@@ -762,6 +770,7 @@ impl SimCluster {
                 if matches!(to.state, State::Alone | State::Prim) && other_primary {
                     let risk: BTreeSet<u64> = self.at_risk.iter().copied().collect();
                     self.required.retain(|w| !risk.contains(w));
+                    self.diverged = true;
                 }
                 if matches!(to.state, State::Alone | State::Prim)
                     && !matches!(from.state, State::Alone | State::Prim)
@@ -790,6 +799,12 @@ impl SimCluster {
     }
 
     fn check(&mut self) {
+        if self.diverged && self.is_pair() {
+            // Converged again: what the primary holds is the history now.
+            self.diverged = false;
+            let p = usize::from(self.status(1).is_some_and(|s| s.state == State::Prim));
+            self.required = self.nodes[p].data.clone();
+        }
         let settle = self.cfg.timeout * 2 + self.cfg.max_script * 30 + self.cfg.reintegration;
         let flowing = self.cut.iter().all(|side| side.iter().any(|c| !c))
             && self.nodes.iter().all(|n| n.engine.is_some());
@@ -800,7 +815,17 @@ impl SimCluster {
             ));
         }
         let alone = (0..2).all(|i| self.status(i).is_some_and(|s| s.state == State::Alone));
-        if alone && self.nodes[0].witness != self.nodes[1].witness {
+        let since = *self.both_alone_since.get_or_insert(self.now);
+        if !alone {
+            self.both_alone_since = None;
+        }
+        let two_way_cut = self.cut.iter().all(|side| side.iter().all(|c| *c));
+        // With a one-way partition the node that still hears its peer ends
+        // the split brain; that takes a heartbeat and a stop.
+        if alone
+            && self.nodes[0].witness != self.nodes[1].witness
+            && (two_way_cut || self.now - since > settle)
+        {
             self.witness_one_sided = true;
         }
         self.violations.dedup();

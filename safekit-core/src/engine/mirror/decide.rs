@@ -33,12 +33,12 @@ pub(crate) fn leader(
         (false, true) => return Leader::Me,
         _ => {}
     }
-    if mine.gen == 0 && theirs.gen == 0 {
+    if mine.version() == (0, 0) && theirs.version() == (0, 0) {
         return Leader::Nobody;
     }
     let rank = |d: &super::DataStatus| {
         (
-            d.gen,
+            d.version(),
             d.last_role.is_some_and(Role::is_primary),
             d.last_role == Some(Role::AloneAfterFailover),
             d.uptodate,
@@ -64,6 +64,7 @@ enum Decision {
     Hold,
     Alone {
         full_sync_required: bool,
+        forced: bool,
     },
     PrimResume,
     Second(SyncMode),
@@ -154,6 +155,7 @@ impl MirrorEngine {
                 }
                 return Decision::Alone {
                     full_sync_required: fullsync,
+                    forced: true,
                 };
             }
             Some(Force::Primforce) => {
@@ -164,6 +166,7 @@ impl MirrorEngine {
                 }
                 return Decision::Alone {
                     full_sync_required: true,
+                    forced: true,
                 };
             }
             Some(Force::Second { fullsync }) => {
@@ -187,6 +190,7 @@ impl MirrorEngine {
             if self.can_start_alone() {
                 return Decision::Alone {
                     full_sync_required: false,
+                    forced: false,
                 };
             }
             return Decision::Wait(if self.p.gen == 0 {
@@ -209,6 +213,7 @@ impl MirrorEngine {
                 } else if self.can_start_alone() {
                     Decision::Alone {
                         full_sync_required: false,
+                        forced: false,
                     }
                 } else {
                     Decision::Wait(if self.p.gen == 0 {
@@ -221,7 +226,7 @@ impl MirrorEngine {
             State::Wait => {
                 match leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) {
                     Leader::Me => {
-                        let resume = p.data.gen == self.p.gen
+                        let resume = p.data.version() == self.p.version()
                             && self.p.last_role == Some(Role::Prim)
                             && p.data.last_role == Some(Role::Second)
                             && self.unclean
@@ -231,6 +236,7 @@ impl MirrorEngine {
                         } else {
                             Decision::Alone {
                                 full_sync_required: false,
+                                forced: false,
                             }
                         }
                     }
@@ -264,14 +270,17 @@ impl MirrorEngine {
                 }
                 self.queue(marks::wait_plan(reason))
             }
-            Decision::Alone { full_sync_required } => {
+            Decision::Alone {
+                full_sync_required,
+                forced,
+            } => {
                 if from_wait {
                     self.log(
                         LogLevel::E,
                         "Action wakeup from failover rule Implicit_wakeup",
                     );
                 }
-                self.queue(marks::alone_from_wait(full_sync_required))
+                self.queue(marks::alone_from_wait(full_sync_required, forced))
             }
             Decision::PrimResume => self.queue(marks::prim_from_wait()),
             Decision::Second(mode) => self.queue(marks::second_from_wait(mode)),
@@ -338,11 +347,27 @@ impl MirrorEngine {
         let Some(p) = self.live_peer().cloned() else {
             return false;
         };
+        if !p.primary_active
+            && p.status.state != State::Second
+            && p.data.version() >= self.p.version()
+        {
+            // The active primary must stay ahead of every idle copy it hears of
+            // (a Lamport clock), or a peer that was ALONE longer in the past
+            // would look newer than the writes made here since.
+            self.p.epoch = self.p.epoch.max(p.data.epoch);
+            self.p.gen = self.p.gen.max(p.data.gen) + 1;
+            self.actions
+                .push_back(super::super::Action::Persist(self.p.clone()));
+            self.send_heartbeat();
+        }
         if p.primary_active && p.status.state == State::Alone {
             // Split brain: both are primary. The former SECOND is sacrificed.
             // Ties are broken by name, not by generation: generations tick
             // while ALONE, and the choice must not flip back and forth.
             let exit = match (via_failover, p.alone_after_failover) {
+                // The peer cannot hear us, so it will never learn of the split:
+                // only this node can end it.
+                _ if !p.hears_peer => true,
                 (true, false) => true,
                 (false, true) => false,
                 _ => self.cfg.node > self.cfg.peer,
@@ -368,7 +393,7 @@ impl MirrorEngine {
         if !degraded
             && p.status == Status::new(State::Second, Readiness::Ready)
             && !p.handing_over
-            && p.data.gen == self.p.gen
+            && p.data.version() == self.p.version()
         {
             return self.queue(marks::alone_to_prim());
         }
@@ -403,11 +428,22 @@ impl MirrorEngine {
                 Some(p) if matches!(p.status.state, State::Prim | State::Second | State::Alone) => {
                     false
                 }
-                // The peer did not take over: this node has the data, it goes on alone.
-                _ => self.queue(marks::failover_plan("swap abandoned by the other node")),
+                // The peer did not take over: this node has the data, it goes on
+                // alone (asking the witness first if the peer is unheard).
+                None => self.failover("swap abandoned by the other node", true),
+                Some(_) => self.failover("swap abandoned by the other node", false),
             },
             SecondPhase::Ready => {
                 let Some(p) = peer else {
+                    if !self.p.uptodate {
+                        // The primary wrote data this node never received.
+                        self.log(LogLevel::E, "The primary was lost after it continued without this node: no failover");
+                        return self.queue(marks::stop_plan(
+                            ScriptAction::Stopwait,
+                            StopThen::Wait(WaitReason::NotUptodate),
+                            false,
+                        ));
+                    }
                     return self.failover("no heartbeat", true);
                 };
                 if p.degraded {
@@ -421,12 +457,19 @@ impl MirrorEngine {
                     ));
                 }
                 if !p.primary_active && matches!(p.status.state, State::Stop | State::Wait) {
+                    if !self.p.uptodate {
+                        return self.queue(marks::stop_plan(
+                            ScriptAction::Stopwait,
+                            StopThen::Wait(WaitReason::NotUptodate),
+                            false,
+                        ));
+                    }
                     return self.failover("remote stop", false);
                 }
                 if p.status.state == State::Second && p.handing_over && !p.primary_active {
                     return self.queue(marks::swap_takeover());
                 }
-                if p.primary_active && p.data.gen > self.p.gen {
+                if p.primary_active && p.data.version() > self.p.version() {
                     // The primary dropped us and wrote alone: catch up.
                     self.log(
                         LogLevel::E,
@@ -474,7 +517,7 @@ impl MirrorEngine {
         }
     }
 
-    fn failover(&mut self, cause: &str, heartbeats_lost: bool) -> bool {
+    fn failover(&mut self, cause: &'static str, heartbeats_lost: bool) -> bool {
         if !self.p.failover {
             self.log(LogLevel::E, "Failover-off configured");
             self.log(LogLevel::E, "Action stopstart called by failover-off");

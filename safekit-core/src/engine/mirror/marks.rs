@@ -78,8 +78,10 @@ pub(super) struct Edit {
 pub(super) enum GenEdit {
     /// New writes without a secondary: a generation no one else has.
     Bump,
-    /// End of reintegration: same data as the primary.
-    Adopt(u64),
+    /// End of reintegration: same data as the primary (epoch, generation).
+    Adopt((u64, u64)),
+    /// An administrator forced this node primary: a new epoch.
+    Force,
 }
 
 pub(super) use super::super::plan::Step as PlanStep;
@@ -128,11 +130,15 @@ fn become_(to: State, from: State, action: ScriptAction, transition: bool, start
     })
 }
 
-pub(super) fn alone_from_wait(full_sync_required: bool) -> Vec<Step> {
+pub(super) fn alone_from_wait(full_sync_required: bool, forced: bool) -> Vec<Step> {
     vec![
         status(State::Alone, Readiness::Transient),
         m(Mark::Persist(Edit {
-            gen: Some(GenEdit::Bump),
+            gen: Some(if forced {
+                GenEdit::Force
+            } else {
+                GenEdit::Bump
+            }),
             uptodate: Some(true),
             partial: Some(false),
             last_role: Some(Role::Alone),
@@ -189,10 +195,10 @@ pub(super) fn second_from_wait(mode: SyncMode) -> Vec<Step> {
     ]
 }
 
-pub(super) fn second_ready_plan(peer_gen: u64) -> Vec<Step> {
+pub(super) fn second_ready_plan(peer_version: (u64, u64)) -> Vec<Step> {
     vec![
         m(Mark::Persist(Edit {
-            gen: Some(GenEdit::Adopt(peer_gen)),
+            gen: Some(GenEdit::Adopt(peer_version)),
             uptodate: Some(true),
             partial: Some(false),
             last_role: Some(Role::Second),
@@ -389,6 +395,9 @@ impl MirrorEngine {
                 if ph != Phase::Second(SecondPhase::Ready) {
                     self.swap_request = None;
                 }
+                if !matches!(ph, Phase::Alone { .. } | Phase::Busy) {
+                    self.degraded = false;
+                }
                 self.phase = ph;
                 self.send_heartbeat();
             }
@@ -417,6 +426,15 @@ impl MirrorEngine {
                 self.seq.prepend(steps);
             }
             Mark::Start(force) => {
+                if self.unclean && self.p.uptodate && matches!(self.p.last_role, Some(Role::Prim | Role::Second)) {
+                    // The last run ended in a crash while the peer was in sync:
+                    // it may have gone on alone since. Only the peer can tell,
+                    // so this node no longer claims to be uptodate (SafeKit:
+                    // after a power loss the first node back waits), even if
+                    // an administrator now stops and starts it cleanly.
+                    self.p.uptodate = false;
+                    self.actions.push_back(Action::Persist(self.p.clone()));
+                }
                 self.listen_until = Some(self.now + self.listen_window());
                 self.role_before_start = self.p.last_role;
                 self.defaultprim_done = false;
@@ -475,7 +493,15 @@ impl MirrorEngine {
                 let known = self.peer.as_ref().map_or(0, |h| h.data.gen);
                 self.p.gen = self.p.gen.max(known) + 1;
             }
-            Some(GenEdit::Adopt(g)) => self.p.gen = g,
+            Some(GenEdit::Adopt((e, g))) => {
+                self.p.epoch = e;
+                self.p.gen = g;
+            }
+            Some(GenEdit::Force) => {
+                let known = self.peer.as_ref().map_or((0, 0), |h| h.data.version());
+                self.p.epoch = self.p.epoch.max(known.0) + 1;
+                self.p.gen = self.p.gen.max(known.1) + 1;
+            }
             None => {}
         }
         if let Some(v) = e.uptodate {

@@ -160,6 +160,10 @@ pub struct MirrorEngine {
     split_logged: bool,
     /// Reintegration progress (bytes done, total).
     progress: Option<(u64, u64)>,
+    /// Replication is degraded on this primary (resource `rfs.degraded`),
+    /// until the module stops; set at once so heartbeats sent during the
+    /// PRIM→ALONE transition already tell the secondary.
+    degraded: bool,
     /// Next tick of the data generation while ALONE (see [`Self::alone_tick`]).
     next_gen_tick: Option<Instant>,
 }
@@ -194,6 +198,7 @@ impl MirrorEngine {
             split_logged: false,
             progress: None,
             next_gen_tick: None,
+            degraded: false,
         }
     }
 
@@ -254,10 +259,7 @@ impl MirrorEngine {
         }
         let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
         out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
-        out.insert(
-            "rfs.degraded".into(),
-            onoff(matches!(self.phase, Phase::Alone { degraded: true, .. })),
-        );
+        out.insert("rfs.degraded".into(), onoff(self.degraded));
         out.insert(
             "usersetting.failover".into(),
             if self.p.failover { "on" } else { "off" }.into(),
@@ -430,6 +432,7 @@ impl MirrorEngine {
 
     fn data_status(&self) -> DataStatus {
         DataStatus {
+            epoch: self.p.epoch,
             gen: self.p.gen,
             uptodate: self.p.uptodate,
             partial: self.p.partial,
@@ -449,10 +452,11 @@ impl MirrorEngine {
             data: self.data_status(),
             failover: self.p.failover,
             full_sync_required: self.p.full_sync_required,
-            degraded: matches!(self.phase, Phase::Alone { degraded: true, .. }),
+            degraded: self.degraded,
             alone_after_failover: self.p.last_role == Some(Role::AloneAfterFailover),
             swap_request: self.swap_request,
             handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
+            hears_peer: self.any_lan_up(),
         }
     }
 
@@ -491,7 +495,11 @@ impl MirrorEngine {
                 format!("Resource heartbeat.{ident} set to up by heart"),
             );
         }
-        if newer && hb.data.gen > self.p.gen && self.p.uptodate && !self.primary_active() {
+        if newer
+            && hb.data.version() > self.p.version()
+            && self.p.uptodate
+            && !self.primary_active()
+        {
             // The peer wrote data we do not have: ours is no longer the newest,
             // even if the peer stops before we start again.
             self.p.uptodate = false;
@@ -561,7 +569,8 @@ impl MirrorEngine {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;
                     self.log(LogLevel::E, "Reintegration ended (synchronize)");
-                    self.seq.extend(marks::second_ready_plan(self.peer_gen()));
+                    self.seq
+                        .extend(marks::second_ready_plan(self.peer_version()));
                     self.phase = Phase::Busy;
                 }
             }
@@ -575,6 +584,7 @@ impl MirrorEngine {
                 if matches!(self.phase, Phase::Prim | Phase::Alone { .. }) {
                     self.log(LogLevel::C, format!("Replication failure: {reason}"));
                     self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
+                    self.degraded = true;
                     let via = matches!(
                         self.phase,
                         Phase::Alone {
@@ -612,8 +622,10 @@ impl MirrorEngine {
         }
     }
 
-    fn peer_gen(&self) -> u64 {
-        self.peer.as_ref().map_or(self.p.gen, |h| h.data.gen)
+    fn peer_version(&self) -> (u64, u64) {
+        self.peer
+            .as_ref()
+            .map_or(self.p.version(), |h| h.data.version())
     }
 
     fn on_witness(&mut self, run: RunId, reachable: bool) {
