@@ -100,18 +100,16 @@ fn run_seed(seed: u64, one_sided_witness: Option<usize>) -> Result<u64, String> 
     if let Some(w) = one_sided_witness {
         sim.apply(&Op::Witness(w, false));
     }
+    let tail = if std::env::var("SAFEKIT_SIM_TRACE").is_ok() { 1_000_000 } else { 120 };
     for op in schedule(seed, one_sided_witness) {
-        if std::env::var("SAFEKIT_SIM_TRACE").is_ok() {
-            eprintln!("{}", sim.trace_tail(100_000));
-        }
         sim.apply(&op);
         if !sim.violations().is_empty() {
-            return Err(format!("{:?}\n{}", sim.violations(), sim.trace_tail(120)));
+            return Err(format!("{:?}\n{}", sim.violations(), sim.trace_tail(tail)));
         }
         if one_sided_witness.is_some() && sim.witness_one_sided {
             return Err(format!(
                 "two ALONE with a one-sided witness (invariant c)\n{}",
-                sim.trace_tail(120)
+                sim.trace_tail(tail)
             ));
         }
     }
@@ -124,11 +122,11 @@ fn run_seed(seed: u64, one_sided_witness: Option<usize>) -> Result<u64, String> 
             "no PRIM/SECOND {CONVERGE:?} after healing (invariant d): {:?} {:?}\n{}",
             sim.status(0),
             sim.status(1),
-            sim.trace_tail(150)
+            sim.trace_tail(tail)
         ));
     }
     if !sim.violations().is_empty() {
-        return Err(format!("{:?}\n{}", sim.violations(), sim.trace_tail(120)));
+        return Err(format!("{:?}\n{}", sim.violations(), sim.trace_tail(tail)));
     }
     Ok(sim.trace_digest())
 }

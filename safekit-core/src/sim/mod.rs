@@ -110,6 +110,8 @@ struct SimNode {
     forced: bool,
     /// Reintegration in flight (token).
     reint: Option<u64>,
+    /// Primary through a forced start (until it leaves the primary role).
+    forced_primary: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +246,7 @@ impl SimCluster {
             witness: true,
             forced: false,
             reint: None,
+            forced_primary: false,
         };
         let lans = cfg.lans;
         let mut sim = Self {
@@ -345,6 +348,7 @@ impl SimCluster {
                     node.repl = None;
                     node.reint = None;
                     node.forced = false;
+                    node.forced_primary = false;
                     self.break_session();
                     self.disturbed = self.now;
                 }
@@ -644,6 +648,7 @@ impl SimCluster {
             if !split {
                 self.required.insert(id);
             }
+            self.trace.push(format!("{:?} {} write {id}{}", self.elapsed(), self.nodes[n].name, if split { " (split)" } else { "" }));
             if !self.session {
                 self.at_risk.push(id);
             }
@@ -761,13 +766,26 @@ impl SimCluster {
                     self.elapsed(),
                     self.nodes[n].name
                 ));
-                if matches!(to.state, State::Alone | State::Prim) && self.nodes[n].forced {
-                    // The administrator chose this node's data.
-                    self.required = self.nodes[n].data.clone();
-                }
+                let promoted = matches!(to.state, State::Alone | State::Prim) && !matches!(from.state, State::Alone | State::Prim);
                 let other_primary =
                     self.nodes[1 - n].vip || self.nodes[1 - n].repl == Some(ReplicaRole::Primary);
-                if matches!(to.state, State::Alone | State::Prim) && other_primary {
+                if promoted && self.nodes[n].forced {
+                    // The administrator chose this node's data (once: the
+                    // forced start is over when the node is primary). Forcing
+                    // it while the other node is primary makes a split brain
+                    // that the engine resolves in favour of the forced data.
+                    self.nodes[n].forced = false;
+                    if other_primary && self.nodes[1 - n].forced_primary {
+                        // Both nodes were forced: the administrator chose twice.
+                        self.diverged = true;
+                    } else {
+                        self.required = self.nodes[n].data.clone();
+                        self.diverged = false;
+                    }
+                    self.nodes[n].forced_primary = true;
+                    return;
+                }
+                if promoted && other_primary {
                     let risk: BTreeSet<u64> = self.at_risk.iter().copied().collect();
                     self.required.retain(|w| !risk.contains(w));
                     self.diverged = true;
@@ -793,6 +811,11 @@ impl SimCluster {
                 }
                 if to.state == State::Stop {
                     self.nodes[n].forced = false;
+                }
+                if to.state != State::Alone {
+                    // Leaving the primary role, or PRIM: a secondary synchronised
+                    // from it, so the forced choice is settled.
+                    self.nodes[n].forced_primary = false;
                 }
             }
         }

@@ -365,6 +365,8 @@ impl MirrorEngine {
             // Ties are broken by name, not by generation: generations tick
             // while ALONE, and the choice must not flip back and forth.
             let exit = match (via_failover, p.alone_after_failover) {
+                // An administrator's prim/primforce is the final word.
+                _ if p.data.epoch != self.p.epoch => p.data.epoch > self.p.epoch,
                 // The peer cannot hear us, so it will never learn of the split:
                 // only this node can end it.
                 _ if !p.hears_peer => true,
