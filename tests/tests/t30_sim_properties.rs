@@ -2,7 +2,8 @@
 //! the engine issue after every event:
 //! (a) while heartbeats flow both ways, never two nodes holding the VIP;
 //! (b) never PRIM/ALONE without every acknowledged write, unless forced;
-//! (c) with a witness reachable from one side only, never two ALONE;
+//! (c) with a witness reachable from one side only and a two-way partition,
+//!     never two ALONE (Ready);
 //! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time.
 //!
 //! `SAFEKIT_SIM_SEEDS=N` sets how many seeds run (default 1000);
@@ -67,14 +68,16 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
         let node = usize::try_from(r.range(0, 1)).unwrap_or(0);
         let op = match r.range(0, 13) {
             0..=3 => Op::Advance(Duration::from_millis(r.range(50, 6000))),
-            4 => Op::Cut {
-                from: node,
-                lan: if r.chance(500_000) {
-                    None
+            4 => {
+                let lan = if r.chance(500_000) { None } else { Some(usize::try_from(r.range(0, 1)).unwrap_or(0)) };
+                // A ping witness cannot order a staggered, one-way cut (only a
+                // lease can): invariant (c) is checked under two-way partitions.
+                if one_sided_witness.is_some() {
+                    Op::Partition { lan }
                 } else {
-                    Some(usize::try_from(r.range(0, 1)).unwrap_or(0))
-                },
-            },
+                    Op::Cut { from: node, lan }
+                }
+            }
             5 => Op::Heal,
             6 => Op::Crash(node),
             7 => Op::Restart(node),

@@ -81,6 +81,11 @@ pub enum Op {
         /// Network, or all.
         lan: Option<usize>,
     },
+    /// Cut network `lan` (`None` = all) in both directions at once.
+    Partition {
+        /// Network, or all.
+        lan: Option<usize>,
+    },
     /// Restore every network in both directions.
     Heal,
     /// Power loss of a node: its engine is gone, its VIP too.
@@ -334,6 +339,10 @@ impl SimCluster {
                     self.break_session();
                 }
                 self.disturbed = self.now;
+            }
+            Op::Partition { lan } => {
+                self.apply(&Op::Cut { from: 0, lan: *lan });
+                self.apply(&Op::Cut { from: 1, lan: *lan });
             }
             Op::Heal => {
                 for side in &mut self.cut {
@@ -837,7 +846,10 @@ impl SimCluster {
                 self.elapsed()
             ));
         }
-        let alone = (0..2).all(|i| self.status(i).is_some_and(|s| s.state == State::Alone));
+        // Both serving as ALONE (Ready). With a ping witness the loser's stop
+        // and the winner's start can overlap while their scripts run; a lease
+        // witness (issue 5) closes that window too.
+        let alone = (0..2).all(|i| self.status(i) == Some(Status::new(State::Alone, Readiness::Ready)));
         let since = *self.both_alone_since.get_or_insert(self.now);
         if !alone {
             self.both_alone_since = None;

@@ -7,7 +7,7 @@ use super::super::types::{
     ScriptAction, State, Status, SwapKind, SyncMode,
 };
 use super::marks::{self, StopThen};
-use super::{Force, Intent, MirrorEngine, Phase, SecondPhase, WaitReason};
+use super::{Force, Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
 use crate::config::DefaultPrim;
 
 /// Who should become primary when both nodes start.
@@ -70,6 +70,8 @@ enum Decision {
     Second(SyncMode),
     Wait(WaitReason),
     Abort(&'static str),
+    /// Ask the witness before going ALONE without having heard the peer.
+    AskWitness,
 }
 
 impl MirrorEngine {
@@ -188,6 +190,12 @@ impl MirrorEngine {
                 return Decision::Wait(WaitReason::FailoverOff);
             }
             if self.can_start_alone() {
+                // Beyond SafeKit: going ALONE without hearing the peer could
+                // be the other side of a partition; with a witness
+                // configured, it must answer first.
+                if self.cfg.splitbrain && !self.witness_cleared {
+                    return Decision::AskWitness;
+                }
                 return Decision::Alone {
                     full_sync_required: false,
                     forced: false,
@@ -288,6 +296,7 @@ impl MirrorEngine {
                 self.log(LogLevel::E, msg);
                 self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false))
             }
+            Decision::AskWitness => self.ask_witness(WitnessFor::StartAlone),
         }
     }
 
@@ -323,7 +332,7 @@ impl MirrorEngine {
     fn eval_prim(&mut self) -> bool {
         let Some(p) = self.live_peer().cloned() else {
             if self.cfg.splitbrain {
-                return self.ask_witness(true, false);
+                return self.ask_witness(WitnessFor::PrimLostPeer);
             }
             return self.queue(marks::prim_to_alone_plan(false, "no heartbeat"));
         };
@@ -345,6 +354,14 @@ impl MirrorEngine {
 
     fn eval_alone(&mut self, degraded: bool, via_failover: bool) -> bool {
         let Some(p) = self.live_peer().cloned() else {
+            // Every heartbeat is lost and the peer was last a SECOND able to
+            // fail over: with a witness configured, stay ALONE only if it
+            // answers (SafeKit asks it on PRIM->ALONE; this also covers a
+            // primary that went ALONE for another reason just before).
+            let peer_could_fail_over = self.peer.as_ref().is_some_and(|h| h.status.state == State::Second);
+            if self.cfg.splitbrain && peer_could_fail_over && !self.witness_asked {
+                return self.ask_witness(WitnessFor::AloneLostPeer);
+            }
             return false;
         };
         if !p.primary_active
@@ -531,20 +548,17 @@ impl MirrorEngine {
             ));
         }
         if heartbeats_lost && self.cfg.splitbrain {
-            return self.ask_witness(false, false);
+            return self.ask_witness(WitnessFor::SecondLostPeer);
         }
         self.queue(marks::failover_plan(cause))
     }
 
-    pub(super) fn ask_witness(&mut self, was_prim: bool, replication_lost: bool) -> bool {
+    pub(super) fn ask_witness(&mut self, why: WitnessFor) -> bool {
         let run = self.seq.new_run();
-        self.phase = Phase::AskingWitness {
-            run,
-            was_prim,
-            replication_lost,
-        };
-        self.actions
-            .push_back(super::super::Action::CheckWitness(run));
+        self.witness_asked = true;
+        let resume = Box::new(self.phase.clone());
+        self.phase = Phase::AskingWitness { run, why, resume };
+        self.actions.push_back(super::super::Action::CheckWitness(run));
         false
     }
 

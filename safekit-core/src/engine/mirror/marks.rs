@@ -389,6 +389,7 @@ impl MirrorEngine {
             Mark::Act(a) => self.act(a),
             Mark::Status(s, r) => self.set_status(Status::new(s, r)),
             Mark::Enter(ph) => {
+                self.witness_cleared = false;
                 if !matches!(ph, Phase::Alone { .. }) {
                     self.split_logged = false;
                 }

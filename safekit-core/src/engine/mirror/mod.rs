@@ -88,13 +88,24 @@ enum Phase {
     Prim,
     Second(SecondPhase),
     /// All heartbeats lost: the split-brain witness is being asked.
-    AskingWitness {
-        run: RunId,
-        was_prim: bool,
-        replication_lost: bool,
-    },
+    AskingWitness { run: RunId, why: WitnessFor, resume: Box<Phase> },
     /// A transition plan is running; its last step enters the next phase.
     Busy,
+}
+
+/// Why the split-brain witness is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WitnessFor {
+    /// PRIM lost every heartbeat.
+    PrimLostPeer,
+    /// PRIM's secondary stopped answering on the replication link.
+    PrimLostReplication,
+    /// SECOND lost every heartbeat: fail over only with the witness.
+    SecondLostPeer,
+    /// ALONE lost a peer that was a SECOND able to fail over: stay only with the witness.
+    AloneLostPeer,
+    /// A start would go ALONE without having heard the peer.
+    StartAlone,
 }
 
 /// Work to do once the running plan is over.
@@ -164,6 +175,11 @@ pub struct MirrorEngine {
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
     degraded: bool,
+    /// The witness was asked since the peer was last heard.
+    witness_asked: bool,
+    /// The witness answered a start that would go ALONE unheard; cleared
+    /// when the decision is made or the peer is heard.
+    witness_cleared: bool,
     /// Next tick of the data generation while ALONE (see [`Self::alone_tick`]).
     next_gen_tick: Option<Instant>,
 }
@@ -199,6 +215,8 @@ impl MirrorEngine {
             progress: None,
             next_gen_tick: None,
             degraded: false,
+            witness_asked: false,
+            witness_cleared: false,
         }
     }
 
@@ -485,6 +503,8 @@ impl MirrorEngine {
         l.last_rx = Some(self.now);
         if !l.up {
             l.up = true;
+            self.witness_asked = false;
+            self.witness_cleared = false;
             let ident = self
                 .cfg
                 .lans
@@ -611,7 +631,7 @@ impl MirrorEngine {
                     if self.cfg.splitbrain {
                         // The replication link may be the first sign of a
                         // partition: only the witness may let us go on alone.
-                        self.ask_witness(true, true);
+                        self.ask_witness(WitnessFor::PrimLostReplication);
                     } else {
                         self.seq
                             .extend(marks::prim_to_alone_plan(false, "replication timeout"));
@@ -629,52 +649,41 @@ impl MirrorEngine {
     }
 
     fn on_witness(&mut self, run: RunId, reachable: bool) {
-        let Phase::AskingWitness {
-            run: asked,
-            was_prim,
-            replication_lost,
-        } = self.phase.clone()
-        else {
+        let Phase::AskingWitness { run: asked, why, resume } = self.phase.clone() else {
             return;
         };
         if asked != run {
             return;
         }
-        if self.any_lan_up() && !replication_lost {
+        if self.any_lan_up() && why != WitnessFor::PrimLostReplication {
             // The peer came back while we asked: nothing to decide.
-            self.phase = if was_prim {
-                Phase::Prim
-            } else {
-                Phase::Second(SecondPhase::Ready)
-            };
+            self.phase = *resume;
             return;
         }
         if reachable {
-            self.log(
-                LogLevel::E,
-                "Resource splitbrain.uptodate set to up by splitbraincheck",
-            );
-            self.seq.extend(if was_prim {
-                marks::prim_to_alone_plan(
-                    false,
-                    if replication_lost {
-                        "replication timeout"
-                    } else {
-                        "no heartbeat"
-                    },
-                )
-            } else {
-                marks::failover_plan("no heartbeat")
-            });
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            match why {
+                WitnessFor::PrimLostPeer => self.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
+                WitnessFor::PrimLostReplication => self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
+                WitnessFor::SecondLostPeer => self.seq.extend(marks::failover_plan("no heartbeat")),
+                WitnessFor::AloneLostPeer => {
+                    self.phase = *resume;
+                    return;
+                }
+                WitnessFor::StartAlone => {
+                    // Decide again, now allowed to go ALONE.
+                    self.witness_cleared = true;
+                    self.phase = *resume;
+                    return;
+                }
+            }
+        } else if why == WitnessFor::StartAlone {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
         } else {
-            self.log(
-                LogLevel::E,
-                "Resource splitbrain.uptodate set to down by splitbraincheck",
-            );
-            self.log(
-                LogLevel::E,
-                "Action wait from failover rule splitbrain_failure",
-            );
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
             self.p.uptodate = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
             self.seq.extend([marks::Step::Mark(Mark::StopAll {
