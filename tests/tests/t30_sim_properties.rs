@@ -3,7 +3,8 @@
 //! (a) while heartbeats flow both ways, never two nodes holding the VIP;
 //! (b) never PRIM/ALONE without every acknowledged write, unless forced;
 //! (c) with a witness reachable from one side only and a two-way partition,
-//!     never two ALONE (Ready);
+//!     never two ALONE (Ready) beyond the settle time (the loser's stop may
+//!     overlap the winner's start; only a lease witness removes that);
 //! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time.
 //!
 //! `SAFEKIT_SIM_SEEDS=N` sets how many seeds run (default 1000);
@@ -69,7 +70,11 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
         let op = match r.range(0, 13) {
             0..=3 => Op::Advance(Duration::from_millis(r.range(50, 6000))),
             4 => {
-                let lan = if r.chance(500_000) { None } else { Some(usize::try_from(r.range(0, 1)).unwrap_or(0)) };
+                let lan = if r.chance(500_000) {
+                    None
+                } else {
+                    Some(usize::try_from(r.range(0, 1)).unwrap_or(0))
+                };
                 // A ping witness cannot order a staggered, one-way cut (only a
                 // lease can): invariant (c) is checked under two-way partitions.
                 if one_sided_witness.is_some() {
@@ -103,7 +108,11 @@ fn run_seed(seed: u64, one_sided_witness: Option<usize>) -> Result<u64, String> 
     if let Some(w) = one_sided_witness {
         sim.apply(&Op::Witness(w, false));
     }
-    let tail = if std::env::var("SAFEKIT_SIM_TRACE").is_ok() { 1_000_000 } else { 120 };
+    let tail = if std::env::var("SAFEKIT_SIM_TRACE").is_ok() {
+        1_000_000
+    } else {
+        120
+    };
     for op in schedule(seed, one_sided_witness) {
         sim.apply(&op);
         if !sim.violations().is_empty() {

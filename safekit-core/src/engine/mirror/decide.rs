@@ -354,12 +354,11 @@ impl MirrorEngine {
 
     fn eval_alone(&mut self, degraded: bool, via_failover: bool) -> bool {
         let Some(p) = self.live_peer().cloned() else {
-            // Every heartbeat is lost and the peer was last a SECOND able to
-            // fail over: with a witness configured, stay ALONE only if it
-            // answers (SafeKit asks it on PRIM->ALONE; this also covers a
-            // primary that went ALONE for another reason just before).
-            let peer_could_fail_over = self.peer.as_ref().is_some_and(|h| h.status.state == State::Second);
-            if self.cfg.splitbrain && peer_could_fail_over && !self.witness_asked {
+            // Every heartbeat is lost: with a witness configured, a primary
+            // stays ALONE only if it answers. SafeKit asks on PRIM->ALONE; this
+            // also covers a node already ALONE, whose peer, unheard, may be
+            // failing over or starting on the other side of a partition.
+            if self.cfg.splitbrain && self.peer.is_some() && !self.witness_asked {
                 return self.ask_witness(WitnessFor::AloneLostPeer);
             }
             return false;
@@ -558,7 +557,8 @@ impl MirrorEngine {
         self.witness_asked = true;
         let resume = Box::new(self.phase.clone());
         self.phase = Phase::AskingWitness { run, why, resume };
-        self.actions.push_back(super::super::Action::CheckWitness(run));
+        self.actions
+            .push_back(super::super::Action::CheckWitness(run));
         false
     }
 

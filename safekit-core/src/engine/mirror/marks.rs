@@ -427,7 +427,10 @@ impl MirrorEngine {
                 self.seq.prepend(steps);
             }
             Mark::Start(force) => {
-                if self.unclean && self.p.uptodate && matches!(self.p.last_role, Some(Role::Prim | Role::Second)) {
+                if self.unclean
+                    && self.p.uptodate
+                    && matches!(self.p.last_role, Some(Role::Prim | Role::Second))
+                {
                     // The last run ended in a crash while the peer was in sync:
                     // it may have gone on alone since. Only the peer can tell,
                     // so this node no longer claims to be uptodate (SafeKit:

@@ -88,7 +88,11 @@ enum Phase {
     Prim,
     Second(SecondPhase),
     /// All heartbeats lost: the split-brain witness is being asked.
-    AskingWitness { run: RunId, why: WitnessFor, resume: Box<Phase> },
+    AskingWitness {
+        run: RunId,
+        why: WitnessFor,
+        resume: Box<Phase>,
+    },
     /// A transition plan is running; its last step enters the next phase.
     Busy,
 }
@@ -649,7 +653,12 @@ impl MirrorEngine {
     }
 
     fn on_witness(&mut self, run: RunId, reachable: bool) {
-        let Phase::AskingWitness { run: asked, why, resume } = self.phase.clone() else {
+        let Phase::AskingWitness {
+            run: asked,
+            why,
+            resume,
+        } = self.phase.clone()
+        else {
             return;
         };
         if asked != run {
@@ -661,10 +670,17 @@ impl MirrorEngine {
             return;
         }
         if reachable {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            self.log(
+                LogLevel::E,
+                "Resource splitbrain.uptodate set to up by splitbraincheck",
+            );
             match why {
-                WitnessFor::PrimLostPeer => self.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
-                WitnessFor::PrimLostReplication => self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
+                WitnessFor::PrimLostPeer => self
+                    .seq
+                    .extend(marks::prim_to_alone_plan(false, "no heartbeat")),
+                WitnessFor::PrimLostReplication => self
+                    .seq
+                    .extend(marks::prim_to_alone_plan(false, "replication timeout")),
                 WitnessFor::SecondLostPeer => self.seq.extend(marks::failover_plan("no heartbeat")),
                 WitnessFor::AloneLostPeer => {
                     self.phase = *resume;
@@ -678,12 +694,24 @@ impl MirrorEngine {
                 }
             }
         } else if why == WitnessFor::StartAlone {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
-            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.log(
+                LogLevel::E,
+                "Resource splitbrain.uptodate set to down by splitbraincheck",
+            );
+            self.log(
+                LogLevel::E,
+                "Action wait from failover rule splitbrain_failure",
+            );
             self.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
         } else {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
-            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.log(
+                LogLevel::E,
+                "Resource splitbrain.uptodate set to down by splitbraincheck",
+            );
+            self.log(
+                LogLevel::E,
+                "Action wait from failover rule splitbrain_failure",
+            );
             self.p.uptodate = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
             self.seq.extend([marks::Step::Mark(Mark::StopAll {
