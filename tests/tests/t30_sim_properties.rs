@@ -7,7 +7,7 @@
 //!     overlap the winner's start; only a lease witness removes that);
 //! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time.
 //!
-//! `SAFEKIT_SIM_SEEDS=N` sets how many seeds run (default 1000);
+//! `SAFEKIT_SIM_SEEDS=N` sets how many seeds run (default 5000);
 //! `SAFEKIT_SIM_SEED=S` replays one seed. A failure prints its seed.
 
 use std::time::Duration;
@@ -153,7 +153,7 @@ fn seeds() -> Vec<u64> {
     let n: u64 = std::env::var("SAFEKIT_SIM_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(5000);
     (0..n).collect()
 }
 

@@ -805,11 +805,7 @@ impl SimCluster {
                     self.required.retain(|w| !risk.contains(w));
                     self.diverged = true;
                 }
-                if matches!(to.state, State::Alone | State::Prim)
-                    && !matches!(from.state, State::Alone | State::Prim)
-                    && !self.nodes[n].forced
-                    && !other_primary
-                {
+                if promoted && !other_primary && !self.diverged {
                     let missing: Vec<u64> = self
                         .required
                         .difference(&self.nodes[n].data)
