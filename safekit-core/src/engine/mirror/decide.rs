@@ -336,7 +336,11 @@ impl MirrorEngine {
             }
             return self.queue(marks::prim_to_alone_plan(false, "no heartbeat"));
         };
-        if p.status.state != State::Second {
+        // A peer in WAIT (Transient) is starting towards SECOND (after a dual
+        // power loss both resume) or stopping: hold until it is one or the
+        // other; the replication layer drops a secondary that stops answering.
+        let in_transition = p.status == Status::new(State::Wait, Readiness::Transient);
+        if p.status.state != State::Second && !in_transition {
             return self.queue(marks::prim_to_alone_plan(false, "remote stop"));
         }
         if let (

@@ -419,6 +419,7 @@ impl MirrorEngine {
                 then,
                 force_only,
             } => {
+                self.held.stop_in_progress = true;
                 let steps = self.expand_stop(action, then, force_only);
                 self.seq.prepend(steps);
             }
@@ -445,7 +446,11 @@ impl MirrorEngine {
                 self.seq.prepend(start_plan(force));
             }
             Mark::Log(l, s) => self.log(l, s),
-            Mark::ForgetApp => self.held.app.clear(),
+            Mark::ForgetApp => {
+                self.held.app.clear();
+                self.held.stopping.clear();
+                self.held.stop_in_progress = false;
+            }
             Mark::CleanStop => self.unclean = false,
         }
     }
@@ -629,15 +634,21 @@ impl MirrorEngine {
             }),
             _ => false,
         };
-        let parts: Vec<CheckerClass> = [
+        let order = [
             CheckerClass::Sec,
             CheckerClass::Prim,
             CheckerClass::Second,
             CheckerClass::Both,
-        ]
-        .into_iter()
-        .filter(|p| self.held.app.contains(p))
-        .collect();
+        ];
+        let parts: Vec<CheckerClass> = order
+            .into_iter()
+            .filter(|p| self.held.app.contains(p))
+            .collect();
+        // The forced pass also covers parts whose graceful stop was cut short.
+        let forced_parts: Vec<CheckerClass> = order
+            .into_iter()
+            .filter(|p| self.held.app.contains(p) || self.held.stopping.contains(p))
+            .collect();
         let mut steps = vec![status(State::Wait, Readiness::Transient)];
         for part in [
             CheckerClass::Sec,
@@ -653,7 +664,7 @@ impl MirrorEngine {
             }
         }
         steps.push(script(ScriptKind::Transition, from, State::Wait, action));
-        for part in &parts {
+        for part in &forced_parts {
             steps.push(forced(stop_script(*part), from, State::Wait, action));
         }
         steps.push(m(Mark::ForgetApp));

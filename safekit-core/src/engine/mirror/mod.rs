@@ -135,6 +135,11 @@ struct Held {
     repl: Option<ReplicaRole>,
     /// start_xx scripts run without their stop_xx.
     app: BTreeSet<CheckerClass>,
+    /// Parts whose graceful stop_xx ran (or was interrupted) but not yet
+    /// their forced pass: a forcestop must still run `stop_xx force` for them.
+    stopping: BTreeSet<CheckerClass>,
+    /// A stop plan has begun and its forced pass has not run yet.
+    stop_in_progress: bool,
     /// Enabled checker classes.
     checkers: BTreeSet<CheckerClass>,
 }
@@ -772,6 +777,9 @@ impl MirrorEngine {
             }
             _ if !force => {
                 self.held.app.remove(&part);
+                if self.held.stop_in_progress {
+                    self.held.stopping.insert(part);
+                }
             }
             _ => {}
         }
