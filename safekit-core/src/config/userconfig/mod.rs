@@ -570,7 +570,7 @@ fn failover_rules(e: &Element, cx: &mut Ctx<'_, '_>) -> FailoverRules {
         extends,
         period,
         handle_time,
-        text: e.text.clone(),
+        text: e.text.trim().to_string(),
     }
 }
 
