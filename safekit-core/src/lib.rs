@@ -7,6 +7,7 @@
 //!
 //! ## Layout
 //! - [`config`]: reads and checks `userconfig.xml` and `cluster.xml`.
+//! - [`layout`]: where a node keeps modules, cluster.xml and state (SAFE, SAFEVAR).
 //! - [`engine`]: the pure state machine of one module on one node. It
 //!   contains **no I/O, no clock reads, no threads and no randomness**: time
 //!   and events go in through `handle_*`/`command`, effects come out as
@@ -27,5 +28,6 @@
 
 pub mod config;
 pub mod engine;
+pub mod layout;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -1,0 +1,88 @@
+//! The safekit binary's configuration commands, run as a user would.
+
+use std::path::Path;
+use std::process::Command;
+
+fn node_dir(name: &str, userconfig: &str) -> tempdir::Dir {
+    let d = tempdir::Dir::new(name);
+    std::fs::create_dir_all(d.path().join("safe/modules/mariadb/conf")).unwrap();
+    std::fs::create_dir_all(d.path().join("var/cluster")).unwrap();
+    std::fs::write(d.path().join("safe/modules/mariadb/conf/userconfig.xml"), userconfig).unwrap();
+    std::fs::write(d.path().join("var/cluster/cluster.xml"), include_str!("../../tests/fixtures/cluster-two-nodes.xml")).unwrap();
+    d
+}
+
+fn safekit(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_safekit"))
+        .args(args)
+        .env("SAFE", dir.join("safe"))
+        .env("SAFEVAR", dir.join("var"))
+        .output()
+        .expect("safekit runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A directory removed when dropped (no extra dependency for one helper).
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("safekit-cli-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn confcheck_names_the_placeholder_with_file_line_column() {
+    let d = node_dir("placeholder", include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml"));
+    let (code, _, err) = safekit(d.path(), &["confcheck", "-m", "mariadb"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("userconfig.xml:18:15: virtual address 'VIRTUAL_TO_BE_DEFINED' is a placeholder"), "{err}");
+}
+
+#[test]
+fn confcheck_accepts_a_complete_module() {
+    let text = include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml").replace("VIRTUAL_TO_BE_DEFINED", "10.77.0.100");
+    let d = node_dir("valid", &text);
+    let (code, out, err) = safekit(d.path(), &["confcheck", "-m", "mariadb"]);
+    assert_eq!((code, out.trim()), (0, "module mariadb: valid configuration"), "{err}");
+    let (code, json, _) = safekit(d.path(), &["config", "-m", "mariadb"]);
+    assert_eq!(code, 0);
+    assert!(json.contains("\"dir\": \"/var/lib/mysql\""), "{json}");
+}
+
+#[test]
+fn a_missing_module_is_one_clear_sentence() {
+    let d = node_dir("missing", "<safe/>");
+    let (code, _, err) = safekit(d.path(), &["confcheck", "-m", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("modules/nosuch/conf/userconfig.xml:1:1: cannot read the file"), "{err}");
+}
+
+#[test]
+fn cluster_confcheck_reports_errors_and_success() {
+    let d = node_dir("cluster", "<safe/>");
+    let (code, out, _) = safekit(d.path(), &["cluster", "confcheck"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("valid cluster configuration (2 lans, nodes: node1, node2)"), "{out}");
+    let bad = d.path().join("bad.xml");
+    std::fs::write(&bad, "<cluster><lans><lan name=\"x\"><node name=\"a\"/></lan></lans></cluster>").unwrap();
+    let (code, _, err) = safekit(d.path(), &["cluster", "confcheck", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.xml:1:30: <node> needs attribute addr"), "{err}");
+}
