@@ -67,7 +67,12 @@ fn main() -> ExitCode {
             match load_cluster_file(&path) {
                 Ok(p) => {
                     print_diagnostics(&p.warnings);
-                    println!("{}: valid cluster configuration ({} lans, nodes: {})", path.display(), p.value.lans.len(), p.value.node_names().join(", "));
+                    println!(
+                        "{}: valid cluster configuration ({} lans, nodes: {})",
+                        path.display(),
+                        p.value.lans.len(),
+                        p.value.node_names().join(", ")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
