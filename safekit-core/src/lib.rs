@@ -28,6 +28,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod heartbeat;
 pub mod layout;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
