@@ -166,10 +166,15 @@ pub fn encode(key: &ClusterKey, module: u16, hb: &Heartbeat) -> Vec<u8> {
         Some(Role::AloneAfterFailover) => 3,
         Some(Role::Second) => 4,
     });
+    sign(key, b)
+}
+
+/// Appends the HMAC of `body` (exposed so the fuzzer reaches the field parser).
+pub fn sign(key: &ClusterKey, mut body: Vec<u8>) -> Vec<u8> {
     let mut mac = key.mac();
-    mac.update(&b);
-    b.extend_from_slice(&mac.finalize().into_bytes());
-    b
+    mac.update(&body);
+    body.extend_from_slice(&mac.finalize().into_bytes());
+    body
 }
 
 /// A cursor that refuses to read past the end.
@@ -235,7 +240,7 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         _ => return Err(WireError::BadField("readiness")),
     };
     let flags = c.u16()?;
-    if flags & !F_KNOWN != 0 {
+    if flags & !F_KNOWN != 0 || (flags & F_SWAP_NOSYNC != 0 && flags & F_SWAP == 0) {
         return Err(WireError::BadField("flags"));
     }
     let epoch = c.u64()?;
