@@ -30,5 +30,9 @@ pub mod config;
 pub mod engine;
 pub mod heartbeat;
 pub mod layout;
+#[cfg(feature = "linux")]
+pub mod linux;
+#[cfg(feature = "linux")]
+pub mod services;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

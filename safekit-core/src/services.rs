@@ -1,0 +1,86 @@
+//! The services a node runtime needs, as traits partners can implement
+//! (as trait objects) to embed the engine in their own product. The default
+//! Linux implementations are in [`crate::linux`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::engine::{Heartbeat as HeartbeatMsg, ReplicaRole, ScriptRun, SyncMode};
+
+/// Sends and receives heartbeats on the module's networks.
+#[async_trait]
+pub trait Heartbeat: Send + Sync {
+    /// Sends `msg` on every network.
+    async fn send(&self, msg: &HeartbeatMsg);
+    /// The next authentic, fresh heartbeat and the index of its network.
+    async fn recv(&self) -> (usize, HeartbeatMsg);
+    /// Datagrams dropped so far (forged, replayed, truncated, oversized, ...).
+    fn dropped(&self) -> u64;
+}
+
+/// Puts the virtual IP addresses up and down.
+#[async_trait]
+pub trait VirtualIp: Send + Sync {
+    /// Configures the VIPs and announces them (gratuitous ARP).
+    async fn set(&self) -> Result<(), String>;
+    /// Removes the VIPs (also on the daemon's own shutdown).
+    async fn remove(&self) -> Result<(), String>;
+}
+
+/// How a script run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOutcome {
+    /// Exit code 0 within its timeout.
+    pub success: bool,
+    /// What happened, for the module log.
+    pub detail: String,
+}
+
+/// Runs module scripts.
+#[async_trait]
+pub trait ScriptRunner: Send + Sync {
+    /// Runs `run` (a missing script counts as success, as in SafeKit).
+    async fn run(&self, run: &ScriptRun) -> ScriptOutcome;
+}
+
+/// File replication of the module's directories.
+#[async_trait]
+pub trait Replicator: Send + Sync {
+    /// Starts replicating in `role`.
+    async fn start(&self, role: ReplicaRole) -> Result<(), String>;
+    /// Primary: goes on without the secondary.
+    async fn drop_secondary(&self);
+    /// Stops replicating.
+    async fn stop(&self);
+    /// Secondary: copies from the primary; `Ok` when the copy is complete.
+    async fn reintegrate(&self, mode: SyncMode) -> Result<(), String>;
+}
+
+/// A periodic test setting a resource up or down (errd, tcp, ping, ...).
+#[async_trait]
+pub trait Checker: Send + Sync {
+    /// Resource name, e.g. `proc.mysqld`.
+    fn resource(&self) -> String;
+    /// Polling period.
+    fn period(&self) -> Duration;
+    /// One test: true = up.
+    async fn check(&self) -> bool;
+}
+
+/// Environment of a module's scripts (SafeKit's variables plus `<var>`).
+#[derive(Debug, Clone, Default)]
+pub struct ScriptEnv {
+    /// Directory holding the scripts (`SAFEUSERBIN`).
+    pub bin: PathBuf,
+    /// Where each run's output goes (`SAFEUSERVAR`).
+    pub userlog_dir: Option<PathBuf>,
+    /// Environment variables.
+    pub vars: BTreeMap<String, String>,
+    /// Graceful stop timeout.
+    pub nicestop: Duration,
+    /// Forced stop timeout.
+    pub forcestop: Duration,
+}
