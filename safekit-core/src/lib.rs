@@ -28,10 +28,14 @@
 
 pub mod config;
 pub mod engine;
+#[cfg(feature = "linux")]
+pub mod daemon;
 pub mod heartbeat;
 pub mod layout;
 #[cfg(feature = "linux")]
 pub mod linux;
+#[cfg(feature = "linux")]
+pub mod runtime;
 #[cfg(feature = "linux")]
 pub mod services;
 #[cfg(any(test, feature = "sim"))]

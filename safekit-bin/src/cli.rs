@@ -1,0 +1,413 @@
+//! Arguments (SafeKit's syntax) and what each command calls.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use safekit_core::config::{ConfigError, Diagnostic};
+use safekit_core::daemon::control::{call, Request, Response};
+use safekit_core::daemon::socket_path;
+use safekit_core::engine::{CommandKind, LogLevel, SwapKind};
+use safekit_core::layout::{load_cluster_file, Layout};
+
+/// SafeKit-compatible high-availability cluster: mirror (replication +
+/// failover), farm and light modules. `SAFE` and `SAFEVAR` select the
+/// node's directories (default /opt/safekit and /var/safekit).
+#[derive(Parser)]
+#[command(name = "safekit", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// The module argument: `-m AM`, or `SAFEMODULE` inside scripts.
+#[derive(clap::Args, Clone)]
+struct Module {
+    /// Module name.
+    #[arg(short = 'm', env = "SAFEMODULE")]
+    module: String,
+}
+
+/// `-i identity`: a command issued by a detector or a script (counts for maxloop).
+#[derive(clap::Args, Clone)]
+struct Identity {
+    /// Identity of the issuer; without it the command is an administrator's
+    /// and resets the maxloop counter.
+    #[arg(short = 'i')]
+    identity: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the node daemon (normally started by systemd).
+    Daemon {
+        /// This node's name in cluster.xml (default: SAFEKIT_NODE, else the host name).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Start the module; the role is chosen automatically.
+    Start {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop the module (on the primary: failover to the secondary).
+    Stop {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop at once when a stop is stuck (kills the running script).
+    Forcestop {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Run stop_xx then start_xx of the current state (no failover).
+    Restart {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop then start again (on the primary: failover).
+    Stopstart {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Force start as primary (refused if the other node is primary).
+    Prim {
+        #[command(flatten)]
+        m: Module,
+        /// Fully resynchronise the secondary when it joins.
+        #[arg(value_parser = ["fullsync"])]
+        fullsync: Option<String>,
+    },
+    /// Force start as secondary (refused if the other node is not primary).
+    Second {
+        #[command(flatten)]
+        m: Module,
+        /// Copy every file.
+        #[arg(value_parser = ["fullsync"])]
+        fullsync: Option<String>,
+    },
+    /// Start as primary even after an interrupted reintegration.
+    Primforce {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Exchange the primary and secondary roles.
+    Swap {
+        #[command(flatten)]
+        m: Module,
+        /// Swap without synchronising the replicated directories.
+        #[arg(value_parser = ["nosync"])]
+        nosync: Option<String>,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Turn automatic failover on or off (persisted).
+    Failover {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Show module states; -q: exit code STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4.
+    State {
+        /// One module (default: all).
+        #[arg(short = 'm', env = "SAFEMODULE")]
+        module: Option<String>,
+        /// List resources.
+        #[arg(short = 'v')]
+        verbose: bool,
+        /// Local state only (with -q).
+        #[arg(short = 'l')]
+        local: bool,
+        /// Quiet: the state is the exit code.
+        #[arg(short = 'q')]
+        quiet: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the module reaches STATE (STOP, WAIT, ALONE, UP, PRIM, SECOND) and is Ready.
+    Waitstate {
+        #[command(flatten)]
+        m: Module,
+        /// The state to wait for.
+        state: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show the module log.
+    Log {
+        #[command(flatten)]
+        m: Module,
+        /// Number of lines.
+        #[arg(short = 's', default_value_t = 300)]
+        lines: usize,
+        /// Verbose: include I and D messages.
+        #[arg(short = 'A')]
+        all: bool,
+    },
+    /// From a script: write an information message into the module log.
+    Printi {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// From a script: write a warning into the module log.
+    Printw {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// From a script: write an error message into the module log.
+    Printe {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// Check a module's configuration without applying it (placeholders refused).
+    Confcheck {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Show a module's configuration as the daemon reads it (JSON).
+    Config {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Cluster configuration commands.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(clap::Args, Clone)]
+struct Message {
+    /// The message.
+    message: String,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Check a cluster.xml file (default: SAFEVAR/cluster/cluster.xml).
+    Confcheck {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Make a new cluster key in SAFEVAR/cluster/cluster.key (copy it to every node).
+    Genkey,
+}
+
+fn print_diagnostics(ds: &[Diagnostic]) {
+    for d in ds {
+        eprintln!("{d}");
+    }
+}
+
+fn fail(e: &ConfigError) -> ExitCode {
+    print_diagnostics(&e.diagnostics);
+    ExitCode::FAILURE
+}
+
+async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
+    match call(&socket_path(layout), &req).await {
+        Ok(Response::Error(e)) => {
+            eprintln!("{e}");
+            Err(ExitCode::FAILURE)
+        }
+        Ok(r) => Ok(r),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn command(layout: &Layout, module: String, kind: CommandKind, identity: Option<String>) -> ExitCode {
+    match ask(layout, Request::Command { module, kind, identity }).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(c) => c,
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> ExitCode {
+    let layout = Layout::from_env();
+    match cli.command {
+        Cmd::Daemon { node } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+            let shutdown = async {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            };
+            match safekit_core::daemon::run(layout, node, shutdown).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("safekit daemon: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Start { m, i } => command(&layout, m.module, CommandKind::Start, i.identity).await,
+        Cmd::Stop { m, i } => command(&layout, m.module, CommandKind::Stop, i.identity).await,
+        Cmd::Forcestop { m } => command(&layout, m.module, CommandKind::Forcestop, None).await,
+        Cmd::Restart { m, i } => command(&layout, m.module, CommandKind::Restart, i.identity).await,
+        Cmd::Stopstart { m, i } => command(&layout, m.module, CommandKind::Stopstart, i.identity).await,
+        Cmd::Prim { m, fullsync } => command(&layout, m.module, CommandKind::Prim { fullsync: fullsync.is_some() }, None).await,
+        Cmd::Second { m, fullsync } => command(&layout, m.module, CommandKind::Second { fullsync: fullsync.is_some() }, None).await,
+        Cmd::Primforce { m } => command(&layout, m.module, CommandKind::Primforce, None).await,
+        Cmd::Swap { m, nosync, i } => {
+            let kind = if nosync.is_some() { SwapKind::NoSync } else { SwapKind::Sync };
+            command(&layout, m.module, CommandKind::Swap(kind), i.identity).await
+        }
+        Cmd::Failover { value, m } => command(&layout, m.module, CommandKind::Failover(matches!(value, OnOff::On)), None).await,
+        Cmd::State { module, verbose, local: _, quiet, json } => {
+            let states = match ask(&layout, Request::State { module: module.clone() }).await {
+                Ok(Response::States(s)) => s,
+                Ok(_) => Vec::new(),
+                Err(c) => return c,
+            };
+            if quiet {
+                let code = states.first().map_or(0, |s| s.status.state.exit_code());
+                return ExitCode::from(u8::try_from(code).unwrap_or(0));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&states).unwrap_or_default());
+                return ExitCode::SUCCESS;
+            }
+            for s in &states {
+                let remote = s.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
+                println!("{:<16} {:<18} (remote: {remote})  id {}", s.name, s.status.to_string(), s.id);
+                if verbose {
+                    for (k, v) in &s.resources {
+                        println!("    {k:<28} {v}");
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Waitstate { m, state, timeout } => {
+            let want = state.to_uppercase();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+            loop {
+                if let Ok(Response::States(s)) = call(&socket_path(&layout), &Request::State { module: Some(m.module.clone()) }).await {
+                    if s.first().is_some_and(|s| s.status.state.as_str() == want && (want == "STOP" || s.status.readiness == safekit_core::engine::Readiness::Ready)) {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    eprintln!("module {} did not reach {want} within {timeout} s", m.module);
+                    return ExitCode::FAILURE;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Cmd::Log { m, lines, all } => match ask(&layout, Request::Log { module: m.module, lines, verbose: all }).await {
+            Ok(Response::Lines(l)) => {
+                for line in l {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(c) => c,
+        },
+        Cmd::Printi { m, msg } => print(&layout, m, LogLevel::I, msg).await,
+        Cmd::Printw { m, msg } => print(&layout, m, LogLevel::E, msg).await,
+        Cmd::Printe { m, msg } => print(&layout, m, LogLevel::E, msg).await,
+        Cmd::Cluster(ClusterCmd::Confcheck { file }) => {
+            let path = file.unwrap_or_else(|| layout.cluster_xml());
+            match load_cluster_file(&path) {
+                Ok(p) => {
+                    print_diagnostics(&p.warnings);
+                    println!("{}: valid cluster configuration ({} lans, nodes: {})", path.display(), p.value.lans.len(), p.value.node_names().join(", "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Cmd::Cluster(ClusterCmd::Genkey) => {
+            let mut key = [0u8; 32];
+            if let Err(e) = getrandom::fill(&mut key) {
+                eprintln!("no randomness for the key: {e}");
+                return ExitCode::FAILURE;
+            }
+            let path = layout.safevar.join("cluster").join("cluster.key");
+            let write = || -> std::io::Result<()> {
+                use std::os::unix::fs::OpenOptionsExt;
+                use std::io::Write;
+                std::fs::create_dir_all(path.parent().unwrap_or(&layout.safevar))?;
+                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+                f.write_all(hex::encode(key).as_bytes())?;
+                f.sync_all()
+            };
+            match write() {
+                Ok(()) => {
+                    println!("{}: new cluster key; copy it to every node, then restart the daemons", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Confcheck { m } => module_cmd(&layout, &m.module, true),
+        Cmd::Config { m } => module_cmd(&layout, &m.module, false),
+    }
+}
+
+async fn print(layout: &Layout, m: Module, level: LogLevel, msg: Message) -> ExitCode {
+    match ask(layout, Request::Print { module: m.module, level, message: msg.message }).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(c) => c,
+    }
+}
+
+fn module_cmd(layout: &Layout, module: &str, confcheck: bool) -> ExitCode {
+    let cluster = match layout.load_cluster() {
+        Ok(c) => c.value,
+        Err(e) => return fail(&e),
+    };
+    match layout.load_module(module, &cluster, confcheck) {
+        Ok(p) => {
+            print_diagnostics(&p.warnings);
+            if confcheck {
+                println!("module {module}: valid configuration");
+            } else {
+                match serde_json::to_string_pretty(&p.value) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("cannot show the configuration: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}

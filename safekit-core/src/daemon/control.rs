@@ -1,0 +1,74 @@
+//! The daemon's control protocol: one JSON request and one JSON answer per
+//! connection on a root-only Unix socket (`SAFEVAR/run/safekit.sock`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::engine::{CommandKind, LogLevel};
+use crate::runtime::ModuleReport;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// A module command (`start`, `stop`, `prim`, ...) with `-i identity`.
+    Command {
+        /// Module.
+        module: String,
+        /// Command.
+        kind: CommandKind,
+        /// `-i identity`.
+        identity: Option<String>,
+    },
+    /// `safekit state [-m AM]`.
+    State {
+        /// One module, or all.
+        module: Option<String>,
+    },
+    /// `safekit log -m AM [-s N] [-A]`.
+    Log {
+        /// Module.
+        module: String,
+        /// How many lines.
+        lines: usize,
+        /// Include I and D.
+        verbose: bool,
+    },
+    /// `safekit printi|printw|printe` from a script.
+    Print {
+        /// Module.
+        module: String,
+        /// Level.
+        level: LogLevel,
+        /// Text.
+        message: String,
+    },
+}
+
+/// What the daemon answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Refused: one sentence.
+    Error(String),
+    /// Module states.
+    States(Vec<ModuleReport>),
+    /// Log lines.
+    Lines(Vec<String>),
+}
+
+/// Sends `req` to the daemon listening on `socket`.
+pub async fn call(socket: &Path, req: &Request) -> Result<Response, String> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("the safekit daemon is not running ({}: {e})", socket.display()))?;
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    line.push('\n');
+    w.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(r).read_line(&mut answer).await.map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))
+}

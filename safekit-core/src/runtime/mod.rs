@@ -1,0 +1,292 @@
+//! The tokio runtime that drives one module's pure engine: it owns the
+//! clock, the sockets and the spawned work, and is the only code that reads
+//! time. The loop is str0m's: apply one input, drain every action, then wait
+//! for the next input or the engine's deadline.
+
+pub mod log;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::engine::{
+    Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine, ReplicationEvent, RunId, State,
+    Status,
+};
+use crate::services::{Heartbeat, Replicator, ScriptRunner, VirtualIp};
+use log::ModuleLog;
+use store::StateStore;
+
+/// What the runtime needs from an engine (mirror or light).
+pub trait Driven: Send {
+    /// See [`MirrorEngine::handle_input`].
+    fn handle_input(&mut self, now: Instant, input: Input);
+    /// See [`MirrorEngine::handle_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// See [`MirrorEngine::command`].
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError>;
+    /// See [`MirrorEngine::poll_action`].
+    fn poll_action(&mut self) -> Option<Action>;
+    /// See [`MirrorEngine::poll_timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Local status.
+    fn status(&self) -> Status;
+    /// The peer's status, if heard.
+    fn peer_status(&self) -> Option<Status>;
+    /// Resources for `state -v`.
+    fn resources(&self) -> BTreeMap<String, String>;
+}
+
+impl Driven for MirrorEngine {
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        Self::handle_input(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        Self::command(self, now, cmd)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Self::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn status(&self) -> Status {
+        Self::status(self)
+    }
+    fn peer_status(&self) -> Option<Status> {
+        Self::peer_status(self)
+    }
+    fn resources(&self) -> BTreeMap<String, String> {
+        Self::resources(self)
+    }
+}
+
+impl Driven for LightEngine {
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        Self::handle_input(self, now, input);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Self::handle_timeout(self, now);
+    }
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        Self::command(self, now, cmd)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Self::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Self::poll_timeout(self)
+    }
+    fn status(&self) -> Status {
+        Self::status(self)
+    }
+    fn peer_status(&self) -> Option<Status> {
+        None
+    }
+    fn resources(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}
+
+/// A module's services.
+pub struct ModuleServices {
+    /// Heartbeats (mirror).
+    pub heartbeat: Option<Arc<dyn Heartbeat>>,
+    /// Virtual IPs.
+    pub vip: Option<Arc<dyn VirtualIp>>,
+    /// Scripts.
+    pub scripts: Arc<dyn ScriptRunner>,
+    /// Replication.
+    pub replicator: Arc<dyn Replicator>,
+    /// Split-brain witnesses (pinged).
+    pub witnesses: Vec<IpAddr>,
+    /// Persistent state.
+    pub store: StateStore,
+    /// Module log.
+    pub log: Arc<ModuleLog>,
+}
+
+/// What `safekit state` shows of a module.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleReport {
+    /// Module name.
+    pub name: String,
+    /// Module id.
+    pub id: u16,
+    /// Local status.
+    pub status: Status,
+    /// Peer status (None = unknown).
+    pub peer: Option<Status>,
+    /// Resources.
+    pub resources: BTreeMap<String, String>,
+}
+
+/// A command and where to send its answer.
+pub type CommandMsg = (Command, oneshot::Sender<Result<(), String>>);
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Runs `engine` until `shutdown` turns true and the module is stopped.
+pub async fn drive<E: Driven>(
+    mut engine: E,
+    svc: ModuleServices,
+    mut commands: mpsc::Receiver<CommandMsg>,
+    report: watch::Sender<ModuleReport>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (in_tx, mut in_rx) = mpsc::channel::<Input>(64);
+    let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
+    let mut stopping = false;
+    // After a crash the VIP may still be configured: a node that starts is
+    // never primary, so remove it.
+    if let Some(v) = &svc.vip {
+        if let Err(e) = v.remove().await {
+            svc.log.write("vip", LogLevel::C, &format!("stale virtual IP not removed: {e}"));
+        }
+    }
+    loop {
+        while let Some(a) = engine.poll_action() {
+            execute(a, &svc, &in_tx, &mut running).await;
+        }
+        running.retain(|_, h| !h.is_finished());
+        report.send_modify(|r| {
+            r.status = engine.status();
+            r.peer = engine.peer_status();
+            r.resources = engine.resources();
+            if let Some(hb) = &svc.heartbeat {
+                r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
+            }
+        });
+        if stopping && engine.status().state == State::Stop {
+            break;
+        }
+        let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
+        let hb = svc.heartbeat.clone();
+        tokio::select! {
+            biased;
+            r = shutdown.changed(), if !stopping => {
+                if r.is_err() || *shutdown.borrow() {
+                    stopping = true;
+                    svc.log.write("heart", LogLevel::U, "Action shutdown called by SYSTEM");
+                    if engine.status().state != State::Stop {
+                        let _ = engine.command(now(), Command::by(CommandKind::Stop, "SYSTEM"));
+                    }
+                }
+            }
+            Some((cmd, reply)) = commands.recv() => {
+                let r = engine.command(now(), cmd).map_err(|e| e.to_string());
+                let _ = reply.send(r);
+            }
+            Some(input) = in_rx.recv() => engine.handle_input(now(), input),
+            (lan, msg) = async move { match hb { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                engine.handle_input(now(), Input::Heartbeat { lan, hb: msg });
+            }
+            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                engine.handle_timeout(now());
+            }
+        }
+    }
+    if let Some(v) = &svc.vip {
+        let _ = v.remove().await;
+    }
+}
+
+async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, running: &mut HashMap<RunId, JoinHandle<()>>) {
+    match a {
+        Action::RunScript(r) => {
+            let (tx, runner, log) = (in_tx.clone(), svc.scripts.clone(), svc.log.clone());
+            let run = r.run;
+            running.insert(
+                run,
+                tokio::spawn(async move {
+                    let out = runner.run(&r).await;
+                    if !out.success {
+                        log.write("userplug", LogLevel::E, &out.detail);
+                    }
+                    let _ = tx.send(Input::ScriptDone { run, success: out.success }).await;
+                }),
+            );
+        }
+        Action::CancelScript(run) => {
+            if let Some(h) = running.remove(&run) {
+                h.abort();
+            }
+        }
+        Action::SetVip => {
+            if let Some(v) = &svc.vip {
+                match v.set().await {
+                    Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP set"),
+                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not set: {e}")),
+                }
+            }
+        }
+        Action::RemoveVip => {
+            if let Some(v) = &svc.vip {
+                match v.remove().await {
+                    Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP removed"),
+                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not removed: {e}")),
+                }
+            }
+        }
+        Action::StartReplication(role) => {
+            if let Err(e) = svc.replicator.start(role).await {
+                svc.log.write("rfs", LogLevel::C, &format!("replication not started: {e}"));
+                let _ = in_tx.send(Input::Replication(ReplicationEvent::Degraded { reason: e })).await;
+            }
+        }
+        Action::DropSecondary => svc.replicator.drop_secondary().await,
+        Action::StopReplication => svc.replicator.stop().await,
+        Action::StartReintegration(mode) => {
+            let (tx, repl) = (in_tx.clone(), svc.replicator.clone());
+            tokio::spawn(async move {
+                let ev = match repl.reintegrate(mode).await {
+                    Ok(()) => ReplicationEvent::ReintegrationDone,
+                    Err(reason) => ReplicationEvent::ReintegrationFailed { reason },
+                };
+                let _ = tx.send(Input::Replication(ev)).await;
+            });
+        }
+        Action::CheckWitness(run) => {
+            let (tx, witnesses) = (in_tx.clone(), svc.witnesses.clone());
+            tokio::spawn(async move {
+                let mut reachable = false;
+                for w in witnesses {
+                    let ok = tokio::process::Command::new("ping")
+                        .args(["-c", "1", "-W", "1", &w.to_string()])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .await
+                        .is_ok_and(|s| s.success());
+                    if ok {
+                        reachable = true;
+                        break;
+                    }
+                }
+                let _ = tx.send(Input::WitnessResult { run, reachable }).await;
+            });
+        }
+        Action::EnableCheckers(_) | Action::DisableCheckers(_) | Action::StateChanged { .. } => {}
+        Action::Persist(p) => {
+            if let Err(e) = svc.store.save(&p) {
+                svc.log.write("heart", LogLevel::C, &format!("state not saved: {e}"));
+            }
+        }
+        Action::SendHeartbeat(hb) => {
+            if let Some(h) = &svc.heartbeat {
+                h.send(&hb).await;
+            }
+        }
+        Action::Log { level, message } => svc.log.write("heart", level, &message),
+    }
+}
