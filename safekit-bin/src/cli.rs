@@ -196,6 +196,16 @@ enum Cmd {
     /// Cluster configuration commands.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Two-node cluster and a client on this machine in network namespaces:
+    /// start, failover after a kill -9 of the primary, measured outage (root).
+    Demo,
+    /// The demo's application (started by the demo module's start_prim).
+    #[command(hide = true)]
+    DemoApp {
+        /// TCP port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -240,8 +250,22 @@ async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
     }
 }
 
-async fn command(layout: &Layout, module: String, kind: CommandKind, identity: Option<String>) -> ExitCode {
-    match ask(layout, Request::Command { module, kind, identity }).await {
+async fn command(
+    layout: &Layout,
+    module: String,
+    kind: CommandKind,
+    identity: Option<String>,
+) -> ExitCode {
+    match ask(
+        layout,
+        Request::Command {
+            module,
+            kind,
+            identity,
+        },
+    )
+    .await
+    {
         Ok(_) => ExitCode::SUCCESS,
         Err(c) => c,
     }
@@ -251,13 +275,19 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     let layout = Layout::from_env();
     match cli.command {
         Cmd::Daemon { node } => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .init();
             let shutdown = async {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return std::future::pending().await,
-                };
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(_) => return std::future::pending().await,
+                    };
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
@@ -275,17 +305,64 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Cmd::Stop { m, i } => command(&layout, m.module, CommandKind::Stop, i.identity).await,
         Cmd::Forcestop { m } => command(&layout, m.module, CommandKind::Forcestop, None).await,
         Cmd::Restart { m, i } => command(&layout, m.module, CommandKind::Restart, i.identity).await,
-        Cmd::Stopstart { m, i } => command(&layout, m.module, CommandKind::Stopstart, i.identity).await,
-        Cmd::Prim { m, fullsync } => command(&layout, m.module, CommandKind::Prim { fullsync: fullsync.is_some() }, None).await,
-        Cmd::Second { m, fullsync } => command(&layout, m.module, CommandKind::Second { fullsync: fullsync.is_some() }, None).await,
+        Cmd::Stopstart { m, i } => {
+            command(&layout, m.module, CommandKind::Stopstart, i.identity).await
+        }
+        Cmd::Prim { m, fullsync } => {
+            command(
+                &layout,
+                m.module,
+                CommandKind::Prim {
+                    fullsync: fullsync.is_some(),
+                },
+                None,
+            )
+            .await
+        }
+        Cmd::Second { m, fullsync } => {
+            command(
+                &layout,
+                m.module,
+                CommandKind::Second {
+                    fullsync: fullsync.is_some(),
+                },
+                None,
+            )
+            .await
+        }
         Cmd::Primforce { m } => command(&layout, m.module, CommandKind::Primforce, None).await,
         Cmd::Swap { m, nosync, i } => {
-            let kind = if nosync.is_some() { SwapKind::NoSync } else { SwapKind::Sync };
+            let kind = if nosync.is_some() {
+                SwapKind::NoSync
+            } else {
+                SwapKind::Sync
+            };
             command(&layout, m.module, CommandKind::Swap(kind), i.identity).await
         }
-        Cmd::Failover { value, m } => command(&layout, m.module, CommandKind::Failover(matches!(value, OnOff::On)), None).await,
-        Cmd::State { module, verbose, local: _, quiet, json } => {
-            let states = match ask(&layout, Request::State { module: module.clone() }).await {
+        Cmd::Failover { value, m } => {
+            command(
+                &layout,
+                m.module,
+                CommandKind::Failover(matches!(value, OnOff::On)),
+                None,
+            )
+            .await
+        }
+        Cmd::State {
+            module,
+            verbose,
+            local: _,
+            quiet,
+            json,
+        } => {
+            let states = match ask(
+                &layout,
+                Request::State {
+                    module: module.clone(),
+                },
+            )
+            .await
+            {
                 Ok(Response::States(s)) => s,
                 Ok(_) => Vec::new(),
                 Err(c) => return c,
@@ -295,12 +372,22 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(u8::try_from(code).unwrap_or(0));
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&states).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&states).unwrap_or_default()
+                );
                 return ExitCode::SUCCESS;
             }
             for s in &states {
-                let remote = s.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
-                println!("{:<16} {:<18} (remote: {remote})  id {}", s.name, s.status.to_string(), s.id);
+                let remote = s
+                    .peer
+                    .map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
+                println!(
+                    "{:<16} {:<18} (remote: {remote})  id {}",
+                    s.name,
+                    s.status.to_string(),
+                    s.id
+                );
                 if verbose {
                     for (k, v) in &s.resources {
                         println!("    {k:<28} {v}");
@@ -313,19 +400,42 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             let want = state.to_uppercase();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
             loop {
-                if let Ok(Response::States(s)) = call(&socket_path(&layout), &Request::State { module: Some(m.module.clone()) }).await {
-                    if s.first().is_some_and(|s| s.status.state.as_str() == want && (want == "STOP" || s.status.readiness == safekit_core::engine::Readiness::Ready)) {
+                if let Ok(Response::States(s)) = call(
+                    &socket_path(&layout),
+                    &Request::State {
+                        module: Some(m.module.clone()),
+                    },
+                )
+                .await
+                {
+                    if s.first().is_some_and(|s| {
+                        s.status.state.as_str() == want
+                            && (want == "STOP"
+                                || s.status.readiness == safekit_core::engine::Readiness::Ready)
+                    }) {
                         return ExitCode::SUCCESS;
                     }
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    eprintln!("module {} did not reach {want} within {timeout} s", m.module);
+                    eprintln!(
+                        "module {} did not reach {want} within {timeout} s",
+                        m.module
+                    );
                     return ExitCode::FAILURE;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Cmd::Log { m, lines, all } => match ask(&layout, Request::Log { module: m.module, lines, verbose: all }).await {
+        Cmd::Log { m, lines, all } => match ask(
+            &layout,
+            Request::Log {
+                module: m.module,
+                lines,
+                verbose: all,
+            },
+        )
+        .await
+        {
             Ok(Response::Lines(l)) => {
                 for line in l {
                     println!("{line}");
@@ -343,7 +453,12 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             match load_cluster_file(&path) {
                 Ok(p) => {
                     print_diagnostics(&p.warnings);
-                    println!("{}: valid cluster configuration ({} lans, nodes: {})", path.display(), p.value.lans.len(), p.value.node_names().join(", "));
+                    println!(
+                        "{}: valid cluster configuration ({} lans, nodes: {})",
+                        path.display(),
+                        p.value.lans.len(),
+                        p.value.node_names().join(", ")
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
@@ -357,16 +472,24 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             }
             let path = layout.safevar.join("cluster").join("cluster.key");
             let write = || -> std::io::Result<()> {
-                use std::os::unix::fs::OpenOptionsExt;
                 use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
                 std::fs::create_dir_all(path.parent().unwrap_or(&layout.safevar))?;
-                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)?;
                 f.write_all(hex::encode(key).as_bytes())?;
                 f.sync_all()
             };
             match write() {
                 Ok(()) => {
-                    println!("{}: new cluster key; copy it to every node, then restart the daemons", path.display());
+                    println!(
+                        "{}: new cluster key; copy it to every node, then restart the daemons",
+                        path.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -375,13 +498,53 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Cmd::Demo => {
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("safekit demo: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let demo = safekit_core::demo::run(&exe);
+            tokio::select! {
+                r = demo => match r {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("safekit demo: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    // Dropping the demo future removes the namespaces and files.
+                    eprintln!("safekit demo: interrupted; cleaned up");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::DemoApp { port } => match safekit_core::demo::serve_app(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo-app: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Confcheck { m } => module_cmd(&layout, &m.module, true),
         Cmd::Config { m } => module_cmd(&layout, &m.module, false),
     }
 }
 
 async fn print(layout: &Layout, m: Module, level: LogLevel, msg: Message) -> ExitCode {
-    match ask(layout, Request::Print { module: m.module, level, message: msg.message }).await {
+    match ask(
+        layout,
+        Request::Print {
+            module: m.module,
+            level,
+            message: msg.message,
+        },
+    )
+    .await
+    {
         Ok(_) => ExitCode::SUCCESS,
         Err(c) => c,
     }

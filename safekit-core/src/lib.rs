@@ -27,9 +27,11 @@
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
 pub mod config;
-pub mod engine;
 #[cfg(feature = "linux")]
 pub mod daemon;
+#[cfg(feature = "linux")]
+pub mod demo;
+pub mod engine;
 pub mod heartbeat;
 pub mod layout;
 #[cfg(feature = "linux")]

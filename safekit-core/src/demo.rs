@@ -1,0 +1,493 @@
+//! `safekit demo`: a two-node mirror cluster and a client on this machine,
+//! each in a network namespace of its own on a private bridge (addresses
+//! 10.77.0.0/24 exist only inside those namespaces). It starts the cluster,
+//! shows PRIM/SECOND, kills the primary's daemon and application with
+//! SIGKILL, shows the failover, prints the outage the client measured
+//! through the virtual IP, and removes everything, also on Ctrl-C or error.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::daemon::control::{call, Request, Response};
+use crate::engine::{CommandKind, Readiness, State, Status};
+
+const PREFIX: &str = "skd";
+const VIP: &str = "10.77.0.100";
+const APP_PORT: u16 = 8080;
+
+/// Where a demo node lives.
+struct DemoNode {
+    name: &'static str,
+    ns: String,
+    dir: PathBuf,
+    daemon: Option<Child>,
+}
+
+/// Everything the demo created, removed on drop whatever happened.
+pub struct Demo {
+    nodes: Vec<DemoNode>,
+    namespaces: Vec<String>,
+    root: PathBuf,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e} (install iproute2)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+const MODULE: &str = r#"<!DOCTYPE safe>
+<safe>
+<service mode="mirror" failover="on">
+  <heart pulse="100ms" timeout="1000ms">
+    <heartbeat name="default"/>
+  </heart>
+  <vip>
+    <interface_list>
+      <interface check="off" name="eth0">
+        <real_interface>
+          <virtual_addr addr="10.77.0.100" where="one_side_alias" check="off"/>
+        </real_interface>
+      </interface>
+    </interface_list>
+  </vip>
+  <user nicestoptimeout="10s" forcestoptimeout="10s"/>
+</service>
+</safe>
+"#;
+
+const START_PRIM: &str = r#"#!/bin/sh
+# The demo application: answers HTTP with the serving node's name.
+"$SAFE/safekit" demo-app --port 8080 >/dev/null 2>&1 &
+echo $! > "$SAFEUSERVAR/app.pid"
+"$SAFE/safekit" printi "demo application started (pid $!)"
+"#;
+
+const STOP_PRIM: &str = r#"#!/bin/sh
+# Graceful stop, then (force) kill what is left.
+[ -f "$SAFEUSERVAR/app.pid" ] || exit 0
+if [ "$1" = "force" ]; then
+  kill -9 "$(cat "$SAFEUSERVAR/app.pid")" 2>/dev/null
+  rm -f "$SAFEUSERVAR/app.pid"
+else
+  kill "$(cat "$SAFEUSERVAR/app.pid")" 2>/dev/null
+fi
+exit 0
+"#;
+
+impl Demo {
+    /// Builds the namespaces, the bridge and the two nodes' files.
+    pub fn setup() -> Result<Self, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("safekit demo needs root (network namespaces and virtual IPs)".into());
+        }
+        let root = std::env::temp_dir().join(format!("safekit-demo-{}", std::process::id()));
+        let mut demo = Self {
+            nodes: Vec::new(),
+            namespaces: Vec::new(),
+            root: root.clone(),
+        };
+        for ns in ["sw", "n1", "n2", "cl"] {
+            let name = format!("{PREFIX}-{ns}");
+            // A namespace of that name is a leftover of an interrupted demo.
+            let _ = ip(&["netns", "del", &name]);
+            ip(&["netns", "add", &name])?;
+            demo.namespaces.push(name);
+        }
+        let sw = format!("{PREFIX}-sw");
+        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &sw, "link", "set", "br0", "up"])?;
+        for (ns, addr) in [
+            ("n1", "10.77.0.1/24"),
+            ("n2", "10.77.0.2/24"),
+            ("cl", "10.77.0.10/24"),
+        ] {
+            let full = format!("{PREFIX}-{ns}");
+            let port = format!("p-{ns}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &full,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+            ip(&["-n", &full, "addr", "add", addr, "dev", "eth0"])?;
+            ip(&["-n", &full, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &full, "link", "set", "lo", "up"])?;
+        }
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("no randomness: {e}"))?;
+        let cluster = r#"<cluster>
+  <lans>
+    <lan name="default">
+      <node name="node1" addr="10.77.0.1"/>
+      <node name="node2" addr="10.77.0.2"/>
+    </lan>
+  </lans>
+</cluster>
+"#;
+        for (name, ns) in [("node1", "n1"), ("node2", "n2")] {
+            let dir = root.join(name);
+            let w = |p: PathBuf, s: &str| -> Result<(), String> {
+                std::fs::create_dir_all(p.parent().unwrap_or(&root)).map_err(|e| e.to_string())?;
+                std::fs::write(&p, s).map_err(|e| format!("{}: {e}", p.display()))
+            };
+            w(dir.join("var/cluster/cluster.xml"), cluster)?;
+            w(dir.join("var/cluster/cluster.key"), &hex::encode(key))?;
+            w(dir.join("safe/modules/demo/conf/userconfig.xml"), MODULE)?;
+            for (script, text) in [("start_prim", START_PRIM), ("stop_prim", STOP_PRIM)] {
+                let p = dir.join("safe/modules/demo/bin").join(script);
+                w(p.clone(), text)?;
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+            }
+            demo.nodes.push(DemoNode {
+                name,
+                ns: format!("{PREFIX}-{ns}"),
+                dir,
+                daemon: None,
+            });
+        }
+        Ok(demo)
+    }
+
+    /// Starts the daemon of node `i` (0 or 1) inside its namespace.
+    pub fn start_daemon(&mut self, i: usize, exe: &Path) -> Result<(), String> {
+        let n = &mut self.nodes[i];
+        let log = std::fs::File::create(n.dir.join("daemon.log")).map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &n.ns])
+            .arg(exe)
+            .arg("daemon")
+            .env("SAFE", n.dir.join("safe"))
+            .env("SAFEVAR", n.dir.join("var"))
+            .env("SAFEKIT_NODE", n.name)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start the daemon of {}: {e}", n.name))?;
+        n.daemon = Some(child);
+        Ok(())
+    }
+
+    fn socket(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("var/run/safekit.sock")
+    }
+
+    /// Sends a command to node `i`'s module.
+    pub async fn command(&self, i: usize, kind: CommandKind) -> Result<(), String> {
+        match call(
+            &self.socket(i),
+            &Request::Command {
+                module: "demo".into(),
+                kind,
+                identity: None,
+            },
+        )
+        .await?
+        {
+            Response::Error(e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Node `i`'s module status, if its daemon answers.
+    pub async fn status(&self, i: usize) -> Option<Status> {
+        match call(
+            &self.socket(i),
+            &Request::State {
+                module: Some("demo".into()),
+            },
+        )
+        .await
+        {
+            Ok(Response::States(s)) => s.first().map(|s| s.status),
+            _ => None,
+        }
+    }
+
+    /// Waits until node `i` answers (its daemon is up).
+    pub async fn wait_daemon(&self, i: usize, limit: Duration) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.status(i).await.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log = std::fs::read_to_string(self.nodes[i].dir.join("daemon.log")).unwrap_or_default();
+        Err(format!(
+            "the daemon of {} did not start:\n{log}",
+            self.nodes[i].name
+        ))
+    }
+
+    /// Waits until node `i` is in `state` (Ready).
+    pub async fn wait_state(&self, i: usize, state: State, limit: Duration) -> Result<(), String> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if self.status(i).await == Some(Status::new(state, Readiness::Ready)) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "{} did not reach {state} (now {:?})",
+            self.nodes[i].name,
+            self.status(i).await
+        ))
+    }
+
+    /// Kills node `i`'s daemon and application with SIGKILL (a crash).
+    pub fn crash(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if let Some(mut c) = n.daemon.take() {
+            // `ip netns exec` execs the daemon: this PID is the daemon's.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+
+    /// The namespace of the client.
+    pub fn client_ns() -> String {
+        format!("{PREFIX}-cl")
+    }
+
+    /// A node's log lines.
+    pub async fn log(&self, i: usize, lines: usize) -> Vec<String> {
+        match call(
+            &self.socket(i),
+            &Request::Log {
+                module: "demo".into(),
+                lines,
+                verbose: false,
+            },
+        )
+        .await
+        {
+            Ok(Response::Lines(l)) => l,
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.daemon.take() {
+                // A clean stop: scripts run, the VIP is removed.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let end = Instant::now() + Duration::from_secs(15);
+                while Instant::now() < end && matches!(c.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The demo application: answers every HTTP request with the serving node.
+pub fn serve_app(port: u16) -> std::io::Result<()> {
+    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
+    let node = std::env::var("SAFEKIT_NODE").unwrap_or_else(|_| "unknown".into());
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let body = format!("{node}\n");
+        let _ = write!(
+            s,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    Ok(())
+}
+
+/// One probe result: when, and which node answered (None = failure).
+pub type Sample = (Duration, Option<String>);
+
+/// Probes `http://VIP:8080/` every 10 ms from inside namespace `ns` (a
+/// thread of its own, moved into that namespace) until `stop` is set.
+pub fn probe(
+    ns: &str,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<Vec<Sample>>>,
+) -> Result<std::thread::JoinHandle<()>, String> {
+    let file = std::fs::File::open(format!("/run/netns/{ns}"))
+        .map_err(|e| format!("namespace {ns}: {e}"))?;
+    Ok(std::thread::spawn(move || {
+        if nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+            return;
+        }
+        let start = Instant::now();
+        let addr: SocketAddr = format!("{VIP}:{APP_PORT}")
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([10, 77, 0, 100], APP_PORT)));
+        // Bounded: at most ten minutes of probing.
+        while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
+            let t = start.elapsed();
+            let answer = (|| -> Option<String> {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()?;
+                s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+                let mut r = String::new();
+                s.read_to_string(&mut r).ok()?;
+                r.rsplit("\r\n\r\n")
+                    .next()
+                    .map(|b| b.trim().to_string())
+                    .filter(|b| !b.is_empty())
+            })();
+            if let Ok(mut v) = out.lock() {
+                v.push((t, answer));
+            }
+            std::thread::sleep(Duration::from_millis(10).saturating_sub(start.elapsed() - t));
+        }
+    }))
+}
+
+/// The outage seen by the probe: from the last answer of `from` to the first
+/// answer of another node.
+pub fn outage(samples: &[Sample], from: &str) -> Option<Duration> {
+    let last_old = samples
+        .iter()
+        .rposition(|(_, a)| a.as_deref() == Some(from))?;
+    let first_new = samples[last_old..]
+        .iter()
+        .find(|(_, a)| a.as_ref().is_some_and(|n| n != from))?;
+    Some(first_new.0 - samples[last_old].0)
+}
+
+/// The whole demo, printing what happens; returns the measured outage.
+pub async fn run(exe: &Path) -> Result<Duration, String> {
+    println!("safekit demo: node1 10.77.0.1, node2 10.77.0.2, client 10.77.0.10, virtual IP {VIP}");
+    println!("  (network namespaces {PREFIX}-n1, {PREFIX}-n2, {PREFIX}-cl on bridge br0 in {PREFIX}-sw; heartbeat pulse 100 ms, timeout 1000 ms)");
+    let mut demo = Demo::setup()?;
+    demo.start_daemon(0, exe)?;
+    demo.start_daemon(1, exe)?;
+    demo.wait_daemon(0, Duration::from_secs(10)).await?;
+    demo.wait_daemon(1, Duration::from_secs(10)).await?;
+    println!("first start: safekit prim -m demo on node1, then safekit second -m demo on node2");
+    demo.command(0, CommandKind::Prim { fullsync: false })
+        .await?;
+    demo.wait_state(0, State::Alone, Duration::from_secs(20))
+        .await?;
+    demo.command(1, CommandKind::Second { fullsync: false })
+        .await?;
+    demo.wait_state(1, State::Second, Duration::from_secs(20))
+        .await?;
+    demo.wait_state(0, State::Prim, Duration::from_secs(20))
+        .await?;
+    println!(
+        "  node1: {}   node2: {}",
+        show(demo.status(0).await),
+        show(demo.status(1).await)
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let prober = probe(&Demo::client_ns(), stop.clone(), samples.clone())?;
+    let served = wait_answer(&samples, "node1", Duration::from_secs(10)).await;
+    if !served {
+        stop.store(true, Ordering::Relaxed);
+        let _ = prober.join();
+        return Err("the client never got an answer from node1 through the virtual IP".into());
+    }
+    println!("client: http://{VIP}:{APP_PORT}/ answers \"node1\" (probing every 10 ms)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("crash: kill -9 of node1's daemon and application");
+    demo.crash(0);
+    let failover = demo
+        .wait_state(1, State::Alone, Duration::from_secs(20))
+        .await;
+    let answered = wait_answer(&samples, "node2", Duration::from_secs(10)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = prober.join();
+    failover?;
+    if !answered {
+        return Err(
+            "node2 became ALONE but the client never reached it through the virtual IP".into(),
+        );
+    }
+    println!(
+        "  node2: {} (log: {})",
+        show(demo.status(1).await),
+        demo.log(1, 300)
+            .await
+            .iter()
+            .filter(|l| l.contains("Action alone called by heart"))
+            .map(|l| l.rsplit(" | ").next().unwrap_or(""))
+            .next()
+            .unwrap_or("-")
+    );
+    let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
+    let out = outage(&samples, "node1").ok_or("the probe saw no switch from node1 to node2")?;
+    println!(
+        "client: now answered by \"node2\"; outage seen by the client: {} ms",
+        out.as_millis()
+    );
+    println!("cleaning up (namespaces, bridge, files)");
+    drop(demo);
+    Ok(out)
+}
+
+fn show(s: Option<Status>) -> String {
+    s.map_or_else(|| "(no answer)".to_string(), |s| s.to_string())
+}
+
+async fn wait_answer(samples: &Arc<Mutex<Vec<Sample>>>, node: &str, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if samples.lock().is_ok_and(|v| {
+            v.iter()
+                .rev()
+                .take(5)
+                .any(|(_, a)| a.as_deref() == Some(node))
+        }) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
