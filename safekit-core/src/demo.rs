@@ -272,6 +272,28 @@ impl Demo {
         }
     }
 
+    /// Node `i`'s directory (`safe/`, `var/`, `daemon.log`).
+    pub fn node_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].dir
+    }
+
+    /// Node `i`'s network namespace.
+    pub fn node_ns(&self, i: usize) -> &str {
+        &self.nodes[i].ns
+    }
+
+    /// Plugs or unplugs node `i`'s cable (its eth0 goes down).
+    pub fn link(&self, i: usize, up: bool) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.nodes[i].ns,
+            "link",
+            "set",
+            "eth0",
+            if up { "up" } else { "down" },
+        ])
+    }
+
     /// The namespace of the client.
     pub fn client_ns() -> String {
         format!("{PREFIX}-cl")

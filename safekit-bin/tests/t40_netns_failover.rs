@@ -1,0 +1,279 @@
+//! Two real daemons and a client in network namespaces (root only): start,
+//! failover after kill -9, return as SECOND, swap, cable cut, script order,
+//! forged heartbeats. Without root these tests say so and pass, unless
+//! SAFEKIT_REQUIRE_PRIVILEGED=1 (CI), where a skip is a failure.
+
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use safekit_core::demo::{outage, probe, Demo};
+use safekit_core::engine::{CommandKind, State, SwapKind};
+
+/// The namespaces have fixed names: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn privileged() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if root && ip {
+        return true;
+    }
+    let why = if root {
+        "the ip command (iproute2) is missing"
+    } else {
+        "not root"
+    };
+    assert!(
+        std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+        "privileged test required but {why}"
+    );
+    eprintln!("SKIPPED: network-namespace test needs root and iproute2 ({why})");
+    false
+}
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_safekit"))
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Both daemons up, node1 PRIM, node2 SECOND.
+async fn pair(demo: &mut Demo) {
+    demo.start_daemon(0, &exe()).unwrap();
+    demo.start_daemon(1, &exe()).unwrap();
+    demo.wait_daemon(0, LONG).await.unwrap();
+    demo.wait_daemon(1, LONG).await.unwrap();
+    demo.command(0, CommandKind::Prim { fullsync: false })
+        .await
+        .unwrap();
+    demo.wait_state(0, State::Alone, LONG).await.unwrap();
+    demo.command(1, CommandKind::Second { fullsync: false })
+        .await
+        .unwrap();
+    demo.wait_state(1, State::Second, LONG).await.unwrap();
+    demo.wait_state(0, State::Prim, LONG).await.unwrap();
+}
+
+/// Writes scripts that record their name and arguments into `calls.txt`.
+fn recording_scripts(demo: &Demo, i: usize) {
+    let bin = demo.node_dir(i).join("safe/modules/demo/bin");
+    for s in [
+        "prestart",
+        "poststop",
+        "transition",
+        "start_both",
+        "stop_both",
+        "start_second",
+        "stop_second",
+        "start_sec",
+        "stop_sec",
+    ] {
+        let p = bin.join(s);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    for s in ["start_prim", "stop_prim"] {
+        let p = bin.join(s);
+        let body = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            body.replacen(
+                "#!/bin/sh\n",
+                &format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n"),
+                1,
+            ),
+        )
+        .unwrap();
+    }
+}
+
+fn calls(demo: &Demo, i: usize) -> Vec<String> {
+    std::fs::read_to_string(demo.node_dir(i).join("var/modules/demo/calls.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn failover_after_kill9_then_return_as_second_then_swap() {
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        recording_scripts(&demo, 0);
+        recording_scripts(&demo, 1);
+        pair(&mut demo).await;
+        // Scripts ran in SafeKit's order with SafeKit's arguments.
+        let c1 = calls(&demo, 0);
+        assert_eq!(
+            c1,
+            [
+                "transition STOP WAIT start",
+                "prestart STOP WAIT start",
+                "transition WAIT ALONE start",
+                "start_both WAIT ALONE start",
+                "start_prim WAIT ALONE start",
+                "start_sec WAIT ALONE start",
+                "stop_sec ALONE PRIM start",
+                "transition ALONE PRIM start",
+            ]
+        );
+        let c2 = calls(&demo, 1);
+        assert_eq!(
+            c2,
+            [
+                "transition STOP WAIT start",
+                "prestart STOP WAIT start",
+                "transition WAIT SECOND start",
+                "start_both SECOND SECOND start",
+                "start_second SECOND SECOND start",
+                "start_sec SECOND SECOND start",
+            ]
+        );
+        // The client reaches the VIP on node1.
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let prober = probe(&Demo::client_ns(), stop.clone(), samples.clone()).unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(samples.lock().unwrap().iter().any(|(_, a)| a.as_deref() == Some("node1")), "client reached node1");
+        // kill -9 of node1's daemon and application: node2 takes over.
+        demo.crash(0);
+        demo.wait_state(1, State::Alone, LONG).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        prober.join().unwrap();
+        let s = samples.lock().unwrap().clone();
+        assert!(outage(&s, "node1").is_some(), "the client switched from node1 to node2 (its neighbour entry updated by the gratuitous ARP)");
+        assert!(demo.log(1, 300).await.iter().any(|l| l.ends_with("Action alone called by heart: no heartbeat")));
+        // node1 restarts: it resynchronises and becomes SECOND.
+        demo.start_daemon(0, &exe()).unwrap();
+        demo.wait_daemon(0, LONG).await.unwrap();
+        demo.command(0, CommandKind::Start).await.unwrap();
+        demo.wait_state(0, State::Second, LONG).await.unwrap();
+        demo.wait_state(1, State::Prim, LONG).await.unwrap();
+        // swap: node1 primary again.
+        demo.command(1, CommandKind::Swap(SwapKind::Sync)).await.unwrap();
+        demo.wait_state(0, State::Prim, LONG).await.unwrap();
+        demo.wait_state(1, State::Second, LONG).await.unwrap();
+        // A refused command is one sentence.
+        let e = demo.command(1, CommandKind::Prim { fullsync: false }).await.unwrap_err();
+        assert!(e.contains("already started"), "{e}");
+    });
+}
+
+#[test]
+fn cable_cut_fails_over() {
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        pair(&mut demo).await;
+        demo.link(0, false).unwrap();
+        demo.wait_state(1, State::Alone, LONG).await.unwrap();
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+        // Cable back: split brain resolved, the former primary stays.
+        demo.link(0, true).unwrap();
+        demo.wait_state(1, State::Second, Duration::from_secs(60))
+            .await
+            .unwrap();
+        demo.wait_state(0, State::Prim, LONG).await.unwrap();
+        assert!(demo
+            .log(1, 300)
+            .await
+            .iter()
+            .any(|l| l.ends_with("Split brain recovery: exiting alone")));
+    });
+}
+
+#[test]
+fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
+    let _g = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        pair(&mut demo).await;
+        // From node2's own namespace (the right source address), datagrams
+        // that are not authentic: garbage, truncated, and a well-formed
+        // heartbeat signed with another key claiming node2 is STOP.
+        let ns = std::fs::File::open(format!("/run/netns/{}", demo.node_ns(1))).unwrap();
+        std::thread::spawn(move || {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = UdpSocket::bind("10.77.0.2:0").unwrap();
+            let forged = safekit_core::heartbeat::wire::encode(
+                &safekit_core::heartbeat::wire::ClusterKey::new([9; 32]),
+                1,
+                &safekit_core::engine::Heartbeat {
+                    node: "node2".into(),
+                    incarnation: u64::MAX,
+                    seq: u64::MAX,
+                    status: safekit_core::engine::Status::new(
+                        State::Stop,
+                        safekit_core::engine::Readiness::NotReady,
+                    ),
+                    primary_active: false,
+                    data: safekit_core::engine::DataStatus::default(),
+                    failover: true,
+                    full_sync_required: false,
+                    degraded: false,
+                    alone_after_failover: false,
+                    swap_request: None,
+                    handing_over: false,
+                    hears_peer: true,
+                },
+            );
+            for d in [
+                vec![0u8; 3],
+                vec![0xAB; 2000],
+                b"SKHB\x01garbage".to_vec(),
+                forged,
+            ] {
+                s.send_to(&d, "10.77.0.1:8888").unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // node1 is unaffected and counted every datagram.
+        assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Prim));
+        let out = std::process::Command::new(exe())
+            .args(["state", "-m", "demo", "--json"])
+            .env("SAFE", demo.node_dir(0).join("safe"))
+            .env("SAFEVAR", demo.node_dir(0).join("var"))
+            .output()
+            .unwrap();
+        let json = String::from_utf8_lossy(&out.stdout);
+        assert!(json.contains("\"heartbeat.dropped\": \"4\""), "{json}");
+    });
+}
