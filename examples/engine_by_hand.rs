@@ -6,9 +6,7 @@
 use std::time::{Duration, Instant};
 
 use safekit_core::config::{parse_cluster, parse_userconfig, UserConfigOptions};
-use safekit_core::engine::{
-    Action, Command, CommandKind, EngineConfig, Input, MirrorEngine, Persistent,
-};
+use safekit_core::engine::{Action, Command, CommandKind, EngineConfig, Input, MirrorEngine, Persistent};
 
 const CLUSTER: &str = r#"<cluster><lans>
   <lan name="default"><node name="node1" addr="10.77.0.1"/><node name="node2" addr="10.77.0.2"/></lan>
@@ -22,24 +20,12 @@ const MODULE: &str = r#"<safe><service mode="mirror">
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = parse_cluster(CLUSTER, "cluster.xml")?.value;
-    let module = parse_userconfig(
-        MODULE,
-        UserConfigOptions {
-            cluster: Some(&cluster),
-            ..UserConfigOptions::new()
-        },
-    )?
-    .value;
+    let module = parse_userconfig(MODULE, UserConfigOptions { cluster: Some(&cluster), ..UserConfigOptions::new() })?.value;
     let cfg = EngineConfig::from_config(&module, &cluster, "node1");
     let start = Instant::now();
     let mut now = start;
     // A node that was ALONE before a clean stop: it may start alone.
-    let persisted = Persistent {
-        gen: 1,
-        uptodate: true,
-        last_role: Some(safekit_core::engine::Role::Alone),
-        ..Persistent::default()
-    };
+    let persisted = Persistent { gen: 1, uptodate: true, last_role: Some(safekit_core::engine::Role::Alone), ..Persistent::default() };
     let mut engine = MirrorEngine::new(cfg, persisted, 1, now);
     engine.command(now, Command::admin(CommandKind::Start))?;
     for _ in 0..100 {
@@ -48,12 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             match &action {
                 Action::SendHeartbeat(_) | Action::Persist(_) => {}
                 Action::RunScript(run) => {
-                    println!(
-                        "{:>6?}  run {} {}",
-                        now - start,
-                        run.script.file_name(),
-                        run.args().join(" ")
-                    );
+                    println!("{:>6?}  run {} {}", now - start, run.script.file_name(), run.args().join(" "));
                     scripts.push(run.run);
                 }
                 other => println!("{:>6?}  {other:?}", now - start),
@@ -67,9 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("status: {}", engine.status());
             return Ok(());
         }
-        now = engine
-            .poll_timeout()
-            .unwrap_or(now + Duration::from_millis(100));
+        now = engine.poll_timeout().unwrap_or(now + Duration::from_millis(100));
         engine.handle_timeout(now);
     }
     Err("the engine did not settle".into())

@@ -39,6 +39,14 @@ struct Identity {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FailureArg {
+    /// kill -9 of the primary's daemon and application.
+    Kill9,
+    /// The primary's cable is cut.
+    Cut,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum OnOff {
     On,
     Off,
@@ -198,7 +206,15 @@ enum Cmd {
     Cluster(ClusterCmd),
     /// Two-node cluster and a client on this machine in network namespaces:
     /// start, failover after a kill -9 of the primary, measured outage (root).
-    Demo,
+    Demo {
+        /// Benchmark instead: repeat the failover RUNS times and print the
+        /// client's outage per run, median and max.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// With --runs: how the primary fails.
+        #[arg(long, value_enum, default_value = "kill9")]
+        failure: FailureArg,
+    },
     /// The demo's application (started by the demo module's start_prim).
     #[command(hide = true)]
     DemoApp {
@@ -250,22 +266,8 @@ async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
     }
 }
 
-async fn command(
-    layout: &Layout,
-    module: String,
-    kind: CommandKind,
-    identity: Option<String>,
-) -> ExitCode {
-    match ask(
-        layout,
-        Request::Command {
-            module,
-            kind,
-            identity,
-        },
-    )
-    .await
-    {
+async fn command(layout: &Layout, module: String, kind: CommandKind, identity: Option<String>) -> ExitCode {
+    match ask(layout, Request::Command { module, kind, identity }).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(c) => c,
     }
@@ -275,19 +277,14 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
     let layout = Layout::from_env();
     match cli.command {
         Cmd::Daemon { node } => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_target(false)
-                .init();
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
             let shutdown = async {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(s) => s,
-                        Err(_) => return std::future::pending().await,
-                    };
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
@@ -305,64 +302,17 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Cmd::Stop { m, i } => command(&layout, m.module, CommandKind::Stop, i.identity).await,
         Cmd::Forcestop { m } => command(&layout, m.module, CommandKind::Forcestop, None).await,
         Cmd::Restart { m, i } => command(&layout, m.module, CommandKind::Restart, i.identity).await,
-        Cmd::Stopstart { m, i } => {
-            command(&layout, m.module, CommandKind::Stopstart, i.identity).await
-        }
-        Cmd::Prim { m, fullsync } => {
-            command(
-                &layout,
-                m.module,
-                CommandKind::Prim {
-                    fullsync: fullsync.is_some(),
-                },
-                None,
-            )
-            .await
-        }
-        Cmd::Second { m, fullsync } => {
-            command(
-                &layout,
-                m.module,
-                CommandKind::Second {
-                    fullsync: fullsync.is_some(),
-                },
-                None,
-            )
-            .await
-        }
+        Cmd::Stopstart { m, i } => command(&layout, m.module, CommandKind::Stopstart, i.identity).await,
+        Cmd::Prim { m, fullsync } => command(&layout, m.module, CommandKind::Prim { fullsync: fullsync.is_some() }, None).await,
+        Cmd::Second { m, fullsync } => command(&layout, m.module, CommandKind::Second { fullsync: fullsync.is_some() }, None).await,
         Cmd::Primforce { m } => command(&layout, m.module, CommandKind::Primforce, None).await,
         Cmd::Swap { m, nosync, i } => {
-            let kind = if nosync.is_some() {
-                SwapKind::NoSync
-            } else {
-                SwapKind::Sync
-            };
+            let kind = if nosync.is_some() { SwapKind::NoSync } else { SwapKind::Sync };
             command(&layout, m.module, CommandKind::Swap(kind), i.identity).await
         }
-        Cmd::Failover { value, m } => {
-            command(
-                &layout,
-                m.module,
-                CommandKind::Failover(matches!(value, OnOff::On)),
-                None,
-            )
-            .await
-        }
-        Cmd::State {
-            module,
-            verbose,
-            local: _,
-            quiet,
-            json,
-        } => {
-            let states = match ask(
-                &layout,
-                Request::State {
-                    module: module.clone(),
-                },
-            )
-            .await
-            {
+        Cmd::Failover { value, m } => command(&layout, m.module, CommandKind::Failover(matches!(value, OnOff::On)), None).await,
+        Cmd::State { module, verbose, local: _, quiet, json } => {
+            let states = match ask(&layout, Request::State { module: module.clone() }).await {
                 Ok(Response::States(s)) => s,
                 Ok(_) => Vec::new(),
                 Err(c) => return c,
@@ -372,22 +322,12 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 return ExitCode::from(u8::try_from(code).unwrap_or(0));
             }
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&states).unwrap_or_default()
-                );
+                println!("{}", serde_json::to_string_pretty(&states).unwrap_or_default());
                 return ExitCode::SUCCESS;
             }
             for s in &states {
-                let remote = s
-                    .peer
-                    .map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
-                println!(
-                    "{:<16} {:<18} (remote: {remote})  id {}",
-                    s.name,
-                    s.status.to_string(),
-                    s.id
-                );
+                let remote = s.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
+                println!("{:<16} {:<18} (remote: {remote})  id {}", s.name, s.status.to_string(), s.id);
                 if verbose {
                     for (k, v) in &s.resources {
                         println!("    {k:<28} {v}");
@@ -400,42 +340,21 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             let want = state.to_uppercase();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
             loop {
-                if let Ok(Response::States(s)) = call(
-                    &socket_path(&layout),
-                    &Request::State {
-                        module: Some(m.module.clone()),
-                    },
-                )
-                .await
-                {
+                if let Ok(Response::States(s)) = call(&socket_path(&layout), &Request::State { module: Some(m.module.clone()) }).await {
                     if s.first().is_some_and(|s| {
-                        s.status.state.as_str() == want
-                            && (want == "STOP"
-                                || s.status.readiness == safekit_core::engine::Readiness::Ready)
+                        s.status.state.as_str() == want && (want == "STOP" || s.status.readiness == safekit_core::engine::Readiness::Ready)
                     }) {
                         return ExitCode::SUCCESS;
                     }
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    eprintln!(
-                        "module {} did not reach {want} within {timeout} s",
-                        m.module
-                    );
+                    eprintln!("module {} did not reach {want} within {timeout} s", m.module);
                     return ExitCode::FAILURE;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Cmd::Log { m, lines, all } => match ask(
-            &layout,
-            Request::Log {
-                module: m.module,
-                lines,
-                verbose: all,
-            },
-        )
-        .await
-        {
+        Cmd::Log { m, lines, all } => match ask(&layout, Request::Log { module: m.module, lines, verbose: all }).await {
             Ok(Response::Lines(l)) => {
                 for line in l {
                     println!("{line}");
@@ -475,21 +394,13 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
                 std::fs::create_dir_all(path.parent().unwrap_or(&layout.safevar))?;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&path)?;
+                let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
                 f.write_all(hex::encode(key).as_bytes())?;
                 f.sync_all()
             };
             match write() {
                 Ok(()) => {
-                    println!(
-                        "{}: new cluster key; copy it to every node, then restart the daemons",
-                        path.display()
-                    );
+                    println!("{}: new cluster key; copy it to every node, then restart the daemons", path.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -498,7 +409,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Cmd::Demo => {
+        Cmd::Demo { runs, failure } => {
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
                 Err(e) => {
@@ -506,6 +417,31 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            if let Some(runs) = runs {
+                let f = match failure {
+                    FailureArg::Kill9 => safekit_core::demo::Failure::Kill9,
+                    FailureArg::Cut => safekit_core::demo::Failure::Cut,
+                };
+                println!("safekit failover benchmark: {runs} runs, failure {f:?}, pulse 100 ms, timeout 1000 ms, probe every 10 ms");
+                let bench = safekit_core::demo::bench(&exe, runs, f);
+                return tokio::select! {
+                    r = bench => match r {
+                        Ok(v) => {
+                            let max = v.iter().max().copied().unwrap_or_default();
+                            println!("SUMMARY safekit {f:?}: median {} ms, max {} ms over {} runs", safekit_core::demo::median(&v).as_millis(), max.as_millis(), v.len());
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("safekit demo: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    _ = tokio::signal::ctrl_c() => {
+                        eprintln!("safekit demo: interrupted; cleaned up");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             let demo = safekit_core::demo::run(&exe);
             tokio::select! {
                 r = demo => match r {
@@ -535,16 +471,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn print(layout: &Layout, m: Module, level: LogLevel, msg: Message) -> ExitCode {
-    match ask(
-        layout,
-        Request::Print {
-            module: m.module,
-            level,
-            message: msg.message,
-        },
-    )
-    .await
-    {
+    match ask(layout, Request::Print { module: m.module, level, message: msg.message }).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(c) => c,
     }

@@ -7,16 +7,8 @@ fn node_dir(name: &str, userconfig: &str) -> tempdir::Dir {
     let d = tempdir::Dir::new(name);
     std::fs::create_dir_all(d.path().join("safe/modules/mariadb/conf")).unwrap();
     std::fs::create_dir_all(d.path().join("var/cluster")).unwrap();
-    std::fs::write(
-        d.path().join("safe/modules/mariadb/conf/userconfig.xml"),
-        userconfig,
-    )
-    .unwrap();
-    std::fs::write(
-        d.path().join("var/cluster/cluster.xml"),
-        include_str!("../../tests/fixtures/cluster-two-nodes.xml"),
-    )
-    .unwrap();
+    std::fs::write(d.path().join("safe/modules/mariadb/conf/userconfig.xml"), userconfig).unwrap();
+    std::fs::write(d.path().join("var/cluster/cluster.xml"), include_str!("../../tests/fixtures/cluster-two-nodes.xml")).unwrap();
     d
 }
 
@@ -27,11 +19,7 @@ fn safekit(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .env("SAFEVAR", dir.join("var"))
         .output()
         .expect("safekit runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 /// A directory removed when dropped (no extra dependency for one helper).
@@ -61,31 +49,18 @@ mod tempdir {
 
 #[test]
 fn confcheck_names_the_placeholder_with_file_line_column() {
-    let d = node_dir(
-        "placeholder",
-        include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml"),
-    );
+    let d = node_dir("placeholder", include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml"));
     let (code, _, err) = safekit(d.path(), &["confcheck", "-m", "mariadb"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains(
-            "userconfig.xml:18:15: virtual address 'VIRTUAL_TO_BE_DEFINED' is a placeholder"
-        ),
-        "{err}"
-    );
+    assert!(err.contains("userconfig.xml:18:15: virtual address 'VIRTUAL_TO_BE_DEFINED' is a placeholder"), "{err}");
 }
 
 #[test]
 fn confcheck_accepts_a_complete_module() {
-    let text = include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml")
-        .replace("VIRTUAL_TO_BE_DEFINED", "10.77.0.100");
+    let text = include_str!("../../tests/fixtures/seeds/mariadb-linux.userconfig.xml").replace("VIRTUAL_TO_BE_DEFINED", "10.77.0.100");
     let d = node_dir("valid", &text);
     let (code, out, err) = safekit(d.path(), &["confcheck", "-m", "mariadb"]);
-    assert_eq!(
-        (code, out.trim()),
-        (0, "module mariadb: valid configuration"),
-        "{err}"
-    );
+    assert_eq!((code, out.trim()), (0, "module mariadb: valid configuration"), "{err}");
     let (code, json, _) = safekit(d.path(), &["config", "-m", "mariadb"]);
     assert_eq!(code, 0);
     assert!(json.contains("\"dir\": \"/var/lib/mysql\""), "{json}");
@@ -96,10 +71,7 @@ fn a_missing_module_is_one_clear_sentence() {
     let d = node_dir("missing", "<safe/>");
     let (code, _, err) = safekit(d.path(), &["confcheck", "-m", "nosuch"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("modules/nosuch/conf/userconfig.xml:1:1: cannot read the file"),
-        "{err}"
-    );
+    assert!(err.contains("modules/nosuch/conf/userconfig.xml:1:1: cannot read the file"), "{err}");
 }
 
 #[test]
@@ -107,20 +79,10 @@ fn cluster_confcheck_reports_errors_and_success() {
     let d = node_dir("cluster", "<safe/>");
     let (code, out, _) = safekit(d.path(), &["cluster", "confcheck"]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("valid cluster configuration (2 lans, nodes: node1, node2)"),
-        "{out}"
-    );
+    assert!(out.contains("valid cluster configuration (2 lans, nodes: node1, node2)"), "{out}");
     let bad = d.path().join("bad.xml");
-    std::fs::write(
-        &bad,
-        "<cluster><lans><lan name=\"x\"><node name=\"a\"/></lan></lans></cluster>",
-    )
-    .unwrap();
+    std::fs::write(&bad, "<cluster><lans><lan name=\"x\"><node name=\"a\"/></lan></lans></cluster>").unwrap();
     let (code, _, err) = safekit(d.path(), &["cluster", "confcheck", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("bad.xml:1:30: <node> needs attribute addr"),
-        "{err}"
-    );
+    assert!(err.contains("bad.xml:1:30: <node> needs attribute addr"), "{err}");
 }

@@ -18,22 +18,12 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn privileged() -> bool {
     let root = nix::unistd::geteuid().is_root();
-    let ip = std::process::Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let ip = std::process::Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
     if root && ip {
         return true;
     }
-    let why = if root {
-        "the ip command (iproute2) is missing"
-    } else {
-        "not root"
-    };
-    assert!(
-        std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
-        "privileged test required but {why}"
-    );
+    let why = if root { "the ip command (iproute2) is missing" } else { "not root" };
+    assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "privileged test required but {why}");
     eprintln!("SKIPPED: network-namespace test needs root and iproute2 ({why})");
     false
 }
@@ -43,11 +33,7 @@ fn exe() -> PathBuf {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 const LONG: Duration = Duration::from_secs(30);
@@ -58,13 +44,9 @@ async fn pair(demo: &mut Demo) {
     demo.start_daemon(1, &exe()).unwrap();
     demo.wait_daemon(0, LONG).await.unwrap();
     demo.wait_daemon(1, LONG).await.unwrap();
-    demo.command(0, CommandKind::Prim { fullsync: false })
-        .await
-        .unwrap();
+    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
     demo.wait_state(0, State::Alone, LONG).await.unwrap();
-    demo.command(1, CommandKind::Second { fullsync: false })
-        .await
-        .unwrap();
+    demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
     demo.wait_state(1, State::Second, LONG).await.unwrap();
     demo.wait_state(0, State::Prim, LONG).await.unwrap();
 }
@@ -72,53 +54,26 @@ async fn pair(demo: &mut Demo) {
 /// Writes scripts that record their name and arguments into `calls.txt`.
 fn recording_scripts(demo: &Demo, i: usize) {
     let bin = demo.node_dir(i).join("safe/modules/demo/bin");
-    for s in [
-        "prestart",
-        "poststop",
-        "transition",
-        "start_both",
-        "stop_both",
-        "start_second",
-        "stop_second",
-        "start_sec",
-        "stop_sec",
-    ] {
+    for s in ["prestart", "poststop", "transition", "start_both", "stop_both", "start_second", "stop_second", "start_sec", "stop_sec"] {
         let p = bin.join(s);
-        std::fs::write(
-            &p,
-            format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n"),
-        )
-        .unwrap();
+        std::fs::write(&p, format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n")).unwrap();
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     for s in ["start_prim", "stop_prim"] {
         let p = bin.join(s);
         let body = std::fs::read_to_string(&p).unwrap();
-        std::fs::write(
-            &p,
-            body.replacen(
-                "#!/bin/sh\n",
-                &format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n"),
-                1,
-            ),
-        )
-        .unwrap();
+        std::fs::write(&p, body.replacen("#!/bin/sh\n", &format!("#!/bin/sh\necho \"{s} $*\" >> \"$SAFEUSERVAR/calls.txt\"\n"), 1))
+            .unwrap();
     }
 }
 
 fn calls(demo: &Demo, i: usize) -> Vec<String> {
-    std::fs::read_to_string(demo.node_dir(i).join("var/modules/demo/calls.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    std::fs::read_to_string(demo.node_dir(i).join("var/modules/demo/calls.txt")).unwrap_or_default().lines().map(str::to_string).collect()
 }
 
 #[test]
 fn failover_after_kill9_then_return_as_second_then_swap() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !privileged() {
         return;
     }
@@ -167,7 +122,10 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         prober.join().unwrap();
         let s = samples.lock().unwrap().clone();
-        assert!(outage(&s, "node1").is_some(), "the client switched from node1 to node2 (its neighbour entry updated by the gratuitous ARP)");
+        assert!(
+            outage(&s, "node1").is_some(),
+            "the client switched from node1 to node2 (its neighbour entry updated by the gratuitous ARP)"
+        );
         assert!(demo.log(1, 300).await.iter().any(|l| l.ends_with("Action alone called by heart: no heartbeat")));
         // node1 restarts: it resynchronises and becomes SECOND.
         demo.start_daemon(0, &exe()).unwrap();
@@ -187,9 +145,7 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
 
 #[test]
 fn cable_cut_fails_over() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !privileged() {
         return;
     }
@@ -201,23 +157,15 @@ fn cable_cut_fails_over() {
         demo.wait_state(0, State::Alone, LONG).await.unwrap();
         // Cable back: split brain resolved, the former primary stays.
         demo.link(0, true).unwrap();
-        demo.wait_state(1, State::Second, Duration::from_secs(60))
-            .await
-            .unwrap();
+        demo.wait_state(1, State::Second, Duration::from_secs(60)).await.unwrap();
         demo.wait_state(0, State::Prim, LONG).await.unwrap();
-        assert!(demo
-            .log(1, 300)
-            .await
-            .iter()
-            .any(|l| l.ends_with("Split brain recovery: exiting alone")));
+        assert!(demo.log(1, 300).await.iter().any(|l| l.ends_with("Split brain recovery: exiting alone")));
     });
 }
 
 #[test]
 fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
-    let _g = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !privileged() {
         return;
     }
@@ -238,10 +186,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
                     node: "node2".into(),
                     incarnation: u64::MAX,
                     seq: u64::MAX,
-                    status: safekit_core::engine::Status::new(
-                        State::Stop,
-                        safekit_core::engine::Readiness::NotReady,
-                    ),
+                    status: safekit_core::engine::Status::new(State::Stop, safekit_core::engine::Readiness::NotReady),
                     primary_active: false,
                     data: safekit_core::engine::DataStatus::default(),
                     failover: true,
@@ -253,12 +198,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
                     hears_peer: true,
                 },
             );
-            for d in [
-                vec![0u8; 3],
-                vec![0xAB; 2000],
-                b"SKHB\x01garbage".to_vec(),
-                forged,
-            ] {
+            for d in [vec![0u8; 3], vec![0xAB; 2000], b"SKHB\x01garbage".to_vec(), forged] {
                 s.send_to(&d, "10.77.0.1:8888").unwrap();
             }
         })

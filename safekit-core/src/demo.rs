@@ -37,18 +37,11 @@ pub struct Demo {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e} (install iproute2)"))?;
+    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e} (install iproute2)"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 
@@ -98,11 +91,7 @@ impl Demo {
             return Err("safekit demo needs root (network namespaces and virtual IPs)".into());
         }
         let root = std::env::temp_dir().join(format!("safekit-demo-{}", std::process::id()));
-        let mut demo = Self {
-            nodes: Vec::new(),
-            namespaces: Vec::new(),
-            root: root.clone(),
-        };
+        let mut demo = Self { nodes: Vec::new(), namespaces: Vec::new(), root: root.clone() };
         for ns in ["sw", "n1", "n2", "cl"] {
             let name = format!("{PREFIX}-{ns}");
             // A namespace of that name is a leftover of an interrupted demo.
@@ -113,17 +102,10 @@ impl Demo {
         let sw = format!("{PREFIX}-sw");
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-        for (ns, addr) in [
-            ("n1", "10.77.0.1/24"),
-            ("n2", "10.77.0.2/24"),
-            ("cl", "10.77.0.10/24"),
-        ] {
+        for (ns, addr) in [("n1", "10.77.0.1/24"), ("n2", "10.77.0.2/24"), ("cl", "10.77.0.10/24")] {
             let full = format!("{PREFIX}-{ns}");
             let port = format!("p-{ns}");
-            ip(&[
-                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &full,
-            ])?;
+            ip(&["-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &full])?;
             ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
             ip(&["-n", &full, "addr", "add", addr, "dev", "eth0"])?;
             ip(&["-n", &full, "link", "set", "eth0", "up"])?;
@@ -152,15 +134,9 @@ impl Demo {
             for (script, text) in [("start_prim", START_PRIM), ("stop_prim", STOP_PRIM)] {
                 let p = dir.join("safe/modules/demo/bin").join(script);
                 w(p.clone(), text)?;
-                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                    .map_err(|e| e.to_string())?;
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| e.to_string())?;
             }
-            demo.nodes.push(DemoNode {
-                name,
-                ns: format!("{PREFIX}-{ns}"),
-                dir,
-                daemon: None,
-            });
+            demo.nodes.push(DemoNode { name, ns: format!("{PREFIX}-{ns}"), dir, daemon: None });
         }
         Ok(demo)
     }
@@ -192,16 +168,7 @@ impl Demo {
 
     /// Sends a command to node `i`'s module.
     pub async fn command(&self, i: usize, kind: CommandKind) -> Result<(), String> {
-        match call(
-            &self.socket(i),
-            &Request::Command {
-                module: "demo".into(),
-                kind,
-                identity: None,
-            },
-        )
-        .await?
-        {
+        match call(&self.socket(i), &Request::Command { module: "demo".into(), kind, identity: None }).await? {
             Response::Error(e) => Err(e),
             _ => Ok(()),
         }
@@ -209,14 +176,7 @@ impl Demo {
 
     /// Node `i`'s module status, if its daemon answers.
     pub async fn status(&self, i: usize) -> Option<Status> {
-        match call(
-            &self.socket(i),
-            &Request::State {
-                module: Some("demo".into()),
-            },
-        )
-        .await
-        {
+        match call(&self.socket(i), &Request::State { module: Some("demo".into()) }).await {
             Ok(Response::States(s)) => s.first().map(|s| s.status),
             _ => None,
         }
@@ -232,10 +192,7 @@ impl Demo {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let log = std::fs::read_to_string(self.nodes[i].dir.join("daemon.log")).unwrap_or_default();
-        Err(format!(
-            "the daemon of {} did not start:\n{log}",
-            self.nodes[i].name
-        ))
+        Err(format!("the daemon of {} did not start:\n{log}", self.nodes[i].name))
     }
 
     /// Waits until node `i` is in `state` (Ready).
@@ -247,11 +204,7 @@ impl Demo {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Err(format!(
-            "{} did not reach {state} (now {:?})",
-            self.nodes[i].name,
-            self.status(i).await
-        ))
+        Err(format!("{} did not reach {state} (now {:?})", self.nodes[i].name, self.status(i).await))
     }
 
     /// Kills node `i`'s daemon and application with SIGKILL (a crash).
@@ -264,10 +217,7 @@ impl Demo {
         }
         if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
             if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
     }
@@ -284,14 +234,7 @@ impl Demo {
 
     /// Plugs or unplugs node `i`'s cable (its eth0 goes down).
     pub fn link(&self, i: usize, up: bool) -> Result<(), String> {
-        ip(&[
-            "-n",
-            &self.nodes[i].ns,
-            "link",
-            "set",
-            "eth0",
-            if up { "up" } else { "down" },
-        ])
+        ip(&["-n", &self.nodes[i].ns, "link", "set", "eth0", if up { "up" } else { "down" }])
     }
 
     /// The namespace of the client.
@@ -301,16 +244,7 @@ impl Demo {
 
     /// A node's log lines.
     pub async fn log(&self, i: usize, lines: usize) -> Vec<String> {
-        match call(
-            &self.socket(i),
-            &Request::Log {
-                module: "demo".into(),
-                lines,
-                verbose: false,
-            },
-        )
-        .await
-        {
+        match call(&self.socket(i), &Request::Log { module: "demo".into(), lines, verbose: false }).await {
             Ok(Response::Lines(l)) => l,
             _ => Vec::new(),
         }
@@ -335,10 +269,7 @@ impl Drop for Demo {
             }
             if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
                 if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }
@@ -359,11 +290,7 @@ pub fn serve_app(port: u16) -> std::io::Result<()> {
         let mut buf = [0u8; 1024];
         let _ = s.read(&mut buf);
         let body = format!("{node}\n");
-        let _ = write!(
-            s,
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
+        let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }
     Ok(())
 }
@@ -373,21 +300,23 @@ pub type Sample = (Duration, Option<String>);
 
 /// Probes `http://VIP:8080/` every 10 ms from inside namespace `ns` (a
 /// thread of its own, moved into that namespace) until `stop` is set.
-pub fn probe(
+pub fn probe(ns: &str, stop: Arc<AtomicBool>, out: Arc<Mutex<Vec<Sample>>>) -> Result<std::thread::JoinHandle<()>, String> {
+    probe_from(ns, Instant::now(), stop, out)
+}
+
+/// [`probe`] with sample times counted from `start`.
+pub fn probe_from(
     ns: &str,
+    start: Instant,
     stop: Arc<AtomicBool>,
     out: Arc<Mutex<Vec<Sample>>>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let file = std::fs::File::open(format!("/run/netns/{ns}"))
-        .map_err(|e| format!("namespace {ns}: {e}"))?;
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).map_err(|e| format!("namespace {ns}: {e}"))?;
     Ok(std::thread::spawn(move || {
         if nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
             return;
         }
-        let start = Instant::now();
-        let addr: SocketAddr = format!("{VIP}:{APP_PORT}")
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([10, 77, 0, 100], APP_PORT)));
+        let addr: SocketAddr = format!("{VIP}:{APP_PORT}").parse().unwrap_or_else(|_| SocketAddr::from(([10, 77, 0, 100], APP_PORT)));
         // Bounded: at most ten minutes of probing.
         while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
             let t = start.elapsed();
@@ -397,10 +326,7 @@ pub fn probe(
                 s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
                 let mut r = String::new();
                 s.read_to_string(&mut r).ok()?;
-                r.rsplit("\r\n\r\n")
-                    .next()
-                    .map(|b| b.trim().to_string())
-                    .filter(|b| !b.is_empty())
+                r.rsplit("\r\n\r\n").next().map(|b| b.trim().to_string()).filter(|b| !b.is_empty())
             })();
             if let Ok(mut v) = out.lock() {
                 v.push((t, answer));
@@ -413,12 +339,8 @@ pub fn probe(
 /// The outage seen by the probe: from the last answer of `from` to the first
 /// answer of another node.
 pub fn outage(samples: &[Sample], from: &str) -> Option<Duration> {
-    let last_old = samples
-        .iter()
-        .rposition(|(_, a)| a.as_deref() == Some(from))?;
-    let first_new = samples[last_old..]
-        .iter()
-        .find(|(_, a)| a.as_ref().is_some_and(|n| n != from))?;
+    let last_old = samples.iter().rposition(|(_, a)| a.as_deref() == Some(from))?;
+    let first_new = samples[last_old..].iter().find(|(_, a)| a.as_ref().is_some_and(|n| n != from))?;
     Some(first_new.0 - samples[last_old].0)
 }
 
@@ -432,21 +354,12 @@ pub async fn run(exe: &Path) -> Result<Duration, String> {
     demo.wait_daemon(0, Duration::from_secs(10)).await?;
     demo.wait_daemon(1, Duration::from_secs(10)).await?;
     println!("first start: safekit prim -m demo on node1, then safekit second -m demo on node2");
-    demo.command(0, CommandKind::Prim { fullsync: false })
-        .await?;
-    demo.wait_state(0, State::Alone, Duration::from_secs(20))
-        .await?;
-    demo.command(1, CommandKind::Second { fullsync: false })
-        .await?;
-    demo.wait_state(1, State::Second, Duration::from_secs(20))
-        .await?;
-    demo.wait_state(0, State::Prim, Duration::from_secs(20))
-        .await?;
-    println!(
-        "  node1: {}   node2: {}",
-        show(demo.status(0).await),
-        show(demo.status(1).await)
-    );
+    demo.command(0, CommandKind::Prim { fullsync: false }).await?;
+    demo.wait_state(0, State::Alone, Duration::from_secs(20)).await?;
+    demo.command(1, CommandKind::Second { fullsync: false }).await?;
+    demo.wait_state(1, State::Second, Duration::from_secs(20)).await?;
+    demo.wait_state(0, State::Prim, Duration::from_secs(20)).await?;
+    println!("  node1: {}   node2: {}", show(demo.status(0).await), show(demo.status(1).await));
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let prober = probe(&Demo::client_ns(), stop.clone(), samples.clone())?;
@@ -460,17 +373,13 @@ pub async fn run(exe: &Path) -> Result<Duration, String> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("crash: kill -9 of node1's daemon and application");
     demo.crash(0);
-    let failover = demo
-        .wait_state(1, State::Alone, Duration::from_secs(20))
-        .await;
+    let failover = demo.wait_state(1, State::Alone, Duration::from_secs(20)).await;
     let answered = wait_answer(&samples, "node2", Duration::from_secs(10)).await;
     stop.store(true, Ordering::Relaxed);
     let _ = prober.join();
     failover?;
     if !answered {
-        return Err(
-            "node2 became ALONE but the client never reached it through the virtual IP".into(),
-        );
+        return Err("node2 became ALONE but the client never reached it through the virtual IP".into());
     }
     println!(
         "  node2: {} (log: {})",
@@ -485,10 +394,7 @@ pub async fn run(exe: &Path) -> Result<Duration, String> {
     );
     let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
     let out = outage(&samples, "node1").ok_or("the probe saw no switch from node1 to node2")?;
-    println!(
-        "client: now answered by \"node2\"; outage seen by the client: {} ms",
-        out.as_millis()
-    );
+    println!("client: now answered by \"node2\"; outage seen by the client: {} ms", out.as_millis());
     println!("cleaning up (namespaces, bridge, files)");
     drop(demo);
     Ok(out)
@@ -501,15 +407,114 @@ fn show(s: Option<Status>) -> String {
 async fn wait_answer(samples: &Arc<Mutex<Vec<Sample>>>, node: &str, limit: Duration) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
-        if samples.lock().is_ok_and(|v| {
-            v.iter()
-                .rev()
-                .take(5)
-                .any(|(_, a)| a.as_deref() == Some(node))
-        }) {
+        if samples.lock().is_ok_and(|v| v.iter().rev().take(5).any(|(_, a)| a.as_deref() == Some(node))) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// How the primary fails in a benchmark run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// kill -9 of the primary's daemon and application.
+    Kill9,
+    /// The primary's cable is cut (its eth0 goes down).
+    Cut,
+}
+
+/// Repeats a failover `runs` times and returns, for each, the time from the
+/// failure to the first answer of the other node seen by the client (the
+/// metric of `vip-failover-keepalived.sh`, so the two compare directly).
+pub async fn bench(exe: &Path, runs: usize, failure: Failure) -> Result<Vec<Duration>, String> {
+    let mut demo = Demo::setup()?;
+    demo.start_daemon(0, exe)?;
+    demo.start_daemon(1, exe)?;
+    demo.wait_daemon(0, Duration::from_secs(10)).await?;
+    demo.wait_daemon(1, Duration::from_secs(10)).await?;
+    demo.command(0, CommandKind::Prim { fullsync: false }).await?;
+    demo.wait_state(0, State::Alone, Duration::from_secs(20)).await?;
+    demo.command(1, CommandKind::Second { fullsync: false }).await?;
+    demo.wait_state(1, State::Second, Duration::from_secs(20)).await?;
+    demo.wait_state(0, State::Prim, Duration::from_secs(20)).await?;
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let prober = probe_from(&Demo::client_ns(), start, stop.clone(), samples.clone())?;
+    let mut out = Vec::new();
+    let mut prim = 0usize;
+    let result = async {
+        for run in 0..runs {
+            let (old, new) = (prim, 1 - prim);
+            let (old_name, new_name) = (demo.nodes[old].name, demo.nodes[new].name);
+            if !wait_answer(&samples, old_name, Duration::from_secs(10)).await {
+                return Err(format!("run {run}: the client does not reach {old_name}"));
+            }
+            // Hit a random phase of the heartbeat pulse.
+            let mut r = [0u8; 1];
+            let _ = getrandom::fill(&mut r);
+            tokio::time::sleep(Duration::from_millis(500 + u64::from(r[0]) % 100)).await;
+            let t_fail = start.elapsed();
+            match failure {
+                Failure::Kill9 => demo.crash(old),
+                Failure::Cut => demo.link(old, false)?,
+            }
+            let end = Instant::now() + Duration::from_secs(20);
+            let took = loop {
+                let hit = samples
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.iter().find(|(t, a)| *t >= t_fail && a.as_deref() == Some(new_name)).map(|(t, _)| *t - t_fail));
+                if let Some(d) = hit {
+                    break d;
+                }
+                if Instant::now() > end {
+                    return Err(format!("run {run}: {new_name} never answered after the failure"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            println!("  run {}: {} ms", run + 1, took.as_millis());
+            out.push(took);
+            // Repair: the failed node comes back as SECOND of the new primary.
+            match failure {
+                Failure::Kill9 => {
+                    demo.start_daemon(old, exe)?;
+                    demo.wait_daemon(old, Duration::from_secs(10)).await?;
+                    demo.command(old, CommandKind::Start).await?;
+                }
+                Failure::Cut => demo.link(old, true)?,
+            }
+            // After a kill -9 the survivor stays primary; after a cable cut
+            // both were ALONE and split-brain recovery keeps the former
+            // primary (the former secondary exits): wait for the pair.
+            let end = Instant::now() + Duration::from_secs(60);
+            prim = loop {
+                let ready = |s: Option<Status>, st: State| s == Some(Status::new(st, Readiness::Ready));
+                let (a, b) = (demo.status(0).await, demo.status(1).await);
+                if ready(a, State::Prim) && ready(b, State::Second) {
+                    break 0;
+                }
+                if ready(b, State::Prim) && ready(a, State::Second) {
+                    break 1;
+                }
+                if Instant::now() > end {
+                    return Err(format!("run {run}: no PRIM/SECOND after the repair ({a:?}, {b:?})"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+        }
+        Ok(())
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = prober.join();
+    result.map(|()| out)
+}
+
+/// Median of durations (upper median for an even count).
+pub fn median(v: &[Duration]) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    s.get(s.len() / 2).copied().unwrap_or_default()
 }

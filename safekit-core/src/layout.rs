@@ -5,10 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{
-    parse_cluster, parse_userconfig, ClusterConfig, ConfigError, Parsed, UserConfig,
-    UserConfigOptions,
-};
+use crate::config::{parse_cluster, parse_userconfig, ClusterConfig, ConfigError, Parsed, UserConfig, UserConfigOptions};
 
 /// A node's directories.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +19,8 @@ pub struct Layout {
 impl Layout {
     /// From the environment (`SAFE`, `SAFEVAR`), else SafeKit's defaults.
     pub fn from_env() -> Self {
-        let get =
-            |k: &str, d: &str| std::env::var_os(k).map_or_else(|| PathBuf::from(d), PathBuf::from);
-        Self {
-            safe: get("SAFE", "/opt/safekit"),
-            safevar: get("SAFEVAR", "/var/safekit"),
-        }
+        let get = |k: &str, d: &str| std::env::var_os(k).map_or_else(|| PathBuf::from(d), PathBuf::from);
+        Self { safe: get("SAFE", "/opt/safekit"), safevar: get("SAFEVAR", "/var/safekit") }
     }
 
     /// `SAFEVAR/cluster/cluster.xml`.
@@ -57,25 +50,12 @@ impl Layout {
 
     /// Reads and checks a module's userconfig.xml against cluster.xml
     /// (`confcheck` additionally refuses placeholders).
-    pub fn load_module(
-        &self,
-        module: &str,
-        cluster: &ClusterConfig,
-        confcheck: bool,
-    ) -> Result<Parsed<UserConfig>, ConfigError> {
+    pub fn load_module(&self, module: &str, cluster: &ClusterConfig, confcheck: bool) -> Result<Parsed<UserConfig>, ConfigError> {
         let path = self.userconfig_xml(module);
         let text = read(&path)?;
         let env = |n: &str| std::env::var(n).ok();
         let file = path.display().to_string();
-        parse_userconfig(
-            &text,
-            UserConfigOptions {
-                file: &file,
-                cluster: Some(cluster),
-                env: &env,
-                confcheck,
-            },
-        )
+        parse_userconfig(&text, UserConfigOptions { file: &file, cluster: Some(cluster), env: &env, confcheck })
     }
 }
 
@@ -86,10 +66,5 @@ pub fn load_cluster_file(path: &Path) -> Result<Parsed<ClusterConfig>, ConfigErr
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::whole_file(
-            &path.display().to_string(),
-            format!("cannot read the file: {e}"),
-        )
-    })
+    std::fs::read_to_string(path).map_err(|e| ConfigError::whole_file(&path.display().to_string(), format!("cannot read the file: {e}")))
 }

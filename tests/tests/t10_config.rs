@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use safekit_core::config::{
-    parse_cluster, parse_userconfig, AsyncMode, ClusterConfig, ErrdAction, HostAddr, Mode,
-    Placement, Severity, UserConfigOptions, VipAddr,
+    parse_cluster, parse_userconfig, AsyncMode, ClusterConfig, ErrdAction, HostAddr, Mode, Placement, Severity, UserConfigOptions, VipAddr,
 };
 
 const MARIADB_LINUX: &str = include_str!("../fixtures/seeds/mariadb-linux.userconfig.xml");
@@ -14,16 +13,11 @@ const MILESTONE_WINDOWS: &str = include_str!("../fixtures/seeds/milestone-window
 const CLUSTER: &str = include_str!("../fixtures/cluster-two-nodes.xml");
 
 fn cluster() -> ClusterConfig {
-    parse_cluster(CLUSTER, "cluster.xml")
-        .expect("fixture cluster parses")
-        .value
+    parse_cluster(CLUSTER, "cluster.xml").expect("fixture cluster parses").value
 }
 
 fn errors_of(text: &str, cluster: Option<&ClusterConfig>) -> Vec<String> {
-    let opts = UserConfigOptions {
-        cluster,
-        ..UserConfigOptions::new()
-    };
+    let opts = UserConfigOptions { cluster, ..UserConfigOptions::new() };
     match parse_userconfig(text, opts) {
         Ok(p) => panic!("expected an error, got {:#?}", p.value.service.mode),
         Err(e) => e.errors().map(ToString::to_string).collect(),
@@ -33,24 +27,13 @@ fn errors_of(text: &str, cluster: Option<&ClusterConfig>) -> Vec<String> {
 #[test]
 fn every_seed_module_parses_with_the_cluster() {
     let c = cluster();
-    for (name, text) in [
-        ("mariadb-linux", MARIADB_LINUX),
-        ("mariadb-windows", MARIADB_WINDOWS),
-        ("milestone", MILESTONE_WINDOWS),
-    ] {
-        let opts = UserConfigOptions {
-            cluster: Some(&c),
-            ..UserConfigOptions::new()
-        };
+    for (name, text) in [("mariadb-linux", MARIADB_LINUX), ("mariadb-windows", MARIADB_WINDOWS), ("milestone", MILESTONE_WINDOWS)] {
+        let opts = UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() };
         let parsed = parse_userconfig(text, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
         let s = &parsed.value.service;
         assert_eq!(s.mode, Mode::Mirror, "{name}");
         assert_eq!(s.maxloop, 3);
-        assert_eq!(
-            s.loop_interval,
-            Duration::from_secs(24 * 3600),
-            "{name}: loop_interval=\"24\" is hours"
-        );
+        assert_eq!(s.loop_interval, Duration::from_secs(24 * 3600), "{name}: loop_interval=\"24\" is hours");
         let heart = s.heart.as_ref().unwrap();
         assert_eq!(heart.pulse, Duration::from_millis(700));
         assert_eq!(heart.timeout, Duration::from_secs(30));
@@ -58,10 +41,7 @@ fn every_seed_module_parses_with_the_cluster() {
         assert_eq!(heart.heartbeats[0].ident, "flow");
         let vip = s.vip.as_ref().unwrap();
         assert!(vip.interfaces[0].arpreroute && vip.interfaces[0].check);
-        assert_eq!(
-            vip.interfaces[0].real[0].addr,
-            VipAddr::Name("VIRTUAL_TO_BE_DEFINED".into())
-        );
+        assert_eq!(vip.interfaces[0].real[0].addr, VipAddr::Name("VIRTUAL_TO_BE_DEFINED".into()));
         assert_eq!(vip.interfaces[0].real[0].placement, Placement::OneSideAlias);
         let errd = s.errd.as_ref().unwrap();
         assert_eq!(errd.polltimer, Duration::from_secs(10));
@@ -80,46 +60,23 @@ fn every_seed_module_parses_with_the_cluster() {
 #[test]
 fn the_windows_seeds_keep_their_paths_as_data() {
     let p = parse_userconfig(MILESTONE_WINDOWS, UserConfigOptions::new()).unwrap();
-    let dirs: Vec<&str> = p
-        .value
-        .service
-        .rfs
-        .as_ref()
-        .unwrap()
-        .replicated
-        .iter()
-        .map(|r| r.dir.as_str())
-        .collect();
+    let dirs: Vec<&str> = p.value.service.rfs.as_ref().unwrap().replicated.iter().map(|r| r.dir.as_str()).collect();
     assert_eq!(dirs.len(), 2);
     assert!(dirs[0].starts_with("C:\\Program Files\\Microsoft SQL Server"));
     let linux = parse_userconfig(MARIADB_LINUX, UserConfigOptions::new()).unwrap();
     let rfs = linux.value.service.rfs.unwrap();
     assert_eq!(rfs.replicated[0].dir, "/var/lib/mysql");
-    assert_eq!(
-        rfs.mountover,
-        Some(false),
-        "the legacy mountover attribute is kept"
-    );
+    assert_eq!(rfs.mountover, Some(false), "the legacy mountover attribute is kept");
 }
 
 #[test]
 fn confcheck_refuses_the_vip_placeholder_with_its_position() {
     let c = cluster();
-    let opts = UserConfigOptions {
-        cluster: Some(&c),
-        confcheck: true,
-        ..UserConfigOptions::new()
-    };
+    let opts = UserConfigOptions { cluster: Some(&c), confcheck: true, ..UserConfigOptions::new() };
     let e = parse_userconfig(MARIADB_LINUX, opts).unwrap_err();
     let msgs: Vec<String> = e.errors().map(ToString::to_string).collect();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
-    assert!(
-        msgs[0].starts_with(
-            "userconfig.xml:18:15: virtual address 'VIRTUAL_TO_BE_DEFINED' is a placeholder"
-        ),
-        "{}",
-        msgs[0]
-    );
+    assert!(msgs[0].starts_with("userconfig.xml:18:15: virtual address 'VIRTUAL_TO_BE_DEFINED' is a placeholder"), "{}", msgs[0]);
 }
 
 #[test]
@@ -135,8 +92,7 @@ fn heartbeat_without_name_lists_the_cluster_lans() {
 
 #[test]
 fn heartbeat_on_an_unknown_lan_is_refused() {
-    let text =
-        "<safe><service mode=\"mirror\"><heart><heartbeat name=\"wifi\"/></heart></service></safe>";
+    let text = "<safe><service mode=\"mirror\"><heart><heartbeat name=\"wifi\"/></heart></service></safe>";
     let c = cluster();
     let errs = errors_of(text, Some(&c));
     assert_eq!(errs, vec!["userconfig.xml:1:48: heartbeat name 'wifi' is not a lan of cluster.xml (expected one of the lans of cluster.xml: default, repli)".to_string()]);
@@ -150,11 +106,7 @@ fn unknown_elements_are_errors_and_unknown_attributes_warnings() {
     assert!(all.contains(&"userconfig.xml:2:23: warning: unknown attribute colour on <service> is ignored (known: mode, boot, boot_delay, failover, defaultprim, maxloop, loop_interval, automatic_reboot)".to_string()), "{all:?}");
     assert!(all.contains(&"userconfig.xml:4:1: unknown element <frobnicate> inside <service> (expected one of: heart, farm, rfs, vip, user, vhost, errd, check, failover)".to_string()), "{all:?}");
     // Without the unknown element the same file parses, and the warning survives.
-    let ok = parse_userconfig(
-        "<safe><service mode=\"light\" colour=\"blue\"><user/></service></safe>",
-        UserConfigOptions::new(),
-    )
-    .unwrap();
+    let ok = parse_userconfig("<safe><service mode=\"light\" colour=\"blue\"><user/></service></safe>", UserConfigOptions::new()).unwrap();
     assert_eq!(ok.warnings.len(), 1);
     assert_eq!(ok.warnings[0].severity, Severity::Warning);
 }
@@ -187,19 +139,10 @@ fn macros_then_environment_are_expanded_everywhere() {
         _ => None,
     };
     let c = cluster();
-    let opts = UserConfigOptions {
-        cluster: Some(&c),
-        env: &env,
-        confcheck: true,
-        ..UserConfigOptions::new()
-    };
+    let opts = UserConfigOptions { cluster: Some(&c), env: &env, confcheck: true, ..UserConfigOptions::new() };
     let p = parse_userconfig(text, opts).unwrap();
     let s = p.value.service;
-    assert_eq!(
-        s.vip.unwrap().interfaces[0].real[0].addr,
-        VipAddr::Ip("10.77.0.100".parse().unwrap()),
-        "the macro wins"
-    );
+    assert_eq!(s.vip.unwrap().interfaces[0].real[0].addr, VipAddr::Ip("10.77.0.100".parse().unwrap()), "the macro wins");
     assert_eq!(s.rfs.unwrap().replicated[0].dir, "/srv/db");
     assert_eq!(s.user.unwrap().vars[0].value, "3306");
 }
@@ -234,10 +177,7 @@ fn semantic_checks_report_every_problem_at_once() {
         "userconfig.xml:14:3: <errd> needs a <user> element",
     ];
     for (want, got) in expect.iter().zip(&errs) {
-        assert!(
-            got.starts_with(want),
-            "want {want}\n got {got}\n all {errs:#?}"
-        );
+        assert!(got.starts_with(want), "want {want}\n got {got}\n all {errs:#?}");
     }
     assert_eq!(errs.len(), expect.len(), "{errs:#?}");
 }
@@ -248,11 +188,11 @@ fn a_mirror_needs_exactly_two_nodes() {
       <node name="a" addr="10.77.0.1"/><node name="b" addr="10.77.0.2"/><node name="c" addr="10.77.0.3"/>
     </lan></lans></cluster>"#;
     let c = parse_cluster(three, "cluster.xml").unwrap().value;
-    let errs = errors_of(
-        r#"<safe><service mode="mirror"><heart><heartbeat name="default"/></heart></service></safe>"#,
-        Some(&c),
+    let errs = errors_of(r#"<safe><service mode="mirror"><heart><heartbeat name="default"/></heart></service></safe>"#, Some(&c));
+    assert_eq!(
+        errs,
+        vec!["userconfig.xml:1:7: a mirror module runs on exactly two nodes, but lan default of cluster.xml has 3 (a, b, c)".to_string()]
     );
-    assert_eq!(errs, vec!["userconfig.xml:1:7: a mirror module runs on exactly two nodes, but lan default of cluster.xml has 3 (a, b, c)".to_string()]);
 }
 
 #[test]
@@ -261,20 +201,8 @@ fn legacy_heartbeat_syntax_is_accepted_but_not_mixed() {
       <heartbeat name="net1"><server addr="10.0.0.1"/><server addr="10.0.0.2"/></heartbeat>
     </heart></service></safe>"#;
     let c = cluster();
-    let p = parse_userconfig(
-        legacy,
-        UserConfigOptions {
-            cluster: Some(&c),
-            ..UserConfigOptions::new()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        p.value.service.heart.unwrap().heartbeats[0]
-            .legacy_servers
-            .len(),
-        2
-    );
+    let p = parse_userconfig(legacy, UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() }).unwrap();
+    assert_eq!(p.value.service.heart.unwrap().heartbeats[0].legacy_servers.len(), 2);
     let mixed = r#"<safe><service mode="mirror"><heart>
       <heartbeat name="net1"><server addr="10.0.0.1"/></heartbeat>
       <heartbeat name="default"/>
@@ -298,21 +226,11 @@ fn farm_vip_and_load_balancing_parse() {
   </vip>
 </service></safe>"#;
     let c = cluster();
-    let p = parse_userconfig(
-        text,
-        UserConfigOptions {
-            cluster: Some(&c),
-            ..UserConfigOptions::new()
-        },
-    )
-    .unwrap();
+    let p = parse_userconfig(text, UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() }).unwrap();
     let vip = p.value.service.vip.unwrap();
     assert_eq!(vip.loadbalancing[0].hosts[1].power, 64);
     assert_eq!(vip.loadbalancing[0].rules[0].port, Some(80));
-    assert_eq!(
-        vip.interfaces[0].virtual_interface.as_ref().unwrap().addrs[0].placement,
-        Placement::Alias
-    );
+    assert_eq!(vip.interfaces[0].virtual_interface.as_ref().unwrap().addrs[0].placement, Placement::Alias);
 }
 
 #[test]
@@ -320,14 +238,8 @@ fn cluster_addresses_ipv4_ipv6_and_dns() {
     let c = cluster();
     assert_eq!(c.lans.len(), 2);
     assert!(c.lans[0].command);
-    assert!(matches!(
-        c.lans[1].nodes[0].addr,
-        HostAddr::Ip(std::net::IpAddr::V6(_))
-    ));
-    assert_eq!(
-        c.lans[1].nodes[1].addr,
-        HostAddr::Dns("node2-repli.example".into())
-    );
+    assert!(matches!(c.lans[1].nodes[0].addr, HostAddr::Ip(std::net::IpAddr::V6(_))));
+    assert_eq!(c.lans[1].nodes[1].addr, HostAddr::Dns("node2-repli.example".into()));
     assert_eq!(c.node_names(), vec!["node1", "node2"]);
     assert_eq!(c.pulse, Duration::from_millis(100));
 }
@@ -345,11 +257,7 @@ fn cluster_errors_name_the_place() {
 
 #[test]
 fn malformed_xml_reports_where() {
-    let e = parse_userconfig(
-        "<safe>\n<service mode=\"light\">\n</safe>",
-        UserConfigOptions::new(),
-    )
-    .unwrap_err();
+    let e = parse_userconfig("<safe>\n<service mode=\"light\">\n</safe>", UserConfigOptions::new()).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("userconfig.xml:3:"), "{msg}");
     assert!(msg.contains("malformed XML"), "{msg}");
@@ -359,45 +267,16 @@ fn malformed_xml_reports_where() {
 fn the_bundled_modules_parse_and_confcheck_names_the_macro_to_set() {
     let c = cluster();
     let mariadb = include_str!("../../modules/mariadb/conf/userconfig.xml");
-    let p = parse_userconfig(
-        mariadb,
-        UserConfigOptions {
-            cluster: Some(&c),
-            ..UserConfigOptions::new()
-        },
-    )
-    .unwrap();
+    let p = parse_userconfig(mariadb, UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() }).unwrap();
     assert_eq!(p.value.macros[0].name, "VIRTUAL_IP");
     let env = |n: &str| (n == "VIRTUAL_IP").then(|| "10.77.0.100".to_string());
-    let set = parse_userconfig(
-        mariadb,
-        UserConfigOptions {
-            cluster: Some(&c),
-            env: &env,
-            confcheck: true,
-            ..UserConfigOptions::new()
-        },
-    );
-    assert!(
-        set.is_err(),
-        "the macro wins over the environment, and its placeholder value is refused"
-    );
+    let set = parse_userconfig(mariadb, UserConfigOptions { cluster: Some(&c), env: &env, confcheck: true, ..UserConfigOptions::new() });
+    assert!(set.is_err(), "the macro wins over the environment, and its placeholder value is refused");
     let fixed = mariadb.replace("value=\"VIRTUAL_TO_BE_DEFINED\"", "value=\"10.77.0.100\"");
-    parse_userconfig(
-        &fixed,
-        UserConfigOptions {
-            cluster: Some(&c),
-            confcheck: true,
-            ..UserConfigOptions::new()
-        },
-    )
-    .unwrap();
+    parse_userconfig(&fixed, UserConfigOptions { cluster: Some(&c), confcheck: true, ..UserConfigOptions::new() }).unwrap();
     parse_userconfig(
         include_str!("../../modules/milestone/conf/userconfig.xml"),
-        UserConfigOptions {
-            cluster: Some(&c),
-            ..UserConfigOptions::new()
-        },
+        UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() },
     )
     .unwrap();
 }

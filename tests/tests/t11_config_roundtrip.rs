@@ -26,18 +26,10 @@ fn ipv4() -> impl Strategy<Value = std::net::IpAddr> {
 }
 
 fn heart() -> impl Strategy<Value = Heart> {
-    (
-        dur(1, 2000),
-        proptest::option::of(1024u16..60000),
-        any::<bool>(),
-        prop::sample::subsequence(vec!["default", "repli"], 1..=2),
-    )
+    (dur(1, 2000), proptest::option::of(1024u16..60000), any::<bool>(), prop::sample::subsequence(vec!["default", "repli"], 1..=2))
         .prop_flat_map(|(pulse, port, arp, lans)| {
             let pulse = pulse + Duration::from_millis(1);
-            let hbs: Vec<_> = lans
-                .into_iter()
-                .map(|l| (Just(l.to_string()), name(), dur(1, 1000), dur(1, 60_000)))
-                .collect();
+            let hbs: Vec<_> = lans.into_iter().map(|l| (Just(l.to_string()), name(), dur(1, 1000), dur(1, 60_000))).collect();
             hbs.prop_map(move |v| Heart {
                 port,
                 pulse,
@@ -62,30 +54,18 @@ fn heart() -> impl Strategy<Value = Heart> {
 }
 
 fn vaddr() -> impl Strategy<Value = VirtualAddr> {
-    (ipv4(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(ip, side, check, conn)| {
-        VirtualAddr {
-            addr: VipAddr::Ip(ip),
-            placement: if side {
-                Placement::OneSide
-            } else {
-                Placement::OneSideAlias
-            },
-            check,
-            connections: conn,
-            netmask: None,
-        }
+    (ipv4(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(ip, side, check, conn)| VirtualAddr {
+        addr: VipAddr::Ip(ip),
+        placement: if side { Placement::OneSide } else { Placement::OneSideAlias },
+        check,
+        connections: conn,
+        netmask: None,
     })
 }
 
 fn vip() -> impl Strategy<Value = Vip> {
-    (
-        any::<bool>(),
-        prop::collection::vec(vaddr(), 1..3),
-        any::<bool>(),
-        dur(1000, 100),
-        proptest::option::of(name()),
-    )
-        .prop_map(|(tcpreset, real, arp, iv, nic)| Vip {
+    (any::<bool>(), prop::collection::vec(vaddr(), 1..3), any::<bool>(), dur(1000, 100), proptest::option::of(name())).prop_map(
+        |(tcpreset, real, arp, iv, nic)| Vip {
             tcpreset,
             scriptcontrol: false,
             interfaces: vec![VipInterface {
@@ -98,16 +78,14 @@ fn vip() -> impl Strategy<Value = Vip> {
                 virtual_interface: None,
             }],
             loadbalancing: vec![],
-        })
+        },
+    )
 }
 
 fn notrep() -> impl Strategy<Value = NotReplicated> {
     prop_oneof![
         name().prop_map(NotReplicated::Path),
-        ("[a-z.]{1,6}", any::<bool>()).prop_map(|(p, only)| NotReplicated::Regex {
-            pattern: format!("^{p}$"),
-            only
-        }),
+        ("[a-z.]{1,6}", any::<bool>()).prop_map(|(p, only)| NotReplicated::Regex { pattern: format!("^{p}$"), only }),
     ]
 }
 
@@ -123,11 +101,7 @@ fn rfs() -> impl Strategy<Value = Rfs> {
     )
         .prop_map(|(dirs, nr, ro, nbrei, bw, lock, syncat)| Rfs {
             acl: ro,
-            async_mode: if ro {
-                AsyncMode::None
-            } else {
-                AsyncMode::Second
-            },
+            async_mode: if ro { AsyncMode::None } else { AsyncMode::Second },
             iotimeout: Duration::from_secs(300),
             roflags: None,
             locktimeout: lock,
@@ -154,32 +128,19 @@ fn rfs() -> impl Strategy<Value = Rfs> {
             flow: None,
             replicated: dirs
                 .into_iter()
-                .map(|d| Replicated {
-                    dir: format!("/srv/{d}"),
-                    read_only: ro,
-                    tocheck: vec!["marker".into()],
-                    notreplicated: nr.clone(),
-                })
+                .map(|d| Replicated { dir: format!("/srv/{d}"), read_only: ro, tocheck: vec!["marker".into()], notreplicated: nr.clone() })
                 .collect(),
         })
 }
 
 fn user() -> impl Strategy<Value = User> {
-    (
-        dur(1000, 600),
-        prop::collection::vec(("[A-Z][A-Z0-9_]{0,6}", text()), 0..4),
-        any::<bool>(),
-    )
-        .prop_map(|(t, vars, log)| User {
-            nicestoptimeout: t,
-            forcestoptimeout: t,
-            logging: if log { Logging::Userlog } else { Logging::None },
-            userlogsize: 2048,
-            vars: vars
-                .into_iter()
-                .map(|(name, value)| Var { name, value })
-                .collect(),
-        })
+    (dur(1000, 600), prop::collection::vec(("[A-Z][A-Z0-9_]{0,6}", text()), 0..4), any::<bool>()).prop_map(|(t, vars, log)| User {
+        nicestoptimeout: t,
+        forcestoptimeout: t,
+        logging: if log { Logging::Userlog } else { Logging::None },
+        userlogsize: 2048,
+        vars: vars.into_iter().map(|(name, value)| Var { name, value }).collect(),
+    })
 }
 
 fn errd() -> impl Strategy<Value = Errd> {
@@ -189,12 +150,7 @@ fn errd() -> impl Strategy<Value = Errd> {
             (
                 name(),
                 -1i64..5,
-                prop_oneof![
-                    Just(ErrdAction::Restart),
-                    Just(ErrdAction::Stopstart),
-                    Just(ErrdAction::Stop),
-                    Just(ErrdAction::Noaction)
-                ],
+                prop_oneof![Just(ErrdAction::Restart), Just(ErrdAction::Stopstart), Just(ErrdAction::Stop), Just(ErrdAction::Noaction)],
                 prop::sample::select(vec!["prim", "both", "second", "pre"]),
             ),
             0..3,
@@ -235,11 +191,7 @@ fn checks() -> impl Strategy<Value = Check> {
                 kind: CheckerKind::Tcp,
                 ident: "db".into(),
                 when: if when_pre { When::Pre } else { When::Prim },
-                action: if when_pre {
-                    CheckAction::Wait
-                } else {
-                    CheckAction::Restart
-                },
+                action: if when_pre { CheckAction::Wait } else { CheckAction::Restart },
                 targets: vec![target("10.1.2.3", Some(3306))],
                 exec: None,
                 arg: None,
@@ -281,59 +233,44 @@ fn userconfig() -> impl Strategy<Value = UserConfig> {
         proptest::option::of(checks()),
         dur(1000, 100),
         0u32..10,
-        prop_oneof![
-            Just(DefaultPrim::Alone),
-            Just(DefaultPrim::LastPrim),
-            Just(DefaultPrim::Node("node2".into()))
-        ],
+        prop_oneof![Just(DefaultPrim::Alone), Just(DefaultPrim::LastPrim), Just(DefaultPrim::Node("node2".into()))],
         proptest::option::of(("[a-z_ ():=.;!&|?*]{0,30}", any::<bool>())),
         any::<bool>(),
     )
-        .prop_flat_map(
-            |(heart, vip, rfs, user, check, delay, maxloop, dp, rules, failover)| {
-                let errd_s = if user.is_some() {
-                    proptest::option::of(errd()).boxed()
-                } else {
-                    Just(None).boxed()
-                };
-                errd_s.prop_map(move |errd| UserConfig {
-                    macros: vec![],
-                    service: Service {
-                        mode: Mode::Mirror,
-                        boot: Boot::Auto,
-                        boot_delay: delay,
-                        failover,
-                        defaultprim: dp.clone(),
-                        maxloop,
-                        loop_interval: Duration::from_secs(3600 * u64::from(maxloop + 1)),
-                        automatic_reboot: false,
-                        heart: Some(heart.clone()),
-                        farm: None,
-                        vip: vip.clone(),
-                        rfs: Some(rfs.clone()),
-                        user: user.clone(),
-                        vhost: None,
-                        errd,
-                        check: check.clone(),
-                        failover_rules: rules.clone().map(|(t, ext)| FailoverRules {
-                            extends: ext,
-                            period: Duration::from_millis(5000),
-                            handle_time: Duration::from_millis(15000),
-                            text: t.trim().to_string(),
-                        }),
-                    },
-                })
-            },
-        )
+        .prop_flat_map(|(heart, vip, rfs, user, check, delay, maxloop, dp, rules, failover)| {
+            let errd_s = if user.is_some() { proptest::option::of(errd()).boxed() } else { Just(None).boxed() };
+            errd_s.prop_map(move |errd| UserConfig {
+                macros: vec![],
+                service: Service {
+                    mode: Mode::Mirror,
+                    boot: Boot::Auto,
+                    boot_delay: delay,
+                    failover,
+                    defaultprim: dp.clone(),
+                    maxloop,
+                    loop_interval: Duration::from_secs(3600 * u64::from(maxloop + 1)),
+                    automatic_reboot: false,
+                    heart: Some(heart.clone()),
+                    farm: None,
+                    vip: vip.clone(),
+                    rfs: Some(rfs.clone()),
+                    user: user.clone(),
+                    vhost: None,
+                    errd,
+                    check: check.clone(),
+                    failover_rules: rules.clone().map(|(t, ext)| FailoverRules {
+                        extends: ext,
+                        period: Duration::from_millis(5000),
+                        handle_time: Duration::from_millis(15000),
+                        text: t.trim().to_string(),
+                    }),
+                },
+            })
+        })
 }
 
 fn cluster() -> ClusterConfig {
-    parse_cluster(
-        include_str!("../fixtures/cluster-two-nodes.xml"),
-        "cluster.xml",
-    )
-    .unwrap()
-    .value
+    parse_cluster(include_str!("../fixtures/cluster-two-nodes.xml"), "cluster.xml").unwrap().value
 }
 
 proptest! {

@@ -44,14 +44,10 @@ fn admin(r: &mut Rng, forced_allowed: bool) -> CommandKind {
             4 => CommandKind::Restart,
             5 => CommandKind::Swap(SwapKind::Sync),
             6 => CommandKind::Swap(SwapKind::NoSync),
-            7 => CommandKind::Second {
-                fullsync: r.chance(500_000),
-            },
+            7 => CommandKind::Second { fullsync: r.chance(500_000) },
             8 => CommandKind::Forcestop,
             9 => CommandKind::Failover(r.chance(700_000)),
-            10 => CommandKind::Prim {
-                fullsync: r.chance(500_000),
-            },
+            10 => CommandKind::Prim { fullsync: r.chance(500_000) },
             _ => CommandKind::Primforce,
         };
         if forced_allowed || !matches!(k, CommandKind::Prim { .. } | CommandKind::Primforce) {
@@ -70,11 +66,7 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
         let op = match r.range(0, 13) {
             0..=3 => Op::Advance(Duration::from_millis(r.range(50, 6000))),
             4 => {
-                let lan = if r.chance(500_000) {
-                    None
-                } else {
-                    Some(usize::try_from(r.range(0, 1)).unwrap_or(0))
-                };
+                let lan = if r.chance(500_000) { None } else { Some(usize::try_from(r.range(0, 1)).unwrap_or(0)) };
                 // A ping witness cannot order a staggered, one-way cut (only a
                 // lease can): invariant (c) is checked under two-way partitions.
                 if one_sided_witness.is_some() {
@@ -100,29 +92,19 @@ fn run_seed(seed: u64, one_sided_witness: Option<usize>) -> Result<u64, String> 
     let cfg = config_for(seed, one_sided_witness.is_some());
     let mut sim = SimCluster::new(cfg, seed);
     if !sim.bootstrap() {
-        return Err(format!(
-            "bootstrap did not converge\n{}",
-            sim.trace_tail(40)
-        ));
+        return Err(format!("bootstrap did not converge\n{}", sim.trace_tail(40)));
     }
     if let Some(w) = one_sided_witness {
         sim.apply(&Op::Witness(w, false));
     }
-    let tail = if std::env::var("SAFEKIT_SIM_TRACE").is_ok() {
-        1_000_000
-    } else {
-        120
-    };
+    let tail = if std::env::var("SAFEKIT_SIM_TRACE").is_ok() { 1_000_000 } else { 120 };
     for op in schedule(seed, one_sided_witness) {
         sim.apply(&op);
         if !sim.violations().is_empty() {
             return Err(format!("{:?}\n{}", sim.violations(), sim.trace_tail(tail)));
         }
         if one_sided_witness.is_some() && sim.witness_one_sided {
-            return Err(format!(
-                "two ALONE with a one-sided witness (invariant c)\n{}",
-                sim.trace_tail(tail)
-            ));
+            return Err(format!("two ALONE with a one-sided witness (invariant c)\n{}", sim.trace_tail(tail)));
         }
     }
     if one_sided_witness.is_some() {
@@ -144,16 +126,10 @@ fn run_seed(seed: u64, one_sided_witness: Option<usize>) -> Result<u64, String> 
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(s) = std::env::var("SAFEKIT_SIM_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(s) = std::env::var("SAFEKIT_SIM_SEED").ok().and_then(|v| v.parse().ok()) {
         return vec![s];
     }
-    let n: u64 = std::env::var("SAFEKIT_SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
+    let n: u64 = std::env::var("SAFEKIT_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
     (0..n).collect()
 }
 
@@ -164,16 +140,10 @@ fn random_schedules_keep_invariants_a_b_d() {
         match run_seed(seed, None) {
             Ok(digest) => {
                 if seed % 50 == 0 {
-                    assert_eq!(
-                        run_seed(seed, None),
-                        Ok(digest),
-                        "seed {seed} is not deterministic"
-                    );
+                    assert_eq!(run_seed(seed, None), Ok(digest), "seed {seed} is not deterministic");
                 }
             }
-            Err(e) => failures.push(format!(
-                "seed {seed} failed; rerun with SAFEKIT_SIM_SEED={seed}\n{e}"
-            )),
+            Err(e) => failures.push(format!("seed {seed} failed; rerun with SAFEKIT_SIM_SEED={seed}\n{e}")),
         }
         if failures.len() >= 3 {
             break;
@@ -188,9 +158,7 @@ fn a_one_sided_witness_never_allows_two_alone() {
     for seed in seeds() {
         let side = usize::from(seed % 2 == 1);
         if let Err(e) = run_seed(seed, Some(side)) {
-            failures.push(format!(
-                "seed {seed} failed; rerun with SAFEKIT_SIM_SEED={seed}\n{e}"
-            ));
+            failures.push(format!("seed {seed} failed; rerun with SAFEKIT_SIM_SEED={seed}\n{e}"));
         }
         if failures.len() >= 3 {
             break;

@@ -12,13 +12,7 @@ use super::xml::{Attr, Element};
 pub(crate) fn build(root: &Element, d: &mut Diagnostics) -> Option<ClusterConfig> {
     let mut r = Reader { d };
     if root.name != "cluster" {
-        r.d.error(
-            root.pos,
-            format!(
-                "root element is <{}>; cluster.xml starts with <cluster>",
-                root.name
-            ),
-        );
+        r.d.error(root.pos, format!("root element is <{}>; cluster.xml starts with <cluster>", root.name));
         return None;
     }
     r.known_attrs(root, &[]);
@@ -37,12 +31,7 @@ pub(crate) fn build(root: &Element, d: &mut Diagnostics) -> Option<ClusterConfig
         r.known_attrs(lan, &["name", "command", "console", "framework"]);
         for obsolete in ["console", "framework"] {
             if let Some(a) = lan.attr(obsolete) {
-                r.d.warning(
-                    a.pos,
-                    format!(
-                        "attribute {obsolete} of <lan> is obsolete since SafeKit 8.2 and ignored"
-                    ),
-                );
+                r.d.warning(a.pos, format!("attribute {obsolete} of <lan> is obsolete since SafeKit 8.2 and ignored"));
             }
         }
         let Some(name) = r.req_str(lan, "name", "a logical network name") else {
@@ -56,13 +45,7 @@ pub(crate) fn build(root: &Element, d: &mut Diagnostics) -> Option<ClusterConfig
         for node in r.children(lan, &["node"]) {
             r.known_attrs(node, &["name", "addr", "laddr"]);
             let n = r.req_str(node, "name", "a logical node name");
-            let addr = r
-                .req(
-                    node,
-                    "addr",
-                    "an IPv4 address, an IPv6 address in [brackets], or a DNS name",
-                )
-                .and_then(|a| host(a, &mut r));
+            let addr = r.req(node, "addr", "an IPv4 address, an IPv6 address in [brackets], or a DNS name").and_then(|a| host(a, &mut r));
             let laddr = node.attr("laddr").and_then(|a| host(a, &mut r));
             let (Some(n), Some(addr)) = (n, addr) else {
                 continue;
@@ -71,25 +54,14 @@ pub(crate) fn build(root: &Element, d: &mut Diagnostics) -> Option<ClusterConfig
                 r.d.error(node.pos, format!("node {n} appears twice in lan {name}"));
             }
             if nodes.iter().any(|x| x.addr == addr) {
-                r.d.error(
-                    node.pos,
-                    format!("address {addr} is used by two nodes of lan {name}"),
-                );
+                r.d.error(node.pos, format!("address {addr} is used by two nodes of lan {name}"));
             }
-            nodes.push(NodeAddr {
-                name: n,
-                addr,
-                laddr,
-            });
+            nodes.push(NodeAddr { name: n, addr, laddr });
         }
         if nodes.is_empty() {
             r.d.error(lan.pos, format!("lan {name} has no <node>"));
         }
-        out.push(Lan {
-            name,
-            command,
-            nodes,
-        });
+        out.push(Lan { name, command, nodes });
     }
     if out.is_empty() {
         r.d.error(lans.pos, "<lans> needs at least one <lan>");
@@ -97,13 +69,7 @@ pub(crate) fn build(root: &Element, d: &mut Diagnostics) -> Option<ClusterConfig
     if out.iter().filter(|l| l.command).count() > 1 {
         r.d.error(lans.pos, "only one lan may have command=\"on\"");
     }
-    Some(ClusterConfig {
-        port,
-        pulse,
-        mlost_count,
-        slost_count,
-        lans: out,
-    })
+    Some(ClusterConfig { port, pulse, mlost_count, slost_count, lans: out })
 }
 
 /// Reads a node address: IPv4, `[IPv6]` (bare IPv6 accepted), or a DNS name.
@@ -114,10 +80,7 @@ fn host(a: &Attr, r: &mut Reader<'_>) -> Option<HostAddr> {
         return match inner.parse::<std::net::Ipv6Addr>() {
             Ok(ip) => Some(HostAddr::Ip(IpAddr::V6(ip))),
             Err(_) => {
-                r.d.error(
-                    a.pos,
-                    format!("invalid IPv6 address '{v}' for the attribute {}", a.name),
-                );
+                r.d.error(a.pos, format!("invalid IPv6 address '{v}' for the attribute {}", a.name));
                 None
             }
         };
@@ -133,7 +96,10 @@ fn host(a: &Attr, r: &mut Reader<'_>) -> Option<HostAddr> {
     }
     r.d.error(
         a.pos,
-        format!("invalid value '{v}' for the attribute {} (expected an IPv4 address, an IPv6 address in [brackets], or a DNS name)", a.name),
+        format!(
+            "invalid value '{v}' for the attribute {} (expected an IPv4 address, an IPv6 address in [brackets], or a DNS name)",
+            a.name
+        ),
     );
     None
 }

@@ -3,18 +3,7 @@
 use std::fmt;
 
 /// A 1-based line and column in a configuration file.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pos {
     /// Line, starting at 1.
     pub line: u32,
@@ -41,10 +30,7 @@ impl SourceMap {
     pub(crate) fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self {
-            line_starts,
-            text: text.to_string(),
-        }
+        Self { line_starts, text: text.to_string() }
     }
 
     pub(crate) fn pos(&self, offset: usize) -> Pos {
@@ -54,14 +40,8 @@ impl SourceMap {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
-        Pos {
-            line: u32::try_from(line + 1).unwrap_or(u32::MAX),
-            column: u32::try_from(column + 1).unwrap_or(u32::MAX),
-        }
+        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        Pos { line: u32::try_from(line + 1).unwrap_or(u32::MAX), column: u32::try_from(column + 1).unwrap_or(u32::MAX) }
     }
 }
 
@@ -106,10 +86,7 @@ pub(crate) struct Diagnostics {
 
 impl Diagnostics {
     pub(crate) fn new(file: &str) -> Self {
-        Self {
-            file: file.to_string(),
-            items: Vec::new(),
-        }
+        Self { file: file.to_string(), items: Vec::new() }
     }
 
     pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
@@ -121,12 +98,7 @@ impl Diagnostics {
     }
 
     fn push(&mut self, severity: Severity, pos: Pos, message: String) {
-        self.items.push(Diagnostic {
-            severity,
-            file: self.file.clone(),
-            pos,
-            message,
-        });
+        self.items.push(Diagnostic { severity, file: self.file.clone(), pos, message });
     }
 
     pub(crate) fn has_errors(&self) -> bool {
@@ -137,13 +109,8 @@ impl Diagnostics {
     pub(crate) fn finish<T>(mut self, value: Option<T>) -> Result<Parsed<T>, ConfigError> {
         self.items.sort_by_key(|d| d.pos);
         match value {
-            Some(value) if !self.has_errors() => Ok(Parsed {
-                value,
-                warnings: self.items,
-            }),
-            _ => Err(ConfigError {
-                diagnostics: self.items,
-            }),
+            Some(value) if !self.has_errors() => Ok(Parsed { value, warnings: self.items }),
+            _ => Err(ConfigError { diagnostics: self.items }),
         }
     }
 }
@@ -168,18 +135,14 @@ pub struct ConfigError {
 impl ConfigError {
     /// Only the errors.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
     }
 
     /// A single-error value, for failures that are not tied to a place in a file.
     pub fn whole_file(file: &str, message: impl Into<String>) -> Self {
         let mut d = Diagnostics::new(file);
         d.error(Pos { line: 1, column: 1 }, message);
-        Self {
-            diagnostics: d.items,
-        }
+        Self { diagnostics: d.items }
     }
 }
 

@@ -11,11 +11,7 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Collects the root's `<macro>` children and expands every attribute value
 /// and text of the tree in place.
-pub(crate) fn expand_tree(
-    root: &mut Element,
-    env: EnvLookup<'_>,
-    d: &mut Diagnostics,
-) -> Vec<Macro> {
+pub(crate) fn expand_tree(root: &mut Element, env: EnvLookup<'_>, d: &mut Diagnostics) -> Vec<Macro> {
     let mut macros: Vec<Macro> = Vec::new();
     for m in root.children.iter().filter(|c| c.name == "macro") {
         let (Some(name), Some(value)) = (m.attr("name"), m.attr("value")) else {
@@ -23,21 +19,12 @@ pub(crate) fn expand_tree(
             continue;
         };
         if let Some(prev) = macros.iter().find(|p| p.name == name.value) {
-            d.warning(
-                name.pos,
-                format!(
-                    "macro {} is defined twice; the later value replaces '{}'",
-                    name.value, prev.value
-                ),
-            );
+            d.warning(name.pos, format!("macro {} is defined twice; the later value replaces '{}'", name.value, prev.value));
         }
         // A macro value may itself use environment variables or earlier macros.
         let value = expand(&value.value, &macros, env, &mut |_| {});
         macros.retain(|p| p.name != name.value);
-        macros.push(Macro {
-            name: name.value.clone(),
-            value,
-        });
+        macros.push(Macro { name: name.value.clone(), value });
     }
     walk(root, &macros, env, d);
     macros
@@ -47,19 +34,13 @@ fn walk(e: &mut Element, macros: &[Macro], env: EnvLookup<'_>, d: &mut Diagnosti
     for a in &mut e.attrs {
         let pos = a.pos;
         a.value = expand(&a.value, macros, env, &mut |name| {
-            d.warning(
-                pos,
-                format!("%{name}% is neither a macro nor an environment variable; kept as written"),
-            );
+            d.warning(pos, format!("%{name}% is neither a macro nor an environment variable; kept as written"));
         });
     }
     let pos = e.pos;
     if e.text.contains('%') && e.name != "failover" {
         e.text = expand(&e.text, macros, env, &mut |name| {
-            d.warning(
-                pos,
-                format!("%{name}% is neither a macro nor an environment variable; kept as written"),
-            );
+            d.warning(pos, format!("%{name}% is neither a macro nor an environment variable; kept as written"));
         });
     }
     for c in &mut e.children {
@@ -68,12 +49,7 @@ fn walk(e: &mut Element, macros: &[Macro], env: EnvLookup<'_>, d: &mut Diagnosti
 }
 
 /// Expands `%NAME%` in `s`; `unknown` is told each name left as written.
-pub(crate) fn expand(
-    s: &str,
-    macros: &[Macro],
-    env: EnvLookup<'_>,
-    unknown: &mut dyn FnMut(&str),
-) -> String {
+pub(crate) fn expand(s: &str, macros: &[Macro], env: EnvLookup<'_>, unknown: &mut dyn FnMut(&str)) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find('%') {
@@ -107,8 +83,7 @@ pub(crate) fn expand(
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -117,15 +92,10 @@ mod tests {
 
     #[test]
     fn macro_wins_over_environment_and_unknown_names_stay() {
-        let macros = vec![Macro {
-            name: "PORT".into(),
-            value: "80".into(),
-        }];
+        let macros = vec![Macro { name: "PORT".into(), value: "80".into() }];
         let env = |n: &str| (n == "PORT" || n == "HOME").then(|| "env".to_string());
         let mut unknown = Vec::new();
-        let s = expand("a%PORT%b%HOME%c%NOPE%d 50% done", &macros, &env, &mut |n| {
-            unknown.push(n.to_string())
-        });
+        let s = expand("a%PORT%b%HOME%c%NOPE%d 50% done", &macros, &env, &mut |n| unknown.push(n.to_string()));
         assert_eq!(s, "a80benvc%NOPE%d 50% done");
         assert_eq!(unknown, vec!["NOPE".to_string()]);
     }

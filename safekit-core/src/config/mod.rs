@@ -47,12 +47,7 @@ fn no_env(_: &str) -> Option<String> {
 impl<'a> UserConfigOptions<'a> {
     /// Defaults: file `userconfig.xml`, no cluster, no environment, not confcheck.
     pub fn new() -> Self {
-        Self {
-            file: "userconfig.xml",
-            cluster: None,
-            env: &no_env,
-            confcheck: false,
-        }
+        Self { file: "userconfig.xml", cluster: None, env: &no_env, confcheck: false }
     }
 }
 
@@ -63,10 +58,7 @@ impl Default for UserConfigOptions<'_> {
 }
 
 /// Reads a `userconfig.xml`.
-pub fn parse_userconfig(
-    text: &str,
-    opts: UserConfigOptions<'_>,
-) -> Result<Parsed<UserConfig>, ConfigError> {
+pub fn parse_userconfig(text: &str, opts: UserConfigOptions<'_>) -> Result<Parsed<UserConfig>, ConfigError> {
     let map = SourceMap::new(text);
     let mut d = Diagnostics::new(opts.file);
     let value = xml::parse(text, &map, &mut d).and_then(|mut root| {

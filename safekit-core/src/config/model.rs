@@ -661,10 +661,7 @@ impl ClusterConfig {
 
     /// The lan used for distributed commands: the one with `command="on"`, else the first.
     pub fn command_lan(&self) -> Option<&Lan> {
-        self.lans
-            .iter()
-            .find(|l| l.command)
-            .or_else(|| self.lans.first())
+        self.lans.iter().find(|l| l.command).or_else(|| self.lans.first())
     }
 }
 

@@ -18,15 +18,7 @@ impl Reader<'_> {
     pub(crate) fn known_attrs(&mut self, e: &Element, known: &[&str]) {
         for a in &e.attrs {
             if !known.contains(&a.name.as_str()) {
-                self.d.warning(
-                    a.pos,
-                    format!(
-                        "unknown attribute {} on <{}> is ignored (known: {})",
-                        a.name,
-                        e.name,
-                        known.join(", ")
-                    ),
-                );
+                self.d.warning(a.pos, format!("unknown attribute {} on <{}> is ignored (known: {})", a.name, e.name, known.join(", ")));
             }
         }
     }
@@ -38,23 +30,9 @@ impl Reader<'_> {
             if known.contains(&c.name.as_str()) {
                 out.push(c);
             } else if known.is_empty() {
-                self.d.error(
-                    c.pos,
-                    format!(
-                        "unexpected element <{}> inside <{}> (it takes no child elements)",
-                        c.name, e.name
-                    ),
-                );
+                self.d.error(c.pos, format!("unexpected element <{}> inside <{}> (it takes no child elements)", c.name, e.name));
             } else {
-                self.d.error(
-                    c.pos,
-                    format!(
-                        "unknown element <{}> inside <{}> (expected one of: {})",
-                        c.name,
-                        e.name,
-                        known.join(", ")
-                    ),
-                );
+                self.d.error(c.pos, format!("unknown element <{}> inside <{}> (expected one of: {})", c.name, e.name, known.join(", ")));
             }
         }
         out
@@ -66,12 +44,7 @@ impl Reader<'_> {
         let first = found.next().copied();
         for extra in found {
             let first_pos = first.map(|f| f.pos).unwrap_or_default();
-            self.d.error(
-                extra.pos,
-                format!(
-                    "<{name}> appears more than once (first at {first_pos}); only one is allowed"
-                ),
-            );
+            self.d.error(extra.pos, format!("<{name}> appears more than once (first at {first_pos}); only one is allowed"));
         }
         first
     }
@@ -80,13 +53,8 @@ impl Reader<'_> {
     pub(crate) fn req<'e>(&mut self, e: &'e Element, name: &str, hint: &str) -> Option<&'e Attr> {
         let a = e.attr(name);
         if a.is_none() {
-            let hint = if hint.is_empty() {
-                String::new()
-            } else {
-                format!(" ({hint})")
-            };
-            self.d
-                .error(e.pos, format!("<{}> needs attribute {name}{hint}", e.name));
+            let hint = if hint.is_empty() { String::new() } else { format!(" ({hint})") };
+            self.d.error(e.pos, format!("<{}> needs attribute {name}{hint}", e.name));
         }
         a
     }
@@ -95,15 +63,8 @@ impl Reader<'_> {
     pub(crate) fn req_str(&mut self, e: &Element, name: &str, hint: &str) -> Option<String> {
         let a = self.req(e, name, hint)?;
         if a.value.trim().is_empty() {
-            let hint = if hint.is_empty() {
-                String::new()
-            } else {
-                format!(" ({hint})")
-            };
-            self.d.error(
-                a.pos,
-                format!("attribute {name} of <{}> is empty{hint}", e.name),
-            );
+            let hint = if hint.is_empty() { String::new() } else { format!(" ({hint})") };
+            self.d.error(a.pos, format!("attribute {name} of <{}> is empty{hint}", e.name));
             return None;
         }
         Some(a.value.trim().to_string())
@@ -115,12 +76,7 @@ impl Reader<'_> {
     }
 
     /// One of `choices`; `None` if absent or invalid (invalid is reported).
-    pub(crate) fn choice(
-        &mut self,
-        e: &Element,
-        name: &str,
-        choices: &[&'static str],
-    ) -> Option<&'static str> {
+    pub(crate) fn choice(&mut self, e: &Element, name: &str, choices: &[&'static str]) -> Option<&'static str> {
         let a = e.attr(name)?;
         let v = a.value.trim();
         match choices.iter().find(|c| **c == v) {
@@ -149,66 +105,32 @@ impl Reader<'_> {
             "on" | "yes" | "true" => true,
             "off" | "no" | "false" => false,
             _ => {
-                self.d.error(
-                    a.pos,
-                    format!(
-                        "invalid value '{}' for the attribute {name} of <{}> (expected on or off)",
-                        a.value, e.name
-                    ),
-                );
+                self.d.error(a.pos, format!("invalid value '{}' for the attribute {name} of <{}> (expected on or off)", a.value, e.name));
                 default
             }
         }
     }
 
     /// A number.
-    pub(crate) fn num<T: FromStr + Copy>(
-        &mut self,
-        e: &Element,
-        name: &str,
-        default: T,
-        what: &str,
-    ) -> T {
+    pub(crate) fn num<T: FromStr + Copy>(&mut self, e: &Element, name: &str, default: T, what: &str) -> T {
         self.opt_num(e, name, what).unwrap_or(default)
     }
 
     /// An optional number (`what` describes the expected range).
-    pub(crate) fn opt_num<T: FromStr + Copy>(
-        &mut self,
-        e: &Element,
-        name: &str,
-        what: &str,
-    ) -> Option<T> {
+    pub(crate) fn opt_num<T: FromStr + Copy>(&mut self, e: &Element, name: &str, what: &str) -> Option<T> {
         let a = e.attr(name)?;
         let v = a.value.trim();
-        let v = v.strip_prefix("0x").map_or_else(
-            || v.parse::<T>().ok(),
-            |hex| {
-                u64::from_str_radix(hex, 16)
-                    .ok()
-                    .and_then(|n| n.to_string().parse().ok())
-            },
-        );
+        let v = v
+            .strip_prefix("0x")
+            .map_or_else(|| v.parse::<T>().ok(), |hex| u64::from_str_radix(hex, 16).ok().and_then(|n| n.to_string().parse().ok()));
         if v.is_none() {
-            self.d.error(
-                a.pos,
-                format!(
-                    "invalid value '{}' for the attribute {name} of <{}> (expected {what})",
-                    a.value, e.name
-                ),
-            );
+            self.d.error(a.pos, format!("invalid value '{}' for the attribute {name} of <{}> (expected {what})", a.value, e.name));
         }
         v
     }
 
     /// A time value in `unit` when written without a unit.
-    pub(crate) fn time(
-        &mut self,
-        e: &Element,
-        name: &str,
-        unit: TimeUnit,
-        default: Duration,
-    ) -> Duration {
+    pub(crate) fn time(&mut self, e: &Element, name: &str, unit: TimeUnit, default: Duration) -> Duration {
         let Some(a) = e.attr(name) else {
             return default;
         };

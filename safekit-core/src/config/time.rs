@@ -68,11 +68,7 @@ pub fn parse_time(value: &str, attribute: &str, implicit: TimeUnit) -> Result<Du
     let v = value.trim();
     let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, suffix) = v.split_at(digits_end);
-    let unit = if suffix.is_empty() {
-        Some(implicit)
-    } else {
-        TimeUnit::from_suffix(suffix)
-    };
+    let unit = if suffix.is_empty() { Some(implicit) } else { TimeUnit::from_suffix(suffix) };
     let (Ok(n), Some(unit)) = (num.parse::<u64>(), unit) else {
         return Err(format!(
             "invalid value '{value}' for the attribute {attribute} (expected a number with an optional unit d, h, m, s, ms or us; implicit unit: '{}')",
@@ -83,23 +79,14 @@ pub fn parse_time(value: &str, attribute: &str, implicit: TimeUnit) -> Result<Du
     let per = u128::from(implicit.micros());
     // Round to nearest, ties to even (C's rint): 500ms is 0s, hence SafeKit's error.
     let (q, rem) = (total_us / per, total_us % per);
-    let rounded = if rem * 2 > per || (rem * 2 == per && q % 2 == 1) {
-        q + 1
-    } else {
-        q
-    };
+    let rounded = if rem * 2 > per || (rem * 2 == per && q % 2 == 1) { q + 1 } else { q };
     if n > 0 && rounded == 0 {
-        return Err(format!(
-            "invalid value '{value}' for the attribute {attribute} (expected time unit: '{}')",
-            implicit.suffix()
-        ));
+        return Err(format!("invalid value '{value}' for the attribute {attribute} (expected time unit: '{}')", implicit.suffix()));
     }
     let us = rounded
         .checked_mul(per)
         .and_then(|us| u64::try_from(us).ok())
-        .ok_or_else(|| {
-            format!("invalid value '{value}' for the attribute {attribute} (too large)")
-        })?;
+        .ok_or_else(|| format!("invalid value '{value}' for the attribute {attribute} (too large)"))?;
     Ok(Duration::from_micros(us))
 }
 
@@ -115,74 +102,33 @@ mod tests {
 
     #[test]
     fn bare_numbers_use_the_implicit_unit() {
-        assert_eq!(
-            parse_time("700", "pulse", TimeUnit::Millis),
-            Ok(Duration::from_millis(700))
-        );
-        assert_eq!(
-            parse_time("24", "loop_interval", TimeUnit::Hours),
-            Ok(Duration::from_secs(24 * 3600))
-        );
+        assert_eq!(parse_time("700", "pulse", TimeUnit::Millis), Ok(Duration::from_millis(700)));
+        assert_eq!(parse_time("24", "loop_interval", TimeUnit::Hours), Ok(Duration::from_secs(24 * 3600)));
     }
 
     #[test]
     fn units_convert_and_round_to_nearest_even() {
-        assert_eq!(
-            parse_time("2m", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_time("1500ms", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse_time("2500ms", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse_time("1501ms", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::from_secs(2))
-        );
-        assert_eq!(
-            parse_time("1499ms", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::from_secs(1))
-        );
-        assert_eq!(
-            parse_time("30s", "timeout", TimeUnit::Millis),
-            Ok(Duration::from_millis(30_000))
-        );
-        assert_eq!(
-            parse_time("1d", "loop_interval", TimeUnit::Hours),
-            Ok(Duration::from_secs(86_400))
-        );
-        assert_eq!(
-            parse_time("0s", "boot_delay", TimeUnit::Secs),
-            Ok(Duration::ZERO)
-        );
+        assert_eq!(parse_time("2m", "boot_delay", TimeUnit::Secs), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_time("1500ms", "boot_delay", TimeUnit::Secs), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_time("2500ms", "boot_delay", TimeUnit::Secs), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_time("1501ms", "boot_delay", TimeUnit::Secs), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_time("1499ms", "boot_delay", TimeUnit::Secs), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_time("30s", "timeout", TimeUnit::Millis), Ok(Duration::from_millis(30_000)));
+        assert_eq!(parse_time("1d", "loop_interval", TimeUnit::Hours), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_time("0s", "boot_delay", TimeUnit::Secs), Ok(Duration::ZERO));
     }
 
     #[test]
     fn rounding_to_zero_is_refused_with_safekit_wording() {
         assert_eq!(
             parse_time("500ms", "boot_delay", TimeUnit::Secs),
-            Err(
-                "invalid value '500ms' for the attribute boot_delay (expected time unit: 's')"
-                    .to_string()
-            )
+            Err("invalid value '500ms' for the attribute boot_delay (expected time unit: 's')".to_string())
         );
     }
 
     #[test]
     fn garbage_is_refused_with_the_expected_form() {
-        for bad in [
-            "",
-            "ms",
-            "5x",
-            "-1",
-            "1.5s",
-            "5 s",
-            "99999999999999999999999",
-        ] {
+        for bad in ["", "ms", "5x", "-1", "1.5s", "5 s", "99999999999999999999999"] {
             let e = parse_time(bad, "pulse", TimeUnit::Millis).unwrap_err();
             assert!(e.contains("pulse"), "{e}");
         }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::model::{
-    AsyncMode, Boot, CheckAction, ClusterConfig, DefaultPrim, ErrdAction, LbFilter, LbProto,
-    Logging, Mode, NotReplicated, Placement, UserConfig, VirtualAddr, VmacKind, When,
+    AsyncMode, Boot, CheckAction, ClusterConfig, DefaultPrim, ErrdAction, LbFilter, LbProto, Logging, Mode, NotReplicated, Placement,
+    UserConfig, VirtualAddr, VmacKind, When,
 };
 use super::time::{format_time, TimeUnit};
 
@@ -22,12 +22,7 @@ struct El {
 
 impl El {
     fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            attrs: Vec::new(),
-            kids: Vec::new(),
-            cdata: None,
-        }
+        Self { name, attrs: Vec::new(), kids: Vec::new(), cdata: None }
     }
     fn a(mut self, k: &'static str, v: impl ToString) -> Self {
         self.attrs.push((k, v.to_string()));
@@ -138,11 +133,7 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
                 .a("ident", &b.ident)
                 .t("pulse", b.pulse, TimeUnit::Millis)
                 .t("timeout", b.timeout, TimeUnit::Millis)
-                .kids(
-                    b.legacy_servers
-                        .iter()
-                        .map(|a| El::new("server").a("addr", a)),
-                )
+                .kids(b.legacy_servers.iter().map(|a| El::new("server").a("addr", a)))
         });
         svc = svc.kid(
             El::new("heart")
@@ -160,11 +151,11 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
                 .t("pulse", f.pulse, TimeUnit::Millis)
                 .a("mlost_count", f.mlost_count)
                 .a("slost_count", f.slost_count)
-                .kids(f.lans.iter().map(|l| {
-                    El::new("lan")
-                        .a("name", &l.name)
-                        .kids(l.legacy_nodes.iter().map(|n| El::new("node").a("name", n)))
-                })),
+                .kids(
+                    f.lans
+                        .iter()
+                        .map(|l| El::new("lan").a("name", &l.name).kids(l.legacy_nodes.iter().map(|n| El::new("node").a("name", n)))),
+                ),
         );
     }
     if let Some(v) = &s.vip {
@@ -181,23 +172,14 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
             if let Some(vi) = &i.virtual_interface {
                 e = e.kid(
                     El::new("virtual_interface")
-                        .a(
-                            "type",
-                            if vi.kind == VmacKind::Directed {
-                                "vmac_directed"
-                            } else {
-                                "vmac_invisible"
-                            },
-                        )
+                        .a("type", if vi.kind == VmacKind::Directed { "vmac_directed" } else { "vmac_invisible" })
                         .opt("addr", vi.mac.as_ref())
                         .kids(vi.addrs.iter().map(vaddr)),
                 );
             }
             e
         });
-        let mut vip = El::new("vip")
-            .a("tcpreset", onoff(v.tcpreset))
-            .kid(El::new("interface_list").kids(ifaces));
+        let mut vip = El::new("vip").a("tcpreset", onoff(v.tcpreset)).kid(El::new("interface_list").kids(ifaces));
         if s.mode == Mode::Farm {
             vip = vip.a("scriptcontrol", onoff(v.scriptcontrol));
         }
@@ -205,21 +187,12 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
             let groups = v.loadbalancing.iter().map(|g| {
                 let mut e = El::new("group").a("name", &g.name);
                 if !g.hosts.is_empty() {
-                    e = e.kid(
-                        El::new("cluster").kids(
-                            g.hosts
-                                .iter()
-                                .map(|h| El::new("host").a("name", &h.name).a("power", h.power)),
-                        ),
-                    );
+                    e = e.kid(El::new("cluster").kids(g.hosts.iter().map(|h| El::new("host").a("name", &h.name).a("power", h.power))));
                 }
                 e.kids(g.rules.iter().map(|r| {
                     El::new("rule")
                         .a("virtual_addr", &r.virtual_addr)
-                        .a(
-                            "port",
-                            r.port.map_or_else(|| "*".to_string(), |p| p.to_string()),
-                        )
+                        .a("port", r.port.map_or_else(|| "*".to_string(), |p| p.to_string()))
                         .a(
                             "proto",
                             match r.proto {
@@ -248,25 +221,16 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
             if d.read_only {
                 e = e.a("mode", "read_only");
             }
-            e.kids(d.tocheck.iter().map(|p| El::new("tocheck").a("path", p)))
-                .kids(d.notreplicated.iter().map(|n| match n {
-                    NotReplicated::Path(p) => El::new("notreplicated").a("path", p),
-                    NotReplicated::Regex { pattern, only } => El::new("notreplicated").a(
-                        "regexpath",
-                        format!("{}{pattern}", if *only { "!" } else { "" }),
-                    ),
-                }))
+            e.kids(d.tocheck.iter().map(|p| El::new("tocheck").a("path", p))).kids(d.notreplicated.iter().map(|n| match n {
+                NotReplicated::Path(p) => El::new("notreplicated").a("path", p),
+                NotReplicated::Regex { pattern, only } => {
+                    El::new("notreplicated").a("regexpath", format!("{}{pattern}", if *only { "!" } else { "" }))
+                }
+            }))
         });
         let mut e = El::new("rfs")
             .a("acl", onoff(r.acl))
-            .a(
-                "async",
-                if r.async_mode == AsyncMode::None {
-                    "none"
-                } else {
-                    "second"
-                },
-            )
+            .a("async", if r.async_mode == AsyncMode::None { "none" } else { "second" })
             .t("iotimeout", r.iotimeout, TimeUnit::Secs)
             .opt("roflags", r.roflags.as_ref())
             .t("locktimeout", r.locktimeout, TimeUnit::Secs)
@@ -300,29 +264,16 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
             El::new("user")
                 .t("nicestoptimeout", u.nicestoptimeout, TimeUnit::Secs)
                 .t("forcestoptimeout", u.forcestoptimeout, TimeUnit::Secs)
-                .a(
-                    "logging",
-                    if u.logging == Logging::None {
-                        "none"
-                    } else {
-                        "userlog"
-                    },
-                )
+                .a("logging", if u.logging == Logging::None { "none" } else { "userlog" })
                 .a("userlogsize", u.userlogsize)
-                .kids(
-                    u.vars
-                        .iter()
-                        .map(|v| El::new("var").a("name", &v.name).a("value", &v.value)),
-                ),
+                .kids(u.vars.iter().map(|v| El::new("var").a("name", &v.name).a("value", &v.value))),
         );
     }
     if let Some(v) = &s.vhost {
-        svc = svc.kid(El::new("vhost").kids(v.names.iter().map(|n| {
-            El::new("virtualhostname")
-                .a("name", &n.name)
-                .a("envfile", &n.envfile)
-                .a("when", &n.when)
-        })));
+        svc = svc.kid(
+            El::new("vhost")
+                .kids(v.names.iter().map(|n| El::new("virtualhostname").a("name", &n.name).a("envfile", &n.envfile).a("when", &n.when))),
+        );
     }
     if let Some(e) = &s.errd {
         let procs = e.procs.iter().map(|p| {
@@ -343,18 +294,11 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
                         ErrdAction::Handler(h) => h.as_str(),
                     },
                 )
-                .opt(
-                    "restart_services",
-                    (!p.restart_services.is_empty()).then(|| p.restart_services.join(", ")),
-                )
+                .opt("restart_services", (!p.restart_services.is_empty()).then(|| p.restart_services.join(", ")))
                 .a("class", &p.class)
                 .a("start_after", p.start_after)
         });
-        svc = svc.kid(
-            El::new("errd")
-                .t("polltimer", e.polltimer, TimeUnit::Secs)
-                .kids(procs),
-        );
+        svc = svc.kid(El::new("errd").t("polltimer", e.polltimer, TimeUnit::Secs).kids(procs));
     }
     if let Some(c) = &s.check {
         let kids = c.checkers.iter().map(|ch| {
@@ -387,10 +331,7 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
             }
             e = e.opt("exec", ch.exec.as_ref()).opt("arg", ch.arg.as_ref());
             e.kids(ch.targets.iter().map(|t| {
-                let mut te = El::new("to")
-                    .opt("addr", t.addr.as_ref())
-                    .opt("port", t.port)
-                    .opt("local_addr", t.local_addr.as_ref());
+                let mut te = El::new("to").opt("addr", t.addr.as_ref()).opt("port", t.port).opt("local_addr", t.local_addr.as_ref());
                 te = te.t("interval", t.interval, TimeUnit::Secs);
                 if !matches!(ch.kind, K::Ip) {
                     te = te.t("timeout", t.timeout, TimeUnit::Secs);
@@ -404,20 +345,15 @@ pub fn userconfig_to_xml(cfg: &UserConfig) -> String {
         svc = svc.kid(El::new("check").kids(kids));
     }
     if let Some(f) = &s.failover_rules {
-        let mut e = El::new("failover")
-            .a("extends", if f.extends { "yes" } else { "no" })
-            .t("period", f.period, TimeUnit::Millis)
-            .t("handle_time", f.handle_time, TimeUnit::Millis);
+        let mut e = El::new("failover").a("extends", if f.extends { "yes" } else { "no" }).t("period", f.period, TimeUnit::Millis).t(
+            "handle_time",
+            f.handle_time,
+            TimeUnit::Millis,
+        );
         e.cdata = Some(f.text.clone());
         svc = svc.kid(e);
     }
-    let root = El::new("safe")
-        .kids(
-            cfg.macros
-                .iter()
-                .map(|m| El::new("macro").a("name", &m.name).a("value", &m.value)),
-        )
-        .kid(svc);
+    let root = El::new("safe").kids(cfg.macros.iter().map(|m| El::new("macro").a("name", &m.name).a("value", &m.value))).kid(svc);
     let mut out = String::from("<!DOCTYPE safe>\n");
     root.write(&mut out, 0);
     out
@@ -429,12 +365,7 @@ pub fn cluster_to_xml(c: &ClusterConfig) -> String {
         El::new("lan")
             .a("name", &l.name)
             .a("command", onoff(l.command))
-            .kids(l.nodes.iter().map(|n| {
-                El::new("node")
-                    .a("name", &n.name)
-                    .a("addr", &n.addr)
-                    .opt("laddr", n.laddr.as_ref())
-            }))
+            .kids(l.nodes.iter().map(|n| El::new("node").a("name", &n.name).a("addr", &n.addr).opt("laddr", n.laddr.as_ref())))
     });
     let root = El::new("cluster").kid(
         El::new("lans")

@@ -96,13 +96,7 @@ pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Opt
                     return None;
                 }
             }
-            Event::Text(t) => push_text(
-                &mut stack,
-                &t.xml_content(XmlVersion::Implicit1_0),
-                before,
-                map,
-                diags,
-            )?,
+            Event::Text(t) => push_text(&mut stack, &t.xml_content(XmlVersion::Implicit1_0), before, map, diags)?,
             Event::CData(c) => {
                 let s = c.xml_content(XmlVersion::Implicit1_0).into_owned();
                 match stack.last_mut() {
@@ -119,20 +113,11 @@ pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Opt
             Event::GeneralRef(r) => {
                 let resolved: Option<Cow<'_, str>> = match r.resolve_char_ref() {
                     Ok(Some(c)) => Some(Cow::Owned(c.to_string())),
-                    Ok(None) => quick_xml::escape::resolve_predefined_entity(
-                        &r.xml_content(XmlVersion::Implicit1_0),
-                    )
-                    .map(Cow::Borrowed),
+                    Ok(None) => quick_xml::escape::resolve_predefined_entity(&r.xml_content(XmlVersion::Implicit1_0)).map(Cow::Borrowed),
                     Err(_) => None,
                 };
                 let Some(s) = resolved else {
-                    diags.error(
-                        map.pos(before),
-                        format!(
-                            "unknown entity reference '&{};'",
-                            r.xml_content(XmlVersion::Implicit1_0)
-                        ),
-                    );
+                    diags.error(map.pos(before), format!("unknown entity reference '&{};'", r.xml_content(XmlVersion::Implicit1_0)));
                     return None;
                 };
                 push_text(&mut stack, &s, before, map, diags)?;
@@ -144,13 +129,7 @@ pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Opt
         }
     }
     if let Some(open) = stack.last() {
-        diags.error(
-            map.pos(text.len()),
-            format!(
-                "end of file inside <{}> (opened at {})",
-                open.name, open.pos
-            ),
-        );
+        diags.error(map.pos(text.len()), format!("end of file inside <{}> (opened at {})", open.name, open.pos));
         return None;
     }
     if root.is_none() {
@@ -168,19 +147,12 @@ fn open(
 ) -> Option<Element> {
     let name = start.name().0.to_string();
     let el_off = offset_of(start.name().0, before + 1).saturating_sub(1);
-    let mut el = Element {
-        name,
-        pos: map.pos(el_off),
-        ..Element::default()
-    };
+    let mut el = Element { name, pos: map.pos(el_off), ..Element::default() };
     for attr in start.attributes().with_checks(true) {
         let attr = match attr {
             Ok(a) => a,
             Err(e) => {
-                diags.error(
-                    map.pos(el_off),
-                    format!("malformed attribute in <{}>: {e}", el.name),
-                );
+                diags.error(map.pos(el_off), format!("malformed attribute in <{}>: {e}", el.name));
                 return None;
             }
         };
@@ -193,30 +165,17 @@ fn open(
                 return None;
             }
         };
-        el.attrs.push(Attr {
-            name: key.to_string(),
-            value,
-            pos,
-        });
+        el.attrs.push(Attr { name: key.to_string(), value, pos });
     }
     Some(el)
 }
 
-fn attach(
-    stack: &mut [Element],
-    root: &mut Option<Element>,
-    el: Element,
-    map: &SourceMap,
-    diags: &mut Diagnostics,
-) -> bool {
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element, map: &SourceMap, diags: &mut Diagnostics) -> bool {
     if let Some(parent) = stack.last_mut() {
         parent.children.push(el);
         true
     } else if root.is_some() {
-        diags.error(
-            el.pos,
-            format!("second root element <{}>: a file has exactly one", el.name),
-        );
+        diags.error(el.pos, format!("second root element <{}>: a file has exactly one", el.name));
         let _ = map;
         false
     } else {
@@ -225,13 +184,7 @@ fn attach(
     }
 }
 
-fn push_text(
-    stack: &mut [Element],
-    s: &str,
-    at: usize,
-    map: &SourceMap,
-    diags: &mut Diagnostics,
-) -> Option<()> {
+fn push_text(stack: &mut [Element], s: &str, at: usize, map: &SourceMap, diags: &mut Diagnostics) -> Option<()> {
     match stack.last_mut() {
         Some(top) => {
             top.text.push_str(s);

@@ -61,22 +61,14 @@ pub enum Response {
 
 /// Sends `req` to the daemon listening on `socket`.
 pub async fn call(socket: &Path, req: &Request) -> Result<Response, String> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-        format!(
-            "the safekit daemon is not running ({}: {e})",
-            socket.display()
-        )
-    })?;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("the safekit daemon is not running ({}: {e})", socket.display()))?;
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
     line.push('\n');
-    w.write_all(line.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    w.write_all(line.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    BufReader::new(r)
-        .read_line(&mut answer)
-        .await
-        .map_err(|e| e.to_string())?;
+    BufReader::new(r).read_line(&mut answer).await.map_err(|e| e.to_string())?;
     serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))
 }

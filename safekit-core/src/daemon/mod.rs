@@ -32,11 +32,7 @@ struct ModuleHandle {
 
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
 /// every module (scripts, VIP removal) before returning.
-pub async fn run(
-    layout: Layout,
-    node: Option<String>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), String> {
+pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let loaded = modules::load(&layout, node).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: BTreeMap<String, ModuleHandle> = BTreeMap::new();
@@ -44,23 +40,12 @@ pub async fn run(
     for m in loaded.modules {
         let (tx, rx) = mpsc::channel(16);
         let (rep_tx, rep_rx) = watch::channel(m.report.clone());
-        handles.insert(
-            m.report.name.clone(),
-            ModuleHandle {
-                commands: tx,
-                report: rep_rx,
-                log: m.services.log.clone(),
-            },
-        );
+        handles.insert(m.report.name.clone(), ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone() });
         let stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             match m.engine {
-                modules::AnyEngine::Mirror(e) => {
-                    crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await
-                }
-                modules::AnyEngine::Light(e) => {
-                    crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await
-                }
+                modules::AnyEngine::Mirror(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await,
+                modules::AnyEngine::Light(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await,
             }
         }));
     }
@@ -69,10 +54,8 @@ pub async fn run(
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let _ = std::fs::remove_file(&sock);
-    let listener =
-        tokio::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
     tracing::info!(node = %loaded.node, modules = handles.len(), socket = %sock.display(), "safekit daemon running");
     let handles = Arc::new(handles);
     let server = {
@@ -114,12 +97,9 @@ pub async fn run(
 
 async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Response {
     let get = |m: &str| {
-        handles.get(m).ok_or_else(|| {
-            format!(
-                "no module {m} on this node (installed: {})",
-                handles.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
+        handles
+            .get(m)
+            .ok_or_else(|| format!("no module {m} on this node (installed: {})", handles.keys().cloned().collect::<Vec<_>>().join(", ")))
     };
     match req {
         Request::State { module } => {
@@ -136,21 +116,13 @@ async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Respo
             }
             Response::States(out)
         }
-        Request::Command {
-            module,
-            kind,
-            identity,
-        } => {
+        Request::Command { module, kind, identity } => {
             let h = match get(&module) {
                 Ok(h) => h,
                 Err(e) => return Response::Error(e),
             };
             let (tx, rx) = oneshot::channel();
-            if h.commands
-                .send((Command { kind, identity }, tx))
-                .await
-                .is_err()
-            {
+            if h.commands.send((Command { kind, identity }, tx)).await.is_err() {
                 return Response::Error(format!("module {module} is shutting down"));
             }
             match rx.await {
@@ -159,25 +131,13 @@ async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Respo
                 Err(_) => Response::Error(format!("module {module} is shutting down")),
             }
         }
-        Request::Log {
-            module,
-            lines,
-            verbose,
-        } => match get(&module) {
+        Request::Log { module, lines, verbose } => match get(&module) {
             Ok(h) => Response::Lines(h.log.tail(lines, verbose)),
             Err(e) => Response::Error(e),
         },
-        Request::Print {
-            module,
-            level,
-            message,
-        } => match get(&module) {
+        Request::Print { module, level, message } => match get(&module) {
             Ok(h) => {
-                let level = if level == LogLevel::I {
-                    LogLevel::I
-                } else {
-                    level
-                };
+                let level = if level == LogLevel::I { LogLevel::I } else { level };
                 h.log.write("script", level, &message);
                 Response::Ok
             }

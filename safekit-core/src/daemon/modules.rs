@@ -8,9 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, UserConfig, VipAddr};
-use crate::engine::{
-    EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, State, Status, SyncMode,
-};
+use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, State, Status, SyncMode};
 use crate::heartbeat::wire::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
@@ -56,30 +54,18 @@ impl Replicator for NothingToReplicate {
 /// The cluster key: `SAFEVAR/cluster/cluster.key` (hex), made by `safekit cluster genkey`.
 pub(crate) fn load_key(layout: &Layout) -> Result<ClusterKey, String> {
     let path = layout.safevar.join("cluster").join("cluster.key");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "{}: {e} (run safekit cluster genkey, then copy the key to every node)",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (run safekit cluster genkey, then copy the key to every node)", path.display()))?;
     ClusterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn node_name(cluster: &ClusterConfig, node: Option<String>) -> Result<String, String> {
     let names = cluster.node_names();
-    let candidate = node
-        .or_else(|| std::env::var("SAFEKIT_NODE").ok())
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-        });
+    let candidate =
+        node.or_else(|| std::env::var("SAFEKIT_NODE").ok()).or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()));
     match candidate {
         Some(n) if names.contains(&n.as_str()) => Ok(n),
-        Some(n) => Err(format!(
-            "this node ({n}) is not a node of cluster.xml ({}); set SAFEKIT_NODE",
-            names.join(", ")
-        )),
+        Some(n) => Err(format!("this node ({n}) is not a node of cluster.xml ({}); set SAFEKIT_NODE", names.join(", "))),
         None => Err("cannot tell which node of cluster.xml this is; set SAFEKIT_NODE".into()),
     }
 }
@@ -111,19 +97,11 @@ fn module_ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
     names.sort();
     let mut out = BTreeMap::new();
     for (i, n) in names.into_iter().enumerate() {
-        let fixed = std::fs::read_to_string(layout.module_dir(&n).join("id"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
-        out.insert(
-            n,
-            fixed.unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX)),
-        );
+        let fixed = std::fs::read_to_string(layout.module_dir(&n).join("id")).ok().and_then(|s| s.trim().parse().ok());
+        out.insert(n, fixed.unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX)));
     }
     if out.len() > 32 {
-        return Err(format!(
-            "{} modules are installed; a node runs at most 32",
-            out.len()
-        ));
+        return Err(format!("{} modules are installed; a node runs at most 32", out.len()));
     }
     Ok(out)
 }
@@ -131,24 +109,15 @@ fn module_ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
 fn script_env(layout: &Layout, name: &str, cfg: &UserConfig) -> ScriptEnv {
     let user = cfg.service.user.as_ref();
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_default();
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
     let path = std::env::var("PATH").unwrap_or_default();
     for (k, v) in [
         ("SAFE", layout.safe.display().to_string()),
         ("SAFEBIN", exe_dir.display().to_string()),
         ("SAFEVAR", layout.safevar.display().to_string()),
         ("SAFEMODULE", name.to_string()),
-        (
-            "SAFEUSERBIN",
-            layout.module_dir(name).join("bin").display().to_string(),
-        ),
-        (
-            "SAFEUSERCONF",
-            layout.module_dir(name).join("conf").display().to_string(),
-        ),
+        ("SAFEUSERBIN", layout.module_dir(name).join("bin").display().to_string()),
+        ("SAFEUSERCONF", layout.module_dir(name).join("conf").display().to_string()),
         ("SAFEUSERVAR", layout.module_var(name).display().to_string()),
         ("PATH", format!("{}:{path}", exe_dir.display())),
     ] {
@@ -159,9 +128,7 @@ fn script_env(layout: &Layout, name: &str, cfg: &UserConfig) -> ScriptEnv {
     }
     ScriptEnv {
         bin: layout.module_dir(name).join("bin"),
-        userlog_dir: user
-            .filter(|u| u.logging == crate::config::Logging::Userlog)
-            .map(|_| layout.module_var(name)),
+        userlog_dir: user.filter(|u| u.logging == crate::config::Logging::Userlog).map(|_| layout.module_var(name)),
         vars,
         nicestop: user.map_or(std::time::Duration::from_secs(300), |u| u.nicestoptimeout),
         forcestop: user.map_or(std::time::Duration::from_secs(300), |u| u.forcestoptimeout),
@@ -181,10 +148,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
     }
     let mut modules = Vec::new();
     for (name, id) in module_ids(layout)? {
-        let cfg = layout
-            .load_module(&name, &cluster, false)
-            .map_err(|e| e.to_string())?
-            .value;
+        let cfg = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value;
         let var = layout.module_var(&name);
         let log = Arc::new(ModuleLog::new(&var, &name));
         let store = StateStore::new(&var);
@@ -195,9 +159,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             for a in &i.real {
                 let ip = match &a.addr {
                     VipAddr::Ip(ip) => *ip,
-                    VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone()))
-                        .await
-                        .map_err(|e| format!("module {name}: {e}"))?,
+                    VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
                 };
                 vip_addrs.push((ip, i.name.clone()));
             }
@@ -205,9 +167,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
         let vip: Option<Arc<dyn VirtualIp>> = if vip_addrs.is_empty() {
             None
         } else {
-            Some(Arc::new(NetlinkVip::new(
-                resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))?,
-            )))
+            Some(Arc::new(NetlinkVip::new(resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))?)))
         };
         if cfg.service.rfs.is_some() {
             return Err(format!(
@@ -220,14 +180,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             .iter()
             .flat_map(|c| &c.checkers)
             .filter(|c| c.kind == CheckerKind::Splitbrain)
-            .flat_map(|c| {
-                c.arg
-                    .clone()
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .filter_map(|w| w.parse().ok())
-                    .collect::<Vec<IpAddr>>()
-            })
+            .flat_map(|c| c.arg.clone().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect::<Vec<IpAddr>>())
             .collect();
         let report = ModuleReport {
             name: name.clone(),
@@ -237,78 +190,41 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             resources: BTreeMap::new(),
         };
         let persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
-        let incarnation = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros(),
-        )
-        .unwrap_or(u64::MAX);
+        let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
+            .unwrap_or(u64::MAX);
         let now = tokio::time::Instant::now().into_std();
         let (engine, heartbeat) = match cfg.service.mode {
             Mode::Mirror => {
-                let heart = cfg
-                    .service
-                    .heart
-                    .as_ref()
-                    .ok_or_else(|| format!("module {name}: no <heart>"))?;
+                let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
                 let port = heart.port.unwrap_or_else(|| 8888u16.saturating_add(id - 1));
                 let mut lans = Vec::new();
                 for hb in &heart.heartbeats {
-                    let lan = cluster.lan(&hb.name).ok_or_else(|| {
-                        format!("module {name}: lan {} is not in cluster.xml", hb.name)
-                    })?;
-                    let me = lan.nodes.iter().find(|n| n.name == node).ok_or_else(|| {
-                        format!("module {name}: node {node} is not on lan {}", lan.name)
-                    })?;
-                    let peer = lan.nodes.iter().find(|n| n.name != node).ok_or_else(|| {
-                        format!("module {name}: lan {} has no other node", lan.name)
-                    })?;
+                    let lan = cluster.lan(&hb.name).ok_or_else(|| format!("module {name}: lan {} is not in cluster.xml", hb.name))?;
+                    let me = lan
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == node)
+                        .ok_or_else(|| format!("module {name}: node {node} is not on lan {}", lan.name))?;
+                    let peer = lan
+                        .nodes
+                        .iter()
+                        .find(|n| n.name != node)
+                        .ok_or_else(|| format!("module {name}: lan {} has no other node", lan.name))?;
                     let local = resolve_host(me.laddr.as_ref().unwrap_or(&me.addr)).await?;
                     let remote = resolve_host(&peer.addr).await?;
-                    lans.push(LanEndpoints {
-                        local: SocketAddr::new(local, port),
-                        peer: SocketAddr::new(remote, port),
-                    });
+                    lans.push(LanEndpoints { local: SocketAddr::new(local, port), peer: SocketAddr::new(remote, port) });
                 }
                 let hb = UdpHeartbeat::bind(key.clone(), id, &engine_cfg.peer, &lans)
                     .await
                     .map_err(|e| format!("module {name}: heartbeat socket: {e}"))?;
                 let hb: Arc<dyn crate::services::Heartbeat> = Arc::new(hb);
-                (
-                    AnyEngine::Mirror(Box::new(MirrorEngine::new(
-                        engine_cfg,
-                        persisted,
-                        incarnation,
-                        now,
-                    ))),
-                    Some(hb),
-                )
+                (AnyEngine::Mirror(Box::new(MirrorEngine::new(engine_cfg, persisted, incarnation, now))), Some(hb))
             }
-            Mode::Light => (
-                AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))),
-                None,
-            ),
-            Mode::Farm => {
-                return Err(format!(
-                    "module {name}: farm modules are not available in this build yet"
-                ))
-            }
+            Mode::Light => (AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))), None),
+            Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
         };
-        let services = ModuleServices {
-            heartbeat,
-            vip,
-            scripts,
-            replicator: Arc::new(NothingToReplicate),
-            witnesses,
-            store,
-            log,
-        };
-        modules.push(Loaded {
-            engine,
-            services,
-            report,
-        });
+        let services = ModuleServices { heartbeat, vip, scripts, replicator: Arc::new(NothingToReplicate), witnesses, store, log };
+        modules.push(Loaded { engine, services, report });
     }
     Ok(Node { node, modules })
 }

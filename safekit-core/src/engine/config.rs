@@ -78,19 +78,10 @@ impl EngineConfig {
         let mut peer = String::new();
         if let Some(h) = &s.heart {
             for hb in &h.heartbeats {
-                lans.push(LanTiming {
-                    ident: hb.ident.clone(),
-                    pulse: hb.pulse,
-                    timeout: hb.timeout,
-                });
+                lans.push(LanTiming { ident: hb.ident.clone(), pulse: hb.pulse, timeout: hb.timeout });
                 if peer.is_empty() {
                     if let Some(lan) = cluster.lan(&hb.name) {
-                        peer = lan
-                            .nodes
-                            .iter()
-                            .find(|n| n.name != node)
-                            .map(|n| n.name.clone())
-                            .unwrap_or_default();
+                        peer = lan.nodes.iter().find(|n| n.name != node).map(|n| n.name.clone()).unwrap_or_default();
                     }
                 }
             }
@@ -125,12 +116,7 @@ impl EngineConfig {
                     CheckAction::Stop => RuleAction::Stop,
                     CheckAction::Noaction => continue,
                 };
-                rules.push(ResourceRule {
-                    resource,
-                    label,
-                    action,
-                    class,
-                });
+                rules.push(ResourceRule { resource, label, action, class });
             }
         }
         Self {
@@ -149,10 +135,6 @@ impl EngineConfig {
 
     /// The shortest pulse: heartbeats are sent at that rate on every network.
     pub fn pulse(&self) -> Duration {
-        self.lans
-            .iter()
-            .map(|l| l.pulse)
-            .min()
-            .unwrap_or(Duration::from_millis(700))
+        self.lans.iter().map(|l| l.pulse).min().unwrap_or(Duration::from_millis(700))
     }
 }

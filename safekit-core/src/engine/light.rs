@@ -8,8 +8,8 @@ use super::config::{EngineConfig, RuleAction};
 use super::loops::LoopGuard;
 use super::plan::{forced, script, Next, Sequencer, Step};
 use super::types::{
-    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness,
-    ResourceState, ScriptAction, ScriptKind, State, Status,
+    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind, State,
+    Status,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +17,7 @@ enum Mark {
     Act(Action),
     Status(State, Readiness),
     Phase(LightPhase),
-    Stop {
-        action: ScriptAction,
-        wait: Option<String>,
-        then_start: bool,
-        force_only: bool,
-    },
+    Stop { action: ScriptAction, wait: Option<String>, then_start: bool, force_only: bool },
     Start,
 }
 
@@ -80,10 +75,7 @@ impl LightEngine {
         match input {
             Input::ScriptDone { run, success } => {
                 if self.seq.complete(run) && !success {
-                    self.log(
-                        LogLevel::E,
-                        format!("Script run {} ended with an error", run.0),
-                    );
+                    self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
                 }
             }
             Input::Resource { name, state } => self.on_resource(name, state),
@@ -112,19 +104,11 @@ impl LightEngine {
                 return Err(CommandError::NotMirror(name));
             }
             CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.status)),
-            CommandKind::Stop
-            | CommandKind::Forcestop
-            | CommandKind::Stopstart
-            | CommandKind::Restart
-                if !started =>
-            {
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
                 return Err(CommandError::NotStarted);
             }
             CommandKind::Restart if self.status != Status::new(State::Up, Readiness::Ready) => {
-                return Err(CommandError::NotReady {
-                    cmd: "restart",
-                    status: self.status,
-                });
+                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
             }
             _ => {}
         }
@@ -134,9 +118,7 @@ impl LightEngine {
         if cmd.identity.is_none() {
             self.loops.reset();
         } else if matches!(kind, CommandKind::Restart | CommandKind::Stopstart)
-            && self
-                .loops
-                .exceeded(now, self.cfg.maxloop, self.cfg.loop_interval)
+            && self.loops.exceeded(now, self.cfg.maxloop, self.cfg.loop_interval)
         {
             self.log(LogLevel::C, "Action stop called by maxloop");
             kind = CommandKind::Stop;
@@ -153,11 +135,7 @@ impl LightEngine {
                 }
                 self.seq.clear_pending();
                 self.seq.extend([Step::Mark(Mark::Stop {
-                    action: if kind == CommandKind::Stopstart {
-                        ScriptAction::Stopstart
-                    } else {
-                        ScriptAction::Stop
-                    },
+                    action: if kind == CommandKind::Stopstart { ScriptAction::Stopstart } else { ScriptAction::Stop },
                     wait: None,
                     then_start: kind == CommandKind::Stopstart,
                     force_only: kind == CommandKind::Forcestop,
@@ -168,28 +146,14 @@ impl LightEngine {
                 self.seq.extend([
                     Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
                     Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))),
-                    script(
-                        ScriptKind::StopBoth,
-                        State::Up,
-                        State::Up,
-                        ScriptAction::Restart,
-                    ),
-                    script(
-                        ScriptKind::StartBoth,
-                        State::Up,
-                        State::Up,
-                        ScriptAction::Restart,
-                    ),
+                    script(ScriptKind::StopBoth, State::Up, State::Up, ScriptAction::Restart),
+                    script(ScriptKind::StartBoth, State::Up, State::Up, ScriptAction::Restart),
                     Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
                     Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
                 ]);
             }
         }
-        self.phase = if self.phase == LightPhase::Stopped && !self.seq.busy() {
-            LightPhase::Stopped
-        } else {
-            self.phase.clone()
-        };
+        self.phase = if self.phase == LightPhase::Stopped && !self.seq.busy() { LightPhase::Stopped } else { self.phase.clone() };
         self.drive();
         Ok(())
     }
@@ -207,10 +171,7 @@ impl LightEngine {
     }
 
     fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.actions.push_back(Action::Log {
-            level,
-            message: message.into(),
-        });
+        self.actions.push_back(Action::Log { level, message: message.into() });
     }
 
     fn on_resource(&mut self, name: String, state: ResourceState) {
@@ -221,13 +182,7 @@ impl LightEngine {
         if state != ResourceState::Down {
             return;
         }
-        let rules: Vec<_> = self
-            .cfg
-            .rules
-            .iter()
-            .filter(|r| r.resource == name && self.checkers.contains(&r.class))
-            .cloned()
-            .collect();
+        let rules: Vec<_> = self.cfg.rules.iter().filter(|r| r.resource == name && self.checkers.contains(&r.class)).cloned().collect();
         for r in rules {
             let kind = match r.action {
                 RuleAction::Wait => CommandKind::Stop,
@@ -237,14 +192,8 @@ impl LightEngine {
             };
             if r.action == RuleAction::Wait {
                 if self.phase == LightPhase::Up {
-                    self.log(
-                        LogLevel::E,
-                        format!("Action wait from failover rule {}", r.label),
-                    );
-                    if self
-                        .loops
-                        .exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval)
-                    {
+                    self.log(LogLevel::E, format!("Action wait from failover rule {}", r.label));
+                    if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
                         self.log(LogLevel::C, "Action stop called by maxloop");
                         self.seq.extend([Step::Mark(Mark::Stop {
                             action: ScriptAction::Stop,
@@ -280,14 +229,7 @@ impl LightEngine {
                         }
                         _ => {}
                     }
-                    self.log(
-                        LogLevel::S,
-                        format!(
-                            "Script {}{}",
-                            if run.force { "force " } else { "" },
-                            run.script.file_name()
-                        ),
-                    );
+                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
                     self.actions.push_back(Action::RunScript(run));
                     return;
                 }
@@ -309,30 +251,18 @@ impl LightEngine {
             return true;
         }
         let waiting_on = |s: &Self| {
-            s.cfg
-                .rules
-                .iter()
-                .filter(|r| r.action == RuleAction::Wait && s.checkers.contains(&r.class))
-                .find_map(|r| {
-                    match s
-                        .resources
-                        .get(&r.resource)
-                        .copied()
-                        .unwrap_or(ResourceState::Init)
-                    {
-                        ResourceState::Down => Some(Some(r.label.clone())),
-                        ResourceState::Init => Some(None),
-                        _ => None,
-                    }
-                })
+            s.cfg.rules.iter().filter(|r| r.action == RuleAction::Wait && s.checkers.contains(&r.class)).find_map(|r| {
+                match s.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
+                    ResourceState::Down => Some(Some(r.label.clone())),
+                    ResourceState::Init => Some(None),
+                    _ => None,
+                }
+            })
         };
         match self.phase.clone() {
             LightPhase::Starting => match waiting_on(self) {
                 Some(Some(label)) => {
-                    self.log(
-                        LogLevel::E,
-                        format!("Action wait from failover rule {label}"),
-                    );
+                    self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
                     self.phase = LightPhase::Waiting(label);
                     self.set_status(Status::new(State::Wait, Readiness::NotReady));
                     false
@@ -342,12 +272,7 @@ impl LightEngine {
                     self.phase = LightPhase::Busy;
                     self.seq.extend([
                         Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
-                        script(
-                            ScriptKind::StartBoth,
-                            State::Wait,
-                            State::Up,
-                            ScriptAction::Start,
-                        ),
+                        script(ScriptKind::StartBoth, State::Wait, State::Up, ScriptAction::Start),
                         Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
                         Step::Mark(Mark::Phase(LightPhase::Up)),
                         Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
@@ -356,10 +281,7 @@ impl LightEngine {
                 }
             },
             LightPhase::Waiting(_) if waiting_on(self).is_none() => {
-                self.log(
-                    LogLevel::E,
-                    "Action wakeup from failover rule Implicit_wakeup",
-                );
+                self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                 self.phase = LightPhase::Starting;
                 self.set_status(Status::new(State::Wait, Readiness::Transient));
                 true
@@ -397,36 +319,19 @@ impl LightEngine {
                 self.phase = LightPhase::Busy;
                 self.seq.prepend(vec![
                     Step::Mark(Mark::Status(State::Wait, Readiness::Transient)),
-                    script(
-                        ScriptKind::Transition,
-                        State::Stop,
-                        State::Wait,
-                        ScriptAction::Start,
-                    ),
-                    script(
-                        ScriptKind::Prestart,
-                        State::Stop,
-                        State::Wait,
-                        ScriptAction::Start,
-                    ),
+                    script(ScriptKind::Transition, State::Stop, State::Wait, ScriptAction::Start),
+                    script(ScriptKind::Prestart, State::Stop, State::Wait, ScriptAction::Start),
                     Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Pre))),
                     Step::Mark(Mark::Phase(LightPhase::Starting)),
                 ]);
             }
-            Mark::Stop {
-                action,
-                wait,
-                then_start,
-                force_only,
-            } => {
+            Mark::Stop { action, wait, then_start, force_only } => {
                 self.phase = LightPhase::Busy;
                 let from = self.status.state;
                 let up = self.started.contains(&CheckerClass::Both);
                 let mut steps = vec![Step::Mark(Mark::Status(State::Wait, Readiness::Transient))];
                 if self.checkers.contains(&CheckerClass::Both) {
-                    steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(
-                        CheckerClass::Both,
-                    ))));
+                    steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))));
                 }
                 if up && !force_only {
                     steps.push(script(ScriptKind::StopBoth, from, State::Wait, action));
@@ -442,22 +347,10 @@ impl LightEngine {
                     }
                     None => {
                         if self.checkers.contains(&CheckerClass::Pre) {
-                            steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(
-                                CheckerClass::Pre,
-                            ))));
+                            steps.push(Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Pre))));
                         }
-                        steps.push(script(
-                            ScriptKind::Poststop,
-                            State::Wait,
-                            State::Stop,
-                            action,
-                        ));
-                        steps.push(script(
-                            ScriptKind::Transition,
-                            State::Wait,
-                            State::Stop,
-                            action,
-                        ));
+                        steps.push(script(ScriptKind::Poststop, State::Wait, State::Stop, action));
+                        steps.push(script(ScriptKind::Transition, State::Wait, State::Stop, action));
                         steps.push(Step::Mark(Mark::Phase(LightPhase::Stopped)));
                         steps.push(Step::Mark(Mark::Status(State::Stop, Readiness::NotReady)));
                         if then_start {
@@ -536,17 +429,8 @@ mod tests {
                 "= UP Ready"
             ]
         );
-        e.command(now, Command::admin(CommandKind::Restart))
-            .unwrap();
-        assert_eq!(
-            settle(&mut e, now),
-            [
-                "= UP Transient",
-                "stop_both UP UP restart",
-                "start_both UP UP restart",
-                "= UP Ready"
-            ]
-        );
+        e.command(now, Command::admin(CommandKind::Restart)).unwrap();
+        assert_eq!(settle(&mut e, now), ["= UP Transient", "stop_both UP UP restart", "start_both UP UP restart", "= UP Ready"]);
         e.command(now, Command::admin(CommandKind::Stop)).unwrap();
         assert_eq!(
             settle(&mut e, now),
@@ -566,88 +450,36 @@ mod tests {
     fn mirror_commands_are_refused() {
         let now = Instant::now();
         let mut e = LightEngine::new(cfg(vec![]), now);
-        let err = e
-            .command(now, Command::admin(CommandKind::Prim { fullsync: false }))
-            .unwrap_err();
+        let err = e.command(now, Command::admin(CommandKind::Prim { fullsync: false })).unwrap_err();
         assert_eq!(err.to_string(), "prim applies to mirror modules only");
-        assert_eq!(
-            e.command(now, Command::admin(CommandKind::Stop)),
-            Err(CommandError::NotStarted)
-        );
+        assert_eq!(e.command(now, Command::admin(CommandKind::Stop)), Err(CommandError::NotStarted));
     }
 
     #[test]
     fn a_wait_rule_parks_and_wakes_up_and_maxloop_stops() {
         let now = Instant::now();
         let rules = vec![
-            ResourceRule {
-                resource: "ping.gw".into(),
-                label: "p_gw".into(),
-                action: RuleAction::Wait,
-                class: CheckerClass::Pre,
-            },
-            ResourceRule {
-                resource: "tcp.app".into(),
-                label: "t_app".into(),
-                action: RuleAction::Restart,
-                class: CheckerClass::Both,
-            },
+            ResourceRule { resource: "ping.gw".into(), label: "p_gw".into(), action: RuleAction::Wait, class: CheckerClass::Pre },
+            ResourceRule { resource: "tcp.app".into(), label: "t_app".into(), action: RuleAction::Restart, class: CheckerClass::Both },
         ];
         let mut e = LightEngine::new(cfg(rules), now);
         e.command(now, Command::admin(CommandKind::Start)).unwrap();
         settle(&mut e, now);
-        assert_eq!(
-            e.status(),
-            Status::new(State::Wait, Readiness::Transient),
-            "ping.gw is still init"
-        );
-        e.handle_input(
-            now,
-            Input::Resource {
-                name: "ping.gw".into(),
-                state: ResourceState::Up,
-            },
-        );
+        assert_eq!(e.status(), Status::new(State::Wait, Readiness::Transient), "ping.gw is still init");
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
         settle(&mut e, now);
         assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
-        e.handle_input(
-            now,
-            Input::Resource {
-                name: "ping.gw".into(),
-                state: ResourceState::Down,
-            },
-        );
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Down });
         let out = settle(&mut e, now);
-        assert!(
-            out.contains(&"stop_both UP WAIT stopwait".to_string()),
-            "{out:?}"
-        );
+        assert!(out.contains(&"stop_both UP WAIT stopwait".to_string()), "{out:?}");
         assert_eq!(e.status(), Status::new(State::Wait, Readiness::NotReady));
-        e.handle_input(
-            now,
-            Input::Resource {
-                name: "ping.gw".into(),
-                state: ResourceState::Up,
-            },
-        );
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
         settle(&mut e, now);
         assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
         for _ in 0..4 {
-            e.handle_input(
-                now,
-                Input::Resource {
-                    name: "tcp.app".into(),
-                    state: ResourceState::Down,
-                },
-            );
+            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Down });
             settle(&mut e, now);
-            e.handle_input(
-                now,
-                Input::Resource {
-                    name: "tcp.app".into(),
-                    state: ResourceState::Up,
-                },
-            );
+            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Up });
             settle(&mut e, now);
         }
         assert_eq!(

@@ -62,9 +62,6 @@ mod tests {
             assert!(!g.exceeded(t0 + Duration::from_secs(i), 3, day));
         }
         assert!(!g.exceeded(t0 + day + Duration::from_secs(10), 3, day));
-        assert!(
-            !LoopGuard::default().exceeded(t0, 0, Duration::ZERO),
-            "loop_interval 0 disables"
-        );
+        assert!(!LoopGuard::default().exceeded(t0, 0, Duration::ZERO), "loop_interval 0 disables");
     }
 }

@@ -38,11 +38,7 @@ pub(crate) struct Sequencer<M> {
 
 impl<M> Default for Sequencer<M> {
     fn default() -> Self {
-        Self {
-            steps: VecDeque::new(),
-            awaiting: None,
-            next_run: 1,
-        }
+        Self { steps: VecDeque::new(), awaiting: None, next_run: 1 }
     }
 }
 
@@ -97,14 +93,7 @@ impl<M> Sequencer<M> {
                 Step::Script(s) if scripts => {
                     let run = self.new_run();
                     self.awaiting = Some(run);
-                    return Next::Run(ScriptRun {
-                        run,
-                        script: s.script,
-                        force: s.force,
-                        from: s.from,
-                        to: s.to,
-                        action: s.action,
-                    });
+                    return Next::Run(ScriptRun { run, script: s.script, force: s.force, from: s.from, to: s.to, action: s.action });
                 }
                 Step::Script(_) => {}
                 Step::Mark(m) => return Next::Mark(m),
@@ -125,33 +114,11 @@ impl<M> Sequencer<M> {
 }
 
 /// Shorthand for a script step.
-pub(crate) const fn script<M>(
-    script: ScriptKind,
-    from: State,
-    to: State,
-    action: ScriptAction,
-) -> Step<M> {
-    Step::Script(ScriptStep {
-        script,
-        force: false,
-        from,
-        to,
-        action,
-    })
+pub(crate) const fn script<M>(script: ScriptKind, from: State, to: State, action: ScriptAction) -> Step<M> {
+    Step::Script(ScriptStep { script, force: false, from, to, action })
 }
 
 /// Shorthand for the forced pass of a stop script.
-pub(crate) const fn forced<M>(
-    script: ScriptKind,
-    from: State,
-    to: State,
-    action: ScriptAction,
-) -> Step<M> {
-    Step::Script(ScriptStep {
-        script,
-        force: true,
-        from,
-        to,
-        action,
-    })
+pub(crate) const fn forced<M>(script: ScriptKind, from: State, to: State, action: ScriptAction) -> Step<M> {
+    Step::Script(ScriptStep { script, force: true, from, to, action })
 }

@@ -97,9 +97,7 @@ impl fmt::Display for Status {
 
 /// Correlates a script run or witness check with its result, so a late result
 /// of a superseded run is recognised and ignored.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct RunId(pub u64);
 
 /// Module scripts (reference §5.3).
@@ -203,19 +201,13 @@ impl ScriptRun {
         if self.force {
             v.push("force".to_string());
         }
-        v.extend([
-            self.from.as_str().to_string(),
-            self.to.as_str().to_string(),
-            self.action.as_str().to_string(),
-        ]);
+        v.extend([self.from.as_str().to_string(), self.to.as_str().to_string(), self.action.as_str().to_string()]);
         v
     }
 }
 
 /// Classes of checkers and errd processes, enabled and disabled with the scripts.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CheckerClass {
     /// From prestart to poststop.
     Pre,
@@ -248,9 +240,7 @@ pub enum SyncMode {
 }
 
 /// Log levels of the module log (reference §9.4).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LogLevel {
     /// Debug (verbose log only).
     D,
@@ -331,9 +321,7 @@ impl Role {
 }
 
 /// Currency of the local replicated data, as persisted and as told to the peer.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct DataStatus {
     /// Administrator epoch: incremented by each forced `prim`/`primforce`, so
     /// data an administrator explicitly chose outranks any older history.
@@ -612,18 +600,12 @@ pub struct Command {
 impl Command {
     /// An administrator command.
     pub const fn admin(kind: CommandKind) -> Self {
-        Self {
-            kind,
-            identity: None,
-        }
+        Self { kind, identity: None }
     }
 
     /// A command issued by a detector.
     pub fn by(kind: CommandKind, identity: &str) -> Self {
-        Self {
-            kind,
-            identity: Some(identity.to_string()),
-        }
+        Self { kind, identity: Some(identity.to_string()) }
     }
 }
 

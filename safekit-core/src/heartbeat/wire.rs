@@ -32,11 +32,8 @@ impl ClusterKey {
 
     /// Reads the hexadecimal form kept in `SAFEVAR/cluster/cluster.key`.
     pub fn from_hex(s: &str) -> Result<Self, String> {
-        let bytes = hex::decode(s.trim())
-            .map_err(|e| format!("the cluster key is not hexadecimal: {e}"))?;
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "the cluster key must be 32 bytes (64 hex digits)".to_string())?;
+        let bytes = hex::decode(s.trim()).map_err(|e| format!("the cluster key is not hexadecimal: {e}"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| "the cluster key must be 32 bytes (64 hex digits)".to_string())?;
         Ok(Self(arr))
     }
 
@@ -47,8 +44,7 @@ impl ClusterKey {
 
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length: this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 }
 
@@ -233,9 +229,7 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         return Err(WireError::OtherModule(m));
     }
     let n = usize::from(c.u8()?);
-    let node = std::str::from_utf8(c.take(n)?)
-        .map_err(|_| WireError::BadField("node"))?
-        .to_string();
+    let node = std::str::from_utf8(c.take(n)?).map_err(|_| WireError::BadField("node"))?.to_string();
     let incarnation = c.u64()?;
     let seq = c.u64()?;
     let state = state_of(c.u8()?).ok_or(WireError::BadField("state"))?;
@@ -269,27 +263,12 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         seq,
         status: Status::new(state, readiness),
         primary_active: f(F_PRIMARY_ACTIVE),
-        data: DataStatus {
-            epoch,
-            gen,
-            uptodate: f(F_UPTODATE),
-            partial: f(F_PARTIAL),
-            last_role,
-            unclean: f(F_UNCLEAN),
-        },
+        data: DataStatus { epoch, gen, uptodate: f(F_UPTODATE), partial: f(F_PARTIAL), last_role, unclean: f(F_UNCLEAN) },
         failover: f(F_FAILOVER),
         full_sync_required: f(F_FULL_SYNC),
         degraded: f(F_DEGRADED),
         alone_after_failover: f(F_ALONE_AFTER_FAILOVER),
-        swap_request: if f(F_SWAP) {
-            Some(if f(F_SWAP_NOSYNC) {
-                SwapKind::NoSync
-            } else {
-                SwapKind::Sync
-            })
-        } else {
-            None
-        },
+        swap_request: if f(F_SWAP) { Some(if f(F_SWAP_NOSYNC) { SwapKind::NoSync } else { SwapKind::Sync }) } else { None },
         handing_over: f(F_HANDING_OVER),
         hears_peer: f(F_HEARS_PEER),
     })
@@ -325,14 +304,7 @@ mod tests {
             seq: 42,
             status: Status::new(State::Second, Readiness::Ready),
             primary_active: false,
-            data: DataStatus {
-                epoch: 2,
-                gen: 9,
-                uptodate: true,
-                partial: false,
-                last_role: Some(Role::Second),
-                unclean: true,
-            },
+            data: DataStatus { epoch: 2, gen: 9, uptodate: true, partial: false, last_role: Some(Role::Second), unclean: true },
             failover: true,
             full_sync_required: false,
             degraded: false,
@@ -357,27 +329,13 @@ mod tests {
     #[test]
     fn forged_truncated_oversized_and_foreign_datagrams_are_refused() {
         let d = encode(&key(1), 3, &hb());
-        assert_eq!(
-            decode(&key(2), 3, &d),
-            Err(WireError::BadMac),
-            "another cluster key"
-        );
+        assert_eq!(decode(&key(2), 3, &d), Err(WireError::BadMac), "another cluster key");
         let mut flipped = d.clone();
         flipped[20] ^= 1;
-        assert_eq!(
-            decode(&key(1), 3, &flipped),
-            Err(WireError::BadMac),
-            "one bit changed"
-        );
-        assert_eq!(
-            decode(&key(1), 3, &d[..d.len() - 1]),
-            Err(WireError::BadMac)
-        );
+        assert_eq!(decode(&key(1), 3, &flipped), Err(WireError::BadMac), "one bit changed");
+        assert_eq!(decode(&key(1), 3, &d[..d.len() - 1]), Err(WireError::BadMac));
         assert_eq!(decode(&key(1), 3, &d[..10]), Err(WireError::Truncated));
-        assert_eq!(
-            decode(&key(1), 3, &vec![0u8; MAX_DATAGRAM + 1]),
-            Err(WireError::Oversized(MAX_DATAGRAM + 1))
-        );
+        assert_eq!(decode(&key(1), 3, &vec![0u8; MAX_DATAGRAM + 1]), Err(WireError::Oversized(MAX_DATAGRAM + 1)));
         assert_eq!(decode(&key(1), 4, &d), Err(WireError::OtherModule(3)));
         assert_eq!(decode(&key(1), 3, &[b'X'; 60]), Err(WireError::BadMagic));
     }
@@ -400,13 +358,8 @@ mod tests {
     #[test]
     fn key_hex_form() {
         let k = key(0xab);
-        assert_eq!(
-            ClusterKey::from_hex(&k.to_hex()).unwrap().to_hex(),
-            k.to_hex()
-        );
-        assert!(ClusterKey::from_hex("abcd")
-            .unwrap_err()
-            .contains("32 bytes"));
+        assert_eq!(ClusterKey::from_hex(&k.to_hex()).unwrap().to_hex(), k.to_hex());
+        assert!(ClusterKey::from_hex("abcd").unwrap_err().contains("32 bytes"));
         assert!(ClusterKey::from_hex("zz").is_err());
     }
 }

@@ -20,15 +20,7 @@ pub fn utc(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = if month <= 2 { y + 1 } else { y };
     let u = |v: i64| u32::try_from(v).unwrap_or(0);
-    (
-        year,
-        u(month),
-        u(day),
-        u(rem / 3600),
-        u(rem % 3600 / 60),
-        u(rem % 60),
-        d.subsec_micros(),
-    )
+    (year, u(month), u(day), u(rem / 3600), u(rem % 3600 / 60), u(rem % 60), d.subsec_micros())
 }
 
 /// `2021-08-06 08:40:20.909224`, SafeKit's log timestamp.

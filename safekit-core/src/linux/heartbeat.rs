@@ -37,25 +37,14 @@ impl UdpHeartbeat {
     /// Binds every network and starts receiving. Only datagrams from the
     /// peer's address, authentic, of this module, from the expected node and
     /// newer than the last accepted one on that network get through.
-    pub async fn bind(
-        key: ClusterKey,
-        module: u16,
-        peer_name: &str,
-        lans: &[LanEndpoints],
-    ) -> std::io::Result<Self> {
+    pub async fn bind(key: ClusterKey, module: u16, peer_name: &str, lans: &[LanEndpoints]) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(256);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut socks = Vec::new();
         for (i, lan) in lans.iter().enumerate() {
             let sock = Arc::new(UdpSocket::bind(lan.local).await?);
             socks.push((sock.clone(), lan.peer));
-            let (tx, key, dropped, peer_name, peer) = (
-                tx.clone(),
-                key.clone(),
-                dropped.clone(),
-                peer_name.to_string(),
-                lan.peer,
-            );
+            let (tx, key, dropped, peer_name, peer) = (tx.clone(), key.clone(), dropped.clone(), peer_name.to_string(), lan.peer);
             tokio::spawn(async move {
                 let mut guard = ReplayGuard::default();
                 // One byte more than the largest heartbeat: longer datagrams are detected.
@@ -66,9 +55,7 @@ impl UdpHeartbeat {
                     };
                     let ok = from.ip() == peer.ip()
                         && match decode(&key, module, &buf[..n]) {
-                            Ok(hb) if hb.node == peer_name && guard.accept(&hb) => {
-                                tx.send((i, hb)).await.is_ok()
-                            }
+                            Ok(hb) if hb.node == peer_name && guard.accept(&hb) => tx.send((i, hb)).await.is_ok(),
                             _ => false,
                         };
                     if !ok {
@@ -80,13 +67,7 @@ impl UdpHeartbeat {
                 }
             });
         }
-        Ok(Self {
-            socks,
-            key,
-            module,
-            rx: Mutex::new(rx),
-            dropped,
-        })
+        Ok(Self { socks, key, module, rx: Mutex::new(rx), dropped })
     }
 }
 

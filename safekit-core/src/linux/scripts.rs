@@ -44,20 +44,13 @@ impl ScriptRunner for ProcessScripts {
         let name = run.script.file_name();
         let path = self.env.bin.join(name);
         if !path.exists() {
-            return ScriptOutcome {
-                success: true,
-                detail: format!("no {name} script"),
-            };
+            return ScriptOutcome { success: true, detail: format!("no {name} script") };
         }
         let (stdout, stderr, log_name) = match &self.env.userlog_dir {
             Some(dir) => {
                 let _ = std::fs::create_dir_all(dir);
                 let file = format!("userlog_{}_{name}.ulog", file_stamp(SystemTime::now()));
-                match std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(&file))
-                {
+                match std::fs::OpenOptions::new().create(true).append(true).open(dir.join(&file)) {
                     Ok(f) => match f.try_clone() {
                         Ok(g) => (Stdio::from(f), Stdio::from(g), Some(file)),
                         Err(_) => (Stdio::null(), Stdio::null(), None),
@@ -68,50 +61,26 @@ impl ScriptRunner for ProcessScripts {
             None => (Stdio::null(), Stdio::null(), None),
         };
         let mut cmd = tokio::process::Command::new(&path);
-        cmd.args(run.args())
-            .envs(&self.env.vars)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .kill_on_drop(true);
+        cmd.args(run.args()).envs(&self.env.vars).stdin(Stdio::null()).stdout(stdout).stderr(stderr).process_group(0).kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
-            Err(e) => {
-                return ScriptOutcome {
-                    success: false,
-                    detail: format!("cannot run {}: {e}", path.display()),
-                }
-            }
+            Err(e) => return ScriptOutcome { success: false, detail: format!("cannot run {}: {e}", path.display()) },
         };
         let mut guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
-        let timeout = if run.force {
-            self.env.forcestop
-        } else {
-            self.env.nicestop
-        };
+        let timeout = if run.force { self.env.forcestop } else { self.env.nicestop };
         let log = log_name.map_or_else(String::new, |f| format!(" > {f}"));
         match tokio::time::timeout(timeout, child.wait()).await {
             Ok(Ok(status)) => {
                 // The script is over; children it left in the background
                 // (the application itself) must live on.
                 guard.0 = None;
-                ScriptOutcome {
-                    success: status.success(),
-                    detail: format!("Script {name}{log}: {status}"),
-                }
+                ScriptOutcome { success: status.success(), detail: format!("Script {name}{log}: {status}") }
             }
-            Ok(Err(e)) => ScriptOutcome {
-                success: false,
-                detail: format!("Script {name}{log}: {e}"),
-            },
+            Ok(Err(e)) => ScriptOutcome { success: false, detail: format!("Script {name}{log}: {e}") },
             Err(_) => {
                 drop(guard);
                 let _ = child.wait().await;
-                ScriptOutcome {
-                    success: false,
-                    detail: format!("Script {name}{log}: killed after {timeout:?} (timeout)"),
-                }
+                ScriptOutcome { success: false, detail: format!("Script {name}{log}: killed after {timeout:?} (timeout)") }
             }
         }
     }

@@ -24,43 +24,26 @@ pub struct VipSpec {
 /// Resolves where each VIP goes: `interface name=` if given, else the
 /// interface whose subnet contains the address.
 pub fn resolve(addrs: &[(IpAddr, Option<String>)]) -> Result<Vec<VipSpec>, String> {
-    let ifs =
-        if_addrs::get_if_addrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
+    let ifs = if_addrs::get_if_addrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let mut out = Vec::new();
     for (ip, name) in addrs {
         let found = ifs.iter().find_map(|i| match (&i.addr, ip) {
             (if_addrs::IfAddr::V4(a), IpAddr::V4(v)) => {
                 let mask = u32::from(a.netmask);
                 let same = u32::from(a.ip) & mask == u32::from(*v) & mask;
-                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| {
-                    (
-                        i.name.clone(),
-                        u8::try_from(mask.count_ones()).unwrap_or(32),
-                    )
-                })
+                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| (i.name.clone(), u8::try_from(mask.count_ones()).unwrap_or(32)))
             }
             (if_addrs::IfAddr::V6(a), IpAddr::V6(v)) => {
                 let mask = u128::from(a.netmask);
                 let same = u128::from(a.ip) & mask == u128::from(*v) & mask;
-                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| {
-                    (
-                        i.name.clone(),
-                        u8::try_from(mask.count_ones()).unwrap_or(128),
-                    )
-                })
+                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| (i.name.clone(), u8::try_from(mask.count_ones()).unwrap_or(128)))
             }
             _ => None,
         });
         let Some((ifname, prefix)) = found else {
-            return Err(format!(
-                "no local interface is on the subnet of virtual address {ip}"
-            ));
+            return Err(format!("no local interface is on the subnet of virtual address {ip}"));
         };
-        out.push(VipSpec {
-            ip: *ip,
-            prefix,
-            ifname,
-        });
+        out.push(VipSpec { ip: *ip, prefix, ifname });
     }
     Ok(out)
 }
@@ -102,12 +85,7 @@ impl VirtualIp for NetlinkVip {
                 Ok(()) => {}
                 // Already there (e.g. set before a daemon restart): fine.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-                Err(e) => {
-                    return Err(format!(
-                        "cannot add {}/{} on {}: {e}",
-                        s.ip, s.prefix, s.ifname
-                    ))
-                }
+                Err(e) => return Err(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname)),
             }
             if let IpAddr::V4(v4) = s.ip {
                 let ifname = s.ifname.clone();
@@ -133,22 +111,14 @@ impl VirtualIp for NetlinkVip {
                 continue;
             };
             let msg = match s.ip {
-                IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new()
-                    .index(index)
-                    .address(a, s.prefix)
-                    .build(),
-                IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new()
-                    .index(index)
-                    .address(a, s.prefix)
-                    .build(),
+                IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new().index(index).address(a, s.prefix).build(),
+                IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new().index(index).address(a, s.prefix).build(),
             };
             match handle.address().del(msg).execute().await {
                 Ok(()) => {}
-                Err(rtnetlink::Error::NetlinkError(e))
-                    if e.raw_code() == -libc::EADDRNOTAVAIL || e.raw_code() == -libc::ENOENT => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL || e.raw_code() == -libc::ENOENT => {}
                 Err(e) => {
-                    first_err
-                        .get_or_insert(format!("cannot remove {} from {}: {e}", s.ip, s.ifname));
+                    first_err.get_or_insert(format!("cannot remove {} from {}: {e}", s.ip, s.ifname));
                 }
             }
         }
@@ -159,16 +129,9 @@ impl VirtualIp for NetlinkVip {
 /// Sends one gratuitous ARP request for `ip` from `ifname`'s MAC, so that
 /// neighbours (the client, the switch) map the VIP to this node at once.
 pub fn gratuitous_arp(ifname: &str, ip: Ipv4Addr) -> Result<(), String> {
-    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address"))
-        .map_err(|e| format!("{ifname}: {e}"))?;
-    let mac: Vec<u8> = mac_text
-        .trim()
-        .split(':')
-        .filter_map(|h| u8::from_str_radix(h, 16).ok())
-        .collect();
-    let mac: [u8; 6] = mac
-        .try_into()
-        .map_err(|_| format!("{ifname}: bad MAC address {mac_text}"))?;
+    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| format!("{ifname}: {e}"))?;
+    let mac: Vec<u8> = mac_text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    let mac: [u8; 6] = mac.try_into().map_err(|_| format!("{ifname}: bad MAC address {mac_text}"))?;
     let ifindex: i32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))
         .map_err(|e| format!("{ifname}: {e}"))?
         .trim()
@@ -187,12 +150,8 @@ pub fn gratuitous_arp(ifname: &str, ip: Ipv4Addr) -> Result<(), String> {
     frame.extend_from_slice(&[0; 6]);
     frame.extend_from_slice(&ip.octets());
     let proto = u16::to_be(0x0806);
-    let sock = socket2::Socket::new(
-        socket2::Domain::PACKET,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::from(i32::from(proto))),
-    )
-    .map_err(|e| format!("packet socket: {e}"))?;
+    let sock = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(socket2::Protocol::from(i32::from(proto))))
+        .map_err(|e| format!("packet socket: {e}"))?;
     // SAFETY: sockaddr_ll is plain data, fully initialised below, and the
     // length passed is its size; the socket is a valid AF_PACKET socket.
     let rc = unsafe {
@@ -212,10 +171,7 @@ pub fn gratuitous_arp(ifname: &str, ip: Ipv4Addr) -> Result<(), String> {
         )
     };
     if rc < 0 {
-        return Err(format!(
-            "gratuitous ARP on {ifname}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("gratuitous ARP on {ifname}: {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -36,21 +36,13 @@ impl ModuleLog {
     /// The log of `module` in `dir`.
     pub fn new(dir: &Path, module: &str) -> Self {
         let _ = std::fs::create_dir_all(dir);
-        Self {
-            path: dir.join("log.txt"),
-            module: module.to_string(),
-            lock: Mutex::new(()),
-        }
+        Self { path: dir.join("log.txt"), module: module.to_string(), lock: Mutex::new(()) }
     }
 
     /// Appends one message (and fsyncs nothing: losing the last lines in a
     /// crash is acceptable, slowing the engine is not).
     pub fn write(&self, component: &str, level: LogLevel, msg: &str) {
-        let line = format!(
-            "| {} | {component} | {} | {msg}\n",
-            log_stamp(SystemTime::now()),
-            letter(level)
-        );
+        let line = format!("| {} | {component} | {} | {msg}\n", log_stamp(SystemTime::now()), letter(level));
         match level {
             LogLevel::C => tracing::error!(module = %self.module, component, "{msg}"),
             LogLevel::D => tracing::debug!(module = %self.module, component, "{msg}"),
@@ -60,11 +52,7 @@ impl ModuleLog {
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > ROTATE_AT) {
             let _ = std::fs::rename(&self.path, self.path.with_extension("txt.1"));
         }
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-        {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
             let _ = f.write_all(line.as_bytes());
         }
     }

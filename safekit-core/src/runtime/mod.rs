@@ -15,8 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{
-    Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine,
-    ReplicationEvent, RunId, State, Status,
+    Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine, ReplicationEvent, RunId, State, Status,
 };
 use crate::services::{Heartbeat, Replicator, ScriptRunner, VirtualIp};
 use log::ModuleLog;
@@ -151,11 +150,7 @@ pub async fn drive<E: Driven>(
     // never primary, so remove it.
     if let Some(v) = &svc.vip {
         if let Err(e) = v.remove().await {
-            svc.log.write(
-                "vip",
-                LogLevel::C,
-                &format!("stale virtual IP not removed: {e}"),
-            );
+            svc.log.write("vip", LogLevel::C, &format!("stale virtual IP not removed: {e}"));
         }
     }
     loop {
@@ -168,8 +163,7 @@ pub async fn drive<E: Driven>(
             r.peer = engine.peer_status();
             r.resources = engine.resources();
             if let Some(hb) = &svc.heartbeat {
-                r.resources
-                    .insert("heartbeat.dropped".into(), hb.dropped().to_string());
+                r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
             }
         });
         if stopping && engine.status().state == State::Stop {
@@ -206,12 +200,7 @@ pub async fn drive<E: Driven>(
     }
 }
 
-async fn execute(
-    a: Action,
-    svc: &ModuleServices,
-    in_tx: &mpsc::Sender<Input>,
-    running: &mut HashMap<RunId, JoinHandle<()>>,
-) {
+async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, running: &mut HashMap<RunId, JoinHandle<()>>) {
     match a {
         Action::RunScript(r) => {
             let (tx, runner, log) = (in_tx.clone(), svc.scripts.clone(), svc.log.clone());
@@ -223,12 +212,7 @@ async fn execute(
                     if !out.success {
                         log.write("userplug", LogLevel::E, &out.detail);
                     }
-                    let _ = tx
-                        .send(Input::ScriptDone {
-                            run,
-                            success: out.success,
-                        })
-                        .await;
+                    let _ = tx.send(Input::ScriptDone { run, success: out.success }).await;
                 }),
             );
         }
@@ -241,10 +225,7 @@ async fn execute(
             if let Some(v) = &svc.vip {
                 match v.set().await {
                     Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP set"),
-                    Err(e) => {
-                        svc.log
-                            .write("vip", LogLevel::C, &format!("Virtual IP not set: {e}"))
-                    }
+                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not set: {e}")),
                 }
             }
         }
@@ -252,20 +233,14 @@ async fn execute(
             if let Some(v) = &svc.vip {
                 match v.remove().await {
                     Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP removed"),
-                    Err(e) => {
-                        svc.log
-                            .write("vip", LogLevel::C, &format!("Virtual IP not removed: {e}"))
-                    }
+                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not removed: {e}")),
                 }
             }
         }
         Action::StartReplication(role) => {
             if let Err(e) = svc.replicator.start(role).await {
-                svc.log
-                    .write("rfs", LogLevel::C, &format!("replication not started: {e}"));
-                let _ = in_tx
-                    .send(Input::Replication(ReplicationEvent::Degraded { reason: e }))
-                    .await;
+                svc.log.write("rfs", LogLevel::C, &format!("replication not started: {e}"));
+                let _ = in_tx.send(Input::Replication(ReplicationEvent::Degraded { reason: e })).await;
             }
         }
         Action::DropSecondary => svc.replicator.drop_secondary().await,
@@ -303,8 +278,7 @@ async fn execute(
         Action::EnableCheckers(_) | Action::DisableCheckers(_) | Action::StateChanged { .. } => {}
         Action::Persist(p) => {
             if let Err(e) = svc.store.save(&p) {
-                svc.log
-                    .write("heart", LogLevel::C, &format!("state not saved: {e}"));
+                svc.log.write("heart", LogLevel::C, &format!("state not saved: {e}"));
             }
         }
         Action::SendHeartbeat(hb) => {

@@ -16,9 +16,7 @@ pub struct StateStore {
 impl StateStore {
     /// The store of a module whose work directory is `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self {
-            path: dir.join("state.json"),
-        }
+        Self { path: dir.join("state.json") }
     }
 
     /// What was persisted; a new module starts from the defaults. A file
@@ -26,12 +24,8 @@ impl StateStore {
     /// node primary.
     pub fn load(&self) -> Result<Persistent, String> {
         match std::fs::read_to_string(&self.path) {
-            Ok(s) => serde_json::from_str(&s).map_err(|e| {
-                format!(
-                    "{}: unreadable state ({e}); remove it and use prim/second to choose",
-                    self.path.display()
-                )
-            }),
+            Ok(s) => serde_json::from_str(&s)
+                .map_err(|e| format!("{}: unreadable state ({e}); remove it and use prim/second to choose", self.path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persistent::default()),
             Err(e) => Err(format!("{}: {e}", self.path.display())),
         }
@@ -44,11 +38,7 @@ impl StateStore {
         let tmp = self.path.with_extension("json.tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(
-                serde_json::to_string_pretty(p)
-                    .map_err(std::io::Error::other)?
-                    .as_bytes(),
-            )?;
+            f.write_all(serde_json::to_string_pretty(p).map_err(std::io::Error::other)?.as_bytes())?;
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
@@ -65,11 +55,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("safekit-store-{}", std::process::id()));
         let store = StateStore::new(&dir);
         assert_eq!(store.load().unwrap(), Persistent::default());
-        let p = Persistent {
-            gen: 7,
-            uptodate: true,
-            ..Persistent::default()
-        };
+        let p = Persistent { gen: 7, uptodate: true, ..Persistent::default() };
         store.save(&p).unwrap();
         assert_eq!(store.load().unwrap(), p);
         std::fs::write(dir.join("state.json"), "{ torn").unwrap();

@@ -25,8 +25,8 @@ pub use rng::Rng;
 
 use crate::config::DefaultPrim;
 use crate::engine::{
-    Action, Command, CommandKind, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine,
-    Persistent, Readiness, ReplicaRole, ReplicationEvent, RunId, State, Status,
+    Action, Command, CommandKind, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine, Persistent, Readiness, ReplicaRole,
+    ReplicationEvent, RunId, State, Status,
 };
 
 /// Knobs of a simulated cluster.
@@ -121,30 +121,11 @@ struct SimNode {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Deliver {
-        to: usize,
-        lan: usize,
-        incarnation: u64,
-        hb: Box<Heartbeat>,
-    },
-    Script {
-        node: usize,
-        incarnation: u64,
-        run: RunId,
-    },
-    Witness {
-        node: usize,
-        incarnation: u64,
-        run: RunId,
-    },
-    Reintegrated {
-        node: usize,
-        token: u64,
-    },
-    SecondaryLost {
-        node: usize,
-        incarnation: u64,
-    },
+    Deliver { to: usize, lan: usize, incarnation: u64, hb: Box<Heartbeat> },
+    Script { node: usize, incarnation: u64, run: RunId },
+    Witness { node: usize, incarnation: u64, run: RunId },
+    Reintegrated { node: usize, token: u64 },
+    SecondaryLost { node: usize, incarnation: u64 },
     Write,
 }
 
@@ -211,15 +192,7 @@ fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
         node: node.into(),
         peer: peer.into(),
         lans: (0..cfg.lans)
-            .map(|i| LanTiming {
-                ident: if i == 0 {
-                    "flow".into()
-                } else {
-                    format!("lan{i}")
-                },
-                pulse: cfg.pulse,
-                timeout: cfg.timeout,
-            })
+            .map(|i| LanTiming { ident: if i == 0 { "flow".into() } else { format!("lan{i}") }, pulse: cfg.pulse, timeout: cfg.timeout })
             .collect(),
         failover: true,
         defaultprim: cfg.defaultprim.clone(),
@@ -237,12 +210,7 @@ impl SimCluster {
         let base = Instant::now();
         let mk = |name: &str, peer: &str, inc: u64| SimNode {
             name: name.into(),
-            engine: Some(MirrorEngine::new(
-                engine_config(&cfg, name, peer),
-                Persistent::default(),
-                inc,
-                base,
-            )),
+            engine: Some(MirrorEngine::new(engine_config(&cfg, name, peer), Persistent::default(), inc, base)),
             persisted: Persistent::default(),
             incarnation: inc,
             vip: false,
@@ -383,10 +351,7 @@ impl SimCluster {
                     let stopped = e.status().state == State::Stop;
                     let r = e.command(now, Command::admin(kind.clone()));
                     self.trace.push(format!("  -> {r:?}"));
-                    if r.is_ok()
-                        && stopped
-                        && matches!(kind, CommandKind::Prim { .. } | CommandKind::Primforce)
-                    {
+                    if r.is_ok() && stopped && matches!(kind, CommandKind::Prim { .. } | CommandKind::Primforce) {
                         self.nodes[*n].forced = true;
                     }
                     self.drain(*n);
@@ -396,12 +361,7 @@ impl SimCluster {
             Op::ReplicationFailure(n) => {
                 if self.nodes[*n].repl == Some(ReplicaRole::Primary) {
                     self.break_session();
-                    self.input(
-                        *n,
-                        Input::Replication(ReplicationEvent::Degraded {
-                            reason: "simulated".into(),
-                        }),
-                    );
+                    self.input(*n, Input::Replication(ReplicationEvent::Degraded { reason: "simulated".into() }));
                 }
             }
         }
@@ -412,14 +372,7 @@ impl SimCluster {
         let end = self.now + d;
         for _ in 0..1_000_000 {
             let next_q = self.queue.peek().map(|Reverse(q)| q.0);
-            let next_e = (0..2)
-                .filter_map(|i| {
-                    self.nodes[i]
-                        .engine
-                        .as_ref()
-                        .and_then(MirrorEngine::poll_timeout)
-                })
-                .min();
+            let next_e = (0..2).filter_map(|i| self.nodes[i].engine.as_ref().and_then(MirrorEngine::poll_timeout)).min();
             let next = [next_q, next_e].into_iter().flatten().min();
             match next {
                 Some(t) if t <= end => {
@@ -431,11 +384,7 @@ impl SimCluster {
                         self.event(ev);
                     } else {
                         for i in 0..2 {
-                            let due = self.nodes[i]
-                                .engine
-                                .as_ref()
-                                .and_then(MirrorEngine::poll_timeout)
-                                .is_some_and(|x| x <= self.now);
+                            let due = self.nodes[i].engine.as_ref().and_then(MirrorEngine::poll_timeout).is_some_and(|x| x <= self.now);
                             if due {
                                 let now = self.now;
                                 if let Some(e) = self.nodes[i].engine.as_mut() {
@@ -452,8 +401,7 @@ impl SimCluster {
                 }
             }
         }
-        self.violations
-            .push("simulation did not advance (event storm)".into());
+        self.violations.push("simulation did not advance (event storm)".into());
     }
 
     /// Runs until the pair is PRIM Ready + SECOND Ready (true) or `limit` passes.
@@ -487,10 +435,7 @@ impl SimCluster {
         }
         self.run_for(Duration::from_secs(2));
         for n in 0..2 {
-            let degraded = self.nodes[n]
-                .engine
-                .as_ref()
-                .is_some_and(|e| e.resources().get("rfs.degraded").is_some_and(|v| v == "up"));
+            let degraded = self.nodes[n].engine.as_ref().is_some_and(|e| e.resources().get("rfs.degraded").is_some_and(|v| v == "up"));
             if degraded {
                 // SafeKit's documented recovery: stop and start the degraded primary.
                 self.apply(&Op::Admin(n, CommandKind::Stop));
@@ -506,8 +451,7 @@ impl SimCluster {
 
     fn schedule(&mut self, after: Duration, ev: Event) {
         self.qseq += 1;
-        self.queue
-            .push(Reverse(Queued(self.now + after, self.qseq, ev)));
+        self.queue.push(Reverse(Queued(self.now + after, self.qseq, ev)));
     }
 
     fn break_session(&mut self) {
@@ -519,13 +463,7 @@ impl SimCluster {
                     if let Some(e) = &self.nodes[n].engine {
                         if e.status().state == State::Prim {
                             let inc = self.nodes[n].incarnation;
-                            self.schedule(
-                                Duration::from_millis(200),
-                                Event::SecondaryLost {
-                                    node: n,
-                                    incarnation: inc,
-                                },
-                            );
+                            self.schedule(Duration::from_millis(200), Event::SecondaryLost { node: n, incarnation: inc });
                         }
                     }
                 }
@@ -543,12 +481,7 @@ impl SimCluster {
 
     fn event(&mut self, ev: Event) {
         match ev {
-            Event::Deliver {
-                to,
-                lan,
-                incarnation,
-                hb,
-            } => {
+            Event::Deliver { to, lan, incarnation, hb } => {
                 let from = 1 - to;
                 if self.nodes[from].incarnation != incarnation || self.nodes[to].engine.is_none() {
                     return;
@@ -561,20 +494,12 @@ impl SimCluster {
                 self.last_delivery[from] = Some(self.now);
                 self.input(to, Input::Heartbeat { lan, hb: *hb });
             }
-            Event::Script {
-                node,
-                incarnation,
-                run,
-            } => {
+            Event::Script { node, incarnation, run } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.input(node, Input::ScriptDone { run, success: true });
                 }
             }
-            Event::Witness {
-                node,
-                incarnation,
-                run,
-            } => {
+            Event::Witness { node, incarnation, run } => {
                 if self.nodes[node].incarnation == incarnation {
                     let reachable = self.nodes[node].witness;
                     self.input(node, Input::WitnessResult { run, reachable });
@@ -582,12 +507,7 @@ impl SimCluster {
             }
             Event::SecondaryLost { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && !self.session {
-                    self.input(
-                        node,
-                        Input::Replication(ReplicationEvent::SecondaryLost {
-                            reason: "simulated timeout".into(),
-                        }),
-                    );
+                    self.input(node, Input::Replication(ReplicationEvent::SecondaryLost { reason: "simulated timeout".into() }));
                 }
             }
             Event::Reintegrated { node, token } => {
@@ -596,22 +516,12 @@ impl SimCluster {
                 }
                 self.nodes[node].reint = None;
                 let p = 1 - node;
-                let ok = self.session
-                    && self.nodes[p].repl == Some(ReplicaRole::Primary)
-                    && !self.cut[p][0];
+                let ok = self.session && self.nodes[p].repl == Some(ReplicaRole::Primary) && !self.cut[p][0];
                 if ok {
                     self.nodes[node].data = self.nodes[p].data.clone();
-                    self.input(
-                        node,
-                        Input::Replication(ReplicationEvent::ReintegrationDone),
-                    );
+                    self.input(node, Input::Replication(ReplicationEvent::ReintegrationDone));
                 } else {
-                    self.input(
-                        node,
-                        Input::Replication(ReplicationEvent::ReintegrationFailed {
-                            reason: "primary unreachable".into(),
-                        }),
-                    );
+                    self.input(node, Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "primary unreachable".into() }));
                 }
             }
             Event::Write => {
@@ -635,14 +545,10 @@ impl SimCluster {
         // Writes made while both run, or while the nodes are cut from each
         // other, may legitimately be lost by split-brain recovery (without a
         // witness that is SafeKit's documented behaviour).
-        let partitioned = self.cut.iter().any(|side| side.iter().all(|c| *c))
-            && self.nodes.iter().all(|n| n.engine.is_some());
+        let partitioned = self.cut.iter().any(|side| side.iter().all(|c| *c)) && self.nodes.iter().all(|n| n.engine.is_some());
         let split = running.len() == 2 || partitioned || self.diverged;
         for n in running {
-            let prim = self.nodes[n]
-                .engine
-                .as_ref()
-                .is_some_and(|e| e.status().state == State::Prim);
+            let prim = self.nodes[n].engine.as_ref().is_some_and(|e| e.status().state == State::Prim);
             if prim && !self.session {
                 continue; // blocked until the secondary is dropped
             }
@@ -650,19 +556,13 @@ impl SimCluster {
             self.next_write += 1;
             self.nodes[n].data.insert(id);
             let p = 1 - n;
-            if self.session && self.nodes[p].repl == Some(ReplicaRole::Secondary) && !self.cut[n][0]
-            {
+            if self.session && self.nodes[p].repl == Some(ReplicaRole::Secondary) && !self.cut[n][0] {
                 self.nodes[p].data.insert(id);
             }
             if !split {
                 self.required.insert(id);
             }
-            self.trace.push(format!(
-                "{:?} {} write {id}{}",
-                self.elapsed(),
-                self.nodes[n].name,
-                if split { " (split)" } else { "" }
-            ));
+            self.trace.push(format!("{:?} {} write {id}{}", self.elapsed(), self.nodes[n].name, if split { " (split)" } else { "" }));
             if !self.session {
                 self.at_risk.push(id);
             }
@@ -672,11 +572,7 @@ impl SimCluster {
     /// Carries out the actions of node `n`.
     fn drain(&mut self, n: usize) {
         loop {
-            let Some(a) = self.nodes[n]
-                .engine
-                .as_mut()
-                .and_then(MirrorEngine::poll_action)
-            else {
+            let Some(a) = self.nodes[n].engine.as_mut().and_then(MirrorEngine::poll_action) else {
                 break;
             };
             self.action(n, a);
@@ -688,22 +584,10 @@ impl SimCluster {
         let inc = self.nodes[n].incarnation;
         match a {
             Action::RunScript(r) => {
-                self.trace.push(format!(
-                    "{:?} {} script {:?}",
-                    self.elapsed(),
-                    self.nodes[n].name,
-                    r.args()
-                ));
+                self.trace.push(format!("{:?} {} script {:?}", self.elapsed(), self.nodes[n].name, r.args()));
                 let max = u64::try_from(self.cfg.max_script.as_millis()).unwrap_or(100);
                 let d = Duration::from_millis(self.rng.range(1, max.max(1)));
-                self.schedule(
-                    d,
-                    Event::Script {
-                        node: n,
-                        incarnation: inc,
-                        run: r.run,
-                    },
-                );
+                self.schedule(d, Event::Script { node: n, incarnation: inc, run: r.run });
             }
             Action::CancelScript(_) | Action::EnableCheckers(_) | Action::DisableCheckers(_) => {}
             Action::SetVip => self.nodes[n].vip = true,
@@ -717,10 +601,7 @@ impl SimCluster {
             Action::DropSecondary => self.session = false,
             Action::StartReintegration(_) => {
                 let p = 1 - n;
-                if self.nodes[p].repl == Some(ReplicaRole::Primary)
-                    && !self.cut[p][0]
-                    && !self.cut[n][0]
-                {
+                if self.nodes[p].repl == Some(ReplicaRole::Primary) && !self.cut[p][0] && !self.cut[n][0] {
                     self.session = true;
                     self.at_risk.clear();
                 }
@@ -730,14 +611,7 @@ impl SimCluster {
                 let d = self.cfg.reintegration;
                 self.schedule(d, Event::Reintegrated { node: n, token: t });
             }
-            Action::CheckWitness(run) => self.schedule(
-                Duration::from_millis(50),
-                Event::Witness {
-                    node: n,
-                    incarnation: inc,
-                    run,
-                },
-            ),
+            Action::CheckWitness(run) => self.schedule(Duration::from_millis(50), Event::Witness { node: n, incarnation: inc, run }),
             Action::Persist(p) => {
                 self.trace.push(format!(
                     "{:?} {} persist gen={} uptodate={} partial={} last_role={:?} running={}",
@@ -758,32 +632,14 @@ impl SimCluster {
                         continue;
                     }
                     let d = Duration::from_millis(self.rng.range(1, 5));
-                    self.schedule(
-                        d,
-                        Event::Deliver {
-                            to,
-                            lan,
-                            incarnation: inc,
-                            hb: Box::new(hb.clone()),
-                        },
-                    );
+                    self.schedule(d, Event::Deliver { to, lan, incarnation: inc, hb: Box::new(hb.clone()) });
                 }
             }
-            Action::Log { level, message } => self.trace.push(format!(
-                "{:?} {} {level:?} {message}",
-                self.elapsed(),
-                self.nodes[n].name
-            )),
+            Action::Log { level, message } => self.trace.push(format!("{:?} {} {level:?} {message}", self.elapsed(), self.nodes[n].name)),
             Action::StateChanged { from, to } => {
-                self.trace.push(format!(
-                    "{:?} {} {from} -> {to}",
-                    self.elapsed(),
-                    self.nodes[n].name
-                ));
-                let promoted = matches!(to.state, State::Alone | State::Prim)
-                    && !matches!(from.state, State::Alone | State::Prim);
-                let other_primary =
-                    self.nodes[1 - n].vip || self.nodes[1 - n].repl == Some(ReplicaRole::Primary);
+                self.trace.push(format!("{:?} {} {from} -> {to}", self.elapsed(), self.nodes[n].name));
+                let promoted = matches!(to.state, State::Alone | State::Prim) && !matches!(from.state, State::Alone | State::Prim);
+                let other_primary = self.nodes[1 - n].vip || self.nodes[1 - n].repl == Some(ReplicaRole::Primary);
                 if promoted && self.nodes[n].forced {
                     // The administrator chose this node's data (once: the
                     // forced start is over when the node is primary). Forcing
@@ -806,12 +662,7 @@ impl SimCluster {
                     self.diverged = true;
                 }
                 if promoted && !other_primary && !self.diverged {
-                    let missing: Vec<u64> = self
-                        .required
-                        .difference(&self.nodes[n].data)
-                        .copied()
-                        .take(5)
-                        .collect();
+                    let missing: Vec<u64> = self.required.difference(&self.nodes[n].data).copied().take(5).collect();
                     if !missing.is_empty() {
                         self.violations.push(format!(
                             "{:?}: {} became {to} without acknowledged writes {missing:?} (invariant b: stale primary)",
@@ -840,19 +691,14 @@ impl SimCluster {
             self.required = self.nodes[p].data.clone();
         }
         let settle = self.cfg.timeout * 2 + self.cfg.max_script * 30 + self.cfg.reintegration;
-        let flowing = self.cut.iter().all(|side| side.iter().any(|c| !c))
-            && self.nodes.iter().all(|n| n.engine.is_some());
+        let flowing = self.cut.iter().all(|side| side.iter().any(|c| !c)) && self.nodes.iter().all(|n| n.engine.is_some());
         if flowing && self.now - self.disturbed > settle && self.nodes[0].vip && self.nodes[1].vip {
-            self.violations.push(format!(
-                "{:?}: both nodes hold the VIP while heartbeats flow (invariant a)",
-                self.elapsed()
-            ));
+            self.violations.push(format!("{:?}: both nodes hold the VIP while heartbeats flow (invariant a)", self.elapsed()));
         }
         // Both serving as ALONE (Ready). With a ping witness the loser's stop
         // and the winner's start can overlap while their scripts run; a lease
         // witness (issue 5) closes that window too.
-        let alone =
-            (0..2).all(|i| self.status(i) == Some(Status::new(State::Alone, Readiness::Ready)));
+        let alone = (0..2).all(|i| self.status(i) == Some(Status::new(State::Alone, Readiness::Ready)));
         let since = *self.both_alone_since.get_or_insert(self.now);
         if !alone {
             self.both_alone_since = None;

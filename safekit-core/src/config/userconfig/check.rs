@@ -12,44 +12,19 @@ pub(super) fn check(e: &Element, mode: Mode, cx: &mut Ctx<'_, '_>) -> Check {
     cx.r.known_attrs(e, &[]);
     let mut checkers: Vec<Checker> = Vec::new();
     let mut splitbrain_at = None;
-    for c in cx.r.children(
-        e,
-        &[
-            "tcp",
-            "ping",
-            "intf",
-            "ip",
-            "custom",
-            "module",
-            "splitbrain",
-        ],
-    ) {
+    for c in cx.r.children(e, &["tcp", "ping", "intf", "ip", "custom", "module", "splitbrain"]) {
         let Some(ch) = checker(c, cx) else { continue };
         if ch.kind == CheckerKind::Splitbrain {
             if let Some(first) = splitbrain_at {
-                cx.r.d.error(
-                    c.pos,
-                    format!("only one <splitbrain> checker is allowed (first at {first})"),
-                );
+                cx.r.d.error(c.pos, format!("only one <splitbrain> checker is allowed (first at {first})"));
             }
             splitbrain_at = Some(c.pos);
             if mode != Mode::Mirror {
-                cx.r.d
-                    .error(c.pos, "<splitbrain> is only allowed in a mirror module");
+                cx.r.d.error(c.pos, "<splitbrain> is only allowed in a mirror module");
             }
         }
-        if checkers
-            .iter()
-            .any(|o| o.kind == ch.kind && o.ident == ch.ident)
-        {
-            cx.r.d.error(
-                c.pos,
-                format!(
-                    "two checkers define resource {}.{}",
-                    ch.kind.as_str(),
-                    ch.ident
-                ),
-            );
+        if checkers.iter().any(|o| o.kind == ch.kind && o.ident == ch.ident) {
+            cx.r.d.error(c.pos, format!("two checkers define resource {}.{}", ch.kind.as_str(), ch.ident));
         }
         checkers.push(ch);
     }
@@ -71,16 +46,12 @@ fn kind_of(name: &str) -> CheckerKind {
 fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
     let kind = kind_of(&e.name);
     let (attrs, whens, actions): (&[&str], &[&'static str], &[&'static str]) = match kind {
-        CheckerKind::Tcp => (
-            &["ident", "when", "action"],
-            &["pre", "prim", "second", "both"],
-            &["wait", "stop", "stopstart", "restart", "noaction"],
-        ),
-        CheckerKind::Ping => (
-            &["ident", "when", "action"],
-            &["pre", "prim", "second", "both"],
-            &["wait", "stop", "stopstart", "restart", "noaction"],
-        ),
+        CheckerKind::Tcp => {
+            (&["ident", "when", "action"], &["pre", "prim", "second", "both"], &["wait", "stop", "stopstart", "restart", "noaction"])
+        }
+        CheckerKind::Ping => {
+            (&["ident", "when", "action"], &["pre", "prim", "second", "both"], &["wait", "stop", "stopstart", "restart", "noaction"])
+        }
         CheckerKind::Intf => (&["ident", "when"], &["pre"], &[]),
         CheckerKind::Ip => (&["ident", "when"], &["prim", "both"], &[]),
         CheckerKind::Custom => (
@@ -92,16 +63,9 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
         CheckerKind::Splitbrain => (&["ident", "exec", "arg", "when"], &["pre"], &[]),
     };
     cx.r.known_attrs(e, attrs);
-    let module = if kind == CheckerKind::Module {
-        cx.r.req_str(e, "name", "the name of the module this one depends on")
-    } else {
-        None
-    };
+    let module = if kind == CheckerKind::Module { cx.r.req_str(e, "name", "the name of the module this one depends on") } else { None };
     let ident = match kind {
-        CheckerKind::Module => e
-            .attr("ident")
-            .map(|a| a.value.trim().to_string())
-            .or_else(|| module.clone())?,
+        CheckerKind::Module => e.attr("ident").map(|a| a.value.trim().to_string()).or_else(|| module.clone())?,
         _ => cx.r.req_str(e, "ident", "the resource identifier")?,
     };
     let when = if whens.is_empty() {
@@ -110,8 +74,7 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
         cx.r.req(e, "when", &whens.join(", "))?;
         parse_when(cx.r.choice(e, "when", whens)?)
     } else {
-        cx.r.choice(e, "when", whens)
-            .map_or(default_when(kind), parse_when)
+        cx.r.choice(e, "when", whens).map_or(default_when(kind), parse_when)
     };
     let action = if actions.is_empty() {
         fixed_action(kind)
@@ -123,12 +86,7 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
     };
     if when == When::Pre && !matches!(action, CheckAction::Wait | CheckAction::Noaction) {
         let pos = e.attr("action").map_or(e.pos, |a| a.pos);
-        cx.r.d.error(
-            pos,
-            format!(
-                "a when=\"pre\" checker can only use action wait or noaction (found {action:?})"
-            ),
-        );
+        cx.r.d.error(pos, format!("a when=\"pre\" checker can only use action wait or noaction (found {action:?})"));
     }
     let exec = match kind {
         CheckerKind::Custom => Some(cx.r.req_str(e, "exec", "the checker executable")?),
@@ -136,48 +94,25 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
             let x = cx.r.opt_str(e, "exec").unwrap_or_else(|| "ping".into());
             if x != "ping" {
                 let pos = e.attr("exec").map_or(e.pos, |a| a.pos);
-                cx.r.d.error(
-                    pos,
-                    format!("splitbrain exec '{x}' is not supported (expected ping)"),
-                );
+                cx.r.d.error(pos, format!("splitbrain exec '{x}' is not supported (expected ping)"));
             }
             Some(x)
         }
         _ => None,
     };
     let arg = cx.r.opt_str(e, "arg");
-    if kind == CheckerKind::Splitbrain
-        && arg
-            .as_deref()
-            .is_none_or(|a| a.split_whitespace().next().is_none())
-    {
-        cx.r.d.error(
-            e.pos,
-            "<splitbrain> needs attribute arg with at least one witness address (arg=\"W1 W2\")",
-        );
+    if kind == CheckerKind::Splitbrain && arg.as_deref().is_none_or(|a| a.split_whitespace().next().is_none()) {
+        cx.r.d.error(e.pos, "<splitbrain> needs attribute arg with at least one witness address (arg=\"W1 W2\")");
     }
     let mut targets = Vec::new();
     for t in cx.r.children(e, &["to"]) {
         targets.push(target(t, kind, cx));
     }
-    let needs_target = matches!(
-        kind,
-        CheckerKind::Tcp | CheckerKind::Ping | CheckerKind::Intf | CheckerKind::Ip
-    );
+    let needs_target = matches!(kind, CheckerKind::Tcp | CheckerKind::Ping | CheckerKind::Intf | CheckerKind::Ip);
     if needs_target && targets.is_empty() {
-        cx.r.d
-            .error(e.pos, format!("<{}> needs a <to ...> element", e.name));
+        cx.r.d.error(e.pos, format!("<{}> needs a <to ...> element", e.name));
     }
-    Some(Checker {
-        kind,
-        ident,
-        when,
-        action,
-        targets,
-        exec,
-        arg,
-        module,
-    })
+    Some(Checker { kind, ident, when, action, targets, exec, arg, module })
 }
 
 fn target(t: &Element, kind: CheckerKind, cx: &mut Ctx<'_, '_>) -> CheckTarget {
@@ -203,24 +138,11 @@ fn target(t: &Element, kind: CheckerKind, cx: &mut Ctx<'_, '_>) -> CheckTarget {
         CheckerKind::Module => Some(cx.r.num(t, "port", 9010u16, "a TCP port number")),
         _ => None,
     };
-    let local_addr = if kind == CheckerKind::Intf {
-        cx.r.req_str(t, "local_addr", "the physical IP address of the NIC")
-    } else {
-        None
-    };
-    let interval =
-        cx.r.time(t, "interval", TimeUnit::Secs, Duration::from_secs(10));
-    let timeout =
-        cx.r.time(t, "timeout", TimeUnit::Secs, Duration::from_secs(5));
+    let local_addr = if kind == CheckerKind::Intf { cx.r.req_str(t, "local_addr", "the physical IP address of the NIC") } else { None };
+    let interval = cx.r.time(t, "interval", TimeUnit::Secs, Duration::from_secs(10));
+    let timeout = cx.r.time(t, "timeout", TimeUnit::Secs, Duration::from_secs(5));
     let secure = cx.r.onoff(t, "secure", false);
-    CheckTarget {
-        addr,
-        port,
-        local_addr,
-        interval,
-        timeout,
-        secure,
-    }
+    CheckTarget { addr, port, local_addr, interval, timeout, secure }
 }
 
 fn parse_when(s: &str) -> When {
@@ -270,17 +192,7 @@ const fn fixed_action(kind: CheckerKind) -> CheckAction {
 pub(crate) fn check_regex(e: &Element, attr: &str, re: &str, cx: &mut Ctx<'_, '_>) {
     if let Err(err) = regex::Regex::new(re) {
         let pos = e.attr(attr).map_or(e.pos, |a| a.pos);
-        let first = err
-            .to_string()
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("error: ")
-            .to_string();
-        cx.r.d.error(
-            pos,
-            format!("invalid regular expression '{re}' for the attribute {attr}: {first}"),
-        );
+        let first = err.to_string().lines().last().unwrap_or("").trim().trim_start_matches("error: ").to_string();
+        cx.r.d.error(pos, format!("invalid regular expression '{re}' for the attribute {attr}: {first}"));
     }
 }

@@ -3,8 +3,8 @@
 use std::cmp::Ordering;
 
 use super::super::types::{
-    Command, CommandError, CommandKind, Heartbeat, LogLevel, Readiness, ResourceState, Role,
-    ScriptAction, State, Status, SwapKind, SyncMode,
+    Command, CommandError, CommandKind, Heartbeat, LogLevel, Readiness, ResourceState, Role, ScriptAction, State, Status, SwapKind,
+    SyncMode,
 };
 use super::marks::{self, StopThen};
 use super::{Force, Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
@@ -21,12 +21,7 @@ pub(crate) enum Leader {
 
 /// Compares data currency: newer generation first, then the node that was
 /// primary, then the one that believes it is uptodate, then the lower name.
-pub(crate) fn leader(
-    me: &str,
-    mine: &super::DataStatus,
-    peer: &str,
-    theirs: &super::DataStatus,
-) -> Leader {
+pub(crate) fn leader(me: &str, mine: &super::DataStatus, peer: &str, theirs: &super::DataStatus) -> Leader {
     match (mine.partial, theirs.partial) {
         (true, true) => return Leader::Nobody,
         (true, false) => return Leader::Peer,
@@ -37,12 +32,7 @@ pub(crate) fn leader(
         return Leader::Nobody;
     }
     let rank = |d: &super::DataStatus| {
-        (
-            d.version(),
-            d.last_role.is_some_and(Role::is_primary),
-            d.last_role == Some(Role::AloneAfterFailover),
-            d.uptodate,
-        )
+        (d.version(), d.last_role.is_some_and(Role::is_primary), d.last_role == Some(Role::AloneAfterFailover), d.uptodate)
     };
     match rank(mine).cmp(&rank(theirs)) {
         Ordering::Greater => Leader::Me,
@@ -88,9 +78,7 @@ impl MirrorEngine {
                 self.apply_decision(d, false)
             }
             Phase::Waiting(reason) => self.recheck_wait(&reason),
-            Phase::Alone { degraded, .. } => {
-                self.eval_alone(degraded, self.p.last_role == Some(Role::AloneAfterFailover))
-            }
+            Phase::Alone { degraded, .. } => self.eval_alone(degraded, self.p.last_role == Some(Role::AloneAfterFailover)),
             Phase::Prim => self.eval_prim(),
             Phase::Second(s) => self.eval_second(s),
         }
@@ -105,16 +93,10 @@ impl MirrorEngine {
     fn wait_rules(&self) -> (bool, Option<String>) {
         let mut init = false;
         for r in &self.cfg.rules {
-            if r.action != super::super::RuleAction::Wait || !self.held.checkers.contains(&r.class)
-            {
+            if r.action != super::super::RuleAction::Wait || !self.held.checkers.contains(&r.class) {
                 continue;
             }
-            match self
-                .resources
-                .get(&r.resource)
-                .copied()
-                .unwrap_or(ResourceState::Init)
-            {
+            match self.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
                 ResourceState::Init => init = true,
                 ResourceState::Down => return (init, Some(r.label.clone())),
                 _ => {}
@@ -124,10 +106,7 @@ impl MirrorEngine {
     }
 
     fn can_start_alone(&self) -> bool {
-        self.p.uptodate
-            && !self.p.partial
-            && self.p.gen > 0
-            && (!self.unclean || self.p.last_role.is_some_and(Role::is_alone))
+        self.p.uptodate && !self.p.partial && self.p.gen > 0 && (!self.unclean || self.p.last_role.is_some_and(Role::is_alone))
     }
 
     fn sync_mode(&self, peer: &Heartbeat, fullsync: bool) -> SyncMode {
@@ -151,33 +130,21 @@ impl MirrorEngine {
         match force {
             Some(Force::Prim { fullsync }) => {
                 if self.peer_primary() {
-                    return Decision::Abort(
-                        "Requested prim start aborted: the other node is primary",
-                    );
+                    return Decision::Abort("Requested prim start aborted: the other node is primary");
                 }
-                return Decision::Alone {
-                    full_sync_required: fullsync,
-                    forced: true,
-                };
+                return Decision::Alone { full_sync_required: fullsync, forced: true };
             }
             Some(Force::Primforce) => {
                 if self.peer_primary() {
-                    return Decision::Abort(
-                        "Requested primforce start aborted: the other node is primary",
-                    );
+                    return Decision::Abort("Requested primforce start aborted: the other node is primary");
                 }
-                return Decision::Alone {
-                    full_sync_required: true,
-                    forced: true,
-                };
+                return Decision::Alone { full_sync_required: true, forced: true };
             }
             Some(Force::Second { fullsync }) => {
                 return match peer {
                     Some(p) if p.primary_active => Decision::Second(self.sync_mode(&p, fullsync)),
                     _ if listening => Decision::Hold,
-                    _ => Decision::Abort(
-                        "Requested second start aborted: the other node is not primary",
-                    ),
+                    _ => Decision::Abort("Requested second start aborted: the other node is not primary"),
                 };
             }
             None => {}
@@ -196,16 +163,9 @@ impl MirrorEngine {
                 if self.cfg.splitbrain && !self.witness_cleared {
                     return Decision::AskWitness;
                 }
-                return Decision::Alone {
-                    full_sync_required: false,
-                    forced: false,
-                };
+                return Decision::Alone { full_sync_required: false, forced: false };
             }
-            return Decision::Wait(if self.p.gen == 0 {
-                WaitReason::FirstStart
-            } else {
-                WaitReason::NotUptodate
-            });
+            return Decision::Wait(if self.p.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate });
         };
         if p.primary_active {
             return if matches!(p.status.state, State::Alone | State::Prim) {
@@ -219,43 +179,29 @@ impl MirrorEngine {
                 if !self.p.failover && self.p.last_role == Some(Role::Second) {
                     Decision::Wait(WaitReason::FailoverOff)
                 } else if self.can_start_alone() {
-                    Decision::Alone {
-                        full_sync_required: false,
-                        forced: false,
-                    }
+                    Decision::Alone { full_sync_required: false, forced: false }
                 } else {
-                    Decision::Wait(if self.p.gen == 0 {
-                        WaitReason::FirstStart
-                    } else {
-                        WaitReason::NotUptodate
-                    })
+                    Decision::Wait(if self.p.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate })
                 }
             }
-            State::Wait => {
-                match leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) {
-                    Leader::Me => {
-                        let resume = p.data.version() == self.p.version()
-                            && self.p.last_role == Some(Role::Prim)
-                            && p.data.last_role == Some(Role::Second)
-                            && self.unclean
-                            && p.data.unclean;
-                        if resume {
-                            Decision::PrimResume
-                        } else {
-                            Decision::Alone {
-                                full_sync_required: false,
-                                forced: false,
-                            }
-                        }
+            State::Wait => match leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) {
+                Leader::Me => {
+                    let resume = p.data.version() == self.p.version()
+                        && self.p.last_role == Some(Role::Prim)
+                        && p.data.last_role == Some(Role::Second)
+                        && self.unclean
+                        && p.data.unclean;
+                    if resume {
+                        Decision::PrimResume
+                    } else {
+                        Decision::Alone { full_sync_required: false, forced: false }
                     }
-                    Leader::Peer => Decision::Wait(WaitReason::PeerLeads),
-                    Leader::Nobody => Decision::Wait(if self.p.gen == 0 && p.data.gen == 0 {
-                        WaitReason::FirstStart
-                    } else {
-                        WaitReason::NotUptodate
-                    }),
                 }
-            }
+                Leader::Peer => Decision::Wait(WaitReason::PeerLeads),
+                Leader::Nobody => {
+                    Decision::Wait(if self.p.gen == 0 && p.data.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate })
+                }
+            },
             // A peer that is SECOND without being primary-active is handing
             // over in a swap or restarting: its next heartbeat will tell.
             _ => Decision::Hold,
@@ -278,15 +224,9 @@ impl MirrorEngine {
                 }
                 self.queue(marks::wait_plan(reason))
             }
-            Decision::Alone {
-                full_sync_required,
-                forced,
-            } => {
+            Decision::Alone { full_sync_required, forced } => {
                 if from_wait {
-                    self.log(
-                        LogLevel::E,
-                        "Action wakeup from failover rule Implicit_wakeup",
-                    );
+                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                 }
                 self.queue(marks::alone_from_wait(full_sync_required, forced))
             }
@@ -304,10 +244,7 @@ impl MirrorEngine {
         match reason {
             WaitReason::Rule(_) => {
                 if self.wait_rules().1.is_none() {
-                    self.log(
-                        LogLevel::E,
-                        "Action wakeup from failover rule Implicit_wakeup",
-                    );
+                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                     self.phase = Phase::Starting { force: None };
                     self.set_status(Status::new(State::Wait, Readiness::Transient));
                     return true;
@@ -343,14 +280,7 @@ impl MirrorEngine {
         if p.status.state != State::Second && !in_transition {
             return self.queue(marks::prim_to_alone_plan(false, "remote stop"));
         }
-        if let (
-            Some(kind),
-            Status {
-                state: State::Second,
-                readiness: Readiness::Ready,
-            },
-        ) = (p.swap_request, p.status)
-        {
+        if let (Some(kind), Status { state: State::Second, readiness: Readiness::Ready }) = (p.swap_request, p.status) {
             return self.queue(marks::swap_yield(kind));
         }
         false
@@ -367,17 +297,21 @@ impl MirrorEngine {
             }
             return false;
         };
-        if !p.primary_active
-            && p.status.state != State::Second
-            && p.data.version() >= self.p.version()
-        {
+        if self.split_logged && !p.primary_active && self.held.vip {
+            // The split brain is over and the other node released the VIP it
+            // had taken: announce ours again, or neighbours keep sending to
+            // the other node's MAC until their cache expires.
+            self.split_logged = false;
+            self.log(LogLevel::E, "Split brain recovery: the other node released the virtual IP; announcing it again");
+            self.actions.push_back(super::super::Action::SetVip);
+        }
+        if !p.primary_active && p.status.state != State::Second && p.data.version() >= self.p.version() {
             // The active primary must stay ahead of every idle copy it hears of
             // (a Lamport clock), or a peer that was ALONE longer in the past
             // would look newer than the writes made here since.
             self.p.epoch = self.p.epoch.max(p.data.epoch);
             self.p.gen = self.p.gen.max(p.data.gen) + 1;
-            self.actions
-                .push_back(super::super::Action::Persist(self.p.clone()));
+            self.actions.push_back(super::super::Action::Persist(self.p.clone()));
             self.send_heartbeat();
         }
         if p.primary_active && p.status.state == State::Alone {
@@ -398,13 +332,8 @@ impl MirrorEngine {
                 self.log(LogLevel::E, "Split brain recovery: exiting alone");
                 self.p.uptodate = false;
                 self.p.need_full_sync = true;
-                self.actions
-                    .push_back(super::super::Action::Persist(self.p.clone()));
-                return self.queue(marks::stop_plan(
-                    ScriptAction::Stopstart,
-                    StopThen::Start,
-                    false,
-                ));
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
             }
             if !self.split_logged {
                 self.split_logged = true;
@@ -412,10 +341,7 @@ impl MirrorEngine {
             }
             return false;
         }
-        if !degraded
-            && p.status == Status::new(State::Second, Readiness::Ready)
-            && !p.handing_over
-            && p.data.version() == self.p.version()
+        if !degraded && p.status == Status::new(State::Second, Readiness::Ready) && !p.handing_over && p.data.version() == self.p.version()
         {
             return self.queue(marks::alone_to_prim());
         }
@@ -427,29 +353,16 @@ impl MirrorEngine {
         match s {
             SecondPhase::Reintegrating => {
                 if !peer.as_ref().is_some_and(|p| p.primary_active) {
-                    self.log(
-                        LogLevel::E,
-                        "Reintegration interrupted: the primary is gone",
-                    );
-                    return self.queue(marks::stop_plan(
-                        ScriptAction::Stopwait,
-                        StopThen::Wait(WaitReason::NotUptodate),
-                        false,
-                    ));
+                    self.log(LogLevel::E, "Reintegration interrupted: the primary is gone");
+                    return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
                 }
                 false
             }
             SecondPhase::AwaitingPrimary(kind) => match peer {
                 // The peer took over (PRIM), or failed over on its own (ALONE):
                 // either way it is primary and this node follows.
-                Some(p)
-                    if p.primary_active && matches!(p.status.state, State::Prim | State::Alone) =>
-                {
-                    self.queue(marks::swap_finish(kind))
-                }
-                Some(p) if matches!(p.status.state, State::Prim | State::Second | State::Alone) => {
-                    false
-                }
+                Some(p) if p.primary_active && matches!(p.status.state, State::Prim | State::Alone) => self.queue(marks::swap_finish(kind)),
+                Some(p) if matches!(p.status.state, State::Prim | State::Second | State::Alone) => false,
                 // The peer did not take over: this node has the data, it goes on
                 // alone (asking the witness first if the peer is unheard).
                 None => self.failover("swap abandoned by the other node", true),
@@ -460,31 +373,18 @@ impl MirrorEngine {
                     if !self.p.uptodate {
                         // The primary wrote data this node never received.
                         self.log(LogLevel::E, "The primary was lost after it continued without this node: no failover");
-                        return self.queue(marks::stop_plan(
-                            ScriptAction::Stopwait,
-                            StopThen::Wait(WaitReason::NotUptodate),
-                            false,
-                        ));
+                        return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
                     }
                     return self.failover("no heartbeat", true);
                 };
                 if p.degraded {
                     self.p.uptodate = false;
-                    self.actions
-                        .push_back(super::super::Action::Persist(self.p.clone()));
-                    return self.queue(marks::stop_plan(
-                        ScriptAction::Stopwait,
-                        StopThen::Wait(WaitReason::PeerDegraded),
-                        false,
-                    ));
+                    self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                    return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::PeerDegraded), false));
                 }
                 if !p.primary_active && matches!(p.status.state, State::Stop | State::Wait) {
                     if !self.p.uptodate {
-                        return self.queue(marks::stop_plan(
-                            ScriptAction::Stopwait,
-                            StopThen::Wait(WaitReason::NotUptodate),
-                            false,
-                        ));
+                        return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
                     }
                     return self.failover("remote stop", false);
                 }
@@ -493,34 +393,21 @@ impl MirrorEngine {
                 }
                 if p.primary_active && p.data.version() > self.p.version() {
                     // The primary dropped us and wrote alone: catch up.
-                    self.log(
-                        LogLevel::E,
-                        "The primary continued without this node: resynchronising",
-                    );
+                    self.log(LogLevel::E, "The primary continued without this node: resynchronising");
                     self.seq.extend([
-                        marks::StepKind::Mark(marks::Mark::Status(
-                            State::Second,
-                            Readiness::Transient,
-                        )),
+                        marks::StepKind::Mark(marks::Mark::Status(State::Second, Readiness::Transient)),
                         marks::StepKind::Mark(marks::Mark::Persist(marks::Edit {
                             uptodate: Some(false),
                             partial: Some(true),
                             ..marks::Edit::default()
                         })),
-                        marks::StepKind::Mark(marks::Mark::Act(
-                            super::super::Action::StartReintegration(SyncMode::Zones),
-                        )),
-                        marks::StepKind::Mark(marks::Mark::Enter(Phase::Second(
-                            SecondPhase::Reintegrating,
-                        ))),
+                        marks::StepKind::Mark(marks::Mark::Act(super::super::Action::StartReintegration(SyncMode::Zones))),
+                        marks::StepKind::Mark(marks::Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
                     ]);
                     self.phase = Phase::Busy;
                     return true;
                 }
-                if !self.defaultprim_done
-                    && p.status == Status::new(State::Prim, Readiness::Ready)
-                    && self.wants_primary()
-                {
+                if !self.defaultprim_done && p.status == Status::new(State::Prim, Readiness::Ready) && self.wants_primary() {
                     self.defaultprim_done = true;
                     self.log(LogLevel::E, "Transition SWAP from defaultprim");
                     self.swap_request = Some(SwapKind::Sync);
@@ -544,11 +431,7 @@ impl MirrorEngine {
             self.log(LogLevel::E, "Failover-off configured");
             self.log(LogLevel::E, "Action stopstart called by failover-off");
             self.log(LogLevel::E, "Transition STOPSTART from failover-off");
-            return self.queue(marks::stop_plan(
-                ScriptAction::Stopstart,
-                StopThen::Start,
-                false,
-            ));
+            return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
         }
         if heartbeats_lost && self.cfg.splitbrain {
             return self.ask_witness(WitnessFor::SecondLostPeer);
@@ -561,8 +444,7 @@ impl MirrorEngine {
         self.witness_asked = true;
         let resume = Box::new(self.phase.clone());
         self.phase = Phase::AskingWitness { run, why, resume };
-        self.actions
-            .push_back(super::super::Action::CheckWitness(run));
+        self.actions.push_back(super::super::Action::CheckWitness(run));
         false
     }
 
@@ -572,24 +454,14 @@ impl MirrorEngine {
                 if matches!(self.phase, Phase::Stopped | Phase::Waiting(_)) {
                     return;
                 }
-                self.log(
-                    LogLevel::E,
-                    format!("Action wait from failover rule {label}"),
-                );
-                if self
-                    .loops
-                    .exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval)
-                {
+                self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
                     self.log(LogLevel::C, "Action stop called by maxloop");
                     self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
                 } else if matches!(self.phase, Phase::Starting { .. }) {
                     self.queue(marks::wait_plan(WaitReason::Rule(label)));
                 } else {
-                    self.queue(marks::stop_plan(
-                        ScriptAction::Stopwait,
-                        StopThen::Wait(WaitReason::Rule(label)),
-                        false,
-                    ));
+                    self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));
                 }
             }
             Intent::Command(kind, who) => {
@@ -607,71 +479,36 @@ impl MirrorEngine {
         let mut kind = cmd.kind.clone();
         let started = self.phase != Phase::Stopped;
         match &kind {
-            CommandKind::Start
-            | CommandKind::Prim { .. }
-            | CommandKind::Second { .. }
-            | CommandKind::Primforce
-                if started =>
-            {
+            CommandKind::Start | CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce if started => {
                 return Err(CommandError::AlreadyStarted(self.status));
             }
             CommandKind::Prim { .. } | CommandKind::Primforce if self.peer_primary() => {
-                return Err(CommandError::PeerIsPrimary(
-                    self.peer_status().unwrap_or(self.status),
-                ));
+                return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.status)));
             }
-            CommandKind::Prim { .. } if self.p.partial => {
-                return Err(CommandError::DataInconsistent)
-            }
+            CommandKind::Prim { .. } if self.p.partial => return Err(CommandError::DataInconsistent),
             CommandKind::Second { .. } if !self.peer_primary() => {
-                let remote = self.peer_status().map_or_else(
-                    || "UNKNOWN: no heartbeat from it".to_string(),
-                    |s| s.to_string(),
-                );
+                let remote = self.peer_status().map_or_else(|| "UNKNOWN: no heartbeat from it".to_string(), |s| s.to_string());
                 return Err(CommandError::PeerNotPrimary(remote));
             }
-            CommandKind::Stop
-            | CommandKind::Forcestop
-            | CommandKind::Stopstart
-            | CommandKind::Restart
-                if !started =>
-            {
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
                 return Err(CommandError::NotStarted);
             }
             CommandKind::Restart
                 if !(self.status.readiness == Readiness::Ready
-                    && matches!(
-                        self.status.state,
-                        State::Alone | State::Prim | State::Second
-                    )) =>
+                    && matches!(self.status.state, State::Alone | State::Prim | State::Second)) =>
             {
-                return Err(CommandError::NotReady {
-                    cmd: "restart",
-                    status: self.status,
-                });
+                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
             }
             CommandKind::Swap(_) => {
                 let remote = self.peer_status();
                 let ok = matches!(
                     (self.status, remote),
                     (
-                        Status {
-                            state: State::Prim,
-                            readiness: Readiness::Ready
-                        },
-                        Some(Status {
-                            state: State::Second,
-                            readiness: Readiness::Ready
-                        })
+                        Status { state: State::Prim, readiness: Readiness::Ready },
+                        Some(Status { state: State::Second, readiness: Readiness::Ready })
                     ) | (
-                        Status {
-                            state: State::Second,
-                            readiness: Readiness::Ready
-                        },
-                        Some(Status {
-                            state: State::Prim,
-                            readiness: Readiness::Ready
-                        })
+                        Status { state: State::Second, readiness: Readiness::Ready },
+                        Some(Status { state: State::Prim, readiness: Readiness::Ready })
                     )
                 );
                 if !ok || self.seq.busy() {
@@ -687,10 +524,7 @@ impl MirrorEngine {
         match &cmd.identity {
             None if !matches!(kind, CommandKind::Failover(_)) => self.loops.reset(),
             Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
-                if self
-                    .loops
-                    .exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval)
-                {
+                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
                     self.log(LogLevel::U, format!("Action {name} called by {who}"));
                     self.log(LogLevel::C, "Action stop called by maxloop");
                     kind = CommandKind::Stop;
@@ -709,18 +543,14 @@ impl MirrorEngine {
             CommandKind::Stop => self.begin_stop(ScriptAction::Stop, StopThen::Stop, false),
             CommandKind::Forcestop => {
                 if let Some(run) = self.seq.awaiting.take() {
-                    self.actions
-                        .push_back(super::super::Action::CancelScript(run));
+                    self.actions.push_back(super::super::Action::CancelScript(run));
                 }
                 self.begin_stop(ScriptAction::Stop, StopThen::Stop, true);
             }
-            CommandKind::Stopstart => {
-                self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false)
-            }
+            CommandKind::Stopstart => self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false),
             CommandKind::Restart => {
                 if self.seq.busy() {
-                    self.pending
-                        .push_back(Intent::Command(CommandKind::Restart, who));
+                    self.pending.push_back(Intent::Command(CommandKind::Restart, who));
                 } else {
                     self.seq.extend(marks::restart_plan());
                 }
@@ -735,16 +565,14 @@ impl MirrorEngine {
             }
             CommandKind::Failover(on) => {
                 self.p.failover = on;
-                self.actions
-                    .push_back(super::super::Action::Persist(self.p.clone()));
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
             }
         }
         Ok(())
     }
 
     fn begin_start(&mut self, force: Option<Force>) {
-        self.seq
-            .extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
+        self.seq.extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
         self.phase = Phase::Busy;
     }
 

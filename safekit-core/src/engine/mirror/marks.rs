@@ -10,8 +10,7 @@
 
 use super::super::plan::{forced, script};
 use super::super::types::{
-    Action, CheckerClass, LogLevel, Readiness, ReplicaRole, Role, ScriptAction, ScriptKind, State,
-    Status, SyncMode,
+    Action, CheckerClass, LogLevel, Readiness, ReplicaRole, Role, ScriptAction, ScriptKind, State, Status, SyncMode,
 };
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 
@@ -29,19 +28,9 @@ pub(super) enum Mark {
     /// Change and persist the persistent state.
     Persist(Edit),
     /// Move to another role (expanded when reached).
-    Become {
-        to: State,
-        from: State,
-        action: ScriptAction,
-        transition: bool,
-        starts: bool,
-    },
+    Become { to: State, from: State, action: ScriptAction, transition: bool, starts: bool },
     /// Stop everything (expanded when reached).
-    StopAll {
-        action: ScriptAction,
-        then: StopThen,
-        force_only: bool,
-    },
+    StopAll { action: ScriptAction, then: StopThen, force_only: bool },
     /// stop_xx + start_xx of the current role (expanded when reached).
     Restart,
     /// Begin a start (after a stopstart).
@@ -99,46 +88,23 @@ fn status(state: State, r: Readiness) -> Step {
 pub(super) fn start_plan(force: Option<Force>) -> Vec<Step> {
     vec![
         status(State::Wait, Readiness::Transient),
-        m(Mark::Persist(Edit {
-            running: Some(true),
-            ..Edit::default()
-        })),
-        script(
-            ScriptKind::Transition,
-            State::Stop,
-            State::Wait,
-            ScriptAction::Start,
-        ),
-        script(
-            ScriptKind::Prestart,
-            State::Stop,
-            State::Wait,
-            ScriptAction::Start,
-        ),
+        m(Mark::Persist(Edit { running: Some(true), ..Edit::default() })),
+        script(ScriptKind::Transition, State::Stop, State::Wait, ScriptAction::Start),
+        script(ScriptKind::Prestart, State::Stop, State::Wait, ScriptAction::Start),
         m(Mark::Act(Action::EnableCheckers(CheckerClass::Pre))),
         m(Mark::Enter(Phase::Starting { force })),
     ]
 }
 
 fn become_(to: State, from: State, action: ScriptAction, transition: bool, starts: bool) -> Step {
-    m(Mark::Become {
-        to,
-        from,
-        action,
-        transition,
-        starts,
-    })
+    m(Mark::Become { to, from, action, transition, starts })
 }
 
 pub(super) fn alone_from_wait(full_sync_required: bool, forced: bool) -> Vec<Step> {
     vec![
         status(State::Alone, Readiness::Transient),
         m(Mark::Persist(Edit {
-            gen: Some(if forced {
-                GenEdit::Force
-            } else {
-                GenEdit::Bump
-            }),
+            gen: Some(if forced { GenEdit::Force } else { GenEdit::Bump }),
             uptodate: Some(true),
             partial: Some(false),
             last_role: Some(Role::Alone),
@@ -147,10 +113,7 @@ pub(super) fn alone_from_wait(full_sync_required: bool, forced: bool) -> Vec<Ste
             ..Edit::default()
         })),
         become_(State::Alone, State::Wait, ScriptAction::Start, true, true),
-        m(Mark::Enter(Phase::Alone {
-            via_failover: false,
-            degraded: false,
-        })),
+        m(Mark::Enter(Phase::Alone { via_failover: false, degraded: false })),
         status(State::Alone, Readiness::Ready),
     ]
 }
@@ -159,11 +122,7 @@ pub(super) fn alone_from_wait(full_sync_required: bool, forced: bool) -> Vec<Ste
 pub(super) fn prim_from_wait() -> Vec<Step> {
     vec![
         status(State::Prim, Readiness::Transient),
-        m(Mark::Persist(Edit {
-            uptodate: Some(true),
-            last_role: Some(Role::Prim),
-            ..Edit::default()
-        })),
+        m(Mark::Persist(Edit { uptodate: Some(true), last_role: Some(Role::Prim), ..Edit::default() })),
         become_(State::Prim, State::Wait, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -173,23 +132,9 @@ pub(super) fn prim_from_wait() -> Vec<Step> {
 pub(super) fn second_from_wait(mode: SyncMode) -> Vec<Step> {
     vec![
         status(State::Second, Readiness::Transient),
-        m(Mark::Persist(Edit {
-            uptodate: Some(false),
-            partial: Some(true),
-            ..Edit::default()
-        })),
+        m(Mark::Persist(Edit { uptodate: Some(false), partial: Some(true), ..Edit::default() })),
         become_(State::Second, State::Wait, ScriptAction::Start, true, false),
-        m(Mark::Log(
-            LogLevel::E,
-            format!(
-                "Begin of reintegration ({})",
-                if mode == SyncMode::Full {
-                    "full"
-                } else {
-                    "modified zones"
-                }
-            ),
-        )),
+        m(Mark::Log(LogLevel::E, format!("Begin of reintegration ({})", if mode == SyncMode::Full { "full" } else { "modified zones" }))),
         m(Mark::Act(Action::StartReintegration(mode))),
         m(Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
     ]
@@ -205,13 +150,7 @@ pub(super) fn second_ready_plan(peer_version: (u64, u64)) -> Vec<Step> {
             need_full_sync: Some(false),
             ..Edit::default()
         })),
-        become_(
-            State::Second,
-            State::Second,
-            ScriptAction::Start,
-            false,
-            true,
-        ),
+        become_(State::Second, State::Second, ScriptAction::Start, false, true),
         m(Mark::Enter(Phase::Second(SecondPhase::Ready))),
         status(State::Second, Readiness::Ready),
     ]
@@ -220,11 +159,7 @@ pub(super) fn second_ready_plan(peer_version: (u64, u64)) -> Vec<Step> {
 pub(super) fn alone_to_prim() -> Vec<Step> {
     vec![
         status(State::Prim, Readiness::Transient),
-        m(Mark::Persist(Edit {
-            last_role: Some(Role::Prim),
-            full_sync_required: Some(false),
-            ..Edit::default()
-        })),
+        m(Mark::Persist(Edit { last_role: Some(Role::Prim), full_sync_required: Some(false), ..Edit::default() })),
         become_(State::Prim, State::Alone, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -233,22 +168,12 @@ pub(super) fn alone_to_prim() -> Vec<Step> {
 
 pub(super) fn prim_to_alone_plan(degraded: bool, cause: &str) -> Vec<Step> {
     vec![
-        m(Mark::Log(
-            LogLevel::E,
-            format!("Secondary lost ({cause}): continuing ALONE"),
-        )),
+        m(Mark::Log(LogLevel::E, format!("Secondary lost ({cause}): continuing ALONE"))),
         status(State::Alone, Readiness::Transient),
         m(Mark::Act(Action::DropSecondary)),
-        m(Mark::Persist(Edit {
-            gen: Some(GenEdit::Bump),
-            last_role: Some(Role::Alone),
-            ..Edit::default()
-        })),
+        m(Mark::Persist(Edit { gen: Some(GenEdit::Bump), last_role: Some(Role::Alone), ..Edit::default() })),
         become_(State::Alone, State::Prim, ScriptAction::Start, true, true),
-        m(Mark::Enter(Phase::Alone {
-            via_failover: false,
-            degraded,
-        })),
+        m(Mark::Enter(Phase::Alone { via_failover: false, degraded })),
         status(State::Alone, Readiness::Ready),
     ]
 }
@@ -256,10 +181,7 @@ pub(super) fn prim_to_alone_plan(degraded: bool, cause: &str) -> Vec<Step> {
 /// SECOND takes over: "Action alone called by heart: <cause>".
 pub(super) fn failover_plan(cause: &str) -> Vec<Step> {
     vec![
-        m(Mark::Log(
-            LogLevel::E,
-            format!("Action alone called by heart: {cause}"),
-        )),
+        m(Mark::Log(LogLevel::E, format!("Action alone called by heart: {cause}"))),
         status(State::Alone, Readiness::Transient),
         m(Mark::Persist(Edit {
             gen: Some(GenEdit::Bump),
@@ -269,10 +191,7 @@ pub(super) fn failover_plan(cause: &str) -> Vec<Step> {
             ..Edit::default()
         })),
         become_(State::Alone, State::Second, ScriptAction::Start, true, true),
-        m(Mark::Enter(Phase::Alone {
-            via_failover: true,
-            degraded: false,
-        })),
+        m(Mark::Enter(Phase::Alone { via_failover: true, degraded: false })),
         status(State::Alone, Readiness::Ready),
     ]
 }
@@ -282,30 +201,17 @@ pub(super) fn swap_yield(kind: super::SwapKind) -> Vec<Step> {
         m(Mark::Log(LogLevel::E, "Begin of Swap".into())),
         status(State::Prim, Readiness::Transient),
         become_(State::Second, State::Prim, ScriptAction::Swap, true, false),
-        m(Mark::Persist(Edit {
-            last_role: Some(Role::Second),
-            uptodate: Some(true),
-            ..Edit::default()
-        })),
-        m(Mark::Enter(Phase::Second(SecondPhase::AwaitingPrimary(
-            kind,
-        )))),
+        m(Mark::Persist(Edit { last_role: Some(Role::Second), uptodate: Some(true), ..Edit::default() })),
+        m(Mark::Enter(Phase::Second(SecondPhase::AwaitingPrimary(kind)))),
         status(State::Second, Readiness::Transient),
     ]
 }
 
 pub(super) fn swap_takeover() -> Vec<Step> {
     vec![
-        m(Mark::Log(
-            LogLevel::E,
-            "Swap: taking over as primary".into(),
-        )),
+        m(Mark::Log(LogLevel::E, "Swap: taking over as primary".into())),
         status(State::Prim, Readiness::Transient),
-        m(Mark::Persist(Edit {
-            last_role: Some(Role::Prim),
-            uptodate: Some(true),
-            ..Edit::default()
-        })),
+        m(Mark::Persist(Edit { last_role: Some(Role::Prim), uptodate: Some(true), ..Edit::default() })),
         become_(State::Prim, State::Second, ScriptAction::Swap, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -315,23 +221,13 @@ pub(super) fn swap_takeover() -> Vec<Step> {
 pub(super) fn swap_finish(kind: super::SwapKind) -> Vec<Step> {
     match kind {
         super::SwapKind::NoSync => vec![
-            become_(
-                State::Second,
-                State::Second,
-                ScriptAction::Swap,
-                false,
-                true,
-            ),
+            become_(State::Second, State::Second, ScriptAction::Swap, false, true),
             m(Mark::Enter(Phase::Second(SecondPhase::Ready))),
             status(State::Second, Readiness::Ready),
             m(Mark::Log(LogLevel::E, "End of Swap".into())),
         ],
         super::SwapKind::Sync => vec![
-            m(Mark::Persist(Edit {
-                uptodate: Some(false),
-                partial: Some(true),
-                ..Edit::default()
-            })),
+            m(Mark::Persist(Edit { uptodate: Some(false), partial: Some(true), ..Edit::default() })),
             m(Mark::Act(Action::StartReintegration(SyncMode::Zones))),
             m(Mark::Enter(Phase::Second(SecondPhase::Reintegrating))),
             m(Mark::Log(LogLevel::E, "End of Swap".into())),
@@ -340,11 +236,7 @@ pub(super) fn swap_finish(kind: super::SwapKind) -> Vec<Step> {
 }
 
 pub(super) fn stop_plan(action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
-    vec![m(Mark::StopAll {
-        action,
-        then,
-        force_only,
-    })]
+    vec![m(Mark::StopAll { action, then, force_only })]
 }
 
 pub(super) fn restart_plan() -> Vec<Step> {
@@ -404,21 +296,11 @@ impl MirrorEngine {
             }
             Mark::EnterWait(reason) => self.enter_wait(reason),
             Mark::Persist(e) => self.persist(&e),
-            Mark::Become {
-                to,
-                from,
-                action,
-                transition,
-                starts,
-            } => {
+            Mark::Become { to, from, action, transition, starts } => {
                 let steps = self.expand_become(to, from, action, transition, starts);
                 self.seq.prepend(steps);
             }
-            Mark::StopAll {
-                action,
-                then,
-                force_only,
-            } => {
+            Mark::StopAll { action, then, force_only } => {
                 self.held.stop_in_progress = true;
                 let steps = self.expand_stop(action, then, force_only);
                 self.seq.prepend(steps);
@@ -428,10 +310,7 @@ impl MirrorEngine {
                 self.seq.prepend(steps);
             }
             Mark::Start(force) => {
-                if self.unclean
-                    && self.p.uptodate
-                    && matches!(self.p.last_role, Some(Role::Prim | Role::Second))
-                {
+                if self.unclean && self.p.uptodate && matches!(self.p.last_role, Some(Role::Prim | Role::Second)) {
                     // The last run ended in a crash while the peer was in sync:
                     // it may have gone on alone since. Only the peer can tell,
                     // so this node no longer claims to be uptodate (SafeKit:
@@ -458,25 +337,13 @@ impl MirrorEngine {
     /// How long a start listens for the peer before deciding it is absent.
     pub(super) fn listen_window(&self) -> std::time::Duration {
         let pulse = self.cfg.pulse();
-        let timeout = self
-            .cfg
-            .lans
-            .iter()
-            .map(|l| l.timeout)
-            .min()
-            .unwrap_or(pulse * 3);
+        let timeout = self.cfg.lans.iter().map(|l| l.timeout).min().unwrap_or(pulse * 3);
         (pulse * 3).min(timeout)
     }
 
     fn act(&mut self, a: Action) {
-        let announce = matches!(
-            a,
-            Action::SetVip
-                | Action::RemoveVip
-                | Action::StopReplication
-                | Action::DropSecondary
-                | Action::StartReplication(_)
-        );
+        let announce =
+            matches!(a, Action::SetVip | Action::RemoveVip | Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
         match &a {
             Action::SetVip => self.held.vip = true,
             Action::RemoveVip => self.held.vip = false,
@@ -538,39 +405,23 @@ impl MirrorEngine {
         match &reason {
             WaitReason::NotUptodate | WaitReason::FirstStart => {
                 self.log(LogLevel::E, "Data may be not uptodate for replicated directories (wait for the start of the remote server)");
+                self.log(LogLevel::E, "Action wait from failover rule notuptodate_server");
                 self.log(
-                    LogLevel::E,
-                    "Action wait from failover rule notuptodate_server",
+                    LogLevel::I,
+                    "If you are sure that this server has valid data, run safekit stop, then safekit prim to force start as primary",
                 );
-                self.log(LogLevel::I, "If you are sure that this server has valid data, run safekit stop, then safekit prim to force start as primary");
             }
             WaitReason::FailoverOff => self.log(LogLevel::E, "Failover-off configured"),
-            WaitReason::Rule(label) => self.log(
-                LogLevel::E,
-                format!("Transition WAIT_TR from failover rule {label}"),
-            ),
+            WaitReason::Rule(label) => self.log(LogLevel::E, format!("Transition WAIT_TR from failover rule {label}")),
             WaitReason::SplitBrain => {}
-            WaitReason::PeerDegraded => self.log(
-                LogLevel::E,
-                "Action wait from failover rule degraded_server",
-            ),
-            WaitReason::PeerLeads => self.log(
-                LogLevel::E,
-                "The other node has the most recent data: waiting for it to become primary",
-            ),
+            WaitReason::PeerDegraded => self.log(LogLevel::E, "Action wait from failover rule degraded_server"),
+            WaitReason::PeerLeads => self.log(LogLevel::E, "The other node has the most recent data: waiting for it to become primary"),
         }
         self.phase = Phase::Waiting(reason);
         self.set_status(Status::new(State::Wait, Readiness::NotReady));
     }
 
-    fn expand_become(
-        &mut self,
-        to: State,
-        from: State,
-        action: ScriptAction,
-        transition: bool,
-        starts: bool,
-    ) -> Vec<Step> {
+    fn expand_become(&mut self, to: State, from: State, action: ScriptAction, transition: bool, starts: bool) -> Vec<Step> {
         let want = parts_of(to);
         let mut steps = Vec::new();
         for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second] {
@@ -598,9 +449,7 @@ impl MirrorEngine {
                 steps.push(m(Mark::Act(Action::StopReplication)));
             }
             if repl != Some(ReplicaRole::Secondary) {
-                steps.push(m(Mark::Act(Action::StartReplication(
-                    ReplicaRole::Secondary,
-                ))));
+                steps.push(m(Mark::Act(Action::StartReplication(ReplicaRole::Secondary))));
             }
         }
         if transition {
@@ -610,12 +459,7 @@ impl MirrorEngine {
             steps.push(m(Mark::Act(Action::SetVip)));
         }
         if starts {
-            for part in [
-                CheckerClass::Both,
-                CheckerClass::Prim,
-                CheckerClass::Second,
-                CheckerClass::Sec,
-            ] {
+            for part in [CheckerClass::Both, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Sec] {
                 if want.contains(&part) && !self.held.app.contains(&part) {
                     steps.push(script(start_script(part), from, to, action));
                     steps.push(m(Mark::Act(Action::EnableCheckers(part))));
@@ -629,33 +473,16 @@ impl MirrorEngine {
         let from = self.status.state;
         let peer_takes_over = match from {
             State::Second => self.peer_primary(),
-            State::Prim => self.live_peer().is_some_and(|h| {
-                h.status == Status::new(State::Second, Readiness::Ready) && h.failover
-            }),
+            State::Prim => self.live_peer().is_some_and(|h| h.status == Status::new(State::Second, Readiness::Ready) && h.failover),
             _ => false,
         };
-        let order = [
-            CheckerClass::Sec,
-            CheckerClass::Prim,
-            CheckerClass::Second,
-            CheckerClass::Both,
-        ];
-        let parts: Vec<CheckerClass> = order
-            .into_iter()
-            .filter(|p| self.held.app.contains(p))
-            .collect();
+        let order = [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both];
+        let parts: Vec<CheckerClass> = order.into_iter().filter(|p| self.held.app.contains(p)).collect();
         // The forced pass also covers parts whose graceful stop was cut short.
-        let forced_parts: Vec<CheckerClass> = order
-            .into_iter()
-            .filter(|p| self.held.app.contains(p) || self.held.stopping.contains(p))
-            .collect();
+        let forced_parts: Vec<CheckerClass> =
+            order.into_iter().filter(|p| self.held.app.contains(p) || self.held.stopping.contains(p)).collect();
         let mut steps = vec![status(State::Wait, Readiness::Transient)];
-        for part in [
-            CheckerClass::Sec,
-            CheckerClass::Prim,
-            CheckerClass::Second,
-            CheckerClass::Both,
-        ] {
+        for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both] {
             if self.held.checkers.contains(&part) {
                 steps.push(m(Mark::Act(Action::DisableCheckers(part))));
             }
@@ -675,40 +502,21 @@ impl MirrorEngine {
             steps.push(m(Mark::Act(Action::StopReplication)));
         }
         if peer_takes_over {
-            steps.push(m(Mark::Persist(Edit {
-                uptodate: Some(false),
-                ..Edit::default()
-            })));
+            steps.push(m(Mark::Persist(Edit { uptodate: Some(false), ..Edit::default() })));
         }
         match then {
             StopThen::Stop | StopThen::Start => {
                 if self.held.checkers.contains(&CheckerClass::Pre) {
                     steps.push(m(Mark::Act(Action::DisableCheckers(CheckerClass::Pre))));
                 }
-                steps.push(script(
-                    ScriptKind::Poststop,
-                    State::Wait,
-                    State::Stop,
-                    action,
-                ));
-                steps.push(script(
-                    ScriptKind::Transition,
-                    State::Wait,
-                    State::Stop,
-                    action,
-                ));
-                steps.push(m(Mark::Persist(Edit {
-                    running: Some(false),
-                    ..Edit::default()
-                })));
+                steps.push(script(ScriptKind::Poststop, State::Wait, State::Stop, action));
+                steps.push(script(ScriptKind::Transition, State::Wait, State::Stop, action));
+                steps.push(m(Mark::Persist(Edit { running: Some(false), ..Edit::default() })));
                 steps.push(m(Mark::CleanStop));
                 steps.push(m(Mark::Enter(Phase::Stopped)));
                 steps.push(status(State::Stop, Readiness::NotReady));
                 if then == StopThen::Start {
-                    steps.push(m(Mark::Log(
-                        LogLevel::E,
-                        "Action start called automatically".into(),
-                    )));
+                    steps.push(m(Mark::Log(LogLevel::E, "Action start called automatically".into())));
                     steps.push(m(Mark::Start(None)));
                 }
             }

@@ -24,9 +24,8 @@ use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::Sequencer;
 use super::types::{
-    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input,
-    LogLevel, Persistent, Readiness, ReplicaRole, ReplicationEvent, ResourceState, Role, RunId,
-    ScriptKind, State, Status, SwapKind,
+    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole,
+    ReplicationEvent, ResourceState, Role, RunId, ScriptKind, State, Status, SwapKind,
 };
 use marks::{Mark, StopThen};
 
@@ -272,31 +271,17 @@ impl MirrorEngine {
 
     /// Resources: `heartbeat.*`, `rfs.*`, `usersetting.*`, checker resources.
     pub fn resources(&self) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = self
-            .resources
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
+        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         for (i, l) in self.cfg.lans.iter().enumerate() {
             let up = self.lans.get(i).is_some_and(|s| s.up);
-            out.insert(
-                format!("heartbeat.{}", l.ident),
-                if up { "up" } else { "down" }.into(),
-            );
+            out.insert(format!("heartbeat.{}", l.ident), if up { "up" } else { "down" }.into());
         }
         let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
         out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
         out.insert("rfs.degraded".into(), onoff(self.degraded));
-        out.insert(
-            "usersetting.failover".into(),
-            if self.p.failover { "on" } else { "off" }.into(),
-        );
+        out.insert("usersetting.failover".into(), if self.p.failover { "on" } else { "off" }.into());
         out.insert("state.local".into(), self.status.state.to_string());
-        out.insert(
-            "state.remote".into(),
-            self.live_peer()
-                .map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()),
-        );
+        out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
         out.insert("heart.stopstartloop".into(), self.loops.count().to_string());
         if let Some((done, total)) = self.progress {
             out.insert("rfs.reintegration".into(), format!("{done}/{total}"));
@@ -327,16 +312,10 @@ impl MirrorEngine {
             Input::ScriptDone { run, success } => {
                 if self.seq.complete(run) {
                     if !success {
-                        self.log(
-                            LogLevel::E,
-                            format!("Script run {} ended with an error", run.0),
-                        );
+                        self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
                     }
                 } else {
-                    self.log(
-                        LogLevel::D,
-                        format!("late result of script run {} ignored", run.0),
-                    );
+                    self.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
                 }
             }
             Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
@@ -350,11 +329,7 @@ impl MirrorEngine {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         for i in 0..self.lans.len() {
-            let timeout = self
-                .cfg
-                .lans
-                .get(i)
-                .map_or(Duration::from_secs(30), |l| l.timeout);
+            let timeout = self.cfg.lans.get(i).map_or(Duration::from_secs(30), |l| l.timeout);
             if self.lans[i].up && self.lans[i].last_rx.is_some_and(|t| now >= t + timeout) {
                 self.lan_down(i);
             }
@@ -370,11 +345,8 @@ impl MirrorEngine {
     }
 
     fn tick_generation(&mut self, now: Instant) {
-        let alone_ready =
-            matches!(self.phase, Phase::Alone { .. }) && self.status.readiness == Readiness::Ready;
-        let peer_following = self
-            .live_peer()
-            .is_some_and(|h| h.status.state == State::Second);
+        let alone_ready = matches!(self.phase, Phase::Alone { .. }) && self.status.readiness == Readiness::Ready;
+        let peer_following = self.live_peer().is_some_and(|h| h.status.state == State::Second);
         if !alone_ready || peer_following {
             self.next_gen_tick = None;
             return;
@@ -427,10 +399,7 @@ impl MirrorEngine {
     // ---- internals -------------------------------------------------------
 
     fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.actions.push_back(Action::Log {
-            level,
-            message: message.into(),
-        });
+        self.actions.push_back(Action::Log { level, message: message.into() });
     }
 
     fn any_lan_up(&self) -> bool {
@@ -452,9 +421,7 @@ impl MirrorEngine {
 
     /// Holds VIP, application or replication source.
     fn primary_active(&self) -> bool {
-        self.held.vip
-            || self.held.repl == Some(ReplicaRole::Primary)
-            || self.held.app.contains(&CheckerClass::Prim)
+        self.held.vip || self.held.repl == Some(ReplicaRole::Primary) || self.held.app.contains(&CheckerClass::Prim)
     }
 
     fn data_status(&self) -> DataStatus {
@@ -495,18 +462,11 @@ impl MirrorEngine {
 
     fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
         if lan >= self.lans.len() || hb.node != self.cfg.peer {
-            self.log(
-                LogLevel::D,
-                format!(
-                    "heartbeat from unexpected node '{}' on network {lan} dropped",
-                    hb.node
-                ),
-            );
+            self.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
             return;
         }
-        let newer = self.peer.as_ref().is_none_or(|p| {
-            hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq)
-        });
+        let newer =
+            self.peer.as_ref().is_none_or(|p| hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq));
         let was_live = self.any_lan_up();
         let l = &mut self.lans[lan];
         l.last_rx = Some(self.now);
@@ -514,21 +474,10 @@ impl MirrorEngine {
             l.up = true;
             self.witness_asked = false;
             self.witness_cleared = false;
-            let ident = self
-                .cfg
-                .lans
-                .get(lan)
-                .map_or_else(|| "default".to_string(), |c| c.ident.clone());
-            self.log(
-                LogLevel::E,
-                format!("Resource heartbeat.{ident} set to up by heart"),
-            );
+            let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+            self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
         }
-        if newer
-            && hb.data.version() > self.p.version()
-            && self.p.uptodate
-            && !self.primary_active()
-        {
+        if newer && hb.data.version() > self.p.version() && self.p.uptodate && !self.primary_active() {
             // The peer wrote data we do not have: ours is no longer the newest,
             // even if the peer stops before we start again.
             self.p.uptodate = false;
@@ -548,15 +497,8 @@ impl MirrorEngine {
             return;
         }
         self.lans[lan].up = false;
-        let ident = self
-            .cfg
-            .lans
-            .get(lan)
-            .map_or_else(|| "default".to_string(), |c| c.ident.clone());
-        self.log(
-            LogLevel::E,
-            format!("Resource heartbeat.{ident} set to down by heart"),
-        );
+        let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+        self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
         if !self.any_lan_up() {
             self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
         }
@@ -571,13 +513,8 @@ impl MirrorEngine {
         if state != ResourceState::Down || self.phase == Phase::Stopped {
             return;
         }
-        let rules: Vec<_> = self
-            .cfg
-            .rules
-            .iter()
-            .filter(|r| r.resource == name && self.held.checkers.contains(&r.class))
-            .cloned()
-            .collect();
+        let rules: Vec<_> =
+            self.cfg.rules.iter().filter(|r| r.resource == name && self.held.checkers.contains(&r.class)).cloned().collect();
         for r in rules {
             let intent = match r.action {
                 super::RuleAction::Wait => Intent::RuleWait(r.label),
@@ -591,15 +528,12 @@ impl MirrorEngine {
 
     fn on_replication(&mut self, ev: ReplicationEvent) {
         match ev {
-            ReplicationEvent::ReintegrationProgress { done, total } => {
-                self.progress = Some((done, total))
-            }
+            ReplicationEvent::ReintegrationProgress { done, total } => self.progress = Some((done, total)),
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;
                     self.log(LogLevel::E, "Reintegration ended (synchronize)");
-                    self.seq
-                        .extend(marks::second_ready_plan(self.peer_version()));
+                    self.seq.extend(marks::second_ready_plan(self.peer_version()));
                     self.phase = Phase::Busy;
                 }
             }
@@ -614,22 +548,12 @@ impl MirrorEngine {
                     self.log(LogLevel::C, format!("Replication failure: {reason}"));
                     self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
                     self.degraded = true;
-                    let via = matches!(
-                        self.phase,
-                        Phase::Alone {
-                            via_failover: true,
-                            ..
-                        }
-                    );
+                    let via = matches!(self.phase, Phase::Alone { via_failover: true, .. });
                     if self.phase == Phase::Prim {
-                        self.seq
-                            .extend(marks::prim_to_alone_plan(true, "degraded replication"));
+                        self.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
                         self.phase = Phase::Busy;
                     } else {
-                        self.phase = Phase::Alone {
-                            via_failover: via,
-                            degraded: true,
-                        };
+                        self.phase = Phase::Alone { via_failover: via, degraded: true };
                         self.send_heartbeat();
                     }
                 }
@@ -642,8 +566,7 @@ impl MirrorEngine {
                         // partition: only the witness may let us go on alone.
                         self.ask_witness(WitnessFor::PrimLostReplication);
                     } else {
-                        self.seq
-                            .extend(marks::prim_to_alone_plan(false, "replication timeout"));
+                        self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
                         self.phase = Phase::Busy;
                     }
                 }
@@ -652,18 +575,11 @@ impl MirrorEngine {
     }
 
     fn peer_version(&self) -> (u64, u64) {
-        self.peer
-            .as_ref()
-            .map_or(self.p.version(), |h| h.data.version())
+        self.peer.as_ref().map_or(self.p.version(), |h| h.data.version())
     }
 
     fn on_witness(&mut self, run: RunId, reachable: bool) {
-        let Phase::AskingWitness {
-            run: asked,
-            why,
-            resume,
-        } = self.phase.clone()
-        else {
+        let Phase::AskingWitness { run: asked, why, resume } = self.phase.clone() else {
             return;
         };
         if asked != run {
@@ -675,17 +591,10 @@ impl MirrorEngine {
             return;
         }
         if reachable {
-            self.log(
-                LogLevel::E,
-                "Resource splitbrain.uptodate set to up by splitbraincheck",
-            );
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
             match why {
-                WitnessFor::PrimLostPeer => self
-                    .seq
-                    .extend(marks::prim_to_alone_plan(false, "no heartbeat")),
-                WitnessFor::PrimLostReplication => self
-                    .seq
-                    .extend(marks::prim_to_alone_plan(false, "replication timeout")),
+                WitnessFor::PrimLostPeer => self.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
+                WitnessFor::PrimLostReplication => self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
                 WitnessFor::SecondLostPeer => self.seq.extend(marks::failover_plan("no heartbeat")),
                 WitnessFor::AloneLostPeer => {
                     self.phase = *resume;
@@ -699,24 +608,12 @@ impl MirrorEngine {
                 }
             }
         } else if why == WitnessFor::StartAlone {
-            self.log(
-                LogLevel::E,
-                "Resource splitbrain.uptodate set to down by splitbraincheck",
-            );
-            self.log(
-                LogLevel::E,
-                "Action wait from failover rule splitbrain_failure",
-            );
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
             self.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
         } else {
-            self.log(
-                LogLevel::E,
-                "Resource splitbrain.uptodate set to down by splitbraincheck",
-            );
-            self.log(
-                LogLevel::E,
-                "Action wait from failover rule splitbrain_failure",
-            );
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
             self.p.uptodate = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
             self.seq.extend([marks::Step::Mark(Mark::StopAll {
@@ -734,14 +631,7 @@ impl MirrorEngine {
             match self.seq.next(self.cfg.scripts) {
                 super::plan::Next::Run(run) => {
                     self.track_script(run.script, run.force);
-                    self.log(
-                        LogLevel::S,
-                        format!(
-                            "Script {}{}",
-                            if run.force { "force " } else { "" },
-                            run.script.file_name()
-                        ),
-                    );
+                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
                     self.actions.push_back(Action::RunScript(run));
                     return;
                 }
@@ -753,10 +643,7 @@ impl MirrorEngine {
                 }
             }
         }
-        self.log(
-            LogLevel::C,
-            "engine decision loop did not settle; waiting for the next event",
-        );
+        self.log(LogLevel::C, "engine decision loop did not settle; waiting for the next event");
     }
 
     /// Records which application parts are started (start_xx/stop_xx emitted).
@@ -769,10 +656,7 @@ impl MirrorEngine {
             _ => return,
         };
         match script {
-            ScriptKind::StartPrim
-            | ScriptKind::StartSecond
-            | ScriptKind::StartSec
-            | ScriptKind::StartBoth => {
+            ScriptKind::StartPrim | ScriptKind::StartSecond | ScriptKind::StartSec | ScriptKind::StartBoth => {
                 self.held.app.insert(part);
             }
             _ if !force => {

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::DefaultPrim;
 use crate::engine::{
-    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, EngineConfig, Heartbeat,
-    Input, LanTiming, MirrorEngine, Persistent, Readiness, ReplicaRole, ReplicationEvent,
-    ResourceRule, ResourceState, Role, RuleAction, State, Status, SwapKind, SyncMode,
+    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine,
+    Persistent, Readiness, ReplicaRole, ReplicationEvent, ResourceRule, ResourceState, Role, RuleAction, State, Status, SwapKind, SyncMode,
 };
 
 const T: Duration = Duration::from_millis(1000);
@@ -19,11 +18,7 @@ fn cfg() -> EngineConfig {
     EngineConfig {
         node: "node1".into(),
         peer: "node2".into(),
-        lans: vec![LanTiming {
-            ident: "default".into(),
-            pulse: Duration::from_millis(100),
-            timeout: T,
-        }],
+        lans: vec![LanTiming { ident: "default".into(), pulse: Duration::from_millis(100), timeout: T }],
         failover: true,
         defaultprim: DefaultPrim::Alone,
         maxloop: 3,
@@ -36,12 +31,7 @@ fn cfg() -> EngineConfig {
 
 /// A persisted state: `uptodate` data of generation `gen`, last `role`, clean.
 fn data(gen: u64, uptodate: bool, role: Option<Role>) -> Persistent {
-    Persistent {
-        gen,
-        uptodate,
-        last_role: role,
-        ..Persistent::default()
-    }
+    Persistent { gen, uptodate, last_role: role, ..Persistent::default() }
 }
 
 struct H {
@@ -60,13 +50,7 @@ fn st(state: State, r: Readiness) -> Status {
 impl H {
     fn new(cfg: EngineConfig, p: Persistent) -> Self {
         let now = Instant::now();
-        Self {
-            e: MirrorEngine::new(cfg, p, 1, now),
-            now,
-            seq: 0,
-            out: Vec::new(),
-            log: Vec::new(),
-        }
+        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new() }
     }
 
     fn pump(&mut self) {
@@ -82,26 +66,12 @@ impl H {
     fn scripts(&mut self) {
         for _ in 0..200 {
             self.pump();
-            let pending: Vec<_> = self
-                .out
-                .iter()
-                .filter_map(|a| {
-                    if let Action::RunScript(r) = a {
-                        Some(r.run)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
+            let pending: Vec<_> = self.out.iter().filter_map(|a| if let Action::RunScript(r) = a { Some(r.run) } else { None }).collect();
             let Some(run) = pending.into_iter().find(|r| !self.done_runs().contains(r)) else {
                 return;
             };
-            self.out.push(Action::Log {
-                level: crate::engine::LogLevel::D,
-                message: format!("done {}", run.0),
-            });
-            self.e
-                .handle_input(self.now, Input::ScriptDone { run, success: true });
+            self.out.push(Action::Log { level: crate::engine::LogLevel::D, message: format!("done {}", run.0) });
+            self.e.handle_input(self.now, Input::ScriptDone { run, success: true });
         }
         panic!("scripts did not settle");
     }
@@ -110,10 +80,7 @@ impl H {
         self.out
             .iter()
             .filter_map(|a| match a {
-                Action::Log { message, .. } => message
-                    .strip_prefix("done ")
-                    .and_then(|n| n.parse().ok())
-                    .map(crate::engine::RunId),
+                Action::Log { message, .. } => message.strip_prefix("done ").and_then(|n| n.parse().ok()).map(crate::engine::RunId),
                 _ => None,
             })
             .collect()
@@ -136,13 +103,7 @@ impl H {
         self.peer_with(status, primary_active, d, |_| {});
     }
 
-    fn peer_with(
-        &mut self,
-        status: Status,
-        primary_active: bool,
-        d: DataStatus,
-        f: impl FnOnce(&mut Heartbeat),
-    ) {
+    fn peer_with(&mut self, status: Status, primary_active: bool, d: DataStatus, f: impl FnOnce(&mut Heartbeat)) {
         self.seq += 1;
         let mut hb = Heartbeat {
             node: "node2".into(),
@@ -160,8 +121,7 @@ impl H {
             hears_peer: true,
         };
         f(&mut hb);
-        self.e
-            .handle_input(self.now, Input::Heartbeat { lan: 0, hb });
+        self.e.handle_input(self.now, Input::Heartbeat { lan: 0, hb });
         self.scripts();
     }
 
@@ -228,22 +188,10 @@ fn v(items: &[&str]) -> Vec<String> {
 }
 
 const fn ds(gen: u64, uptodate: bool, role: Option<Role>) -> DataStatus {
-    DataStatus {
-        epoch: 0,
-        gen,
-        uptodate,
-        partial: false,
-        last_role: role,
-        unclean: false,
-    }
+    DataStatus { epoch: 0, gen, uptodate, partial: false, last_role: role, unclean: false }
 }
 
-const START: [&str; 4] = [
-    "= WAIT Transient",
-    "transition STOP WAIT start",
-    "prestart STOP WAIT start",
-    "+pre",
-];
+const START: [&str; 4] = ["= WAIT Transient", "transition STOP WAIT start", "prestart STOP WAIT start", "+pre"];
 
 fn with_start(rest: &[&str]) -> Vec<String> {
     let mut out = v(&START);
@@ -265,11 +213,7 @@ fn alone() -> H {
 fn prim() -> H {
     let mut h = alone();
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Second, Readiness::Ready),
-        false,
-        ds(g, true, Some(Role::Second)),
-    );
+    h.peer(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)));
     assert_eq!(h.status(), st(State::Prim, Readiness::Ready));
     h.take();
     h
@@ -278,19 +222,11 @@ fn prim() -> H {
 /// Started while the peer was ALONE: SECOND Ready after reintegration.
 fn second() -> H {
     let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
     assert_eq!(h.status(), st(State::Second, Readiness::Ready));
-    h.peer(
-        st(State::Prim, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Prim)),
-    );
+    h.peer(st(State::Prim, Readiness::Ready), true, ds(4, true, Some(Role::Prim)));
     h.take();
     h
 }
@@ -319,11 +255,7 @@ fn t01_start_uptodate_peer_absent_goes_alone_with_scripts_in_order() {
             "= ALONE Ready",
         ])
     );
-    assert_eq!(
-        h.e.persistent().gen,
-        4,
-        "a new generation: writes without a secondary"
-    );
+    assert_eq!(h.e.persistent().gen, 4, "a new generation: writes without a secondary");
     assert!(h.e.persistent().running);
 }
 
@@ -334,35 +266,16 @@ fn t02_first_start_waits_not_uptodate() {
     h.advance(Duration::from_millis(400));
     assert_eq!(h.take(), with_start(&["= WAIT NotReady"]));
     let logs = h.logs();
-    assert!(
-        logs.iter()
-            .any(|l| l == "Action wait from failover rule notuptodate_server"),
-        "{logs:?}"
-    );
+    assert!(logs.iter().any(|l| l == "Action wait from failover rule notuptodate_server"), "{logs:?}");
 }
 
 #[test]
 fn t03_start_with_peer_alone_becomes_second_after_reintegration() {
     let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
-    assert_eq!(
-        h.take(),
-        with_start(&[
-            "= SECOND Transient",
-            "repl secondary",
-            "transition WAIT SECOND start",
-            "reintegrate zones"
-        ])
-    );
-    assert!(
-        h.e.persistent().partial,
-        "not uptodate until the end of the reintegration"
-    );
+    assert_eq!(h.take(), with_start(&["= SECOND Transient", "repl secondary", "transition WAIT SECOND start", "reintegrate zones"]));
+    assert!(h.e.persistent().partial, "not uptodate until the end of the reintegration");
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
     assert_eq!(
         h.take(),
@@ -376,14 +289,7 @@ fn t03_start_with_peer_alone_becomes_second_after_reintegration() {
             "= SECOND Ready",
         ])
     );
-    assert_eq!(
-        (
-            h.e.persistent().gen,
-            h.e.persistent().uptodate,
-            h.e.persistent().partial
-        ),
-        (4, true, false)
-    );
+    assert_eq!((h.e.persistent().gen, h.e.persistent().uptodate, h.e.persistent().partial), (4, true, false));
 }
 
 #[test]
@@ -392,27 +298,16 @@ fn t04_prim_on_a_fresh_node_forces_alone() {
     h.cmd(CommandKind::Prim { fullsync: false }).unwrap();
     h.advance(Duration::from_millis(10));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert_eq!(
-        h.e.persistent().epoch,
-        1,
-        "an administrator's choice starts an epoch"
-    );
+    assert_eq!(h.e.persistent().epoch, 1, "an administrator's choice starts an epoch");
 }
 
 #[test]
 fn t05_prim_is_refused_while_the_peer_is_primary() {
     let mut h = H::new(cfg(), data(3, true, None));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     let e = h.cmd(CommandKind::Prim { fullsync: false }).unwrap_err();
     assert!(matches!(e, CommandError::PeerIsPrimary(_)));
-    assert_eq!(
-        e.to_string(),
-        "the other node is already primary (ALONE Ready); prim is refused"
-    );
+    assert_eq!(e.to_string(), "the other node is already primary (ALONE Ready); prim is refused");
     assert_eq!(h.take(), Vec::<String>::new());
 }
 
@@ -421,18 +316,12 @@ fn t06_prim_after_interrupted_reintegration_needs_primforce() {
     let mut p = data(3, false, Some(Role::Second));
     p.partial = true;
     let mut h = H::new(cfg(), p.clone());
-    assert_eq!(
-        h.cmd(CommandKind::Prim { fullsync: false }),
-        Err(CommandError::DataInconsistent)
-    );
+    assert_eq!(h.cmd(CommandKind::Prim { fullsync: false }), Err(CommandError::DataInconsistent));
     let mut h = H::new(cfg(), p);
     h.cmd(CommandKind::Primforce).unwrap();
     h.advance(Duration::from_millis(10));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert!(
-        h.e.persistent().full_sync_required,
-        "the next secondary copies everything"
-    );
+    assert!(h.e.persistent().full_sync_required, "the next secondary copies everything");
 }
 
 #[test]
@@ -445,11 +334,7 @@ fn t07_second_is_refused_without_a_primary() {
 #[test]
 fn t08_second_fullsync_copies_everything() {
     let mut h = H::new(cfg(), data(3, true, Some(Role::Second)));
-    h.peer(
-        st(State::Prim, Readiness::Ready),
-        true,
-        ds(3, true, Some(Role::Prim)),
-    );
+    h.peer(st(State::Prim, Readiness::Ready), true, ds(3, true, Some(Role::Prim)));
     h.cmd(CommandKind::Second { fullsync: true }).unwrap();
     assert!(h.take().contains(&"reintegrate full".to_string()));
 }
@@ -457,11 +342,7 @@ fn t08_second_fullsync_copies_everything() {
 #[test]
 fn t09_a_node_that_never_synchronised_copies_everything() {
     let mut h = H::new(cfg(), Persistent::default());
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     assert!(h.take().contains(&"reintegrate full".to_string()));
 }
@@ -470,10 +351,7 @@ fn t09_a_node_that_never_synchronised_copies_everything() {
 fn t10_start_when_started_is_refused() {
     let mut h = alone();
     let e = h.cmd(CommandKind::Start).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "the module is already started (ALONE Ready); run safekit stop first"
-    );
+    assert_eq!(e.to_string(), "the module is already started (ALONE Ready); run safekit stop first");
 }
 
 // ---- primary role ---------------------------------------------------------------
@@ -482,21 +360,8 @@ fn t10_start_when_started_is_refused() {
 fn t11_alone_becomes_prim_when_the_peer_is_second_ready() {
     let mut h = alone();
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Second, Readiness::Ready),
-        false,
-        ds(g, true, Some(Role::Second)),
-    );
-    assert_eq!(
-        h.take(),
-        v(&[
-            "= PRIM Transient",
-            "-sec",
-            "stop_sec ALONE PRIM start",
-            "transition ALONE PRIM start",
-            "= PRIM Ready"
-        ])
-    );
+    h.peer(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)));
+    assert_eq!(h.take(), v(&["= PRIM Transient", "-sec", "stop_sec ALONE PRIM start", "transition ALONE PRIM start", "= PRIM Ready"]));
 }
 
 #[test]
@@ -505,14 +370,7 @@ fn t12_prim_losing_its_peer_continues_alone() {
     h.advance(T + Duration::from_millis(50));
     assert_eq!(
         h.take(),
-        v(&[
-            "= ALONE Transient",
-            "repl drop",
-            "transition PRIM ALONE start",
-            "start_sec PRIM ALONE start",
-            "+sec",
-            "= ALONE Ready"
-        ])
+        v(&["= ALONE Transient", "repl drop", "transition PRIM ALONE start", "start_sec PRIM ALONE start", "+sec", "= ALONE Ready"])
     );
 }
 
@@ -520,24 +378,15 @@ fn t12_prim_losing_its_peer_continues_alone() {
 fn t13_prim_whose_peer_stops_continues_alone() {
     let mut h = prim();
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Stop, Readiness::NotReady),
-        false,
-        ds(g, false, Some(Role::Second)),
-    );
+    h.peer(st(State::Stop, Readiness::NotReady), false, ds(g, false, Some(Role::Second)));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Secondary lost (remote stop): continuing ALONE"));
+    assert!(h.logs().iter().any(|l| l == "Secondary lost (remote stop): continuing ALONE"));
 }
 
 #[test]
 fn t14_replication_timeout_drops_the_secondary() {
     let mut h = prim();
-    h.input(Input::Replication(ReplicationEvent::SecondaryLost {
-        reason: "locktimeout".into(),
-    }));
+    h.input(Input::Replication(ReplicationEvent::SecondaryLost { reason: "locktimeout".into() }));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
     assert!(h.take().contains(&"repl drop".to_string()));
 }
@@ -545,15 +394,10 @@ fn t14_replication_timeout_drops_the_secondary() {
 #[test]
 fn t15_degraded_replication_keeps_the_primary_alone() {
     let mut h = prim();
-    h.input(Input::Replication(ReplicationEvent::Degraded {
-        reason: "nfsbox".into(),
-    }));
+    h.input(Input::Replication(ReplicationEvent::Degraded { reason: "nfsbox".into() }));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
     assert_eq!(h.e.resources()["rfs.degraded"], "up");
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Resource rfs.degraded set to up by nfsadmin"));
+    assert!(h.logs().iter().any(|l| l == "Resource rfs.degraded set to up by nfsadmin"));
 }
 
 // ---- secondary role and failover ----------------------------------------------
@@ -577,41 +421,23 @@ fn t16_second_losing_its_primary_fails_over() {
             "= ALONE Ready",
         ])
     );
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action alone called by heart: no heartbeat"));
+    assert!(h.logs().iter().any(|l| l == "Action alone called by heart: no heartbeat"));
     assert_eq!(h.e.persistent().last_role, Some(Role::AloneAfterFailover));
 }
 
 #[test]
 fn t17_second_whose_primary_stops_fails_over() {
     let mut h = second();
-    h.peer(
-        st(State::Wait, Readiness::Transient),
-        false,
-        ds(4, false, Some(Role::Prim)),
-    );
+    h.peer(st(State::Wait, Readiness::Transient), false, ds(4, false, Some(Role::Prim)));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action alone called by heart: remote stop"));
+    assert!(h.logs().iter().any(|l| l == "Action alone called by heart: remote stop"));
 }
 
 #[test]
 fn t18_no_failover_while_the_primary_still_holds_its_resources() {
     let mut h = second();
-    h.peer(
-        st(State::Wait, Readiness::Transient),
-        true,
-        ds(4, true, Some(Role::Prim)),
-    );
-    assert_eq!(
-        h.status(),
-        st(State::Second, Readiness::Ready),
-        "the primary is stopping: wait for it to release"
-    );
+    h.peer(st(State::Wait, Readiness::Transient), true, ds(4, true, Some(Role::Prim)));
+    assert_eq!(h.status(), st(State::Second, Readiness::Ready), "the primary is stopping: wait for it to release");
 }
 
 #[test]
@@ -620,17 +446,10 @@ fn t19_failover_off_parks_the_secondary_in_wait() {
     h.cmd(CommandKind::Failover(false)).unwrap();
     h.advance(T + Duration::from_millis(500));
     let out = h.take();
-    assert!(
-        out.contains(&"poststop WAIT STOP stopstart".to_string()),
-        "{out:?}"
-    );
+    assert!(out.contains(&"poststop WAIT STOP stopstart".to_string()), "{out:?}");
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
     let logs = h.logs();
-    for l in [
-        "Failover-off configured",
-        "Action stopstart called by failover-off",
-        "Transition STOPSTART from failover-off",
-    ] {
+    for l in ["Failover-off configured", "Action stopstart called by failover-off", "Transition STOPSTART from failover-off"] {
         assert!(logs.iter().any(|x| x == l), "{l}: {logs:?}");
     }
 }
@@ -639,16 +458,8 @@ fn t19_failover_off_parks_the_secondary_in_wait() {
 fn t20_second_that_learned_of_newer_data_does_not_fail_over() {
     let mut h = second();
     // The primary dropped us and wrote alone (generation 5), then vanished.
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(5, true, Some(Role::Alone)),
-    );
-    assert_eq!(
-        h.status(),
-        st(State::Second, Readiness::Transient),
-        "catching up"
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::Alone)));
+    assert_eq!(h.status(), st(State::Second, Readiness::Transient), "catching up");
     assert!(h.take().contains(&"reintegrate zones".to_string()));
     h.advance(T + Duration::from_millis(50));
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
@@ -657,21 +468,12 @@ fn t20_second_that_learned_of_newer_data_does_not_fail_over() {
 #[test]
 fn t21_reintegration_failure_restarts_the_module() {
     let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.take();
-    h.input(Input::Replication(ReplicationEvent::ReintegrationFailed {
-        reason: "disk full".into(),
-    }));
+    h.input(Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "disk full".into() }));
     let logs = h.logs();
-    assert!(
-        logs.iter().any(|l| l == "Action stopstart called by rfs"),
-        "{logs:?}"
-    );
+    assert!(logs.iter().any(|l| l == "Action stopstart called by rfs"), "{logs:?}");
     assert!(h.e.persistent().partial, "still partially synchronised");
 }
 
@@ -700,10 +502,7 @@ fn t22_stop_on_prim_runs_graceful_then_forced_pass_then_poststop() {
             "= STOP NotReady",
         ])
     );
-    assert!(
-        !h.e.persistent().uptodate,
-        "the secondary takes over: this copy becomes stale"
-    );
+    assert!(!h.e.persistent().uptodate, "the secondary takes over: this copy becomes stale");
     assert!(!h.e.persistent().running);
 }
 
@@ -712,12 +511,8 @@ fn t23_stop_on_alone_stops_sec_prim_both() {
     let mut h = alone();
     h.cmd(CommandKind::Stop).unwrap();
     let out = h.take();
-    let scripts: Vec<&String> = out
-        .iter()
-        .filter(|s| {
-            s.starts_with("stop_") || s.starts_with("transition") || s.starts_with("poststop")
-        })
-        .collect();
+    let scripts: Vec<&String> =
+        out.iter().filter(|s| s.starts_with("stop_") || s.starts_with("transition") || s.starts_with("poststop")).collect();
     assert_eq!(
         scripts,
         [
@@ -753,10 +548,7 @@ fn t24_stop_on_second_stops_sec_second_both() {
             "transition SECOND WAIT stop",
         ])[..]
     );
-    assert!(
-        !h.e.persistent().uptodate,
-        "the primary goes on: this copy becomes stale"
-    );
+    assert!(!h.e.persistent().uptodate, "the primary goes on: this copy becomes stale");
 }
 
 #[test]
@@ -788,22 +580,16 @@ fn t26_stop_when_stopped_is_refused() {
 #[test]
 fn t27_forcestop_kills_the_stuck_script_and_runs_the_forced_pass() {
     let mut h = alone();
-    h.e.command(h.now, Command::admin(CommandKind::Stop))
-        .unwrap();
+    h.e.command(h.now, Command::admin(CommandKind::Stop)).unwrap();
     h.pump();
     // stop_sec hangs; the administrator forces.
-    h.e.command(h.now, Command::admin(CommandKind::Forcestop))
-        .unwrap();
+    h.e.command(h.now, Command::admin(CommandKind::Forcestop)).unwrap();
     h.scripts();
     let out = h.take();
     assert_eq!(out[0], "= WAIT Transient");
     assert_eq!(out[2], "stop_sec ALONE WAIT stop");
     assert_eq!(out[3], "cancel");
-    let after: Vec<&str> = out[4..]
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.starts_with('-') && !s.starts_with('='))
-        .collect();
+    let after: Vec<&str> = out[4..].iter().map(String::as_str).filter(|s| !s.starts_with('-') && !s.starts_with('=')).collect();
     assert_eq!(
         after,
         [
@@ -829,10 +615,7 @@ fn t28_stopstart_on_alone_comes_back_alone() {
     assert!(out.contains(&"poststop WAIT STOP stopstart".to_string()));
     assert!(out.contains(&"prestart STOP WAIT start".to_string()));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action start called automatically"));
+    assert!(h.logs().iter().any(|l| l == "Action start called automatically"));
 }
 
 // ---- restart and swap -------------------------------------------------------
@@ -843,14 +626,7 @@ fn t29_restart_on_prim_runs_stop_prim_then_start_prim() {
     h.cmd(CommandKind::Restart).unwrap();
     assert_eq!(
         h.take(),
-        v(&[
-            "= PRIM Transient",
-            "-prim",
-            "stop_prim PRIM PRIM restart",
-            "start_prim PRIM PRIM restart",
-            "+prim",
-            "= PRIM Ready"
-        ])
+        v(&["= PRIM Transient", "-prim", "stop_prim PRIM PRIM restart", "start_prim PRIM PRIM restart", "+prim", "= PRIM Ready"])
     );
 }
 
@@ -876,10 +652,7 @@ fn t31_restart_outside_a_ready_state_is_refused() {
     let mut h = H::new(cfg(), Persistent::default());
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
-    assert!(matches!(
-        h.cmd(CommandKind::Restart),
-        Err(CommandError::NotReady { .. })
-    ));
+    assert!(matches!(h.cmd(CommandKind::Restart), Err(CommandError::NotReady { .. })));
 }
 
 #[test]
@@ -900,28 +673,17 @@ fn t32_swap_on_prim_hands_over_then_follows() {
         ])
     );
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Prim, Readiness::Ready),
-        true,
-        ds(g, true, Some(Role::Prim)),
-    );
+    h.peer(st(State::Prim, Readiness::Ready), true, ds(g, true, Some(Role::Prim)));
     assert_eq!(h.take(), v(&["reintegrate zones"]));
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
     assert_eq!(h.status(), st(State::Second, Readiness::Ready));
-    assert!(h
-        .take()
-        .contains(&"start_second SECOND SECOND start".to_string()));
+    assert!(h.take().contains(&"start_second SECOND SECOND start".to_string()));
 }
 
 #[test]
 fn t33_second_takes_over_when_the_primary_hands_over() {
     let mut h = second();
-    h.peer_with(
-        st(State::Second, Readiness::Transient),
-        false,
-        ds(4, true, Some(Role::Second)),
-        |hb| hb.handing_over = true,
-    );
+    h.peer_with(st(State::Second, Readiness::Transient), false, ds(4, true, Some(Role::Second)), |hb| hb.handing_over = true);
     assert_eq!(
         h.take(),
         v(&[
@@ -954,11 +716,7 @@ fn t35_swap_nosync_skips_the_resynchronisation() {
     h.cmd(CommandKind::Swap(SwapKind::NoSync)).unwrap();
     h.take();
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Prim, Readiness::Ready),
-        true,
-        ds(g, true, Some(Role::Prim)),
-    );
+    h.peer(st(State::Prim, Readiness::Ready), true, ds(g, true, Some(Role::Prim)));
     assert_eq!(h.status(), st(State::Second, Readiness::Ready));
     assert!(!h.take().iter().any(|s| s.starts_with("reintegrate")));
 }
@@ -971,22 +729,10 @@ fn t36_split_brain_the_former_second_exits() {
     h.advance(T + Duration::from_millis(50));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
     h.take();
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(5, true, Some(Role::Alone)),
-    );
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Split brain recovery: exiting alone"));
-    assert!(h
-        .take()
-        .contains(&"poststop WAIT STOP stopstart".to_string()));
-    assert!(
-        h.e.persistent().need_full_sync,
-        "what it wrote alone is replaced by a full copy"
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::Alone)));
+    assert!(h.logs().iter().any(|l| l == "Split brain recovery: exiting alone"));
+    assert!(h.take().contains(&"poststop WAIT STOP stopstart".to_string()));
+    assert!(h.e.persistent().need_full_sync, "what it wrote alone is replaced by a full copy");
 }
 
 #[test]
@@ -994,54 +740,29 @@ fn t37_split_brain_the_former_primary_stays() {
     let mut h = prim();
     h.advance(T + Duration::from_millis(50));
     h.take();
-    h.peer_with(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(5, true, Some(Role::AloneAfterFailover)),
-        |hb| hb.alone_after_failover = true,
-    );
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Split brain recovery: staying alone"));
+    h.peer_with(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::AloneAfterFailover)), |hb| hb.alone_after_failover = true);
+    assert!(h.logs().iter().any(|l| l == "Split brain recovery: staying alone"));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
 fn with_witness() -> EngineConfig {
-    EngineConfig {
-        splitbrain: true,
-        ..cfg()
-    }
+    EngineConfig { splitbrain: true, ..cfg() }
 }
 
 #[test]
 fn t38_second_asks_the_witness_before_failing_over() {
     let mut h = H::new(with_witness(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
     h.take();
     h.advance(T + Duration::from_millis(50));
     assert_eq!(h.take(), v(&["witness?"]));
     let run = crate::engine::RunId(1_000);
-    h.input(Input::WitnessResult {
-        run,
-        reachable: true,
-    });
-    assert_eq!(
-        h.status(),
-        st(State::Second, Readiness::Ready),
-        "a result for another check is ignored"
-    );
+    h.input(Input::WitnessResult { run, reachable: true });
+    assert_eq!(h.status(), st(State::Second, Readiness::Ready), "a result for another check is ignored");
     let asked = witness_run(&h);
-    h.input(Input::WitnessResult {
-        run: asked,
-        reachable: true,
-    });
+    h.input(Input::WitnessResult { run: asked, reachable: true });
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
@@ -1055,28 +776,16 @@ fn witness_run(h: &H) -> crate::engine::RunId {
 #[test]
 fn t39_unreachable_witness_parks_the_node_in_wait() {
     let mut h = H::new(with_witness(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
     h.advance(T + Duration::from_millis(50));
     let asked = witness_run(&h);
-    h.input(Input::WitnessResult {
-        run: asked,
-        reachable: false,
-    });
+    h.input(Input::WitnessResult { run: asked, reachable: false });
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action wait from failover rule splitbrain_failure"));
+    assert!(h.logs().iter().any(|l| l == "Action wait from failover rule splitbrain_failure"));
     assert!(!h.e.persistent().uptodate);
-    assert!(h
-        .take()
-        .contains(&"stop_second SECOND WAIT stopwait".to_string()));
+    assert!(h.take().contains(&"stop_second SECOND WAIT stopwait".to_string()));
 }
 
 #[test]
@@ -1085,31 +794,17 @@ fn t40_primary_without_witness_stops_its_application() {
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
     let asked = witness_run(&h);
-    h.input(Input::WitnessResult {
-        run: asked,
-        reachable: true,
-    });
+    h.input(Input::WitnessResult { run: asked, reachable: true });
     let g = h.e.persistent().gen;
-    h.peer(
-        st(State::Second, Readiness::Ready),
-        false,
-        ds(g, true, Some(Role::Second)),
-    );
+    h.peer(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)));
     assert_eq!(h.status(), st(State::Prim, Readiness::Ready));
     h.take();
     h.advance(T + Duration::from_millis(50));
     let asked = witness_run(&h);
-    h.input(Input::WitnessResult {
-        run: asked,
-        reachable: false,
-    });
+    h.input(Input::WitnessResult { run: asked, reachable: false });
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
     let out = h.take();
-    assert!(
-        out.contains(&"stop_prim PRIM WAIT stopwait".to_string())
-            && out.contains(&"vip-".to_string()),
-        "{out:?}"
-    );
+    assert!(out.contains(&"stop_prim PRIM WAIT stopwait".to_string()) && out.contains(&"vip-".to_string()), "{out:?}");
 }
 
 #[test]
@@ -1122,25 +817,11 @@ fn t41_first_node_back_after_a_dual_power_loss_waits() {
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
     assert!(!h.e.persistent().uptodate);
     // The former secondary comes back: roles resume, PRIM directly.
-    h.peer(
-        st(State::Wait, Readiness::Transient),
-        false,
-        DataStatus {
-            unclean: true,
-            ..ds(5, false, Some(Role::Second))
-        },
-    );
+    h.peer(st(State::Wait, Readiness::Transient), false, DataStatus { unclean: true, ..ds(5, false, Some(Role::Second)) });
     assert_eq!(h.status(), st(State::Prim, Readiness::Ready));
     let out = h.take();
-    assert!(
-        out.contains(&"transition WAIT PRIM start".to_string())
-            && out.contains(&"start_prim WAIT PRIM start".to_string()),
-        "{out:?}"
-    );
-    assert!(
-        !out.iter().any(|s| s.starts_with("start_sec")),
-        "WAIT->PRIM runs transition, start_both, start_prim"
-    );
+    assert!(out.contains(&"transition WAIT PRIM start".to_string()) && out.contains(&"start_prim WAIT PRIM start".to_string()), "{out:?}");
+    assert!(!out.iter().any(|s| s.starts_with("start_sec")), "WAIT->PRIM runs transition, start_both, start_prim");
 }
 
 #[test]
@@ -1150,33 +831,17 @@ fn t42_a_crashed_alone_node_restarts_alone() {
     let mut h = H::new(cfg(), p);
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
-    assert_eq!(
-        h.status(),
-        st(State::Alone, Readiness::Ready),
-        "its peer was already behind"
-    );
+    assert_eq!(h.status(), st(State::Alone, Readiness::Ready), "its peer was already behind");
 }
 
 #[test]
 fn t43_both_starting_the_newer_generation_leads() {
     let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
-    h.peer(
-        st(State::Wait, Readiness::Transient),
-        false,
-        ds(6, true, Some(Role::Alone)),
-    );
+    h.peer(st(State::Wait, Readiness::Transient), false, ds(6, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
-    assert_eq!(
-        h.status(),
-        st(State::Wait, Readiness::NotReady),
-        "waits for the peer to become primary"
-    );
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(7, true, Some(Role::Alone)),
-    );
+    assert_eq!(h.status(), st(State::Wait, Readiness::NotReady), "waits for the peer to become primary");
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(7, true, Some(Role::Alone)));
     assert_eq!(h.status(), st(State::Second, Readiness::Transient));
 }
 
@@ -1185,18 +850,8 @@ fn t43_both_starting_the_newer_generation_leads() {
 fn with_rules() -> EngineConfig {
     EngineConfig {
         rules: vec![
-            ResourceRule {
-                resource: "ping.gw".into(),
-                label: "p_gw".into(),
-                action: RuleAction::Wait,
-                class: CheckerClass::Pre,
-            },
-            ResourceRule {
-                resource: "tcp.app".into(),
-                label: "t_app".into(),
-                action: RuleAction::Restart,
-                class: CheckerClass::Prim,
-            },
+            ResourceRule { resource: "ping.gw".into(), label: "p_gw".into(), action: RuleAction::Wait, class: CheckerClass::Pre },
+            ResourceRule { resource: "tcp.app".into(), label: "t_app".into(), action: RuleAction::Restart, class: CheckerClass::Prim },
         ],
         ..cfg()
     }
@@ -1208,10 +863,7 @@ fn t44_start_holds_in_wait_transient_while_a_wait_resource_is_init() {
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
     assert_eq!(h.status(), st(State::Wait, Readiness::Transient));
-    h.input(Input::Resource {
-        name: "ping.gw".into(),
-        state: ResourceState::Up,
-    });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
@@ -1219,86 +871,47 @@ fn t44_start_holds_in_wait_transient_while_a_wait_resource_is_init() {
 fn t45_wait_rule_stops_into_wait_and_wakes_up() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
-    h.input(Input::Resource {
-        name: "ping.gw".into(),
-        state: ResourceState::Up,
-    });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
     h.advance(Duration::from_millis(400));
     h.take();
-    h.input(Input::Resource {
-        name: "ping.gw".into(),
-        state: ResourceState::Down,
-    });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Down });
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
     let out = h.take();
-    assert!(
-        out.contains(&"stop_prim ALONE WAIT stopwait".to_string()),
-        "{out:?}"
-    );
-    assert!(
-        !out.iter().any(|s| s.starts_with("poststop")),
-        "a wait is not a stop"
-    );
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action wait from failover rule p_gw"));
-    h.input(Input::Resource {
-        name: "ping.gw".into(),
-        state: ResourceState::Up,
-    });
+    assert!(out.contains(&"stop_prim ALONE WAIT stopwait".to_string()), "{out:?}");
+    assert!(!out.iter().any(|s| s.starts_with("poststop")), "a wait is not a stop");
+    assert!(h.logs().iter().any(|l| l == "Action wait from failover rule p_gw"));
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
     h.advance(Duration::from_millis(400));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action wakeup from failover rule Implicit_wakeup"));
+    assert!(h.logs().iter().any(|l| l == "Action wakeup from failover rule Implicit_wakeup"));
 }
 
 #[test]
 fn t46_the_fourth_detector_restart_stops_the_module() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
-    h.input(Input::Resource {
-        name: "ping.gw".into(),
-        state: ResourceState::Up,
-    });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
     h.advance(Duration::from_millis(400));
     for i in 0..4 {
-        h.input(Input::Resource {
-            name: "tcp.app".into(),
-            state: ResourceState::Down,
-        });
-        h.input(Input::Resource {
-            name: "tcp.app".into(),
-            state: ResourceState::Up,
-        });
+        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Down });
+        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Up });
         if i < 3 {
-            assert_eq!(
-                h.status(),
-                st(State::Alone, Readiness::Ready),
-                "restart {i}"
-            );
+            assert_eq!(h.status(), st(State::Alone, Readiness::Ready), "restart {i}");
         }
     }
     assert_eq!(h.status(), st(State::Stop, Readiness::NotReady));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action stop called by maxloop"));
+    assert!(h.logs().iter().any(|l| l == "Action stop called by maxloop"));
 }
 
 #[test]
 fn t47_an_administrator_command_resets_maxloop() {
     let mut h = alone();
     for _ in 0..3 {
-        h.e.command(h.now, Command::by(CommandKind::Restart, "errd"))
-            .unwrap();
+        h.e.command(h.now, Command::by(CommandKind::Restart, "errd")).unwrap();
         h.scripts();
     }
     h.cmd(CommandKind::Restart).unwrap();
-    h.e.command(h.now, Command::by(CommandKind::Restart, "errd"))
-        .unwrap();
+    h.e.command(h.now, Command::by(CommandKind::Restart, "errd")).unwrap();
     h.scripts();
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
@@ -1308,22 +921,11 @@ fn t47_an_administrator_command_resets_maxloop() {
 #[test]
 fn t48_late_script_results_and_strangers_are_ignored() {
     let mut h = H::new(cfg(), data(3, true, Some(Role::Alone)));
-    h.e.command(h.now, Command::admin(CommandKind::Start))
-        .unwrap();
+    h.e.command(h.now, Command::admin(CommandKind::Start)).unwrap();
     h.pump();
-    h.e.handle_input(
-        h.now,
-        Input::ScriptDone {
-            run: crate::engine::RunId(99),
-            success: true,
-        },
-    );
+    h.e.handle_input(h.now, Input::ScriptDone { run: crate::engine::RunId(99), success: true });
     h.pump();
-    let runs = h
-        .out
-        .iter()
-        .filter(|a| matches!(a, Action::RunScript(_)))
-        .count();
+    let runs = h.out.iter().filter(|a| matches!(a, Action::RunScript(_))).count();
     assert_eq!(runs, 1, "still waiting for the first script");
     let mut hb_from_stranger = Heartbeat {
         node: "intruder".into(),
@@ -1340,33 +942,15 @@ fn t48_late_script_results_and_strangers_are_ignored() {
         handing_over: false,
         hears_peer: true,
     };
-    h.e.handle_input(
-        h.now,
-        Input::Heartbeat {
-            lan: 0,
-            hb: hb_from_stranger.clone(),
-        },
-    );
+    h.e.handle_input(h.now, Input::Heartbeat { lan: 0, hb: hb_from_stranger.clone() });
     hb_from_stranger.node = "node2".into();
-    h.e.handle_input(
-        h.now,
-        Input::Heartbeat {
-            lan: 7,
-            hb: hb_from_stranger,
-        },
-    );
+    h.e.handle_input(h.now, Input::Heartbeat { lan: 7, hb: hb_from_stranger });
     assert_eq!(h.e.peer_status(), None);
 }
 
 #[test]
 fn t49_without_user_element_no_script_runs() {
-    let mut h = H::new(
-        EngineConfig {
-            scripts: false,
-            ..cfg()
-        },
-        data(3, true, Some(Role::Alone)),
-    );
+    let mut h = H::new(EngineConfig { scripts: false, ..cfg() }, data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
@@ -1375,54 +959,23 @@ fn t49_without_user_element_no_script_runs() {
 
 #[test]
 fn t50_defaultprim_asks_for_a_swap_once_second_is_ready() {
-    let mut h = H::new(
-        EngineConfig {
-            defaultprim: DefaultPrim::Node("node1".into()),
-            ..cfg()
-        },
-        data(3, false, Some(Role::Second)),
-    );
-    h.peer(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-    );
+    let mut h = H::new(EngineConfig { defaultprim: DefaultPrim::Node("node1".into()), ..cfg() }, data(3, false, Some(Role::Second)));
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
     h.input(Input::Replication(ReplicationEvent::ReintegrationDone));
-    h.peer(
-        st(State::Prim, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Prim)),
-    );
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Transition SWAP from defaultprim"));
+    h.peer(st(State::Prim, Readiness::Ready), true, ds(4, true, Some(Role::Prim)));
+    assert!(h.logs().iter().any(|l| l == "Transition SWAP from defaultprim"));
     h.pump();
-    let asked = h.out.iter().rev().find_map(|a| {
-        if let Action::SendHeartbeat(hb) = a {
-            Some(hb.swap_request)
-        } else {
-            None
-        }
-    });
+    let asked = h.out.iter().rev().find_map(|a| if let Action::SendHeartbeat(hb) = a { Some(hb.swap_request) } else { None });
     assert_eq!(asked, Some(Some(SwapKind::Sync)));
 }
 
 #[test]
 fn t51_peer_degraded_parks_the_secondary() {
     let mut h = second();
-    h.peer_with(
-        st(State::Alone, Readiness::Ready),
-        true,
-        ds(4, true, Some(Role::Alone)),
-        |hb| hb.degraded = true,
-    );
+    h.peer_with(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)), |hb| hb.degraded = true);
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
-    assert!(h
-        .logs()
-        .iter()
-        .any(|l| l == "Action wait from failover rule degraded_server"));
+    assert!(h.logs().iter().any(|l| l == "Action wait from failover rule degraded_server"));
 }
 
 #[test]
@@ -1435,16 +988,7 @@ fn t52_a_heartbeat_lost_input_acts_before_the_timeout() {
 
 #[test]
 fn t53_state_exit_codes_match_safekit() {
-    let codes: Vec<i32> = [
-        State::Stop,
-        State::Wait,
-        State::Alone,
-        State::Up,
-        State::Prim,
-        State::Second,
-    ]
-    .iter()
-    .map(|s| s.exit_code())
-    .collect();
+    let codes: Vec<i32> =
+        [State::Stop, State::Wait, State::Alone, State::Up, State::Prim, State::Second].iter().map(|s| s.exit_code()).collect();
     assert_eq!(codes, [0, 1, 2, 2, 3, 4]);
 }
