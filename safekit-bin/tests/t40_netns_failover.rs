@@ -217,3 +217,52 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
         assert!(json.contains("\"heartbeat.dropped\": \"4\""), "{json}");
     });
 }
+
+#[test]
+fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        for i in 0..2 {
+            let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
+            let text = std::fs::read_to_string(&conf).unwrap().replace(
+                "<user ",
+                "<errd polltimer=\"1s\">\n    <proc name=\"safekit\" argregex=\"demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\"/>\n  </errd>\n  <user ",
+            );
+            std::fs::write(&conf, text).unwrap();
+        }
+        pair(&mut demo).await;
+        let pidfile = demo.node_dir(0).join("var/modules/demo/app.pid");
+        let kill_app = || {
+            let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+            pid
+        };
+        for round in 1..=3 {
+            let old = kill_app();
+            // errd notices within a poll and restarts the application.
+            let end = std::time::Instant::now() + LONG;
+            loop {
+                let now_pid: i32 = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(old);
+                if now_pid != old && demo.status(0).await.map(|s| s.state) == Some(State::Prim) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < end, "round {round}: the application was not restarted");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            demo.wait_state(0, State::Prim, LONG).await.unwrap();
+        }
+        let log = demo.log(0, 500).await;
+        assert_eq!(log.iter().filter(|l| l.ends_with("Process safekit not running")).count(), 3, "{log:#?}");
+        assert!(log.iter().any(|l| l.ends_with("Action restart called by errd")));
+        // The fourth failure within loop_interval: the module stops, node2 takes over.
+        kill_app();
+        demo.wait_state(1, State::Alone, LONG).await.unwrap();
+        let log = demo.log(0, 500).await;
+        assert!(log.iter().any(|l| l.ends_with("Action stop called by maxloop")), "{log:#?}");
+        assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Stop));
+    });
+}

@@ -37,8 +37,9 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut handles: BTreeMap<String, ModuleHandle> = BTreeMap::new();
     let mut tasks = Vec::new();
-    for m in loaded.modules {
+    for mut m in loaded.modules {
         let (tx, rx) = mpsc::channel(16);
+        m.services.self_commands = Some(tx.clone());
         let (rep_tx, rep_rx) = watch::channel(m.report.clone());
         handles.insert(m.report.name.clone(), ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone() });
         let stop = stop_rx.clone();

@@ -223,7 +223,17 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             Mode::Light => (AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))), None),
             Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
         };
-        let services = ModuleServices { heartbeat, vip, scripts, replicator: Arc::new(NothingToReplicate), witnesses, store, log };
+        let services = ModuleServices {
+            heartbeat,
+            vip,
+            scripts,
+            replicator: Arc::new(NothingToReplicate),
+            witnesses,
+            store,
+            log,
+            errd: cfg.service.errd.clone(),
+            self_commands: None,
+        };
         modules.push(Loaded { engine, services, report });
     }
     Ok(Node { node, modules })

@@ -3,6 +3,7 @@
 //! time. The loop is str0m's: apply one input, drain every action, then wait
 //! for the next input or the engine's deadline.
 
+pub mod errd;
 pub mod log;
 pub mod store;
 
@@ -111,6 +112,10 @@ pub struct ModuleServices {
     pub store: StateStore,
     /// Module log.
     pub log: Arc<ModuleLog>,
+    /// Process monitoring (`<errd>`).
+    pub errd: Option<crate::config::Errd>,
+    /// This module's own command queue, for errd's actions.
+    pub self_commands: Option<mpsc::Sender<CommandMsg>>,
 }
 
 /// What `safekit state` shows of a module.
@@ -145,6 +150,10 @@ pub async fn drive<E: Driven>(
 ) {
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(64);
     let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
+    let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    if let (Some(e), Some(cmds)) = (svc.errd.clone(), svc.self_commands.clone()) {
+        errd::spawn(e, classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone());
+    }
     let mut stopping = false;
     // After a crash the VIP may still be configured: a node that starts is
     // never primary, so remove it.
@@ -155,6 +164,19 @@ pub async fn drive<E: Driven>(
     }
     loop {
         while let Some(a) = engine.poll_action() {
+            match &a {
+                Action::EnableCheckers(c) => {
+                    if let Ok(mut set) = classes.lock() {
+                        set.insert(*c);
+                    }
+                }
+                Action::DisableCheckers(c) => {
+                    if let Ok(mut set) = classes.lock() {
+                        set.remove(c);
+                    }
+                }
+                _ => {}
+            }
             execute(a, &svc, &in_tx, &mut running).await;
         }
         running.retain(|_, h| !h.is_finished());
