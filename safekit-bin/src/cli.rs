@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use safekit_core::config::{ConfigError, Diagnostic};
 use safekit_core::daemon::control::{call, Request, Response};
 use safekit_core::daemon::socket_path;
-use safekit_core::engine::{CommandKind, LogLevel, SwapKind};
+use safekit_core::engine::{CommandKind, LogLevel, Readiness, State, Status, SwapKind};
 use safekit_core::layout::{load_cluster_file, Layout};
 
 /// SafeKit-compatible high-availability cluster: mirror (replication +
@@ -131,6 +131,20 @@ enum Cmd {
         #[command(flatten)]
         m: Module,
     },
+    /// Turn process monitoring (errd) on or off (persisted maintenance switch).
+    Errd {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Turn checkers on or off (persisted maintenance switch).
+    Checker {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
     /// Show module states; -q: exit code STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4.
     State {
         /// One module (default: all).
@@ -155,6 +169,22 @@ enum Cmd {
         m: Module,
         /// The state to wait for.
         state: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Wait until a start is over: a Ready state (exit 0) or WAIT NotReady (exit 1).
+    Waitstart {
+        #[command(flatten)]
+        m: Module,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Wait until the module is stopped.
+    Waitstop {
+        #[command(flatten)]
+        m: Module,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -310,6 +340,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             let kind = if nosync.is_some() { SwapKind::NoSync } else { SwapKind::Sync };
             command(&layout, m.module, CommandKind::Swap(kind), i.identity).await
         }
+        Cmd::Errd { value, m } => command(&layout, m.module, CommandKind::Errd(matches!(value, OnOff::On)), None).await,
+        Cmd::Checker { value, m } => command(&layout, m.module, CommandKind::Checker(matches!(value, OnOff::On)), None).await,
         Cmd::Failover { value, m } => command(&layout, m.module, CommandKind::Failover(matches!(value, OnOff::On)), None).await,
         Cmd::State { module, verbose, local: _, quiet, json } => {
             let states = match ask(&layout, Request::State { module: module.clone() }).await {
@@ -338,22 +370,20 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         }
         Cmd::Waitstate { m, state, timeout } => {
             let want = state.to_uppercase();
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-            loop {
-                if let Ok(Response::States(s)) = call(&socket_path(&layout), &Request::State { module: Some(m.module.clone()) }).await {
-                    if s.first().is_some_and(|s| {
-                        s.status.state.as_str() == want && (want == "STOP" || s.status.readiness == safekit_core::engine::Readiness::Ready)
-                    }) {
-                        return ExitCode::SUCCESS;
-                    }
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    eprintln!("module {} did not reach {want} within {timeout} s", m.module);
-                    return ExitCode::FAILURE;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_for(&layout, &m.module, timeout, &format!("{want} (Ready)"), |st| {
+                (st.state.as_str() == want && (want == "STOP" || st.readiness == Readiness::Ready)).then_some(true)
+            })
+            .await
         }
+        Cmd::Waitstart { m, timeout } => {
+            wait_for(&layout, &m.module, timeout, "the end of its start", |st| match (st.state, st.readiness) {
+                (State::Stop, _) | (_, Readiness::Transient) => None,
+                (_, Readiness::Ready) => Some(true),
+                (_, Readiness::NotReady) => Some(false),
+            })
+            .await
+        }
+        Cmd::Waitstop { m, timeout } => wait_for(&layout, &m.module, timeout, "STOP", |st| (st.state == State::Stop).then_some(true)).await,
         Cmd::Log { m, lines, all } => match ask(&layout, Request::Log { module: m.module, lines, verbose: all }).await {
             Ok(Response::Lines(l)) => {
                 for line in l {
@@ -467,6 +497,37 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         },
         Cmd::Confcheck { m } => module_cmd(&layout, &m.module, true),
         Cmd::Config { m } => module_cmd(&layout, &m.module, false),
+    }
+}
+
+/// Polls the module's status until `done` says Some: true = success.
+async fn wait_for(layout: &Layout, module: &str, timeout: u64, what: &str, done: impl Fn(Status) -> Option<bool>) -> ExitCode {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        match call(&socket_path(layout), &Request::State { module: Some(module.to_string()) }).await {
+            Ok(Response::States(s)) => {
+                if let Some(st) = s.first().map(|s| s.status) {
+                    match done(st) {
+                        Some(true) => return ExitCode::SUCCESS,
+                        Some(false) => {
+                            eprintln!("module {module} is {st}");
+                            return ExitCode::FAILURE;
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Ok(Response::Error(e)) | Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            Ok(_) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("module {module} did not reach {what} within {timeout} s");
+            return ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -26,16 +26,16 @@ fn safekit(dir: &Path, args: &[&str]) -> (i32, String, String) {
 mod tempdir {
     use std::path::{Path, PathBuf};
 
-    pub struct Dir(PathBuf);
+    pub(crate) struct Dir(PathBuf);
 
     impl Dir {
-        pub fn new(name: &str) -> Self {
+        pub(crate) fn new(name: &str) -> Self {
             let p = std::env::temp_dir().join(format!("safekit-cli-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Self(p)
         }
-        pub fn path(&self) -> &Path {
+        pub(crate) fn path(&self) -> &Path {
             &self.0
         }
     }

@@ -28,6 +28,10 @@ pub trait VirtualIp: Send + Sync {
     async fn set(&self) -> Result<(), String>;
     /// Removes the VIPs (also on the daemon's own shutdown).
     async fn remove(&self) -> Result<(), String>;
+    /// The addresses, for log messages.
+    fn addresses(&self) -> Vec<std::net::IpAddr> {
+        Vec::new()
+    }
 }
 
 /// How a script run ended.

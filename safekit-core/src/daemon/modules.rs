@@ -161,7 +161,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
                     VipAddr::Ip(ip) => *ip,
                     VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
                 };
-                vip_addrs.push((ip, i.name.clone()));
+                vip_addrs.push((ip, i.name.clone(), i.arpreroute.then_some((i.arpinterval, i.arpelapse))));
             }
         }
         let vip: Option<Arc<dyn VirtualIp>> = if vip_addrs.is_empty() {

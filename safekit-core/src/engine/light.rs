@@ -44,6 +44,10 @@ pub struct LightEngine {
     resources: BTreeMap<String, ResourceState>,
     loops: LoopGuard,
     pending: VecDeque<(CommandKind, String)>,
+    /// `usersetting.errd` (kept while the daemon runs).
+    errd: bool,
+    /// `usersetting.checker` (kept while the daemon runs).
+    checker: bool,
 }
 
 impl LightEngine {
@@ -61,7 +65,18 @@ impl LightEngine {
             resources: BTreeMap::new(),
             loops: LoopGuard::default(),
             pending: VecDeque::new(),
+            errd: true,
+            checker: true,
         }
+    }
+
+    /// Resources for `state -v`.
+    pub fn resources(&self) -> BTreeMap<String, String> {
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        out.insert("usersetting.errd".into(), on(self.errd));
+        out.insert("usersetting.checker".into(), on(self.checker));
+        out
     }
 
     /// Local status.
@@ -102,6 +117,14 @@ impl LightEngine {
             | CommandKind::Swap(_)
             | CommandKind::Failover(_) => {
                 return Err(CommandError::NotMirror(name));
+            }
+            CommandKind::Errd(on) => {
+                self.errd = on;
+                return Ok(());
+            }
+            CommandKind::Checker(on) => {
+                self.checker = on;
+                return Ok(());
             }
             CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.status)),
             CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {

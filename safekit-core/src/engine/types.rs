@@ -343,6 +343,7 @@ pub struct DataStatus {
 /// What a node persists crash-safely for one module (the runtime writes it
 /// with temp file + fsync + rename when it sees [`Action::Persist`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Persistent {
     /// Administrator epoch (see [`DataStatus::epoch`]).
     pub epoch: u64,
@@ -362,6 +363,10 @@ pub struct Persistent {
     pub need_full_sync: bool,
     /// `usersetting.failover`.
     pub failover: bool,
+    /// `usersetting.errd`: process monitoring on (maintenance switch).
+    pub errd: bool,
+    /// `usersetting.checker`: checkers on (maintenance switch).
+    pub checker: bool,
 }
 
 impl Default for Persistent {
@@ -376,6 +381,8 @@ impl Default for Persistent {
             full_sync_required: false,
             need_full_sync: false,
             failover: true,
+            errd: true,
+            checker: true,
         }
     }
 }
@@ -566,6 +573,10 @@ pub enum CommandKind {
     Swap(SwapKind),
     /// `failover on|off`.
     Failover(bool),
+    /// `errd on|off`: process monitoring (persisted maintenance switch).
+    Errd(bool),
+    /// `checker on|off`: checkers (persisted maintenance switch).
+    Checker(bool),
 }
 
 impl CommandKind {
@@ -582,6 +593,8 @@ impl CommandKind {
             Self::Primforce => "primforce",
             Self::Swap(_) => "swap",
             Self::Failover(_) => "failover",
+            Self::Errd(_) => "errd",
+            Self::Checker(_) => "checker",
         }
     }
 }

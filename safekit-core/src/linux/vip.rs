@@ -19,14 +19,16 @@ pub struct VipSpec {
     pub prefix: u8,
     /// The interface it goes on.
     pub ifname: String,
+    /// `arpreroute="on"`: gratuitous ARP every `.0` during `.1` after takeover.
+    pub reroute: Option<(Duration, Duration)>,
 }
 
 /// Resolves where each VIP goes: `interface name=` if given, else the
 /// interface whose subnet contains the address.
-pub fn resolve(addrs: &[(IpAddr, Option<String>)]) -> Result<Vec<VipSpec>, String> {
+pub fn resolve(addrs: &[(IpAddr, Option<String>, Option<(Duration, Duration)>)]) -> Result<Vec<VipSpec>, String> {
     let ifs = if_addrs::get_if_addrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let mut out = Vec::new();
-    for (ip, name) in addrs {
+    for (ip, name, reroute) in addrs {
         let found = ifs.iter().find_map(|i| match (&i.addr, ip) {
             (if_addrs::IfAddr::V4(a), IpAddr::V4(v)) => {
                 let mask = u32::from(a.netmask);
@@ -43,7 +45,7 @@ pub fn resolve(addrs: &[(IpAddr, Option<String>)]) -> Result<Vec<VipSpec>, Strin
         let Some((ifname, prefix)) = found else {
             return Err(format!("no local interface is on the subnet of virtual address {ip}"));
         };
-        out.push(VipSpec { ip: *ip, prefix, ifname });
+        out.push(VipSpec { ip: *ip, prefix, ifname, reroute: *reroute });
     }
     Ok(out)
 }
@@ -51,12 +53,14 @@ pub fn resolve(addrs: &[(IpAddr, Option<String>)]) -> Result<Vec<VipSpec>, Strin
 /// VIPs managed through rtnetlink.
 pub struct NetlinkVip {
     specs: Vec<VipSpec>,
+    /// Gratuitous ARP tasks running since the last `set`; aborted by `remove`.
+    announcers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl NetlinkVip {
     /// Manages `specs`.
     pub const fn new(specs: Vec<VipSpec>) -> Self {
-        Self { specs }
+        Self { specs, announcers: std::sync::Mutex::new(Vec::new()) }
     }
 
     async fn index(handle: &rtnetlink::Handle, ifname: &str) -> Result<u32, String> {
@@ -88,22 +92,38 @@ impl VirtualIp for NetlinkVip {
                 Err(e) => return Err(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname)),
             }
             if let IpAddr::V4(v4) = s.ip {
-                let ifname = s.ifname.clone();
-                // A burst, so that a lost packet does not leave a stale cache.
-                tokio::spawn(async move {
+                let (ifname, reroute) = (s.ifname.clone(), s.reroute);
+                let task = tokio::spawn(async move {
+                    // A burst, so that a lost packet does not leave a stale cache.
                     for _ in 0..3 {
                         if let Err(e) = gratuitous_arp(&ifname, v4) {
                             tracing::warn!(%e, "gratuitous ARP not sent");
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    // arpreroute: keep announcing every arpinterval during arpelapse.
+                    if let Some((every, during)) = reroute {
+                        let end = tokio::time::Instant::now() + during;
+                        while tokio::time::Instant::now() + every <= end {
+                            tokio::time::sleep(every.max(Duration::from_millis(100))).await;
+                            let _ = gratuitous_arp(&ifname, v4);
+                        }
+                    }
                 });
+                if let Ok(mut a) = self.announcers.lock() {
+                    a.push(task);
+                }
             }
         }
         Ok(())
     }
 
     async fn remove(&self) -> Result<(), String> {
+        if let Ok(mut a) = self.announcers.lock() {
+            for t in a.drain(..) {
+                t.abort();
+            }
+        }
         let handle = connect()?;
         let mut first_err = None;
         for s in &self.specs {
@@ -123,6 +143,10 @@ impl VirtualIp for NetlinkVip {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.specs.iter().map(|s| s.ip).collect()
     }
 }
 

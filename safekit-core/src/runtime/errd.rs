@@ -107,7 +107,11 @@ pub fn spawn(
             tick.tick().await;
             // Not while the module is between states: a restart in progress
             // must not be taken for a failure.
-            if report.borrow().status.readiness != Readiness::Ready {
+            let (ready, off) = {
+                let r = report.borrow();
+                (r.status.readiness == Readiness::Ready, r.resources.get("usersetting.errd").is_some_and(|v| v == "off"))
+            };
+            if !ready || off {
                 continue;
             }
             let enabled = classes.lock().map(|c| c.clone()).unwrap_or_default();

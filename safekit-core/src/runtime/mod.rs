@@ -92,7 +92,7 @@ impl Driven for LightEngine {
         None
     }
     fn resources(&self) -> BTreeMap<String, String> {
-        BTreeMap::new()
+        Self::resources(self)
     }
 }
 
@@ -246,7 +246,11 @@ async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, r
         Action::SetVip => {
             if let Some(v) = &svc.vip {
                 match v.set().await {
-                    Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP set"),
+                    Ok(()) => {
+                        for ip in v.addresses() {
+                            svc.log.write("vip", LogLevel::E, &format!("Virtual IP {ip} set"));
+                        }
+                    }
                     Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not set: {e}")),
                 }
             }
@@ -254,7 +258,11 @@ async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, r
         Action::RemoveVip => {
             if let Some(v) = &svc.vip {
                 match v.remove().await {
-                    Ok(()) => svc.log.write("vip", LogLevel::E, "Virtual IP removed"),
+                    Ok(()) => {
+                        for ip in v.addresses() {
+                            svc.log.write("vip", LogLevel::E, &format!("Virtual IP {ip} removed"));
+                        }
+                    }
                     Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not removed: {e}")),
                 }
             }

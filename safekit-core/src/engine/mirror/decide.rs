@@ -522,7 +522,7 @@ impl MirrorEngine {
         }
         let who = cmd.identity.clone().unwrap_or_else(|| "admin".to_string());
         match &cmd.identity {
-            None if !matches!(kind, CommandKind::Failover(_)) => self.loops.reset(),
+            None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.loops.reset(),
             Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
                 if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
                     self.log(LogLevel::U, format!("Action {name} called by {who}"));
@@ -565,6 +565,14 @@ impl MirrorEngine {
             }
             CommandKind::Failover(on) => {
                 self.p.failover = on;
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            }
+            CommandKind::Errd(on) => {
+                self.p.errd = on;
+                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            }
+            CommandKind::Checker(on) => {
+                self.p.checker = on;
                 self.actions.push_back(super::super::Action::Persist(self.p.clone()));
             }
         }

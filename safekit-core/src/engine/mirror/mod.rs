@@ -279,7 +279,10 @@ impl MirrorEngine {
         let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
         out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
         out.insert("rfs.degraded".into(), onoff(self.degraded));
-        out.insert("usersetting.failover".into(), if self.p.failover { "on" } else { "off" }.into());
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        out.insert("usersetting.failover".into(), on(self.p.failover));
+        out.insert("usersetting.errd".into(), on(self.p.errd));
+        out.insert("usersetting.checker".into(), on(self.p.checker));
         out.insert("state.local".into(), self.status.state.to_string());
         out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
         out.insert("heart.stopstartloop".into(), self.loops.count().to_string());

@@ -992,3 +992,16 @@ fn t53_state_exit_codes_match_safekit() {
         [State::Stop, State::Wait, State::Alone, State::Up, State::Prim, State::Second].iter().map(|s| s.exit_code()).collect();
     assert_eq!(codes, [0, 1, 2, 2, 3, 4]);
 }
+
+#[test]
+fn t54_maintenance_switches_are_persisted_and_shown() {
+    let mut h = alone();
+    h.cmd(CommandKind::Errd(false)).unwrap();
+    h.cmd(CommandKind::Checker(false)).unwrap();
+    assert!(!h.e.persistent().errd && !h.e.persistent().checker);
+    let r = h.e.resources();
+    assert_eq!((r["usersetting.errd"].as_str(), r["usersetting.checker"].as_str()), ("off", "off"));
+    // A state file written before these switches existed still loads.
+    let old: Persistent = serde_json::from_str(r#"{"gen":3,"uptodate":true}"#).unwrap();
+    assert!(old.errd && old.checker && old.failover);
+}
