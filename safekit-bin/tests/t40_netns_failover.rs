@@ -266,3 +266,56 @@ fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
         assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Stop));
     });
 }
+
+#[test]
+fn generated_interface_and_ip_checkers() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        for i in 0..2 {
+            let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
+            let text = std::fs::read_to_string(&conf).unwrap().replace("check=\"off\"", "check=\"on\"");
+            std::fs::write(&conf, text).unwrap();
+        }
+        pair(&mut demo).await;
+        let state = |i: usize| {
+            let out = std::process::Command::new(exe())
+                .args(["state", "-m", "demo", "-v"])
+                .env("SAFE", demo.node_dir(i).join("safe"))
+                .env("SAFEVAR", demo.node_dir(i).join("var"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s = state(0);
+        assert!(s.contains("intf.10.77.0.0") && s.contains("ip.10.77.0.100"), "{s}");
+        // The VIP disappears from node1: ip_failure -> stopstart -> failover.
+        std::process::Command::new("ip").args(["-n", demo.node_ns(0), "addr", "del", "10.77.0.100/24", "dev", "eth0"]).status().unwrap();
+        // node2 takes over (ALONE, then PRIM once node1 is back as SECOND).
+        demo.wait_state(0, State::Second, LONG).await.unwrap();
+        demo.wait_state(1, State::Prim, LONG).await.unwrap();
+        assert!(
+            demo.log(0, 500).await.iter().any(|l| l.ends_with("Action stopstart called by ip_failure")),
+            "{:#?}",
+            demo.log(0, 500).await
+        );
+        assert!(demo.log(1, 500).await.iter().any(|l| l.ends_with("Action alone called by heart: remote stop")));
+        // node2's cable is cut: its interface checker parks it in WAIT, so
+        // there is no split brain; node1 goes on ALONE.
+        demo.link(1, false).unwrap();
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+        let end = std::time::Instant::now() + LONG;
+        while demo.status(1).await.map(|s| s.state) != Some(State::Wait) {
+            assert!(std::time::Instant::now() < end, "node2 did not go WAIT: {:?}", demo.status(1).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(demo.log(1, 500).await.iter().any(|l| l.ends_with("Action wait from failover rule interface_failure")));
+        demo.link(1, true).unwrap();
+        demo.wait_state(1, State::Second, LONG).await.unwrap();
+        demo.wait_state(0, State::Prim, LONG).await.unwrap();
+    });
+}

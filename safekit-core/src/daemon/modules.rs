@@ -8,16 +8,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, UserConfig, VipAddr};
-use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, State, Status, SyncMode};
+use crate::engine::{
+    CheckerClass, EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, ResourceRule, RuleAction, State, Status, SyncMode,
+};
 use crate::heartbeat::wire::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;
 use crate::linux::vip::{resolve, NetlinkVip};
+use crate::runtime::checkers::{network, Probe};
 use crate::runtime::log::ModuleLog;
 use crate::runtime::store::StateStore;
 use crate::runtime::{ModuleReport, ModuleServices};
 use crate::services::{Replicator, ScriptEnv, VirtualIp};
+use std::time::Duration;
 
 pub(super) enum AnyEngine {
     Mirror(Box<MirrorEngine>),
@@ -130,8 +134,8 @@ fn script_env(layout: &Layout, name: &str, cfg: &UserConfig) -> ScriptEnv {
         bin: layout.module_dir(name).join("bin"),
         userlog_dir: user.filter(|u| u.logging == crate::config::Logging::Userlog).map(|_| layout.module_var(name)),
         vars,
-        nicestop: user.map_or(std::time::Duration::from_secs(300), |u| u.nicestoptimeout),
-        forcestop: user.map_or(std::time::Duration::from_secs(300), |u| u.forcestoptimeout),
+        nicestop: user.map_or(Duration::from_secs(300), |u| u.nicestoptimeout),
+        forcestop: user.map_or(Duration::from_secs(300), |u| u.forcestoptimeout),
     }
 }
 
@@ -164,11 +168,44 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
                 vip_addrs.push((ip, i.name.clone(), i.arpreroute.then_some((i.arpinterval, i.arpelapse))));
             }
         }
-        let vip: Option<Arc<dyn VirtualIp>> = if vip_addrs.is_empty() {
-            None
-        } else {
-            Some(Arc::new(NetlinkVip::new(resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))?)))
-        };
+        let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
+        // check="on" generates the interface and IP checkers and their rules.
+        let mut engine_cfg = engine_cfg;
+        let mut generated: Vec<(String, Probe, CheckerClass, Duration)> = Vec::new();
+        let mut k = 0;
+        for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
+            for a in &i.real {
+                let spec = &specs[k];
+                k += 1;
+                let net = network(spec.ip, spec.prefix);
+                let intf = format!("intf.{net}");
+                if i.check && !generated.iter().any(|(r, ..)| *r == intf) {
+                    engine_cfg.rules.push(ResourceRule {
+                        resource: intf.clone(),
+                        label: "interface_failure".into(),
+                        action: RuleAction::Wait,
+                        class: CheckerClass::Pre,
+                    });
+                    generated.push((
+                        intf,
+                        Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix },
+                        CheckerClass::Pre,
+                        Duration::from_secs(1),
+                    ));
+                }
+                if a.check {
+                    let ipr = format!("ip.{}", spec.ip);
+                    engine_cfg.rules.push(ResourceRule {
+                        resource: ipr.clone(),
+                        label: "ip_failure".into(),
+                        action: RuleAction::Stopstart,
+                        class: CheckerClass::Prim,
+                    });
+                    generated.push((ipr, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
+                }
+            }
+        }
+        let vip: Option<Arc<dyn VirtualIp>> = if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs))) };
         if cfg.service.rfs.is_some() {
             return Err(format!(
                 "module {name}: file replication (<rfs>) is not available in this build yet (issue #4); remove <rfs> to run the module without replicated directories"
@@ -233,6 +270,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             log,
             errd: cfg.service.errd.clone(),
             self_commands: None,
+            checkers: generated,
         };
         modules.push(Loaded { engine, services, report });
     }

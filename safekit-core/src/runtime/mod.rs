@@ -3,6 +3,7 @@
 //! time. The loop is str0m's: apply one input, drain every action, then wait
 //! for the next input or the engine's deadline.
 
+pub mod checkers;
 pub mod errd;
 pub mod log;
 pub mod store;
@@ -116,6 +117,8 @@ pub struct ModuleServices {
     pub errd: Option<crate::config::Errd>,
     /// This module's own command queue, for errd's actions.
     pub self_commands: Option<mpsc::Sender<CommandMsg>>,
+    /// Generated checkers: resource, test, class, period.
+    pub checkers: Vec<(String, checkers::Probe, crate::engine::CheckerClass, std::time::Duration)>,
 }
 
 /// What `safekit state` shows of a module.
@@ -153,6 +156,9 @@ pub async fn drive<E: Driven>(
     let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     if let (Some(e), Some(cmds)) = (svc.errd.clone(), svc.self_commands.clone()) {
         errd::spawn(e, classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone());
+    }
+    for (resource, probe, class, period) in svc.checkers.clone() {
+        checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone());
     }
     let mut stopping = false;
     // After a crash the VIP may still be configured: a node that starts is
