@@ -2,12 +2,9 @@
 
 use std::cmp::Ordering;
 
-use super::super::types::{
-    Command, CommandError, CommandKind, Heartbeat, LogLevel, Readiness, ResourceState, Role, ScriptAction, State, Status, SwapKind,
-    SyncMode,
-};
+use super::super::types::{Heartbeat, LogLevel, Readiness, ResourceState, Role, ScriptAction, State, Status, SwapKind, SyncMode};
 use super::marks::{self, StopThen};
-use super::{Force, Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
+use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
 use crate::config::DefaultPrim;
 
 /// Who should become primary when both nodes start.
@@ -84,7 +81,7 @@ impl MirrorEngine {
         }
     }
 
-    fn queue(&mut self, steps: Vec<marks::Step>) -> bool {
+    pub(super) fn queue(&mut self, steps: Vec<marks::Step>) -> bool {
         self.seq.extend(steps);
         self.phase = Phase::Busy;
         true
@@ -446,153 +443,5 @@ impl MirrorEngine {
         self.phase = Phase::AskingWitness { run, why, resume };
         self.actions.push_back(super::super::Action::CheckWitness(run));
         false
-    }
-
-    fn run_intent(&mut self, intent: Intent) {
-        match intent {
-            Intent::RuleWait(label) => {
-                if matches!(self.phase, Phase::Stopped | Phase::Waiting(_)) {
-                    return;
-                }
-                self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
-                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                    self.log(LogLevel::C, "Action stop called by maxloop");
-                    self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
-                } else if matches!(self.phase, Phase::Starting { .. }) {
-                    self.queue(marks::wait_plan(WaitReason::Rule(label)));
-                } else {
-                    self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));
-                }
-            }
-            Intent::Command(kind, who) => {
-                if self.phase == Phase::Stopped {
-                    return;
-                }
-                let _ = self.apply_command(Command::by(kind, &who));
-            }
-        }
-    }
-
-    /// Checks a command against the current state and queues its plan.
-    pub(super) fn apply_command(&mut self, cmd: Command) -> Result<(), CommandError> {
-        let name = cmd.kind.name();
-        let mut kind = cmd.kind.clone();
-        let started = self.phase != Phase::Stopped;
-        match &kind {
-            CommandKind::Start | CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce if started => {
-                return Err(CommandError::AlreadyStarted(self.status));
-            }
-            CommandKind::Prim { .. } | CommandKind::Primforce if self.peer_primary() => {
-                return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.status)));
-            }
-            CommandKind::Prim { .. } if self.p.partial => return Err(CommandError::DataInconsistent),
-            CommandKind::Second { .. } if !self.peer_primary() => {
-                let remote = self.peer_status().map_or_else(|| "UNKNOWN: no heartbeat from it".to_string(), |s| s.to_string());
-                return Err(CommandError::PeerNotPrimary(remote));
-            }
-            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
-                return Err(CommandError::NotStarted);
-            }
-            CommandKind::Restart
-                if !(self.status.readiness == Readiness::Ready
-                    && matches!(self.status.state, State::Alone | State::Prim | State::Second)) =>
-            {
-                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
-            }
-            CommandKind::Swap(_) => {
-                let remote = self.peer_status();
-                let ok = matches!(
-                    (self.status, remote),
-                    (
-                        Status { state: State::Prim, readiness: Readiness::Ready },
-                        Some(Status { state: State::Second, readiness: Readiness::Ready })
-                    ) | (
-                        Status { state: State::Second, readiness: Readiness::Ready },
-                        Some(Status { state: State::Prim, readiness: Readiness::Ready })
-                    )
-                );
-                if !ok || self.seq.busy() {
-                    return Err(CommandError::NoPair {
-                        local: self.status,
-                        remote: remote.map_or_else(|| "UNKNOWN".into(), |s| s.to_string()),
-                    });
-                }
-            }
-            _ => {}
-        }
-        let who = cmd.identity.clone().unwrap_or_else(|| "admin".to_string());
-        match &cmd.identity {
-            None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.loops.reset(),
-            Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
-                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                    self.log(LogLevel::U, format!("Action {name} called by {who}"));
-                    self.log(LogLevel::C, "Action stop called by maxloop");
-                    kind = CommandKind::Stop;
-                }
-            }
-            _ => {}
-        }
-        if kind.name() == name {
-            self.log(LogLevel::U, format!("Action {name} called by {who}"));
-        }
-        match kind {
-            CommandKind::Start => self.begin_start(None),
-            CommandKind::Prim { fullsync } => self.begin_start(Some(Force::Prim { fullsync })),
-            CommandKind::Primforce => self.begin_start(Some(Force::Primforce)),
-            CommandKind::Second { fullsync } => self.begin_start(Some(Force::Second { fullsync })),
-            CommandKind::Stop => self.begin_stop(ScriptAction::Stop, StopThen::Stop, false),
-            CommandKind::Forcestop => {
-                if let Some(run) = self.seq.awaiting.take() {
-                    self.actions.push_back(super::super::Action::CancelScript(run));
-                }
-                self.begin_stop(ScriptAction::Stop, StopThen::Stop, true);
-            }
-            CommandKind::Stopstart => self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false),
-            CommandKind::Restart => {
-                if self.seq.busy() {
-                    self.pending.push_back(Intent::Command(CommandKind::Restart, who));
-                } else {
-                    self.seq.extend(marks::restart_plan());
-                }
-            }
-            CommandKind::Swap(k) => {
-                if self.status.state == State::Prim {
-                    self.queue(marks::swap_yield(k));
-                } else {
-                    self.swap_request = Some(k);
-                    self.send_heartbeat();
-                }
-            }
-            CommandKind::Failover(on) => {
-                self.p.failover = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
-            }
-            CommandKind::Errd(on) => {
-                self.p.errd = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
-            }
-            CommandKind::Checker(on) => {
-                self.p.checker = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    fn begin_start(&mut self, force: Option<Force>) {
-        self.seq.extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
-        self.phase = Phase::Busy;
-    }
-
-    fn begin_stop(&mut self, action: ScriptAction, then: StopThen, force_only: bool) {
-        if matches!(self.phase, Phase::Stopped) {
-            return;
-        }
-        // A stop preempts what is left of the running plan; the script being
-        // run finishes first, then the stop undoes what was done.
-        self.seq.clear_pending();
-        self.pending.clear();
-        self.seq.extend(marks::stop_plan(action, then, force_only));
-        self.phase = Phase::Busy;
     }
 }

@@ -8,10 +8,8 @@
 //! release, then `poststop` or WAIT). So a stop that preempts a half-done
 //! start stops exactly what was started.
 
-use super::super::plan::{forced, script};
-use super::super::types::{
-    Action, CheckerClass, LogLevel, Readiness, ReplicaRole, Role, ScriptAction, ScriptKind, State, Status, SyncMode,
-};
+use super::super::plan::script;
+use super::super::types::{Action, CheckerClass, LogLevel, Readiness, Role, ScriptAction, ScriptKind, State, Status, SyncMode};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 
 /// Engine-specific plan steps.
@@ -77,11 +75,11 @@ pub(super) use super::super::plan::Step as PlanStep;
 pub(super) type Step = PlanStep<Mark>;
 pub(super) use PlanStep as StepKind;
 
-const fn m(mark: Mark) -> Step {
+pub(super) const fn m(mark: Mark) -> Step {
     StepKind::Mark(mark)
 }
 
-fn status(state: State, r: Readiness) -> Step {
+pub(super) fn status(state: State, r: Readiness) -> Step {
     m(Mark::Status(state, r))
 }
 
@@ -247,7 +245,7 @@ pub(super) fn wait_plan(reason: WaitReason) -> Vec<Step> {
     vec![m(Mark::EnterWait(reason))]
 }
 
-const fn start_script(c: CheckerClass) -> ScriptKind {
+pub(super) const fn start_script(c: CheckerClass) -> ScriptKind {
     match c {
         CheckerClass::Prim => ScriptKind::StartPrim,
         CheckerClass::Second => ScriptKind::StartSecond,
@@ -256,7 +254,7 @@ const fn start_script(c: CheckerClass) -> ScriptKind {
     }
 }
 
-const fn stop_script(c: CheckerClass) -> ScriptKind {
+pub(super) const fn stop_script(c: CheckerClass) -> ScriptKind {
     match c {
         CheckerClass::Prim => ScriptKind::StopPrim,
         CheckerClass::Second => ScriptKind::StopSecond,
@@ -266,7 +264,7 @@ const fn stop_script(c: CheckerClass) -> ScriptKind {
 }
 
 /// Application parts each running state keeps.
-fn parts_of(state: State) -> &'static [CheckerClass] {
+pub(super) fn parts_of(state: State) -> &'static [CheckerClass] {
     match state {
         State::Alone => &[CheckerClass::Both, CheckerClass::Prim, CheckerClass::Sec],
         State::Prim => &[CheckerClass::Both, CheckerClass::Prim],
@@ -419,126 +417,5 @@ impl MirrorEngine {
         }
         self.phase = Phase::Waiting(reason);
         self.set_status(Status::new(State::Wait, Readiness::NotReady));
-    }
-
-    fn expand_become(&mut self, to: State, from: State, action: ScriptAction, transition: bool, starts: bool) -> Vec<Step> {
-        let want = parts_of(to);
-        let mut steps = Vec::new();
-        for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second] {
-            if self.held.app.contains(&part) && !want.contains(&part) {
-                if self.held.checkers.contains(&part) {
-                    steps.push(m(Mark::Act(Action::DisableCheckers(part))));
-                }
-                steps.push(script(stop_script(part), from, to, action));
-            }
-        }
-        let primary = matches!(to, State::Alone | State::Prim);
-        let repl = self.held.repl;
-        if primary {
-            if repl == Some(ReplicaRole::Secondary) {
-                steps.push(m(Mark::Act(Action::StopReplication)));
-            }
-            if repl != Some(ReplicaRole::Primary) {
-                steps.push(m(Mark::Act(Action::StartReplication(ReplicaRole::Primary))));
-            }
-        } else {
-            if self.held.vip {
-                steps.push(m(Mark::Act(Action::RemoveVip)));
-            }
-            if repl == Some(ReplicaRole::Primary) {
-                steps.push(m(Mark::Act(Action::StopReplication)));
-            }
-            if repl != Some(ReplicaRole::Secondary) {
-                steps.push(m(Mark::Act(Action::StartReplication(ReplicaRole::Secondary))));
-            }
-        }
-        if transition {
-            steps.push(script(ScriptKind::Transition, from, to, action));
-        }
-        if primary && !self.held.vip {
-            steps.push(m(Mark::Act(Action::SetVip)));
-        }
-        if starts {
-            for part in [CheckerClass::Both, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Sec] {
-                if want.contains(&part) && !self.held.app.contains(&part) {
-                    steps.push(script(start_script(part), from, to, action));
-                    steps.push(m(Mark::Act(Action::EnableCheckers(part))));
-                }
-            }
-        }
-        steps
-    }
-
-    fn expand_stop(&mut self, action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
-        let from = self.status.state;
-        let peer_takes_over = match from {
-            State::Second => self.peer_primary(),
-            State::Prim => self.live_peer().is_some_and(|h| h.status == Status::new(State::Second, Readiness::Ready) && h.failover),
-            _ => false,
-        };
-        let order = [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both];
-        let parts: Vec<CheckerClass> = order.into_iter().filter(|p| self.held.app.contains(p)).collect();
-        // The forced pass also covers parts whose graceful stop was cut short.
-        let forced_parts: Vec<CheckerClass> =
-            order.into_iter().filter(|p| self.held.app.contains(p) || self.held.stopping.contains(p)).collect();
-        let mut steps = vec![status(State::Wait, Readiness::Transient)];
-        for part in [CheckerClass::Sec, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Both] {
-            if self.held.checkers.contains(&part) {
-                steps.push(m(Mark::Act(Action::DisableCheckers(part))));
-            }
-            if parts.contains(&part) && !force_only {
-                steps.push(script(stop_script(part), from, State::Wait, action));
-            }
-        }
-        steps.push(script(ScriptKind::Transition, from, State::Wait, action));
-        for part in &forced_parts {
-            steps.push(forced(stop_script(*part), from, State::Wait, action));
-        }
-        steps.push(m(Mark::ForgetApp));
-        if self.held.vip {
-            steps.push(m(Mark::Act(Action::RemoveVip)));
-        }
-        if self.held.repl.is_some() {
-            steps.push(m(Mark::Act(Action::StopReplication)));
-        }
-        if peer_takes_over {
-            steps.push(m(Mark::Persist(Edit { uptodate: Some(false), ..Edit::default() })));
-        }
-        match then {
-            StopThen::Stop | StopThen::Start => {
-                if self.held.checkers.contains(&CheckerClass::Pre) {
-                    steps.push(m(Mark::Act(Action::DisableCheckers(CheckerClass::Pre))));
-                }
-                steps.push(script(ScriptKind::Poststop, State::Wait, State::Stop, action));
-                steps.push(script(ScriptKind::Transition, State::Wait, State::Stop, action));
-                steps.push(m(Mark::Persist(Edit { running: Some(false), ..Edit::default() })));
-                steps.push(m(Mark::CleanStop));
-                steps.push(m(Mark::Enter(Phase::Stopped)));
-                steps.push(status(State::Stop, Readiness::NotReady));
-                if then == StopThen::Start {
-                    steps.push(m(Mark::Log(LogLevel::E, "Action start called automatically".into())));
-                    steps.push(m(Mark::Start(None)));
-                }
-            }
-            StopThen::Wait(reason) => steps.push(m(Mark::EnterWait(reason))),
-        }
-        steps
-    }
-
-    fn expand_restart(&mut self) -> Vec<Step> {
-        let st = self.status.state;
-        let mut steps = vec![status(st, Readiness::Transient)];
-        for part in [CheckerClass::Prim, CheckerClass::Second] {
-            if self.held.app.contains(&part) {
-                if self.held.checkers.contains(&part) {
-                    steps.push(m(Mark::Act(Action::DisableCheckers(part))));
-                }
-                steps.push(script(stop_script(part), st, st, ScriptAction::Restart));
-                steps.push(script(start_script(part), st, st, ScriptAction::Restart));
-                steps.push(m(Mark::Act(Action::EnableCheckers(part))));
-            }
-        }
-        steps.push(status(st, Readiness::Ready));
-        steps
     }
 }

@@ -1,0 +1,193 @@
+//! Handling of the engine's inputs: heartbeats, network loss, resources,
+//! replication events, witness answers, and the ALONE generation tick.
+
+use std::time::Instant;
+
+use super::marks::{self, Mark, StopThen};
+use super::{Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
+use crate::engine::types::{Action, Command, CommandKind, Heartbeat, LogLevel, Readiness, ReplicationEvent, ResourceState, RunId, State};
+
+impl MirrorEngine {
+    pub(super) fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
+        if lan >= self.lans.len() || hb.node != self.cfg.peer {
+            self.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
+            return;
+        }
+        let newer =
+            self.peer.as_ref().is_none_or(|p| hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq));
+        let was_live = self.any_lan_up();
+        let l = &mut self.lans[lan];
+        l.last_rx = Some(self.now);
+        if !l.up {
+            l.up = true;
+            self.witness_asked = false;
+            self.witness_cleared = false;
+            let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+            self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
+        }
+        if newer && hb.data.version() > self.p.version() && self.p.uptodate && !self.primary_active() {
+            // The peer wrote data we do not have: ours is no longer the newest,
+            // even if the peer stops before we start again.
+            self.p.uptodate = false;
+            self.actions.push_back(Action::Persist(self.p.clone()));
+        }
+        if newer {
+            let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
+            if changed {
+                self.log(LogLevel::E, format!("Remote state {}", hb.status));
+            }
+            self.peer = Some(hb);
+        }
+    }
+
+    pub(super) fn lan_down(&mut self, lan: usize) {
+        if !self.lans[lan].up {
+            return;
+        }
+        self.lans[lan].up = false;
+        let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+        self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
+        if !self.any_lan_up() {
+            self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
+        }
+    }
+
+    pub(super) fn on_resource(&mut self, name: String, state: ResourceState) {
+        if self.resources.get(&name) == Some(&state) {
+            return;
+        }
+        self.log(LogLevel::E, format!("Resource {name} set to {state}"));
+        self.resources.insert(name.clone(), state);
+        if state != ResourceState::Down || self.phase == Phase::Stopped {
+            return;
+        }
+        let rules: Vec<_> =
+            self.cfg.rules.iter().filter(|r| r.resource == name && self.held.checkers.contains(&r.class)).cloned().collect();
+        for r in rules {
+            let intent = match r.action {
+                crate::engine::RuleAction::Wait => Intent::RuleWait(r.label),
+                crate::engine::RuleAction::Restart => Intent::Command(CommandKind::Restart, r.label),
+                crate::engine::RuleAction::Stopstart => Intent::Command(CommandKind::Stopstart, r.label),
+                crate::engine::RuleAction::Stop => Intent::Command(CommandKind::Stop, r.label),
+            };
+            self.pending.push_back(intent);
+        }
+    }
+
+    pub(super) fn on_replication(&mut self, ev: ReplicationEvent) {
+        match ev {
+            ReplicationEvent::ReintegrationProgress { done, total } => self.progress = Some((done, total)),
+            ReplicationEvent::ReintegrationDone => {
+                if self.phase == Phase::Second(SecondPhase::Reintegrating) {
+                    self.progress = None;
+                    self.log(LogLevel::E, "Reintegration ended (synchronize)");
+                    self.seq.extend(marks::second_ready_plan(self.peer_version()));
+                    self.phase = Phase::Busy;
+                }
+            }
+            ReplicationEvent::ReintegrationFailed { reason } => {
+                if self.phase == Phase::Second(SecondPhase::Reintegrating) {
+                    self.log(LogLevel::C, format!("Reintegration failed: {reason}"));
+                    let _ = self.apply_command(Command::by(CommandKind::Stopstart, "rfs"));
+                }
+            }
+            ReplicationEvent::Degraded { reason } => {
+                if matches!(self.phase, Phase::Prim | Phase::Alone { .. }) {
+                    self.log(LogLevel::C, format!("Replication failure: {reason}"));
+                    self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
+                    self.degraded = true;
+                    let via = matches!(self.phase, Phase::Alone { via_failover: true, .. });
+                    if self.phase == Phase::Prim {
+                        self.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
+                        self.phase = Phase::Busy;
+                    } else {
+                        self.phase = Phase::Alone { via_failover: via, degraded: true };
+                        self.send_heartbeat();
+                    }
+                }
+            }
+            ReplicationEvent::SecondaryLost { reason } => {
+                if self.phase == Phase::Prim {
+                    self.log(LogLevel::C, format!("Secondary dropped: {reason}"));
+                    if self.cfg.splitbrain {
+                        // The replication link may be the first sign of a
+                        // partition: only the witness may let us go on alone.
+                        self.ask_witness(WitnessFor::PrimLostReplication);
+                    } else {
+                        self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
+                        self.phase = Phase::Busy;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn peer_version(&self) -> (u64, u64) {
+        self.peer.as_ref().map_or(self.p.version(), |h| h.data.version())
+    }
+
+    pub(super) fn on_witness(&mut self, run: RunId, reachable: bool) {
+        let Phase::AskingWitness { run: asked, why, resume } = self.phase.clone() else {
+            return;
+        };
+        if asked != run {
+            return;
+        }
+        if self.any_lan_up() && why != WitnessFor::PrimLostReplication {
+            // The peer came back while we asked: nothing to decide.
+            self.phase = *resume;
+            return;
+        }
+        if reachable {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            match why {
+                WitnessFor::PrimLostPeer => self.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
+                WitnessFor::PrimLostReplication => self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
+                WitnessFor::SecondLostPeer => self.seq.extend(marks::failover_plan("no heartbeat")),
+                WitnessFor::AloneLostPeer => {
+                    self.phase = *resume;
+                    return;
+                }
+                WitnessFor::StartAlone => {
+                    // Decide again, now allowed to go ALONE.
+                    self.witness_cleared = true;
+                    self.phase = *resume;
+                    return;
+                }
+            }
+        } else if why == WitnessFor::StartAlone {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
+        } else {
+            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.p.uptodate = false;
+            self.actions.push_back(Action::Persist(self.p.clone()));
+            self.seq.extend([marks::Step::Mark(Mark::StopAll {
+                action: crate::engine::ScriptAction::Stopwait,
+                then: StopThen::Wait(WaitReason::SplitBrain),
+                force_only: false,
+            })]);
+        }
+        self.phase = Phase::Busy;
+    }
+
+    pub(super) fn tick_generation(&mut self, now: Instant) {
+        let alone_ready = matches!(self.phase, Phase::Alone { .. }) && self.status.readiness == Readiness::Ready;
+        let peer_following = self.live_peer().is_some_and(|h| h.status.state == State::Second);
+        if !alone_ready || peer_following {
+            self.next_gen_tick = None;
+            return;
+        }
+        match self.next_gen_tick {
+            None => self.next_gen_tick = Some(now + self.alone_tick()),
+            Some(t) if now >= t => {
+                self.p.gen += 1;
+                self.actions.push_back(Action::Persist(self.p.clone()));
+                self.next_gen_tick = Some(now + self.alone_tick());
+            }
+            Some(_) => {}
+        }
+    }
+}
