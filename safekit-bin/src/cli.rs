@@ -234,6 +234,9 @@ enum Cmd {
     /// Cluster configuration commands.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Module packages: install, uninstall, list.
+    #[command(subcommand)]
+    Module(ModuleCmd),
     /// Two-node cluster and a client on this machine in network namespaces:
     /// start, failover after a kill -9 of the primary, measured outage (root).
     Demo {
@@ -258,6 +261,31 @@ enum Cmd {
 struct Message {
     /// The message.
     message: String,
+}
+
+#[derive(Subcommand)]
+enum ModuleCmd {
+    /// Install a module from a .safe (zip) file or a directory into SAFE/modules.
+    Install {
+        /// Module name (default: the file name without extension).
+        #[arg(short = 'm')]
+        module: Option<String>,
+        /// Fixed module id (the same on every node; ports derive from it).
+        #[arg(short = 'M')]
+        id: Option<u16>,
+        /// Reinstall over an installed module.
+        #[arg(short = 'r')]
+        replace: bool,
+        /// The .safe file or directory.
+        path: PathBuf,
+    },
+    /// Remove an installed module (restart the daemon afterwards).
+    Uninstall {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// List installed modules.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -495,6 +523,34 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => {
+            match safekit_core::modules::install(&layout, &path, module.as_deref(), id, replace) {
+                Ok(name) => {
+                    println!("module {name} installed in {}; start or restart the daemon to run it", layout.module_dir(&name).display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Module(ModuleCmd::Uninstall { m }) => match safekit_core::modules::uninstall(&layout, &m.module) {
+            Ok(()) => {
+                println!("module {} uninstalled", m.module);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Module(ModuleCmd::List) => {
+            for m in safekit_core::modules::list(&layout) {
+                println!("{}{}", m.name, m.id.map(|i| format!(" (id {i})")).unwrap_or_default());
+            }
+            ExitCode::SUCCESS
+        }
         Cmd::Confcheck { m } => module_cmd(&layout, &m.module, true),
         Cmd::Config { m } => module_cmd(&layout, &m.module, false),
     }

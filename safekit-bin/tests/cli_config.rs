@@ -86,3 +86,47 @@ fn cluster_confcheck_reports_errors_and_success() {
     assert_eq!(code, 1);
     assert!(err.contains("bad.xml:1:30: <node> needs attribute addr"), "{err}");
 }
+
+#[test]
+fn module_install_list_uninstall_from_a_directory_and_a_safe_file() {
+    let d = node_dir("modules", "<safe/>");
+    let repo_module = concat!(env!("CARGO_MANIFEST_DIR"), "/../modules/mariadb");
+    let (code, out, err) = safekit(d.path(), &["module", "install", "-m", "db", "-M", "7", repo_module]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("module db installed"), "{out}");
+    let (code, _, err) = safekit(d.path(), &["module", "install", "-m", "db", repo_module]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already installed") && err.contains("-r"), "{err}");
+    // A .safe file is a zip of the same layout.
+    let safe = d.path().join("web.safe");
+    {
+        let f = std::fs::File::create(&safe).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("conf/userconfig.xml", opts).unwrap();
+        std::io::Write::write_all(&mut z, b"<safe><service mode=\"light\"><user/></service></safe>").unwrap();
+        z.start_file("bin/start_both", opts).unwrap();
+        std::io::Write::write_all(&mut z, b"#!/bin/sh\nexit 0\n").unwrap();
+        z.finish().unwrap();
+    }
+    let (code, _, err) = safekit(d.path(), &["module", "install", safe.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = safekit(d.path(), &["module", "list"]);
+    assert!(out.contains("db (id 7)") && out.contains("web"), "{out}");
+    // An entry escaping the module directory is refused, nothing is installed.
+    let evil = d.path().join("evil.safe");
+    {
+        let f = std::fs::File::create(&evil).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        z.start_file("../../outside", zip::write::SimpleFileOptions::default()).unwrap();
+        z.finish().unwrap();
+    }
+    let (code, _, err) = safekit(d.path(), &["module", "install", evil.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("outside the module"), "{err}");
+    assert!(!d.path().join("outside").exists());
+    let (code, _, _) = safekit(d.path(), &["module", "uninstall", "-m", "web"]);
+    assert_eq!(code, 0);
+    let (_, out, _) = safekit(d.path(), &["module", "list"]);
+    assert!(!out.contains("web"), "{out}");
+}

@@ -37,6 +37,8 @@ pub mod layout;
 #[cfg(feature = "linux")]
 pub mod linux;
 #[cfg(feature = "linux")]
+pub mod modules;
+#[cfg(feature = "linux")]
 pub mod runtime;
 #[cfg(feature = "linux")]
 pub mod services;

@@ -1,0 +1,135 @@
+//! `safekit module install|uninstall|list`: a module is a `.safe` file (a
+//! zip of `conf/userconfig.xml` and `bin/` scripts) or a directory of the
+//! same layout, installed into `SAFE/modules/AM`.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{parse_userconfig, UserConfigOptions};
+use crate::layout::Layout;
+
+/// An installed module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Module name.
+    pub name: String,
+    /// Fixed id (`SAFE/modules/AM/id`), if any.
+    pub id: Option<u16>,
+}
+
+/// Installs `src` (a `.safe`/`.zip` file or a directory) as module `name`
+/// (default: the file name without extension). `replace` = `-r`.
+pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>, replace: bool) -> Result<String, String> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| format!("{}: cannot tell the module name; use -m", src.display()))?
+            .to_string(),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("invalid module name '{name}' (letters, digits, _ and -)"));
+    }
+    let dest = layout.module_dir(&name);
+    if dest.exists() && !replace {
+        return Err(format!("module {name} is already installed ({}); use -r to reinstall", dest.display()));
+    }
+    let staging = layout.safe.join("modules").join(format!(".{name}.installing"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    let result = (|| {
+        if src.is_dir() {
+            copy_dir(src, &staging)?;
+        } else {
+            unzip(src, &staging)?;
+        }
+        let conf = staging.join("conf").join("userconfig.xml");
+        let text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: no conf/userconfig.xml in the module ({e})", src.display()))?;
+        parse_userconfig(&text, UserConfigOptions { file: "conf/userconfig.xml", ..UserConfigOptions::new() })
+            .map_err(|e| e.to_string())?;
+        if let Ok(rd) = std::fs::read_dir(staging.join("bin")) {
+            for e in rd.flatten() {
+                let _ = std::fs::set_permissions(e.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755));
+            }
+        }
+        if let Some(id) = id {
+            std::fs::write(staging.join("id"), id.to_string()).map_err(|e| e.to_string())?;
+        }
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        std::fs::rename(&staging, &dest).map_err(|e| format!("{}: {e}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result.map(|()| name)
+}
+
+/// Removes module `name` from `SAFE/modules` (its work files in SAFEVAR stay).
+pub fn uninstall(layout: &Layout, name: &str) -> Result<(), String> {
+    let dir = layout.module_dir(name);
+    if !dir.join("conf").join("userconfig.xml").exists() {
+        return Err(format!("no module {name} is installed"));
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// The installed modules, by name.
+pub fn list(layout: &Layout) -> Vec<Installed> {
+    let mut out: Vec<Installed> = std::fs::read_dir(layout.safe.join("modules"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("conf/userconfig.xml").exists())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let id = std::fs::read_to_string(e.path().join("id")).ok().and_then(|s| s.trim().parse().ok());
+            Some(Installed { name, id })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn copy_dir(src: &Path, dst: &Path) -> Result<(), String> {
+    for e in std::fs::read_dir(src).map_err(|e| format!("{}: {e}", src.display()))? {
+        let e = e.map_err(|e| e.to_string())?;
+        let to = dst.join(e.file_name());
+        let ty = e.file_type().map_err(|e| e.to_string())?;
+        if ty.is_dir() {
+            std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+            copy_dir(&e.path(), &to)?;
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), &to).map_err(|err| format!("{}: {err}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Extracts a zip, refusing entries that would land outside `dst`.
+fn unzip(src: &Path, dst: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("{}: not a .safe (zip) file: {e}", src.display()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| format!("{}: {e}", src.display()))?;
+        let Some(rel): Option<PathBuf> = entry.enclosed_name() else {
+            return Err(format!(
+                "{}: entry {} would be written outside the module",
+                src.display(),
+                entry.name().map(|n| format!("'{n}'")).unwrap_or_default()
+            ));
+        };
+        let to = dst.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&to).map_err(|e| e.to_string())?;
+            continue;
+        }
+        if let Some(p) = to.parent() {
+            std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
+        }
+        let mut out = std::fs::File::create(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| format!("{}: {e}", to.display()))?;
+    }
+    Ok(())
+}
