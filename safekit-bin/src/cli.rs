@@ -200,6 +200,17 @@ enum Cmd {
         #[arg(short = 'A')]
         all: bool,
     },
+    /// Follow the module log in real time (Ctrl-C to quit).
+    Logview {
+        #[command(flatten)]
+        m: Module,
+        /// Number of past lines shown first.
+        #[arg(short = 's', default_value_t = 300)]
+        lines: usize,
+        /// Verbose: include I and D messages.
+        #[arg(short = 'A')]
+        all: bool,
+    },
     /// From a script: write an information message into the module log.
     Printi {
         #[command(flatten)]
@@ -294,6 +305,12 @@ enum ClusterCmd {
     Confcheck {
         /// The file to check.
         file: Option<PathBuf>,
+    },
+    /// Check a cluster.xml and install it as SAFEVAR/cluster/cluster.xml
+    /// (restart the daemon to apply; copy the same file to every node).
+    Config {
+        /// The new cluster.xml.
+        file: PathBuf,
     },
     /// Make a new cluster key in SAFEVAR/cluster/cluster.key (copy it to every node).
     Genkey,
@@ -439,6 +456,47 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e),
+            }
+        }
+        Cmd::Cluster(ClusterCmd::Config { file }) => match load_cluster_file(&file) {
+            Ok(p) => {
+                print_diagnostics(&p.warnings);
+                let dest = layout.cluster_xml();
+                let copy = std::fs::create_dir_all(dest.parent().unwrap_or(&layout.safevar)).and_then(|()| std::fs::copy(&file, &dest));
+                match copy {
+                    Ok(_) => {
+                        println!("{} installed as {}; restart the daemon to apply it", file.display(), dest.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", dest.display());
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => fail(&e),
+        },
+        Cmd::Logview { m, lines, all } => {
+            let mut seen: Vec<String> = Vec::new();
+            loop {
+                let now = match ask(&layout, Request::Log { module: m.module.clone(), lines: lines.max(1000), verbose: all }).await {
+                    Ok(Response::Lines(l)) => l,
+                    Ok(_) => Vec::new(),
+                    Err(c) => return c,
+                };
+                // Print what follows the last line already shown.
+                let start = seen
+                    .last()
+                    .and_then(|last| now.iter().rposition(|l| l == last))
+                    .map_or_else(|| now.len().saturating_sub(lines), |i| i + 1);
+                for l in &now[start..] {
+                    println!("{l}");
+                }
+                seen = now;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+                }
             }
         }
         Cmd::Cluster(ClusterCmd::Genkey) => {

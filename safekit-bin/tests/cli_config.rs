@@ -130,3 +130,26 @@ fn module_install_list_uninstall_from_a_directory_and_a_safe_file() {
     let (_, out, _) = safekit(d.path(), &["module", "list"]);
     assert!(!out.contains("web"), "{out}");
 }
+
+#[test]
+fn cluster_config_installs_a_checked_file_and_refuses_a_bad_one() {
+    let d = node_dir("clusterconfig", "<safe/>");
+    let new = d.path().join("new.xml");
+    std::fs::write(
+        &new,
+        "<cluster><lans><lan name=\"x\"><node name=\"a\" addr=\"10.9.0.1\"/><node name=\"b\" addr=\"10.9.0.2\"/></lan></lans></cluster>",
+    )
+    .unwrap();
+    let (code, out, err) = safekit(d.path(), &["cluster", "config", new.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restart the daemon"), "{out}");
+    assert!(std::fs::read_to_string(d.path().join("var/cluster/cluster.xml")).unwrap().contains("10.9.0.1"));
+    std::fs::write(&new, "<cluster><lans/></cluster>").unwrap();
+    let (code, _, err) = safekit(d.path(), &["cluster", "config", new.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("<lans> needs at least one <lan>"), "{err}");
+    assert!(
+        std::fs::read_to_string(d.path().join("var/cluster/cluster.xml")).unwrap().contains("10.9.0.1"),
+        "the installed file is untouched"
+    );
+}
