@@ -70,6 +70,11 @@ impl LightEngine {
         }
     }
 
+    /// A light module has no peer.
+    pub const fn peer_status(&self) -> Option<Status> {
+        None
+    }
+
     /// Resources for `state -v`.
     pub fn resources(&self) -> BTreeMap<String, String> {
         let on = |b: bool| if b { "on" } else { "off" }.to_string();

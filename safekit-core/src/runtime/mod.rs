@@ -43,59 +43,40 @@ pub trait Driven: Send {
     fn resources(&self) -> BTreeMap<String, String>;
 }
 
-impl Driven for MirrorEngine {
-    fn handle_input(&mut self, now: Instant, input: Input) {
-        Self::handle_input(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        Self::handle_timeout(self, now);
-    }
-    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
-        Self::command(self, now, cmd)
-    }
-    fn poll_action(&mut self) -> Option<Action> {
-        Self::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Self::poll_timeout(self)
-    }
-    fn status(&self) -> Status {
-        Self::status(self)
-    }
-    fn peer_status(&self) -> Option<Status> {
-        Self::peer_status(self)
-    }
-    fn resources(&self) -> BTreeMap<String, String> {
-        Self::resources(self)
-    }
+/// Both engines have the same inherent methods; the trait only forwards.
+macro_rules! forward_driven {
+    ($engine:ty) => {
+        impl Driven for $engine {
+            fn handle_input(&mut self, now: Instant, input: Input) {
+                Self::handle_input(self, now, input);
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                Self::handle_timeout(self, now);
+            }
+            fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+                Self::command(self, now, cmd)
+            }
+            fn poll_action(&mut self) -> Option<Action> {
+                Self::poll_action(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                Self::poll_timeout(self)
+            }
+            fn status(&self) -> Status {
+                Self::status(self)
+            }
+            fn peer_status(&self) -> Option<Status> {
+                Self::peer_status(self)
+            }
+            fn resources(&self) -> BTreeMap<String, String> {
+                Self::resources(self)
+            }
+        }
+    };
 }
 
-impl Driven for LightEngine {
-    fn handle_input(&mut self, now: Instant, input: Input) {
-        Self::handle_input(self, now, input);
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        Self::handle_timeout(self, now);
-    }
-    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
-        Self::command(self, now, cmd)
-    }
-    fn poll_action(&mut self) -> Option<Action> {
-        Self::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        Self::poll_timeout(self)
-    }
-    fn status(&self) -> Status {
-        Self::status(self)
-    }
-    fn peer_status(&self) -> Option<Status> {
-        None
-    }
-    fn resources(&self) -> BTreeMap<String, String> {
-        Self::resources(self)
-    }
-}
+forward_driven!(MirrorEngine);
+forward_driven!(LightEngine);
 
 /// A module's services.
 pub struct ModuleServices {
