@@ -320,7 +320,7 @@ impl MirrorEngine {
                 _ if p.data.epoch != self.p.epoch => p.data.epoch > self.p.epoch,
                 // The peer cannot hear us, so it will never learn of the split:
                 // only this node can end it.
-                _ if !p.hears_peer => true,
+                _ if self.peer_deaf_for_long() => true,
                 (true, false) => true,
                 (false, true) => false,
                 _ => self.cfg.node > self.cfg.peer,
@@ -413,6 +413,14 @@ impl MirrorEngine {
                 false
             }
         }
+    }
+
+    /// The peer has not heard us for a whole heartbeat timeout while we
+    /// hear it: the link is one-way, not merely healing (right after a heal
+    /// the first heartbeats to cross still say "not heard").
+    fn peer_deaf_for_long(&self) -> bool {
+        let timeout = self.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
+        self.peer_deaf_since.is_some_and(|t| self.now.saturating_duration_since(t) >= timeout)
     }
 
     fn wants_primary(&self) -> bool {

@@ -32,6 +32,11 @@ impl MirrorEngine {
             self.actions.push_back(Action::Persist(self.p.clone()));
         }
         if newer {
+            if hb.hears_peer {
+                self.peer_deaf_since = None;
+            } else if self.peer_deaf_since.is_none() {
+                self.peer_deaf_since = Some(self.now);
+            }
             let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
             if changed {
                 self.log(LogLevel::E, format!("Remote state {}", hb.status));
@@ -48,6 +53,7 @@ impl MirrorEngine {
         let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
         self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
         if !self.any_lan_up() {
+            self.peer_deaf_since = None;
             self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
         }
     }

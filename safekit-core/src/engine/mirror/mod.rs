@@ -186,6 +186,8 @@ pub struct MirrorEngine {
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
     degraded: bool,
+    /// Since when the peer's heartbeats say it does not hear us.
+    peer_deaf_since: Option<Instant>,
     /// The witness was asked since the peer was last heard.
     witness_asked: bool,
     /// The witness answered a start that would go ALONE unheard; cleared
@@ -226,6 +228,7 @@ impl MirrorEngine {
             progress: None,
             next_gen_tick: None,
             degraded: false,
+            peer_deaf_since: None,
             witness_asked: false,
             witness_cleared: false,
         }
