@@ -11,7 +11,7 @@ pub mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -99,7 +99,7 @@ pub struct ModuleServices {
     /// This module's own command queue, for errd's actions.
     pub self_commands: Option<mpsc::Sender<CommandMsg>>,
     /// Generated checkers: resource, test, class, period.
-    pub checkers: Vec<(String, checkers::Probe, crate::engine::CheckerClass, std::time::Duration)>,
+    pub checkers: Vec<(String, checkers::Probe, crate::engine::CheckerClass, Duration)>,
 }
 
 /// What `safekit state` shows of a module.
@@ -142,6 +142,7 @@ pub async fn drive<E: Driven>(
         checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone());
     }
     let mut stopping = false;
+    let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
     // After a crash the VIP may still be configured: a node that starts is
     // never primary, so remove it.
     if let Some(v) = &svc.vip {
@@ -167,14 +168,25 @@ pub async fn drive<E: Driven>(
             execute(a, &svc, &in_tx, &mut running).await;
         }
         running.retain(|_, h| !h.is_finished());
-        report.send_modify(|r| {
-            r.status = engine.status();
-            r.peer = engine.peer_status();
-            r.resources = engine.resources();
-            if let Some(hb) = &svc.heartbeat {
-                r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
-            }
-        });
+        // Most events are heartbeats that change nothing visible: refresh
+        // the report (and rebuild the resource map) only on a status change
+        // or every quarter second.
+        let (status, peer) = (engine.status(), engine.peer_status());
+        let stale = {
+            let r = report.borrow();
+            r.status != status || r.peer != peer || last_report.elapsed() >= Duration::from_millis(250)
+        };
+        if stale {
+            last_report = Instant::now();
+            report.send_modify(|r| {
+                r.status = status;
+                r.peer = peer;
+                r.resources = engine.resources();
+                if let Some(hb) = &svc.heartbeat {
+                    r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
+                }
+            });
+        }
         if stopping && engine.status().state == State::Stop {
             break;
         }
