@@ -180,3 +180,19 @@ fn the_same_seed_replays_the_same_run() {
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
 }
+
+#[test]
+fn a_staggered_heal_keeps_the_former_primary() {
+    let mut sim = pair(11);
+    sim.apply(&Op::Cut { from: 0, lan: None });
+    sim.apply(&Op::Cut { from: 1, lan: None });
+    sim.run_for(Duration::from_secs(4));
+    assert_eq!((sim.status(0), sim.status(1)), (Some(ALONE), Some(ALONE)));
+    // node1 hears node2 first; node2 hears node1 a moment later.
+    sim.apply(&Op::HealFrom { from: 1 });
+    sim.run_for(Duration::from_millis(150));
+    sim.apply(&Op::Heal);
+    assert!(sim.run_until_pair(Duration::from_secs(30)), "{}", sim.trace_tail(80));
+    assert_eq!(sim.status(0), Some(PRIM), "only the former secondary exits");
+    ok(&sim);
+}

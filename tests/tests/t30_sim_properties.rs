@@ -75,6 +75,7 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
                     Op::Cut { from: node, lan }
                 }
             }
+            5 if one_sided_witness.is_none() && r.chance(300_000) => Op::HealFrom { from: node },
             5 => Op::Heal,
             6 => Op::Crash(node),
             7 => Op::Restart(node),

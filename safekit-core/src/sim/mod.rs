@@ -87,6 +87,12 @@ pub enum Op {
         /// Network, or all.
         lan: Option<usize>,
     },
+    /// Restore every network in one direction only (from `from`): a heal
+    /// where one side hears the other a moment before it is heard.
+    HealFrom {
+        /// Sender side whose networks come back.
+        from: usize,
+    },
     /// Restore every network in both directions.
     Heal,
     /// Power loss of a node: its engine is gone, its VIP too.
@@ -312,6 +318,10 @@ impl SimCluster {
             Op::Partition { lan } => {
                 self.apply(&Op::Cut { from: 0, lan: *lan });
                 self.apply(&Op::Cut { from: 1, lan: *lan });
+            }
+            Op::HealFrom { from } => {
+                self.cut[*from].iter_mut().for_each(|c| *c = false);
+                self.disturbed = self.now;
             }
             Op::Heal => {
                 for side in &mut self.cut {
