@@ -51,6 +51,15 @@ async fn pair(demo: &mut Demo) {
     demo.wait_state(0, State::Prim, LONG).await.unwrap();
 }
 
+/// Rewrites the demo module's userconfig.xml on both nodes.
+fn edit_module(demo: &Demo, edit: impl Fn(&str) -> String) {
+    for i in 0..2 {
+        let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, edit(&text)).unwrap();
+    }
+}
+
 /// Writes scripts that record their name and arguments into `calls.txt`.
 fn recording_scripts(demo: &Demo, i: usize) {
     let bin = demo.node_dir(i).join("safe/modules/demo/bin");
@@ -226,14 +235,8 @@ fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
     }
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
-        for i in 0..2 {
-            let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
-            let text = std::fs::read_to_string(&conf).unwrap().replace(
-                "<user ",
-                "<errd polltimer=\"1s\">\n    <proc name=\"safekit\" argregex=\"demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\"/>\n  </errd>\n  <user ",
-            );
-            std::fs::write(&conf, text).unwrap();
-        }
+        edit_module(&demo, |t| t.replace("<user ",
+                "<errd polltimer=\"1s\">\n    <proc name=\"safekit\" argregex=\"demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\"/>\n  </errd>\n  <user "));
         pair(&mut demo).await;
         let pidfile = demo.node_dir(0).join("var/modules/demo/app.pid");
         let kill_app = || {
@@ -275,11 +278,7 @@ fn generated_interface_and_ip_checkers() {
     }
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
-        for i in 0..2 {
-            let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
-            let text = std::fs::read_to_string(&conf).unwrap().replace("check=\"off\"", "check=\"on\"");
-            std::fs::write(&conf, text).unwrap();
-        }
+        edit_module(&demo, |t| t.replace("check=\"off\"", "check=\"on\""));
         pair(&mut demo).await;
         let state = |i: usize| {
             let out = std::process::Command::new(exe())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::{Command, LogLevel};
+use crate::engine::Command;
 use crate::layout::Layout;
 use crate::runtime::log::ModuleLog;
 use crate::runtime::{CommandMsg, ModuleReport};
@@ -138,7 +138,6 @@ async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Respo
         },
         Request::Print { module, level, message } => match get(&module) {
             Ok(h) => {
-                let level = if level == LogLevel::I { LogLevel::I } else { level };
                 h.log.write("script", level, &message);
                 Response::Ok
             }

@@ -208,12 +208,7 @@ impl MirrorEngine {
     /// Applies a start decision; from WAIT (NotReady) a repeated wait changes nothing.
     fn apply_decision(&mut self, d: Decision, from_wait: bool) -> bool {
         match d {
-            Decision::Hold => {
-                if from_wait {
-                    return false;
-                }
-                false
-            }
+            Decision::Hold => false,
             Decision::Wait(reason) => {
                 if from_wait {
                     self.phase = Phase::Waiting(reason);
