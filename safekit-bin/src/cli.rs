@@ -266,6 +266,29 @@ enum Cmd {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Test tool: writes fsynced records, printing each acknowledged one.
+    #[command(hide = true)]
+    DemoWriter {
+        /// File to write.
+        #[arg(long)]
+        file: PathBuf,
+        /// Number of records.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+    },
+    /// Test tool: random file operations (fsx-like) under a directory.
+    #[command(hide = true)]
+    DemoFsx {
+        /// Directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of operations.
+        #[arg(long, default_value_t = 200)]
+        ops: u64,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -581,6 +604,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::DemoWriter { file, records } => tool(crate::tools::writer(&file, records)),
+        Cmd::DemoFsx { dir, seed, ops } => tool(crate::tools::fsx(&dir, seed, ops)),
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => {
             match safekit_core::modules::install(&layout, &path, module.as_deref(), id, replace) {
                 Ok(name) => {
@@ -674,5 +699,15 @@ fn module_cmd(layout: &Layout, module: &str, confcheck: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+fn tool(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }

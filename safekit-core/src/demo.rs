@@ -34,6 +34,8 @@ pub struct Demo {
     nodes: Vec<DemoNode>,
     namespaces: Vec<String>,
     root: PathBuf,
+    /// The replicated directory's path (same on both nodes), when enabled.
+    shared: Option<PathBuf>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -91,7 +93,7 @@ impl Demo {
             return Err("safekit demo needs root (network namespaces and virtual IPs)".into());
         }
         let root = std::env::temp_dir().join(format!("safekit-demo-{}", std::process::id()));
-        let mut demo = Self { nodes: Vec::new(), namespaces: Vec::new(), root: root.clone() };
+        let mut demo = Self { nodes: Vec::new(), namespaces: Vec::new(), root: root.clone(), shared: None };
         for ns in ["sw", "n1", "n2", "cl"] {
             let name = format!("{PREFIX}-{ns}");
             // A namespace of that name is a leftover of an interrupted demo.
@@ -146,10 +148,17 @@ impl Demo {
         let n = &mut self.nodes[i];
         let log = std::fs::File::create(n.dir.join("daemon.log")).map_err(|e| e.to_string())?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &n.ns])
-            .arg(exe)
-            .arg("daemon")
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &n.ns]);
+        if let Some(shared) = &self.shared {
+            // `ip netns exec` gives the daemon a mount namespace of its own:
+            // there, the node's own data directory appears at the shared
+            // path, as on two real servers.
+            cmd.args(["sh", "-c", r#"mount --bind "$1" "$2" && exec "$3" daemon"#, "sh"]).arg(n.dir.join("data")).arg(shared).arg(exe);
+        } else {
+            cmd.arg(exe).arg("daemon");
+        }
+        let child = cmd
             .env("SAFE", n.dir.join("safe"))
             .env("SAFEVAR", n.dir.join("var"))
             .env("SAFEKIT_NODE", n.name)
@@ -222,6 +231,36 @@ impl Demo {
         }
     }
 
+    /// Adds `<rfs>` (with `%DIR%` standing for the replicated directory) to
+    /// the module on both nodes; returns the replicated directory's path.
+    pub fn enable_replication(&mut self, rfs: &str) -> Result<PathBuf, String> {
+        let shared = self.root.join("replicated");
+        std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+        for n in &self.nodes {
+            std::fs::create_dir_all(n.dir.join("data")).map_err(|e| e.to_string())?;
+            let conf = n.dir.join("safe/modules/demo/conf/userconfig.xml");
+            let text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+            let text = text.replacen("  <user ", &format!("{}\n  <user ", rfs.replace("%DIR%", &shared.display().to_string())), 1);
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        }
+        self.shared = Some(shared.clone());
+        Ok(shared)
+    }
+
+    /// Node `i`'s real data directory (what the replicated directory holds on that node).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("data")
+    }
+
+    /// Runs `args` inside node `i`'s network and mount namespaces (where
+    /// its replicated directory is mounted), like its application would.
+    pub fn in_node(&self, i: usize) -> Result<Command, String> {
+        let pid = self.nodes[i].daemon.as_ref().map(Child::id).ok_or("the node's daemon is not running")?;
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &pid.to_string(), "-m", "-n", "--"]);
+        Ok(c)
+    }
+
     /// Node `i`'s directory (`safe/`, `var/`, `daemon.log`).
     pub fn node_dir(&self, i: usize) -> &Path {
         &self.nodes[i].dir
@@ -276,7 +315,11 @@ impl Drop for Demo {
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
         }
-        let _ = std::fs::remove_dir_all(&self.root);
+        if std::env::var_os("SAFEKIT_DEMO_KEEP").is_some() {
+            eprintln!("SAFEKIT_DEMO_KEEP: node files kept in {}", self.root.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub mod linux;
 #[cfg(feature = "linux")]
 pub mod modules;
 #[cfg(feature = "linux")]
+pub mod replication;
+#[cfg(feature = "linux")]
 pub mod runtime;
 #[cfg(feature = "linux")]
 pub mod services;

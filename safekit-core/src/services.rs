@@ -61,6 +61,11 @@ pub trait Replicator: Send + Sync {
     async fn stop(&self);
     /// Secondary: copies from the primary; `Ok` when the copy is complete.
     async fn reintegrate(&self, mode: SyncMode) -> Result<(), String>;
+    /// The next event of the replication (secondary lost, progress, ...);
+    /// never returns for a replicator without events.
+    async fn next_event(&self) -> crate::engine::ReplicationEvent {
+        std::future::pending().await
+    }
 }
 
 /// A periodic test setting a resource up or down (errd, tcp, ping, ...).

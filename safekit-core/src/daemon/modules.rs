@@ -206,11 +206,6 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             }
         }
         let vip: Option<Arc<dyn VirtualIp>> = if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs))) };
-        if cfg.service.rfs.is_some() {
-            return Err(format!(
-                "module {name}: file replication (<rfs>) is not available in this build yet (issue #4); remove <rfs> to run the module without replicated directories"
-            ));
-        }
         let witnesses: Vec<IpAddr> = cfg
             .service
             .check
@@ -230,6 +225,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
         let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
             .unwrap_or(u64::MAX);
         let now = tokio::time::Instant::now().into_std();
+        let mut replicator: Arc<dyn Replicator> = Arc::new(NothingToReplicate);
         let (engine, heartbeat) = match cfg.service.mode {
             Mode::Mirror => {
                 let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
@@ -251,6 +247,40 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
                     let remote = resolve_host(&peer.addr).await?;
                     lans.push(LanEndpoints { local: SocketAddr::new(local, port), peer: SocketAddr::new(remote, port) });
                 }
+                if let Some(rfs) = &cfg.service.rfs {
+                    // Replication runs on the LAN named by <flow>, else the heartbeat with ident="flow", else the first.
+                    let flow = rfs
+                        .flow
+                        .as_ref()
+                        .and_then(|f| heart.heartbeats.iter().position(|h| &h.name == f))
+                        .or_else(|| heart.heartbeats.iter().position(|h| h.ident == "flow"))
+                        .unwrap_or(0);
+                    let lan = lans.get(flow).ok_or_else(|| format!("module {name}: <rfs> needs a heartbeat network"))?;
+                    let rport = crate::replication::port(id);
+                    let settings = crate::replication::service::Settings {
+                        module: id,
+                        node: node.clone(),
+                        key: key.clone(),
+                        listen: SocketAddr::new(lan.local.ip(), rport),
+                        peer: SocketAddr::new(lan.peer.ip(), rport),
+                        disk_ack: rfs.async_mode == crate::config::AsyncMode::None,
+                        zone: rfs.ruzone_blocksize.unwrap_or(8 << 20),
+                        lock_timeout: rfs.locktimeout,
+                        send_timeout: rfs.sendtimeout,
+                        reint: crate::replication::reint::ReintOptions {
+                            workers: rfs.nbrei,
+                            bandwidth: rfs.reiallowedbw.map(|k| k * 1024),
+                            timeout: rfs.reitimeout,
+                        },
+                        state_dir: layout.module_var(&name),
+                        dirs: rfs.replicated.clone(),
+                    };
+                    let rlog = log.clone();
+                    replicator = Arc::new(crate::replication::service::LinuxReplicator::new(
+                        settings,
+                        Arc::new(move |level, msg: String| rlog.write("rfs", level, &msg)),
+                    ));
+                }
                 let hb = UdpHeartbeat::bind(key.clone(), id, &engine_cfg.peer, &lans)
                     .await
                     .map_err(|e| format!("module {name}: heartbeat socket: {e}"))?;
@@ -264,7 +294,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             heartbeat,
             vip,
             scripts,
-            replicator: Arc::new(NothingToReplicate),
+            replicator,
             witnesses,
             store,
             log,

@@ -42,7 +42,7 @@ impl ClusterKey {
         hex::encode(self.0)
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length: this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }

@@ -208,6 +208,7 @@ pub async fn drive<E: Driven>(
                 let _ = reply.send(r);
             }
             Some(input) = in_rx.recv() => engine.handle_input(now(), input),
+            ev = svc.replicator.next_event() => engine.handle_input(now(), Input::Replication(ev)),
             (lan, msg) = async move { match hb { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 engine.handle_input(now(), Input::Heartbeat { lan, hb: msg });
             }
@@ -219,6 +220,7 @@ pub async fn drive<E: Driven>(
     if let Some(v) = &svc.vip {
         let _ = v.remove().await;
     }
+    svc.replicator.stop().await;
 }
 
 async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, running: &mut HashMap<RunId, JoinHandle<()>>) {

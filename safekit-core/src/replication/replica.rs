@@ -1,0 +1,305 @@
+//! One replicated directory on this node: its real tree, its dirty map, its
+//! link to the secondary, and the single order in which mutations are both
+//! applied locally and queued for the secondary.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+
+use super::dirty::DirtyMap;
+use super::filter::Filter;
+use super::link::{Link, Sent};
+use super::tree::{join, Tree};
+use super::wire::{Op, ToSecondary};
+use super::Hooks;
+
+/// What this node does with local writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalRole {
+    /// Applies and replicates them.
+    Primary,
+    /// Refuses them (EROFS): `mode="read_only"`.
+    ReadOnly,
+    /// Applies them without replicating (a secondary without read_only).
+    Unreplicated,
+}
+
+/// A change to record in the dirty map before it is applied.
+pub enum Mark<'a> {
+    /// Bytes of a file.
+    Zones(&'a [u8], u64, u64),
+    /// Entries of a directory.
+    Dir(&'a [u8]),
+    /// Metadata of an entry.
+    Meta(&'a [u8]),
+}
+
+#[derive(Debug)]
+struct Node {
+    parent: u64,
+    name: Vec<u8>,
+    lookups: u64,
+    unlinked: bool,
+}
+
+/// See the module documentation.
+pub struct Replica {
+    /// The real directory.
+    pub tree: Tree,
+    order: Mutex<()>,
+    /// Dirty map (shared with the link).
+    pub dirty: Arc<Mutex<DirtyMap>>,
+    /// Connection to the secondary (primary side).
+    pub link: Arc<Link>,
+    /// notreplicated.
+    pub filter: Filter,
+    role: AtomicU8,
+    /// async="none": the secondary's disk, not its memory, acknowledges sync points.
+    pub secondary_disk_sync: bool,
+    /// Log and events.
+    pub hooks: Hooks,
+    nodes: Mutex<HashMap<u64, Node>>,
+    root_ino: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Replica {
+    /// A replica over `tree`.
+    pub fn new(tree: Tree, dirty: Arc<Mutex<DirtyMap>>, link: Arc<Link>, filter: Filter, secondary_disk_sync: bool, hooks: Hooks) -> Self {
+        let root_ino = tree.stat(b"").map_or(1, |s| s.st_ino);
+        let mut nodes = HashMap::new();
+        nodes.insert(1, Node { parent: 1, name: Vec::new(), lookups: 1, unlinked: false });
+        Self {
+            tree,
+            order: Mutex::new(()),
+            dirty,
+            link,
+            filter,
+            role: AtomicU8::new(1),
+            secondary_disk_sync,
+            hooks,
+            nodes: Mutex::new(nodes),
+            root_ino,
+        }
+    }
+
+    /// Current role of local writes.
+    pub fn role(&self) -> LocalRole {
+        match self.role.load(Ordering::Acquire) {
+            0 => LocalRole::Primary,
+            1 => LocalRole::ReadOnly,
+            _ => LocalRole::Unreplicated,
+        }
+    }
+
+    /// Changes it.
+    pub fn set_role(&self, r: LocalRole) {
+        self.role.store(
+            match r {
+                LocalRole::Primary => 0,
+                LocalRole::ReadOnly => 1,
+                LocalRole::Unreplicated => 2,
+            },
+            Ordering::Release,
+        );
+    }
+
+    /// The FUSE inode number of an underlying inode (the root is 1).
+    pub fn fino(&self, st_ino: u64) -> u64 {
+        if st_ino == self.root_ino {
+            1
+        } else if st_ino == 1 {
+            self.root_ino
+        } else {
+            st_ino
+        }
+    }
+
+    /// Path of a FUSE inode, if it still has one.
+    pub fn path(&self, ino: u64) -> Option<Vec<u8>> {
+        let nodes = lock(&self.nodes);
+        let mut parts = Vec::new();
+        let mut cur = ino;
+        for _ in 0..4096 {
+            if cur == 1 {
+                parts.reverse();
+                return Some(parts.join(&b'/'));
+            }
+            let n = nodes.get(&cur)?;
+            if n.unlinked {
+                return None;
+            }
+            parts.push(n.name.clone());
+            cur = n.parent;
+        }
+        None
+    }
+
+    /// Path of `name` in directory `parent`.
+    pub fn child(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        let p = self.path(parent).ok_or(Errno::ENOENT)?;
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(Errno::EINVAL);
+        }
+        Ok(join(&p, name))
+    }
+
+    /// The kernel looked `ino` up as `name` in `parent`.
+    pub fn remember(&self, ino: u64, parent: u64, name: &[u8]) {
+        if ino == 1 {
+            return;
+        }
+        let mut nodes = lock(&self.nodes);
+        let n = nodes.entry(ino).or_insert(Node { parent, name: Vec::new(), lookups: 0, unlinked: false });
+        n.parent = parent;
+        n.name = name.to_vec();
+        n.unlinked = false;
+        n.lookups += 1;
+    }
+
+    /// The kernel forgot `n` lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut nodes = lock(&self.nodes);
+        if let Some(node) = nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            if node.lookups == 0 && ino != 1 {
+                nodes.remove(&ino);
+            }
+        }
+    }
+
+    /// `ino` moved to `name` in `parent` (rename).
+    pub fn moved(&self, ino: u64, parent: u64, name: &[u8]) {
+        if let Some(n) = lock(&self.nodes).get_mut(&ino) {
+            n.parent = parent;
+            n.name = name.to_vec();
+            n.unlinked = false;
+        }
+    }
+
+    /// The name `name` in `parent` is gone; `ino` loses its path if that was it.
+    pub fn unlinked(&self, ino: u64, parent: u64, name: &[u8]) {
+        if let Some(n) = lock(&self.nodes).get_mut(&ino) {
+            if n.parent == parent && n.name == name {
+                n.unlinked = true;
+            }
+        }
+    }
+
+    /// Records `marks`, applies `local` and queues the operation it returns,
+    /// all under the order lock, so the secondary applies mutations in the
+    /// order they took effect here. Excluded paths are applied only locally.
+    pub fn mutate<T, O: IntoIterator<Item = Op>>(
+        &self,
+        marks: &[Mark<'_>],
+        local: impl FnOnce() -> Result<(T, O), Errno>,
+    ) -> Result<(T, Option<Sent>), Errno> {
+        match self.role() {
+            LocalRole::ReadOnly => return Err(Errno::EROFS),
+            LocalRole::Unreplicated => return local().map(|(t, _)| (t, None)),
+            LocalRole::Primary => {}
+        }
+        let _order = lock(&self.order);
+        let wanted: Vec<&Mark<'_>> = marks.iter().filter(|m| !self.excluded(mark_path(m))).collect();
+        if !wanted.is_empty() {
+            let seq = self.link.next_seq();
+            let mut dm = lock(&self.dirty);
+            for m in &wanted {
+                let r = match m {
+                    Mark::Zones(p, off, len) => dm.mark_zones(p, *off, *len, seq),
+                    Mark::Dir(p) => dm.mark_dir(p, seq),
+                    Mark::Meta(p) => dm.mark_meta(p, seq),
+                };
+                if let Err(e) = r {
+                    // Without the record, a crash could hide this change from
+                    // the next reintegration: refuse the write instead.
+                    (self.hooks.log)(crate::engine::LogLevel::C, format!("dirty map not written: {e}"));
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        let (t, ops) = local()?;
+        let mut sent = None;
+        let mut lost = false;
+        for op in ops.into_iter().filter(|o| !op_paths(o).iter().all(|p| self.excluded(p))) {
+            sent = self.link.send(&ToSecondary::Op(op));
+            lost |= sent.is_none();
+        }
+        if lost {
+            let mut dm = lock(&self.dirty);
+            for m in &wanted {
+                dm.make_pending(mark_path(m));
+            }
+        }
+        Ok((t, sent))
+    }
+
+    /// A sync point: returns once the secondary holds every mutation queued
+    /// so far (on its disk with async="none", for `path`).
+    pub fn sync_point(&self, path: Option<&[u8]>) {
+        if self.role() != LocalRole::Primary || !self.link.connected() {
+            return;
+        }
+        let sent = match (self.secondary_disk_sync, path) {
+            (true, Some(p)) if !self.excluded(p) => {
+                let _order = lock(&self.order);
+                self.link.send(&ToSecondary::Op(Op::Fsync { path: p.to_vec() }))
+            }
+            _ => self.link.last_sent(),
+        };
+        if let Some(s) = sent {
+            self.link.wait_applied(s);
+        }
+    }
+
+    /// `path` stays local (notreplicated); a directory is never excluded by
+    /// a `!` (replicate-only) expression.
+    pub fn excluded(&self, path: &[u8]) -> bool {
+        if self.filter.excluded(path) {
+            return true;
+        }
+        self.filter.has_only()
+            && self.filter.excluded_entry(path, self.tree.stat(path).is_ok_and(|s| super::tree::kind(s.st_mode) == libc::S_IFDIR))
+    }
+
+    /// Runs `f` under the order lock (reintegration reads a consistent state).
+    pub fn ordered<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _order = lock(&self.order);
+        f()
+    }
+}
+
+fn mark_path<'a>(m: &Mark<'a>) -> &'a [u8] {
+    match m {
+        Mark::Zones(p, ..) | Mark::Dir(p) | Mark::Meta(p) => p,
+    }
+}
+
+/// The paths an operation touches.
+pub fn op_paths(op: &Op) -> Vec<&[u8]> {
+    match op {
+        Op::Rename { from, to, .. } => vec![from, to],
+        Op::Link { existing, path } => vec![existing, path],
+        Op::Write { path, .. }
+        | Op::Truncate { path, .. }
+        | Op::Create { path, .. }
+        | Op::Mknod { path, .. }
+        | Op::Mkdir { path, .. }
+        | Op::Unlink { path }
+        | Op::Rmdir { path }
+        | Op::Symlink { path, .. }
+        | Op::SetAttr { path, .. }
+        | Op::SetXattr { path, .. }
+        | Op::RemoveXattr { path, .. }
+        | Op::Fallocate { path, .. }
+        | Op::Fsync { path }
+        | Op::RemoveTree { path }
+        | Op::Reset { path, .. }
+        | Op::Finish { path, .. } => vec![path],
+    }
+}

@@ -1,0 +1,457 @@
+//! The default [`Replicator`]: mounts each replicated directory over itself,
+//! serves secondaries on the primary, connects to the primary on the
+//! secondary, and recovers a mount left behind by a crashed daemon.
+
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::dirty::DirtyMap;
+use super::filter::Filter;
+use super::fs::ReplicatedFs;
+use super::link::Link;
+use super::reint::{self, ReintOptions};
+use super::replica::{LocalRole, Replica};
+use super::secondary::{self, Upstream};
+use super::tree::Tree;
+use super::wire::{server_handshake, ToPrimary, ToSecondary};
+use super::Hooks;
+use crate::config::Replicated;
+use crate::engine::{LogLevel, ReplicaRole, ReplicationEvent, SyncMode};
+use crate::heartbeat::wire::ClusterKey;
+use crate::services::Replicator;
+
+/// Everything the replicator needs from the configuration.
+#[derive(Clone)]
+pub struct Settings {
+    /// Module id.
+    pub module: u16,
+    /// This node's name.
+    pub node: String,
+    /// Cluster key.
+    pub key: ClusterKey,
+    /// Where the primary listens (this node's address on the flow LAN).
+    pub listen: SocketAddr,
+    /// The peer's replication address.
+    pub peer: SocketAddr,
+    /// async="none".
+    pub disk_ack: bool,
+    /// ruzone_blocksize.
+    pub zone: u64,
+    /// locktimeout.
+    pub lock_timeout: Duration,
+    /// sendtimeout.
+    pub send_timeout: Duration,
+    /// nbrei, reiallowedbw, reitimeout.
+    pub reint: ReintOptions,
+    /// Where the dirty maps live.
+    pub state_dir: PathBuf,
+    /// The replicated directories.
+    pub dirs: Vec<Replicated>,
+}
+
+struct Mounted {
+    replica: Arc<Replica>,
+    session: Option<fuser::BackgroundSession>,
+    dir: PathBuf,
+    ticker: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    mounts: Vec<Mounted>,
+    listener: Option<Arc<AtomicBool>>,
+    upstream: Vec<TcpStream>,
+}
+
+/// See the module documentation.
+pub struct LinuxReplicator {
+    h: Handle,
+    events: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<ReplicationEvent>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Detaches anything mounted at `dir` by a previous safekit daemon (after
+/// a crash its FUSE mount is left "transport endpoint not connected").
+pub fn detach_stale(dir: &Path) -> usize {
+    let mut n = 0;
+    for _ in 0..8 {
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return n };
+        let want = dir.to_string_lossy().replace(' ', "\\040");
+        let stale = info.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let fstype = l.split(" - ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or("");
+            f.get(4) == Some(&want.as_str()) && fstype.starts_with("fuse") && l.contains("safekit")
+        });
+        if !stale || nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).is_err() {
+            return n;
+        }
+        n += 1;
+    }
+    n
+}
+
+impl LinuxReplicator {
+    /// A replicator for `s`; `log` writes module log lines.
+    pub fn new(s: Settings, log: Arc<dyn Fn(LogLevel, String) + Send + Sync>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let hooks = Hooks {
+            log,
+            event: Arc::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        };
+        Self { h: Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())) }, events: tokio::sync::Mutex::new(rx) }
+    }
+
+    /// (files, bytes) that a reintegration would copy now (`safekit rfsdiff`).
+    pub fn estimate(&self) -> Vec<(String, usize, u64)> {
+        self.h.estimate()
+    }
+
+    /// Differences between this secondary and the primary (`safekit rfsverify`).
+    pub fn verify(&self) -> Result<Vec<String>, String> {
+        self.h.verify()
+    }
+}
+
+impl Handle {
+    fn mount_all(&self) -> Result<(), String> {
+        let mut inner = lock(&self.inner);
+        if !inner.mounts.is_empty() {
+            return Ok(());
+        }
+        for (i, d) in self.s.dirs.iter().enumerate() {
+            let dir = PathBuf::from(&d.dir);
+            if detach_stale(&dir) > 0 {
+                (self.hooks.log)(LogLevel::E, format!("Stale replication mount on {} detached", d.dir));
+            }
+            for t in &d.tocheck {
+                if !dir.join(t).exists() {
+                    return Err(format!("{}: {t} is missing (tocheck): refusing to replicate a directory that may not be mounted", d.dir));
+                }
+            }
+            let tree = Tree::open(&dir).map_err(|e| format!("{}: {e}", d.dir))?;
+            let dm =
+                DirtyMap::open(&self.s.state_dir.join(format!("rfs-{i}.dirty")), self.s.zone).map_err(|e| format!("dirty map: {e}"))?;
+            let dm = Arc::new(Mutex::new(dm));
+            let link = Arc::new(Link::new(dm.clone(), self.hooks.clone(), self.s.lock_timeout, self.s.send_timeout));
+            let filter = Filter::new(&d.notreplicated)?;
+            let replica = Arc::new(Replica::new(tree, dm, link, filter, self.s.disk_ack, self.hooks.clone()));
+            let mut cfg = fuser::Config::default();
+            cfg.mount_options = vec![
+                fuser::MountOption::FSName("safekit".into()),
+                fuser::MountOption::Subtype("safekit".into()),
+                fuser::MountOption::DefaultPermissions,
+            ];
+            cfg.acl = fuser::SessionACL::All;
+            cfg.n_threads = Some(4);
+            cfg.clone_fd = true;
+            let session =
+                fuser::spawn_mount(ReplicatedFs::new(replica.clone()), &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?;
+            let ticker = Arc::new(AtomicBool::new(true));
+            {
+                let (r, on) = (replica.clone(), ticker.clone());
+                let _ = std::thread::Builder::new().name("rfs-checkpoint".into()).spawn(move || {
+                    while on.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(500));
+                        if r.link.connected() {
+                            r.link.send(&ToSecondary::Checkpoint);
+                        }
+                    }
+                });
+            }
+            (self.hooks.log)(LogLevel::I, format!("Replicated directory {} mounted", d.dir));
+            inner.mounts.push(Mounted { replica, session: Some(session), dir, ticker });
+        }
+        Ok(())
+    }
+
+    fn listen(&self) -> Result<(), String> {
+        let mut inner = lock(&self.inner);
+        if inner.listener.is_some() {
+            return Ok(());
+        }
+        let sock =
+            socket2::Socket::new(socket2::Domain::for_address(self.s.listen), socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
+        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+        sock.bind(&self.s.listen.into()).map_err(|e| format!("replication port {}: {e}", self.s.listen))?;
+        sock.listen(8).map_err(|e| e.to_string())?;
+        let l: TcpListener = sock.into();
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let on = Arc::new(AtomicBool::new(true));
+        inner.listener = Some(on.clone());
+        let replicas: Vec<Arc<Replica>> = inner.mounts.iter().map(|m| m.replica.clone()).collect();
+        let (s, hooks) = (self.s.clone(), self.hooks.clone());
+        std::thread::Builder::new()
+            .name("rfs-listen".into())
+            .spawn(move || {
+                while on.load(Ordering::Acquire) {
+                    match l.accept() {
+                        Ok((stream, from)) => {
+                            let (replicas, s, hooks) = (replicas.clone(), s.clone(), hooks.clone());
+                            let _ = std::thread::Builder::new().name("rfs-serve".into()).spawn(move || {
+                                if let Err(e) = serve_secondary(stream, &replicas, &s, &hooks) {
+                                    (hooks.log)(LogLevel::E, format!("Replication connection from {from}: {e}"));
+                                }
+                            });
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn stop_listening(&self) {
+        if let Some(on) = lock(&self.inner).listener.take() {
+            on.store(false, Ordering::Release);
+        }
+    }
+
+    fn unmount_all(&self) {
+        let mounts = std::mem::take(&mut lock(&self.inner).mounts);
+        for mut m in mounts {
+            m.ticker.store(false, Ordering::Release);
+            m.replica.link.drop_current("replication stopped");
+            if let Some(s) = m.session.take() {
+                if s.umount_and_join().is_err() {
+                    // Busy (a process still has a file open there): detach
+                    // lazily so the directory is usable again at once.
+                    let _ = nix::mount::umount2(&m.dir, nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+            (self.hooks.log)(LogLevel::I, format!("Replicated directory {} unmounted", m.dir.display()));
+        }
+    }
+
+    fn estimate(&self) -> Vec<(String, usize, u64)> {
+        lock(&self.inner)
+            .mounts
+            .iter()
+            .map(|m| {
+                let dm = lock(&m.replica.dirty);
+                let (n, b) = dm.estimate(|p| m.replica.tree.stat(p).ok().map(|s| u64::try_from(s.st_size).unwrap_or(0)));
+                (m.dir.display().to_string(), n, b)
+            })
+            .collect()
+    }
+
+    fn verify(&self) -> Result<Vec<String>, String> {
+        let mounts: Vec<(usize, Arc<Replica>)> = lock(&self.inner).mounts.iter().enumerate().map(|(i, m)| (i, m.replica.clone())).collect();
+        if mounts.is_empty() {
+            return Err("the module's replicated directories are not mounted".into());
+        }
+        let mut out = Vec::new();
+        for (i, r) in mounts {
+            let up = self.upstream(i);
+            let (mut stream, (mut tx, mut rx)) = secondary::connect(&up, Duration::from_secs(5))?;
+            let mut buf = Vec::new();
+            tx.seal(&ToPrimary::Verify, &mut buf);
+            std::io::Write::write_all(&mut stream, &buf).map_err(|e| e.to_string())?;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
+            let theirs = match rx.open::<ToSecondary>(&mut BufReader::new(stream)).map_err(|e| e.to_string())? {
+                ToSecondary::Digests { list } => list,
+                _ => return Err("unexpected answer from the primary".into()),
+            };
+            let mine = super::verify::digests(&r.tree, &r.filter)?;
+            out.extend(super::verify::differences(&mine, &theirs));
+        }
+        Ok(out)
+    }
+
+    fn upstream(&self, i: usize) -> Upstream {
+        Upstream {
+            addr: self.s.peer,
+            key: self.s.key.clone(),
+            channel: self.s.module.saturating_mul(32).saturating_add(u16::try_from(i).unwrap_or(0)),
+            node: self.s.node.clone(),
+        }
+    }
+}
+
+fn serve_secondary(mut stream: TcpStream, replicas: &[Arc<Replica>], s: &Settings, hooks: &Hooks) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    // The channel says which module and directory; try each directory's channel.
+    let (session, idx) = {
+        let mut peek = [0u8; 8];
+        let n = stream.peek(&mut peek).map_err(|e| e.to_string())?;
+        let ch = if n >= 8 { u16::from_le_bytes([peek[6], peek[7]]) } else { 0 };
+        let idx = usize::from(ch.wrapping_sub(s.module.saturating_mul(32)));
+        if idx >= replicas.len() {
+            return Err("not a replication client of this module".into());
+        }
+        (server_handshake(&mut stream, &s.key, ch).map_err(|e| e.to_string())?, idx)
+    };
+    let r = &replicas[idx];
+    let (mut tx, mut rx) = session;
+    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone().map_err(|e| e.to_string())?);
+    let first = rx.open::<ToPrimary>(&mut reader).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(None);
+    let (node, full, dirty) = match first {
+        ToPrimary::Hello { node, full, dirty } => (node, full, dirty),
+        ToPrimary::Verify => {
+            let list = super::verify::digests(&r.tree, &r.filter)?;
+            let mut buf = Vec::new();
+            tx.seal(&ToSecondary::Digests { list }, &mut buf);
+            return std::io::Write::write_all(&mut stream, &buf).map_err(|e| e.to_string());
+        }
+        _ => return Err("the secondary did not start with Hello".into()),
+    };
+    if r.role() != LocalRole::Primary {
+        return Err(format!("{node} asked for a reintegration but this node is not primary"));
+    }
+    let merged = lock(&r.dirty).merge(&dirty, r.link.next_seq()).map_err(|e| format!("dirty map: {e}"))?;
+    let epoch = r.ordered(|| -> Result<u64, String> {
+        let epoch = r.link.install(stream, (tx, rx), reader).map_err(|e| e.to_string())?;
+        r.link.send(&ToSecondary::Welcome);
+        Ok(epoch)
+    })?;
+    (hooks.log)(
+        LogLevel::E,
+        format!(
+            "Secondary {node} connected: {} reintegration{}",
+            if full { "full" } else { "zone" },
+            if merged > 0 { format!(" (+{merged} entries it may hold differently)") } else { String::new() }
+        ),
+    );
+    match reint::run(r, epoch, full, s.reint) {
+        Ok(stats) => {
+            r.link.set_mirror(epoch);
+            r.link.send(&ToSecondary::Reintegrated { stats: stats.clone() });
+            (hooks.log)(LogLevel::E, stats);
+            Ok(())
+        }
+        Err(reason) => {
+            r.link.send(&ToSecondary::ReintegrationFailed { reason: reason.clone() });
+            Err(format!("reintegration failed: {reason}"))
+        }
+    }
+}
+
+#[async_trait]
+impl Replicator for LinuxReplicator {
+    async fn start(&self, role: ReplicaRole) -> Result<(), String> {
+        let me = self.clone_handle();
+        tokio::task::spawn_blocking(move || me.start_blocking(role)).await.map_err(|e| e.to_string())?
+    }
+
+    async fn drop_secondary(&self) {
+        let replicas: Vec<Arc<Replica>> = lock(&self.h.inner).mounts.iter().map(|m| m.replica.clone()).collect();
+        for r in replicas {
+            r.link.drop_current("dropped: the secondary is not heard");
+        }
+    }
+
+    async fn stop(&self) {
+        let me = self.clone_handle();
+        let _ = tokio::task::spawn_blocking(move || {
+            me.stop_listening();
+            for c in std::mem::take(&mut lock(&me.inner).upstream) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+            me.unmount_all();
+        })
+        .await;
+    }
+
+    async fn reintegrate(&self, mode: SyncMode) -> Result<(), String> {
+        let me = self.clone_handle();
+        tokio::task::spawn_blocking(move || me.reintegrate_blocking(mode)).await.map_err(|e| e.to_string())?
+    }
+
+    async fn next_event(&self) -> ReplicationEvent {
+        match self.events.lock().await.recv().await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The parts of a [`LinuxReplicator`] blocking code needs (shared handles).
+#[derive(Clone)]
+struct Handle {
+    s: Settings,
+    hooks: Hooks,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl LinuxReplicator {
+    fn clone_handle(&self) -> Handle {
+        self.h.clone()
+    }
+}
+
+impl Handle {
+    fn start_blocking(&self, role: ReplicaRole) -> Result<(), String> {
+        self.mount_all()?;
+        let replicas: Vec<(Arc<Replica>, bool)> = {
+            let inner = lock(&self.inner);
+            inner.mounts.iter().zip(&self.s.dirs).map(|(m, d)| (m.replica.clone(), d.read_only)).collect()
+        };
+        for (r, ro) in &replicas {
+            match role {
+                ReplicaRole::Primary => {
+                    r.set_role(LocalRole::Primary);
+                    if !r.link.connected() {
+                        lock(&r.dirty).secondary_gone();
+                    }
+                }
+                ReplicaRole::Secondary => {
+                    r.link.drop_current("this node is now secondary");
+                    r.set_role(if *ro { LocalRole::ReadOnly } else { LocalRole::Unreplicated });
+                }
+            }
+        }
+        match role {
+            ReplicaRole::Primary => self.listen(),
+            ReplicaRole::Secondary => {
+                self.stop_listening();
+                Ok(())
+            }
+        }
+    }
+
+    fn reintegrate_blocking(&self, mode: SyncMode) -> Result<(), String> {
+        let replicas: Vec<Arc<Replica>> = lock(&self.inner).mounts.iter().map(|m| m.replica.clone()).collect();
+        if replicas.is_empty() {
+            return Err("the replicated directories are not mounted".into());
+        }
+        (self.hooks.log)(LogLevel::E, format!("Updating directory tree from {}", self.s.peer));
+        let mut waits = Vec::new();
+        for (i, r) in replicas.iter().enumerate() {
+            let (done_tx, done_rx) = mpsc::channel();
+            let (conn_tx, conn_rx) = mpsc::channel();
+            let (r, up, patience) = (r.clone(), self.upstream(i), self.s.reint.timeout);
+            let full = mode == SyncMode::Full;
+            std::thread::Builder::new()
+                .name("rfs-secondary".into())
+                .spawn(move || secondary::serve(r, up, full, patience, done_tx, conn_tx))
+                .map_err(|e| e.to_string())?;
+            waits.push((done_rx, conn_rx));
+        }
+        let mut result = Ok(());
+        for (done, conn) in waits {
+            let outcome = done.recv().unwrap_or_else(|_| Err("the replication thread ended".into()));
+            if let Ok(c) = conn.try_recv() {
+                lock(&self.inner).upstream.push(c);
+            }
+            match outcome {
+                Ok(stats) => (self.hooks.log)(LogLevel::E, stats),
+                Err(e) => result = Err(e),
+            }
+        }
+        result
+    }
+}

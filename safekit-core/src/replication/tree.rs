@@ -1,0 +1,424 @@
+//! The real directory under the mount, reached through a handle opened
+//! before the FUSE mount hid it. Every access is relative to that handle and
+//! resolved with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so neither
+//! a path from the peer nor a symlink in the tree can reach outside it.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::sys::stat::{fstatat, FileStat, Mode};
+
+use super::wire::{Entry, Meta, Op, Time};
+
+/// A relative path is valid when it has no empty, `.` or `..` component,
+/// no NUL and does not start with `/`. The empty path is the root.
+pub fn valid(path: &[u8]) -> bool {
+    path.is_empty() || (!path.contains(&0) && path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."))
+}
+
+/// `a/b` joined with `c`.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// (`a/b`, `c`) from `a/b/c`.
+pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|b| *b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Metadata of a stat result, as the protocol carries it.
+pub fn meta_of(st: &FileStat) -> Meta {
+    Meta {
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime: (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0)),
+        rdev: st.st_rdev,
+    }
+}
+
+fn ts(t: Time) -> nix::sys::time::TimeSpec {
+    nix::sys::time::TimeSpec::new(t.0, i64::from(t.1))
+}
+
+const OMIT: nix::sys::time::TimeSpec = nix::sys::time::TimeSpec::new(0, libc::UTIME_OMIT);
+
+/// File type bits of a mode.
+pub fn kind(mode: u32) -> u32 {
+    mode & libc::S_IFMT
+}
+
+/// The replicated directory's real tree.
+pub struct Tree {
+    root: OwnedFd,
+    proc_path: PathBuf,
+}
+
+impl Tree {
+    /// Holds `dir` (before anything is mounted over it).
+    pub fn open(dir: &Path) -> Result<Self, Errno> {
+        let root = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
+        Ok(Self { root, proc_path })
+    }
+
+    fn how(flags: OFlag, mode: u32) -> OpenHow {
+        OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .mode(Mode::from_bits_truncate(mode))
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+    }
+
+    fn at(path: &[u8]) -> Result<&OsStr, Errno> {
+        if !valid(path) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(if path.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(path) })
+    }
+
+    /// Opens `path` (never following a final symlink).
+    pub fn open_file(&self, path: &[u8], flags: OFlag, mode: u32) -> Result<File, Errno> {
+        let fd = openat2(self.root.as_fd(), Self::at(path)?, Self::how(flags | OFlag::O_NOFOLLOW, mode))?;
+        Ok(File::from(fd))
+    }
+
+    /// The directory holding `path` and the last component.
+    pub fn parent<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p OsStr), Errno> {
+        if path.is_empty() || !valid(path) {
+            return Err(Errno::EINVAL);
+        }
+        let (dir, name) = split(path);
+        let fd = openat2(self.root.as_fd(), Self::at(dir)?, Self::how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))?;
+        Ok((fd, OsStr::from_bytes(name)))
+    }
+
+    /// lstat.
+    pub fn stat(&self, path: &[u8]) -> Result<FileStat, Errno> {
+        if path.is_empty() {
+            return fstatat(self.root.as_fd(), ".", AtFlags::AT_SYMLINK_NOFOLLOW);
+        }
+        let (dir, name) = self.parent(path)?;
+        fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+    }
+
+    /// A path usable by path-only system calls (xattrs): through /proc, to
+    /// the real directory, not the mount.
+    pub fn proc_path(&self, path: &[u8]) -> Result<CString, Errno> {
+        if !valid(path) {
+            return Err(Errno::EINVAL);
+        }
+        let mut p = self.proc_path.as_os_str().as_bytes().to_vec();
+        if !path.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(path);
+        }
+        CString::new(p).map_err(|_| Errno::EINVAL)
+    }
+
+    /// Directory entries (without `.` and `..`) with their metadata.
+    pub fn list(&self, path: &[u8]) -> Result<Vec<Entry>, Errno> {
+        let fd = openat2(self.root.as_fd(), Self::at(path)?, Self::how(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0))?;
+        let mut dir = nix::dir::Dir::from_fd(fd)?;
+        let dfd = dir.as_raw_fd();
+        let mut out = Vec::new();
+        for e in dir.iter() {
+            let e = e?;
+            let name = e.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            // SAFETY: dfd stays open while `dir` lives.
+            let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(dfd) };
+            match fstatat(bfd, e.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => out.push(Entry { name: name.to_vec(), meta: meta_of(&st) }),
+                Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Extended attributes of `path` (name, value).
+    pub fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+        let p = self.proc_path(path)?;
+        let names = xattr_call(|buf, len| unsafe { libc::llistxattr(p.as_ptr(), buf.cast(), len) })?;
+        let mut out = Vec::new();
+        for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            let cname = CString::new(name).map_err(|_| Errno::EINVAL)?;
+            match xattr_call(|buf, len| unsafe { libc::lgetxattr(p.as_ptr(), cname.as_ptr(), buf.cast(), len) }) {
+                Ok(v) => out.push((name.to_vec(), v)),
+                Err(Errno::ENODATA) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// setxattr.
+    pub fn set_xattr(&self, path: &[u8], name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+        let p = self.proc_path(path)?;
+        let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
+        Errno::result(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
+    }
+
+    /// removexattr.
+    pub fn remove_xattr(&self, path: &[u8], name: &[u8]) -> Result<(), Errno> {
+        let p = self.proc_path(path)?;
+        let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
+        Errno::result(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
+    }
+
+    /// chown without following a final symlink.
+    pub fn chown(&self, path: &[u8], uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+        if uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        let (dir, name) = self.parent_or_root(path)?;
+        nix::unistd::fchownat(
+            dir.as_fd(),
+            name,
+            uid.map(nix::unistd::Uid::from_raw),
+            gid.map(nix::unistd::Gid::from_raw),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+
+    fn parent_or_root<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p OsStr), Errno> {
+        if path.is_empty() {
+            let fd = openat2(self.root.as_fd(), ".", Self::how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))?;
+            return Ok((fd, OsStr::new(".")));
+        }
+        self.parent(path)
+    }
+
+    /// chmod (symlinks have no mode of their own: ignored).
+    pub fn chmod(&self, path: &[u8], mode: u32) -> Result<(), Errno> {
+        let st = self.stat(path)?;
+        if kind(st.st_mode) == libc::S_IFLNK {
+            return Ok(());
+        }
+        let f = self.open_file(path, OFlag::O_PATH, 0)?;
+        let p = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(|_| Errno::EINVAL)?;
+        Errno::result(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) }).map(drop)
+    }
+
+    /// utimensat without following a final symlink; `None` leaves a time as is.
+    pub fn set_times(&self, path: &[u8], atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+        if atime.is_none() && mtime.is_none() {
+            return Ok(());
+        }
+        let (dir, name) = self.parent_or_root(path)?;
+        nix::sys::stat::utimensat(
+            dir.as_fd(),
+            name,
+            &atime.map_or(OMIT, ts),
+            &mtime.map_or(OMIT, ts),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+    }
+
+    /// Removes whatever is at `path`, recursively; absent is fine.
+    pub fn remove_tree(&self, path: &[u8]) -> Result<(), Errno> {
+        let st = match self.stat(path) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (dir, name) = self.parent(path)?;
+        if kind(st.st_mode) == libc::S_IFDIR {
+            for e in self.list(path)? {
+                self.remove_tree(&join(path, &e.name))?;
+            }
+            nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::RemoveDir)
+        } else {
+            nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+        }
+    }
+
+    /// syncfs of the file system holding the tree.
+    pub fn syncfs(&self) -> Result<(), Errno> {
+        let f = self.open_file(b"", OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+        nix::unistd::syncfs(f.as_fd())
+    }
+
+    /// Applies one replicated operation (the secondary's side).
+    pub fn apply(&self, op: &Op) -> Result<(), Errno> {
+        use nix::unistd::{linkat, symlinkat, unlinkat, UnlinkatFlags};
+        match op {
+            Op::Write { path, off, data, mtime } => {
+                let f = self.open_file(path, OFlag::O_WRONLY, 0)?;
+                f.write_all_at(data, *off).map_err(io_errno)?;
+                nix::sys::stat::futimens(f.as_fd(), &OMIT, &ts(*mtime))
+            }
+            Op::Truncate { path, size, mtime } => {
+                let f = self.open_file(path, OFlag::O_WRONLY, 0)?;
+                f.set_len(*size).map_err(io_errno)?;
+                nix::sys::stat::futimens(f.as_fd(), &OMIT, &ts(*mtime))
+            }
+            Op::Create { path, mode, uid, gid } => {
+                let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT, *mode & 0o7777)?;
+                nix::unistd::fchown(f.as_fd(), Some((*uid).into()), Some((*gid).into()))
+            }
+            Op::Reset { path, mode, uid, gid } => {
+                let st = self.stat(path);
+                if st.as_ref().is_ok_and(|s| kind(s.st_mode) != libc::S_IFREG) {
+                    self.remove_tree(path)?;
+                }
+                let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, *mode & 0o7777)?;
+                nix::unistd::fchown(f.as_fd(), Some((*uid).into()), Some((*gid).into()))
+            }
+            Op::Mknod { path, mode, rdev, uid, gid } => {
+                let (dir, name) = self.parent(path)?;
+                nix::sys::stat::mknodat(
+                    dir.as_fd(),
+                    name,
+                    nix::sys::stat::SFlag::from_bits_truncate(kind(*mode)),
+                    Mode::from_bits_truncate(*mode & 0o7777),
+                    *rdev,
+                )?;
+                self.chown(path, Some(*uid), Some(*gid))
+            }
+            Op::Mkdir { path, mode, uid, gid } => {
+                let (dir, name) = self.parent(path)?;
+                match nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(*mode & 0o7777)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                self.chown(path, Some(*uid), Some(*gid))
+            }
+            Op::Unlink { path } => {
+                let (dir, name) = self.parent(path)?;
+                unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir)
+            }
+            Op::Rmdir { path } => {
+                let (dir, name) = self.parent(path)?;
+                unlinkat(dir.as_fd(), name, UnlinkatFlags::RemoveDir)
+            }
+            Op::Rename { from, to, flags } => {
+                let (d1, n1) = self.parent(from)?;
+                let (d2, n2) = self.parent(to)?;
+                nix::fcntl::renameat2(d1.as_fd(), n1, d2.as_fd(), n2, RenameFlags::from_bits_truncate(*flags))
+            }
+            Op::Symlink { path, target, uid, gid } => {
+                let (dir, name) = self.parent(path)?;
+                symlinkat(OsStr::from_bytes(target), dir.as_fd(), name)?;
+                self.chown(path, Some(*uid), Some(*gid))
+            }
+            Op::Link { existing, path } => {
+                let (d1, n1) = self.parent(existing)?;
+                let (d2, n2) = self.parent(path)?;
+                linkat(d1.as_fd(), n1, d2.as_fd(), n2, AtFlags::empty())
+            }
+            Op::SetAttr { path, mode, uid, gid, atime, mtime } => {
+                self.chown(path, *uid, *gid)?;
+                if let Some(m) = mode {
+                    self.chmod(path, *m)?;
+                }
+                self.set_times(path, *atime, *mtime)
+            }
+            Op::SetXattr { path, name, value, flags } => self.set_xattr(path, name, value, *flags),
+            Op::RemoveXattr { path, name } => self.remove_xattr(path, name),
+            Op::Fallocate { path, mode, off, len } => {
+                let f = self.open_file(path, OFlag::O_WRONLY, 0)?;
+                nix::fcntl::fallocate(
+                    f.as_fd(),
+                    nix::fcntl::FallocateFlags::from_bits_truncate(*mode),
+                    i64::try_from(*off).map_err(|_| Errno::EINVAL)?,
+                    i64::try_from(*len).map_err(|_| Errno::EINVAL)?,
+                )
+            }
+            Op::Fsync { path } => {
+                let f = self.open_file(path, OFlag::O_RDONLY, 0)?;
+                nix::unistd::fsync(f.as_fd())
+            }
+            Op::RemoveTree { path } => self.remove_tree(path),
+            Op::Finish { path, meta, xattrs } => {
+                if kind(meta.mode) == libc::S_IFREG {
+                    let f = self.open_file(path, OFlag::O_WRONLY, 0)?;
+                    f.set_len(meta.size).map_err(io_errno)?;
+                }
+                self.chown(path, Some(meta.uid), Some(meta.gid))?;
+                self.chmod(path, meta.mode)?;
+                if kind(meta.mode) != libc::S_IFLNK {
+                    let have = self.xattrs(path)?;
+                    for (n, _) in have.iter().filter(|(n, _)| !xattrs.iter().any(|(m, _)| m == n)) {
+                        self.remove_xattr(path, n)?;
+                    }
+                    for (n, v) in xattrs {
+                        if !have.iter().any(|(m, w)| m == n && w == v) {
+                            self.set_xattr(path, n, v, 0)?;
+                        }
+                    }
+                }
+                self.set_times(path, None, Some(meta.mtime))
+            }
+        }
+    }
+}
+
+/// The errno of an I/O error (EIO when it has none).
+pub fn io_errno(e: std::io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
+}
+
+fn xattr_call(mut f: impl FnMut(*mut u8, usize) -> isize) -> Result<Vec<u8>, Errno> {
+    for _ in 0..8 {
+        let n = Errno::result(f(std::ptr::null_mut(), 0))?;
+        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+        match Errno::result(f(buf.as_mut_ptr(), buf.len())) {
+            Ok(m) => {
+                buf.truncate(usize::try_from(m).unwrap_or(0));
+                return Ok(buf);
+            }
+            Err(Errno::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::ERANGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_a_peer_cannot_escape() {
+        for bad in [&b"/etc"[..], b"..", b"a/../b", b"a//b", b"./a", b"a/", b"a\0b"] {
+            assert!(!valid(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(valid(b"") && valid(b"a/b.c/..d"));
+    }
+
+    #[test]
+    fn symlinks_inside_the_tree_are_not_followed() {
+        let d = std::env::temp_dir().join(format!("skt-tree-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("t")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("t/out")).unwrap();
+        let t = Tree::open(&d.join("t")).unwrap();
+        assert!(t.open_file(b"out/passwd", OFlag::O_RDONLY, 0).is_err());
+        assert!(t.apply(&Op::Create { path: b"out/x".to_vec(), mode: 0o644, uid: 0, gid: 0 }).is_err());
+        t.apply(&Op::Mkdir { path: b"d".to_vec(), mode: 0o755, uid: nix::unistd::getuid().as_raw(), gid: nix::unistd::getgid().as_raw() })
+            .unwrap();
+        assert!(d.join("t/d").is_dir());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
