@@ -232,6 +232,16 @@ enum Cmd {
         #[command(flatten)]
         msg: Message,
     },
+    /// On the secondary: list the replicated files that differ from the primary's.
+    Rfsverify {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// On the primary: what a reintegration would copy now (modified entries, bytes).
+    Rfsdiff {
+        #[command(flatten)]
+        m: Module,
+    },
     /// Check a module's configuration without applying it (placeholders refused).
     Confcheck {
         #[command(flatten)]
@@ -453,6 +463,31 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         }
         Cmd::Waitstop { m, timeout } => wait_for(&layout, &m.module, timeout, "STOP", |st| (st.state == State::Stop).then_some(true)).await,
         Cmd::Log { m, lines, all } => match ask(&layout, Request::Log { module: m.module, lines, verbose: all }).await {
+            Ok(Response::Lines(l)) => {
+                for line in l {
+                    println!("{line}");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(c) => c,
+        },
+        Cmd::Rfsverify { m } => match ask(&layout, Request::Rfsverify { module: m.module }).await {
+            Ok(Response::Lines(l)) if l.is_empty() => {
+                println!("no difference with the primary");
+                ExitCode::SUCCESS
+            }
+            Ok(Response::Lines(l)) => {
+                for line in &l {
+                    println!("{line}");
+                }
+                eprintln!("{} differences with the primary", l.len());
+                ExitCode::FAILURE
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(c) => c,
+        },
+        Cmd::Rfsdiff { m } => match ask(&layout, Request::Rfsdiff { module: m.module }).await {
             Ok(Response::Lines(l)) => {
                 for line in l {
                     println!("{line}");

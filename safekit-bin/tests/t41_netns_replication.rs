@@ -116,6 +116,16 @@ async fn pair(demo: &mut Demo, prim: usize) {
     demo.wait_state(prim, State::Prim, LONG).await.unwrap();
 }
 
+/// Runs the safekit CLI against node `i`'s daemon.
+fn cli(demo: &Demo, i: usize, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(exe())
+        .args(args)
+        .env("SAFE", demo.node_dir(i).join("safe"))
+        .env("SAFEVAR", demo.node_dir(i).join("var"))
+        .output()
+        .unwrap()
+}
+
 fn copied_bytes(demo: &Demo, i: usize) -> Vec<u64> {
     let log = std::fs::read_to_string(demo.node_dir(i).join("var/modules/demo/log.txt")).unwrap_or_default();
     log.lines().filter_map(|l| l.split("Copied ").nth(1)).filter_map(|r| r.split(' ').next()?.parse().ok()).collect()
@@ -156,6 +166,8 @@ fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_same(&demo, "after the exerciser");
+    let verify = cli(&demo, 1, &["rfsverify", "-m", "demo"]);
+    assert!(verify.status.success() && String::from_utf8_lossy(&verify.stdout).contains("no difference"), "{verify:?}");
 
     // The secondary's copy is read-only to local processes.
     let out = demo.in_node(1).unwrap().args(["sh", "-c"]).arg(format!("echo x > {}/db/sub/small", shared.display())).output().unwrap();
@@ -193,6 +205,8 @@ fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    let diff = String::from_utf8_lossy(&cli(&demo, 0, &["rfsdiff", "-m", "demo"]).stdout).to_string();
+    assert!(diff.contains("modified entries") && !diff.contains(" 0 bytes"), "{diff}");
     rt.block_on(async {
         demo.command(1, CommandKind::Start).await.unwrap();
         demo.wait_state(1, State::Second, LONG).await.unwrap();

@@ -66,6 +66,14 @@ pub trait Replicator: Send + Sync {
     async fn next_event(&self) -> crate::engine::ReplicationEvent {
         std::future::pending().await
     }
+    /// `safekit rfsverify`: the files that differ from the primary's.
+    async fn verify(&self) -> Result<Vec<String>, String> {
+        Err("this module has no replicated directories".into())
+    }
+    /// `safekit rfsdiff`: what a reintegration would copy now, one line per directory.
+    fn estimate(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A periodic test setting a resource up or down (errd, tcp, ping, ...).

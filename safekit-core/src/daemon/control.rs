@@ -35,6 +35,16 @@ pub enum Request {
         /// Include I and D.
         verbose: bool,
     },
+    /// `safekit rfsverify -m AM`.
+    Rfsverify {
+        /// Module.
+        module: String,
+    },
+    /// `safekit rfsdiff -m AM`.
+    Rfsdiff {
+        /// Module.
+        module: String,
+    },
     /// `safekit printi|printw|printe` from a script.
     Print {
         /// Module.

@@ -28,6 +28,7 @@ struct ModuleHandle {
     commands: mpsc::Sender<CommandMsg>,
     report: watch::Receiver<ModuleReport>,
     log: Arc<ModuleLog>,
+    replicator: Arc<dyn crate::services::Replicator>,
 }
 
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
@@ -41,7 +42,10 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         let (tx, rx) = mpsc::channel(16);
         m.services.self_commands = Some(tx.clone());
         let (rep_tx, rep_rx) = watch::channel(m.report.clone());
-        handles.insert(m.report.name.clone(), ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone() });
+        handles.insert(
+            m.report.name.clone(),
+            ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone(), replicator: m.services.replicator.clone() },
+        );
         let stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             match m.engine {
@@ -134,6 +138,17 @@ async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Respo
         }
         Request::Log { module, lines, verbose } => match get(&module) {
             Ok(h) => Response::Lines(h.log.tail(lines, verbose)),
+            Err(e) => Response::Error(e),
+        },
+        Request::Rfsverify { module } => match get(&module) {
+            Ok(h) => match h.replicator.verify().await {
+                Ok(lines) => Response::Lines(lines),
+                Err(e) => Response::Error(e),
+            },
+            Err(e) => Response::Error(e),
+        },
+        Request::Rfsdiff { module } => match get(&module) {
+            Ok(h) => Response::Lines(h.replicator.estimate()),
             Err(e) => Response::Error(e),
         },
         Request::Print { module, level, message } => match get(&module) {

@@ -36,6 +36,17 @@ pub struct Dirt {
     pub touched: u64,
 }
 
+/// A change to record.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Bytes `[off, off+len)` of a file.
+    Zones(&'a [u8], u64, u64),
+    /// Entries of a directory.
+    Dir(&'a [u8]),
+    /// Metadata of an entry.
+    Meta(&'a [u8]),
+}
+
 #[derive(Serialize, Deserialize)]
 enum Rec {
     Zone(Vec<u8>, u64),
@@ -143,38 +154,51 @@ impl DirtyMap {
         d
     }
 
-    /// Records the zones of `[off, off+len)` of the file at `path`.
-    pub fn mark_zones(&mut self, path: &[u8], off: u64, len: u64, seq: u64) -> io::Result<()> {
+    /// Records changes (zones of a file, a directory's entries, an entry's
+    /// metadata) with at most one journal write for all of them.
+    pub fn mark(&mut self, changes: &[Change<'_>], seq: u64) -> io::Result<()> {
         let zone = self.zone;
-        let first = off / zone;
-        let last = (off + len.max(1) - 1) / zone;
-        let d = self.note(path, seq);
-        if d.whole {
-            return Ok(());
+        let mut new = Vec::new();
+        for c in changes {
+            match *c {
+                Change::Zones(path, off, len) => {
+                    let d = self.note(path, seq);
+                    if !d.whole {
+                        let (first, last) = (off / zone, (off + len.max(1) - 1) / zone);
+                        new.extend((first..=last).filter(|z| d.zones.insert(*z)).map(|z| Rec::Zone(path.to_vec(), z)));
+                    }
+                }
+                Change::Dir(path) => {
+                    if !std::mem::replace(&mut self.note(path, seq).dir, true) {
+                        new.push(Rec::Dir(path.to_vec()));
+                    }
+                }
+                Change::Meta(path) => {
+                    if !std::mem::replace(&mut self.note(path, seq).meta, true) {
+                        new.push(Rec::Meta(path.to_vec()));
+                    }
+                }
+            }
         }
-        let new: Vec<Rec> = (first..=last).filter(|z| d.zones.insert(*z)).map(|z| Rec::Zone(path.to_vec(), z)).collect();
         if new.is_empty() {
             return Ok(());
         }
         self.append(&new)
     }
 
+    /// Records the zones of `[off, off+len)` of the file at `path`.
+    pub fn mark_zones(&mut self, path: &[u8], off: u64, len: u64, seq: u64) -> io::Result<()> {
+        self.mark(&[Change::Zones(path, off, len)], seq)
+    }
+
     /// Records that the directory's entries changed.
     pub fn mark_dir(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
-        let d = self.note(path, seq);
-        if std::mem::replace(&mut d.dir, true) {
-            return Ok(());
-        }
-        self.append(&[Rec::Dir(path.to_vec())])
+        self.mark(&[Change::Dir(path)], seq)
     }
 
     /// Records a metadata change.
     pub fn mark_meta(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
-        let d = self.note(path, seq);
-        if std::mem::replace(&mut d.meta, true) {
-            return Ok(());
-        }
-        self.append(&[Rec::Meta(path.to_vec())])
+        self.mark(&[Change::Meta(path)], seq)
     }
 
     /// Records that the whole file must be copied; also makes it pending.

@@ -27,14 +27,7 @@ pub enum LocalRole {
 }
 
 /// A change to record in the dirty map before it is applied.
-pub enum Mark<'a> {
-    /// Bytes of a file.
-    Zones(&'a [u8], u64, u64),
-    /// Entries of a directory.
-    Dir(&'a [u8]),
-    /// Metadata of an entry.
-    Meta(&'a [u8]),
-}
+pub use super::dirty::Change as Mark;
 
 #[derive(Debug)]
 struct Node {
@@ -199,29 +192,26 @@ impl Replica {
         marks: &[Mark<'_>],
         local: impl FnOnce() -> Result<(T, O), Errno>,
     ) -> Result<(T, Option<Sent>), Errno> {
-        match self.role() {
-            LocalRole::ReadOnly => return Err(Errno::EROFS),
-            LocalRole::Unreplicated => return local().map(|(t, _)| (t, None)),
-            LocalRole::Primary => {}
+        let role = self.role();
+        if role == LocalRole::ReadOnly {
+            return Err(Errno::EROFS);
         }
         let _order = lock(&self.order);
-        let wanted: Vec<&Mark<'_>> = marks.iter().filter(|m| !self.excluded(mark_path(m))).collect();
+        let wanted: Vec<Mark<'_>> = marks.iter().copied().filter(|m| !self.excluded(mark_path(m))).collect();
         if !wanted.is_empty() {
             let seq = self.link.next_seq();
-            let mut dm = lock(&self.dirty);
-            for m in &wanted {
-                let r = match m {
-                    Mark::Zones(p, off, len) => dm.mark_zones(p, *off, *len, seq),
-                    Mark::Dir(p) => dm.mark_dir(p, seq),
-                    Mark::Meta(p) => dm.mark_meta(p, seq),
-                };
-                if let Err(e) = r {
-                    // Without the record, a crash could hide this change from
-                    // the next reintegration: refuse the write instead.
-                    (self.hooks.log)(crate::engine::LogLevel::C, format!("dirty map not written: {e}"));
-                    return Err(Errno::EIO);
-                }
+            if let Err(e) = lock(&self.dirty).mark(&wanted, seq) {
+                // Without the record, a crash could hide this change from
+                // the next reintegration: refuse the write instead.
+                (self.hooks.log)(crate::engine::LogLevel::C, format!("dirty map not written: {e}"));
+                return Err(Errno::EIO);
             }
+        }
+        if role == LocalRole::Unreplicated {
+            // A write on a secondary without read_only: kept in this node's
+            // dirty map, which its next Hello hands to the primary, so the
+            // next reintegration puts the primary's data back there.
+            return local().map(|(t, _)| (t, None));
         }
         let (t, ops) = local()?;
         let mut sent = None;

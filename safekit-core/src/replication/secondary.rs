@@ -111,6 +111,7 @@ pub fn serve(
         });
     }
     let mut seq = 0u64;
+    let mut acked = 0u64;
     let mut reported = false;
     let result: Result<(), String> = loop {
         let msg = match open.open::<ToSecondary>(&mut reader) {
@@ -163,7 +164,10 @@ pub fn serve(
         if let Err(e) = sent {
             break Err(e.to_string());
         }
-        if reader.buffer().is_empty() {
+        // Acknowledge when the stream pauses, and at least every 32 frames
+        // so that a continuous stream never fills the primary's window.
+        if reader.buffer().is_empty() || seq - acked >= 32 {
+            acked = seq;
             if let Err(e) = send(&tx, &ToPrimary::Applied { seq }) {
                 break Err(e.to_string());
             }

@@ -371,6 +371,15 @@ impl Replicator for LinuxReplicator {
         tokio::task::spawn_blocking(move || me.reintegrate_blocking(mode)).await.map_err(|e| e.to_string())?
     }
 
+    async fn verify(&self) -> Result<Vec<String>, String> {
+        let h = self.clone_handle();
+        tokio::task::spawn_blocking(move || h.verify()).await.map_err(|e| e.to_string())?
+    }
+
+    fn estimate(&self) -> Vec<String> {
+        self.h.estimate().into_iter().map(|(dir, n, bytes)| format!("{dir}: {n} modified entries, at most {bytes} bytes to copy")).collect()
+    }
+
     async fn next_event(&self) -> ReplicationEvent {
         match self.events.lock().await.recv().await {
             Some(e) => e,
