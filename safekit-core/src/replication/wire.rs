@@ -155,23 +155,30 @@ pub struct Sealer {
 
 impl Sealer {
     fn tag(&self, payload: &[u8]) -> [u8; TAG] {
-        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
-        mac.update(&[self.dir]);
-        mac.update(&self.counter.to_le_bytes());
-        mac.update(payload);
-        let full = mac.finalize().into_bytes();
+        // Keyed BLAKE3 (a PRF, so a MAC) rather than HMAC-SHA-256 for the
+        // bulk: several GB/s with AVX2 where SHA-256 without SHA-NI does
+        // ~0.4, and every replicated byte is tagged here and checked there.
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&[self.dir]);
+        h.update(&self.counter.to_le_bytes());
+        h.update(payload);
         let mut t = [0u8; TAG];
-        t.copy_from_slice(&full[..TAG]);
+        t.copy_from_slice(&h.finalize().as_bytes()[..TAG]);
         t
     }
 
     /// Encodes `msg` as one frame appended to `out`.
     pub fn seal<T: Serialize>(&mut self, msg: &T, out: &mut Vec<u8>) {
-        let payload = postcard::to_allocvec(msg).expect("serialising to memory cannot fail");
-        let tag = self.tag(&payload);
+        // Serialised in place after a length placeholder: one copy of the data.
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let mut body = std::mem::take(out);
+        body = postcard::to_extend(msg, body).expect("serialising to memory cannot fail");
+        *out = body;
+        let len = out.len() - start - 4;
+        out[start..start + 4].copy_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+        let tag = self.tag(&out[start + 4..]);
         self.counter += 1;
-        out.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(&payload);
         out.extend_from_slice(&tag);
     }
 
