@@ -446,6 +446,8 @@ pub enum ReplicationEvent {
         done: u64,
         /// Bytes to copy.
         total: u64,
+        /// Estimated seconds left, when the replicator can tell.
+        eta_secs: Option<u64>,
     },
     /// Unrecoverable replication error on the primary: continue without a secondary.
     Degraded {

@@ -35,6 +35,7 @@ struct Handle {
 /// See the module documentation.
 pub struct ReplicatedFs {
     r: Arc<Replica>,
+    writeback: bool,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>>,
     next: AtomicU64,
@@ -76,9 +77,12 @@ fn mtime_of(st: &FileStat) -> Time {
 }
 
 impl ReplicatedFs {
-    /// A file system serving `r`.
-    pub fn new(r: Arc<Replica>) -> Self {
-        Self { r, handles: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), next: AtomicU64::new(1) }
+    /// A file system serving `r`. With `writeback` (the primary), the
+    /// kernel caches writes and sends them in large batches, many in
+    /// flight: sync points still wait for them (fsync and close write the
+    /// dirty pages back before they reach this file system).
+    pub fn new(r: Arc<Replica>, writeback: bool) -> Self {
+        Self { r, writeback, handles: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), next: AtomicU64::new(1) }
     }
 
     fn ttl(&self) -> Duration {
@@ -161,6 +165,20 @@ impl ReplicatedFs {
         }
     }
 
+    /// Flags for the real file. With the writeback cache the kernel reads
+    /// pages to complete partial writes (so a write-only open must be able
+    /// to read) and gives explicit offsets (so O_APPEND must go).
+    fn backing_flags(&self, f: OFlag) -> OFlag {
+        if !self.writeback {
+            return f;
+        }
+        let mut f = f & !OFlag::O_APPEND;
+        if f & OFlag::O_ACCMODE == OFlag::O_WRONLY {
+            f = (f & !OFlag::O_ACCMODE) | OFlag::O_RDWR;
+        }
+        f
+    }
+
     fn path_of(&self, ino: INodeNo) -> Result<Vec<u8>, Errno> {
         self.r.path(ino.0).ok_or(Errno::ENOENT)
     }
@@ -170,6 +188,9 @@ impl Filesystem for ReplicatedFs {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        if self.writeback {
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+        }
         Ok(())
     }
 
@@ -397,7 +418,8 @@ impl Filesystem for ReplicatedFs {
         if writes && self.r.role() == LocalRole::ReadOnly {
             return reply.error(FErr::from_i32(libc::EROFS));
         }
-        let keep = OFlag::from_bits_truncate(flags.0) & !(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOCTTY | OFlag::O_TRUNC);
+        let keep =
+            self.backing_flags(OFlag::from_bits_truncate(flags.0) & !(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOCTTY | OFlag::O_TRUNC));
         let r = self.path_of(ino).and_then(|p| self.r.tree.open_file(&p, keep, 0));
         match r {
             Ok(file) => {
@@ -660,7 +682,7 @@ impl Filesystem for ReplicatedFs {
         let (uid, gid, _) = self.owner(req, &dir);
         let mode = mode & !umask & 0o7777;
         let tree = &self.r.tree;
-        let open = OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY | OFlag::O_CREAT;
+        let open = self.backing_flags(OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY) | OFlag::O_CREAT;
         let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path), Mark::Zones(&path, 0, 1)], || {
             let f = tree.open_file(&path, open, mode)?;
             let st = nix::sys::stat::fstat(f.as_fd())?;

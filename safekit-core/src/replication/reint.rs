@@ -51,6 +51,7 @@ struct Run<'a> {
     started: Instant,
     next_list: AtomicU64,
     last_progress: Mutex<Instant>,
+    last_log: Mutex<Instant>,
 }
 
 impl Run<'_> {
@@ -73,7 +74,16 @@ impl Run<'_> {
         if force || last.elapsed() >= Duration::from_millis(200) {
             *last = Instant::now();
             let done = self.stats.bytes.load(Ordering::Relaxed);
-            let _ = self.r.link.send(&ToSecondary::Progress { done, total: self.total.load(Ordering::Relaxed).max(done) });
+            let total = self.total.load(Ordering::Relaxed).max(done);
+            let secs = self.started.elapsed().as_secs_f64();
+            let eta_secs = (done > 0 && secs > 0.5).then(|| ((total - done) as f64 * secs / done as f64) as u64);
+            let _ = self.r.link.send(&ToSecondary::Progress { done, total, eta_secs });
+            let mut logged = self.last_log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if logged.elapsed() >= Duration::from_secs(5) {
+                *logged = Instant::now();
+                let eta = eta_secs.map_or(String::new(), |e| format!(", ETA {e} s"));
+                (self.r.hooks.log)(crate::engine::LogLevel::I, format!("Reintegration: {done}/{total} bytes{eta}"));
+            }
         }
     }
 
@@ -292,6 +302,7 @@ pub fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions) -> Resu
         started: Instant::now(),
         next_list: AtomicU64::new(1),
         last_progress: Mutex::new(Instant::now()),
+        last_log: Mutex::new(Instant::now()),
     };
     for _pass in 0..1000 {
         run.alive()?;

@@ -139,8 +139,8 @@ pub fn serve(
                 let _ = sync_tx.send(seq);
                 Ok(())
             }
-            ToSecondary::Progress { done, total } => {
-                (r.hooks.event)(ReplicationEvent::ReintegrationProgress { done, total });
+            ToSecondary::Progress { done, total, eta_secs } => {
+                (r.hooks.event)(ReplicationEvent::ReintegrationProgress { done, total, eta_secs });
                 Ok(())
             }
             ToSecondary::Reintegrated { stats } => {

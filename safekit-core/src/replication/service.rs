@@ -124,7 +124,7 @@ impl LinuxReplicator {
 }
 
 impl Handle {
-    fn mount_all(&self) -> Result<(), String> {
+    fn mount_all(&self, primary: bool) -> Result<(), String> {
         let mut inner = lock(&self.inner);
         if !inner.mounts.is_empty() {
             return Ok(());
@@ -155,8 +155,8 @@ impl Handle {
             cfg.acl = fuser::SessionACL::All;
             cfg.n_threads = Some(4);
             cfg.clone_fd = true;
-            let session =
-                fuser::spawn_mount(ReplicatedFs::new(replica.clone()), &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?;
+            let session = fuser::spawn_mount(ReplicatedFs::new(replica.clone(), primary), &dir, &cfg)
+                .map_err(|e| format!("mount over {}: {e}", d.dir))?;
             let ticker = Arc::new(AtomicBool::new(true));
             {
                 let (r, on) = (replica.clone(), ticker.clone());
@@ -404,7 +404,7 @@ impl LinuxReplicator {
 
 impl Handle {
     fn start_blocking(&self, role: ReplicaRole) -> Result<(), String> {
-        self.mount_all()?;
+        self.mount_all(role == ReplicaRole::Primary)?;
         let replicas: Vec<(Arc<Replica>, bool)> = {
             let inner = lock(&self.inner);
             inner.mounts.iter().zip(&self.s.dirs).map(|(m, d)| (m.replica.clone(), d.read_only)).collect()

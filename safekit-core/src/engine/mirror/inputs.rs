@@ -82,7 +82,7 @@ impl MirrorEngine {
 
     pub(super) fn on_replication(&mut self, ev: ReplicationEvent) {
         match ev {
-            ReplicationEvent::ReintegrationProgress { done, total } => self.progress = Some((done, total)),
+            ReplicationEvent::ReintegrationProgress { done, total, eta_secs } => self.progress = Some((done, total, eta_secs)),
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;

@@ -181,7 +181,7 @@ pub struct MirrorEngine {
     /// "Split brain recovery: staying alone" was logged for this episode.
     split_logged: bool,
     /// Reintegration progress (bytes done, total).
-    progress: Option<(u64, u64)>,
+    progress: Option<(u64, u64, Option<u64>)>,
     /// Replication is degraded on this primary (resource `rfs.degraded`),
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
@@ -292,8 +292,9 @@ impl MirrorEngine {
         out.insert("state.local".into(), self.status.state.to_string());
         out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
         out.insert("heart.stopstartloop".into(), self.loops.count().to_string());
-        if let Some((done, total)) = self.progress {
-            out.insert("rfs.reintegration".into(), format!("{done}/{total}"));
+        if let Some((done, total, eta)) = self.progress {
+            let eta = eta.map_or(String::new(), |s| format!(", ETA {s} s"));
+            out.insert("rfs.reintegration".into(), format!("{done}/{total} bytes{eta}"));
         }
         out
     }
