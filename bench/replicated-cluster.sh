@@ -10,7 +10,7 @@
 #          $WORK/node2-data is bind-mounted over $DIR.
 #   Both on a private bridge in namespace skb-sw. No other address is used.
 #
-# Usage: bash bench/replicated-cluster.sh CMD...   ({} in CMD = the replicated dir)
+# Usage: bash bench/replicated-cluster.sh CMD...   (an argument {} = the replicated dir)
 # env: SAFEKIT=path/to/safekit (default target/release/safekit), BASE=/var/tmp,
 #      ASYNC=second|none, PRELOAD=DIR (copied into node1's data before start)
 set -euo pipefail
@@ -82,6 +82,8 @@ sk 1 waitstate -m bench PRIM >/dev/null 2>&1 || { sk 1 log -m bench | tail -20; 
 T1=$(date +%s.%N)
 echo "[cluster] PRIM/SECOND after $(echo "$T1 - $T0" | bc) s; $(sk 1 log -m bench | grep -o 'Copied.*' | tail -1)" >&2
 CMD=("$@")
-for i in "${!CMD[@]}"; do CMD[$i]=${CMD[$i]//\{\}/$DIR}; done
+# Only an argument that is exactly {} is replaced (a command given as one
+# argument may hold its own {} for an inner tool to replace).
+for i in "${!CMD[@]}"; do [ "${CMD[$i]}" = "{}" ] && CMD[$i]=$DIR; done
 export SK_WORK="$WORK" SK_DIR="$DIR" SAFEKIT
 "${CMD[@]}"

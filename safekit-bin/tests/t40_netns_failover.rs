@@ -318,3 +318,53 @@ fn generated_interface_and_ip_checkers() {
         demo.wait_state(0, State::Prim, LONG).await.unwrap();
     });
 }
+
+#[test]
+fn errd_special_handler_repairs_and_a_failing_handler_means_stopstart() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        edit_module(&demo, |t| {
+            t.replace(
+                "<user ",
+                "<errd polltimer=\"1s\">\n    <proc name=\"safekit\" argregex=\"demo-app\" atleast=\"1\" action=\"restart_app\" class=\"prim\"/>\n  </errd>\n  <user ",
+            )
+        });
+        for i in 0..2 {
+            let p = demo.node_dir(i).join("safe/modules/demo/bin/restart_app");
+            std::fs::write(
+                &p,
+                "#!/bin/sh\necho ran >> \"$SAFEUSERVAR/handler.txt\"\n[ -f \"$SAFEUSERVAR/handler-fails\" ] && exit 3\n\"$SAFE/safekit\" demo-app --port 8080 >/dev/null 2>&1 &\necho $! > \"$SAFEUSERVAR/app.pid\"\nexit 0\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        pair(&mut demo).await;
+        let var = demo.node_dir(0).join("var/modules/demo");
+        let kill_app = || {
+            let pid: i32 = std::fs::read_to_string(var.join("app.pid")).unwrap().trim().parse().unwrap();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        };
+        kill_app();
+        let end = std::time::Instant::now() + LONG;
+        while !demo.log(0, 300).await.iter().any(|l| l.ends_with("Special handler restart_app succeeded")) {
+            assert!(std::time::Instant::now() < end, "the handler did not run: {:#?}", demo.log(0, 300).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Repaired by the handler: still PRIM, no stopstart.
+        assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Prim));
+        assert!(!demo.log(0, 300).await.iter().any(|l| l.contains("Action stopstart called")));
+        // A failing handler: SafeKit's fallback is a stopstart of the module.
+        std::fs::write(var.join("handler-fails"), "").unwrap();
+        kill_app();
+        let end = std::time::Instant::now() + LONG;
+        while !demo.log(0, 300).await.iter().any(|l| l.contains("Special handler restart_app failed")) {
+            assert!(std::time::Instant::now() < end, "no fallback: {:#?}", demo.log(0, 300).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(std::fs::read_to_string(var.join("handler.txt")).unwrap().lines().count() >= 2);
+    });
+}

@@ -157,7 +157,8 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
         let log = Arc::new(ModuleLog::new(&var, &name));
         let store = StateStore::new(&var);
         let engine_cfg = EngineConfig::from_config(&cfg, &cluster, &node);
-        let scripts = Arc::new(ProcessScripts::new(script_env(layout, &name, &cfg)));
+        let handler_env = script_env(layout, &name, &cfg);
+        let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
         let mut vip_addrs = Vec::new();
         for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
             for a in &i.real {
@@ -300,6 +301,7 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
             log,
             errd: cfg.service.errd.clone(),
             self_commands: None,
+            handler_env,
             checkers: generated,
         };
         modules.push(Loaded { engine, services, report });

@@ -90,9 +90,33 @@ pub fn verdict(p: &Proc, count: usize) -> Option<String> {
     None
 }
 
+/// Runs a special handler from the module's `bin/` with the scripts'
+/// environment, within the forced-stop timeout.
+async fn run_handler(env: &crate::services::ScriptEnv, name: &str) -> Result<(), String> {
+    let path = env.bin.join(name);
+    if name.contains('/') && !name.starts_with("./") {
+        return Err("a handler is a file of the module's bin/ directory".into());
+    }
+    let child = tokio::process::Command::new(&path)
+        .envs(&env.vars)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match tokio::time::timeout(env.forcestop, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(out.status.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {:?}", env.forcestop)),
+    }
+}
+
 /// Runs errd for one module until the daemon stops.
 pub fn spawn(
     errd: Errd,
+    env: crate::services::ScriptEnv,
     classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
     report: watch::Receiver<ModuleReport>,
     commands: mpsc::Sender<CommandMsg>,
@@ -137,8 +161,18 @@ pub fn spawn(
                     ErrdAction::Stop => CommandKind::Stop,
                     ErrdAction::Noaction => continue,
                     ErrdAction::Handler(h) => {
-                        log.write("errd", LogLevel::E, &format!("special handler {h} is not run by this build; stopstart instead"));
-                        CommandKind::Stopstart
+                        // SafeKit: the handler repairs; exit 0 = done, anything
+                        // else (or a timeout) = stopstart.
+                        match run_handler(&env, h).await {
+                            Ok(()) => {
+                                log.write("errd", LogLevel::E, &format!("Special handler {h} succeeded"));
+                                continue;
+                            }
+                            Err(e) => {
+                                log.write("errd", LogLevel::E, &format!("Special handler {h} failed ({e}): stopstart"));
+                                CommandKind::Stopstart
+                            }
+                        }
                     }
                 };
                 log.write("errd", LogLevel::E, &format!("Action {} called by errd", kind.name()));

@@ -98,6 +98,8 @@ pub struct ModuleServices {
     pub errd: Option<crate::config::Errd>,
     /// This module's own command queue, for errd's actions.
     pub self_commands: Option<mpsc::Sender<CommandMsg>>,
+    /// Where errd's special handlers live and the environment they get.
+    pub handler_env: crate::services::ScriptEnv,
     /// Generated checkers: resource, test, class, period.
     pub checkers: Vec<(String, checkers::Probe, crate::engine::CheckerClass, Duration)>,
 }
@@ -136,7 +138,7 @@ pub async fn drive<E: Driven>(
     let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
     let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     if let (Some(e), Some(cmds)) = (svc.errd.clone(), svc.self_commands.clone()) {
-        errd::spawn(e, classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone());
+        errd::spawn(e, svc.handler_env.clone(), classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone());
     }
     for (resource, probe, class, period) in svc.checkers.clone() {
         checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone());
