@@ -288,3 +288,44 @@ fn no_acknowledged_write_is_lost_when_the_primary_is_killed() {
         prim = other;
     }
 }
+
+#[test]
+fn an_interrupted_full_synchronisation_resumes_without_recopying_finished_files() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    let mut demo = Demo::setup().unwrap();
+    // 10 MB/s cap (reiallowedbw, KB/s) and one worker: 48 files of 1 MiB take ~5 s.
+    demo.enable_replication(&RFS.replace("<rfs ", r#"<rfs reiallowedbw="10000" nbrei="1" "#)).unwrap();
+    for i in 0..48 {
+        std::fs::write(demo.data_dir(0).join(format!("f{i:02}")), vec![i as u8 + 1; 1 << 20]).unwrap();
+    }
+    let rt = rt();
+    rt.block_on(async {
+        demo.start_daemon(0, &exe()).unwrap();
+        demo.start_daemon(1, &exe()).unwrap();
+        demo.wait_daemon(0, LONG).await.unwrap();
+        demo.wait_daemon(1, LONG).await.unwrap();
+        demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+        demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
+    });
+    // Interrupt the copy half-way: the secondary stops.
+    std::thread::sleep(Duration::from_millis(2500));
+    rt.block_on(async {
+        demo.command(1, CommandKind::Stop).await.unwrap();
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let copied_first =
+        std::fs::read_dir(demo.data_dir(1)).unwrap().filter(|e| e.as_ref().unwrap().metadata().unwrap().len() == 1 << 20).count();
+    assert!(copied_first > 0 && copied_first < 48, "{copied_first} files copied before the interruption");
+    rt.block_on(async {
+        demo.command(1, CommandKind::Start).await.unwrap();
+        demo.wait_state(1, State::Second, LONG).await.unwrap();
+        demo.wait_state(0, State::Prim, LONG).await.unwrap();
+    });
+    assert_same(&demo, "after the resumed synchronisation");
+    let last = *copied_bytes(&demo, 0).last().expect("a Copied line");
+    assert!(last < 48 << 20, "the resumed synchronisation copied {last} bytes: everything again");
+}

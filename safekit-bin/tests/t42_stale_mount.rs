@@ -49,7 +49,11 @@ impl Node {
         );
         let end = Instant::now() + Duration::from_secs(30);
         while !self.cli(&["state"]).status.success() {
-            assert!(Instant::now() < end, "daemon did not start: {}", std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < end,
+                "daemon did not start: {}",
+                std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

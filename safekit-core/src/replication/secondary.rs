@@ -70,7 +70,7 @@ pub fn serve(
     full: bool,
     patience: Duration,
     done: mpsc::Sender<Result<String, String>>,
-    conn_out: mpsc::Sender<TcpStream>,
+    register: impl FnOnce(TcpStream),
 ) {
     let (stream, (sealer, mut open)) = match connect(&up, patience) {
         Ok(x) => x,
@@ -79,8 +79,10 @@ pub fn serve(
             return;
         }
     };
+    // Registered at once, so that a stop during the reintegration closes
+    // this connection (an orphan would keep replacing the next one).
     if let Ok(c) = stream.try_clone() {
-        let _ = conn_out.send(c);
+        register(c);
     }
     let read_half = match stream.try_clone() {
         Ok(s) => s,

@@ -79,6 +79,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The kernel writeback cache on the primary's mount, unless
+/// `SAFEKIT_WRITEBACK=0` (a switch for measuring and for workloads that do
+/// not gain from it).
+fn writeback_wanted() -> bool {
+    std::env::var("SAFEKIT_WRITEBACK").map_or(true, |v| v != "0")
+}
+
 /// Detaches anything mounted at `dir` by a previous safekit daemon (after
 /// a crash its FUSE mount is left "transport endpoint not connected").
 pub fn detach_stale(dir: &Path) -> usize {
@@ -155,7 +162,7 @@ impl Handle {
             cfg.acl = fuser::SessionACL::All;
             cfg.n_threads = Some(4);
             cfg.clone_fd = true;
-            let session = fuser::spawn_mount(ReplicatedFs::new(replica.clone(), primary), &dir, &cfg)
+            let session = fuser::spawn_mount(ReplicatedFs::new(replica.clone(), primary && writeback_wanted()), &dir, &cfg)
                 .map_err(|e| format!("mount over {}: {e}", d.dir))?;
             let ticker = Arc::new(AtomicBool::new(true));
             {
@@ -437,25 +444,25 @@ impl Handle {
         if replicas.is_empty() {
             return Err("the replicated directories are not mounted".into());
         }
+        for c in std::mem::take(&mut lock(&self.inner).upstream) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
         (self.hooks.log)(LogLevel::E, format!("Updating directory tree from {}", self.s.peer));
         let mut waits = Vec::new();
         for (i, r) in replicas.iter().enumerate() {
             let (done_tx, done_rx) = mpsc::channel();
-            let (conn_tx, conn_rx) = mpsc::channel();
             let (r, up, patience) = (r.clone(), self.upstream(i), self.s.reint.timeout);
             let full = mode == SyncMode::Full;
+            let inner = self.inner.clone();
             std::thread::Builder::new()
                 .name("rfs-secondary".into())
-                .spawn(move || secondary::serve(r, up, full, patience, done_tx, conn_tx))
+                .spawn(move || secondary::serve(r, up, full, patience, done_tx, move |c| lock(&inner).upstream.push(c)))
                 .map_err(|e| e.to_string())?;
-            waits.push((done_rx, conn_rx));
+            waits.push(done_rx);
         }
         let mut result = Ok(());
-        for (done, conn) in waits {
+        for done in waits {
             let outcome = done.recv().unwrap_or_else(|_| Err("the replication thread ended".into()));
-            if let Ok(c) = conn.try_recv() {
-                lock(&self.inner).upstream.push(c);
-            }
             match outcome {
                 Ok(stats) => (self.hooks.log)(LogLevel::E, stats),
                 Err(e) => result = Err(e),
