@@ -266,10 +266,19 @@ impl Handle {
             tx.seal(&ToPrimary::Verify, &mut buf);
             std::io::Write::write_all(&mut stream, &buf).map_err(|e| e.to_string())?;
             let _ = stream.set_read_timeout(Some(Duration::from_secs(600)));
-            let theirs = match rx.open::<ToSecondary>(&mut BufReader::new(stream)).map_err(|e| e.to_string())? {
-                ToSecondary::Digests { list } => list,
-                _ => return Err("unexpected answer from the primary".into()),
-            };
+            let mut reader = BufReader::new(stream);
+            let mut theirs = Vec::new();
+            loop {
+                match rx.open::<ToSecondary>(&mut reader).map_err(|e| e.to_string())? {
+                    ToSecondary::Digests { list, last } => {
+                        theirs.extend(list);
+                        if last {
+                            break;
+                        }
+                    }
+                    _ => return Err("unexpected answer from the primary".into()),
+                }
+            }
             let mine = super::verify::digests(&r.tree, &r.filter)?;
             out.extend(super::verify::differences(&mine, &theirs));
         }
@@ -309,10 +318,16 @@ fn serve_secondary(mut stream: TcpStream, replicas: &[Arc<Replica>], s: &Setting
     let (node, full, dirty) = match first {
         ToPrimary::Hello { node, full, dirty } => (node, full, dirty),
         ToPrimary::Verify => {
+            // In frames of at most 10,000 entries (a frame is capped at 8 MiB).
             let list = super::verify::digests(&r.tree, &r.filter)?;
-            let mut buf = Vec::new();
-            tx.seal(&ToSecondary::Digests { list }, &mut buf);
-            return std::io::Write::write_all(&mut stream, &buf).map_err(|e| e.to_string());
+            let chunks: Vec<&[_]> = if list.is_empty() { vec![&[][..]] } else { list.chunks(10_000).collect() };
+            let n = chunks.len();
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let mut buf = Vec::new();
+                tx.seal(&ToSecondary::Digests { list: chunk.to_vec(), last: i + 1 == n }, &mut buf);
+                std::io::Write::write_all(&mut stream, &buf).map_err(|e| e.to_string())?;
+            }
+            return Ok(());
         }
         _ => return Err("the secondary did not start with Hello".into()),
     };

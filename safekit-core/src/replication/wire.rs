@@ -120,7 +120,7 @@ pub enum ToSecondary {
     /// Reintegration failed on the primary's side.
     ReintegrationFailed { reason: String },
     /// rfsverify: content digest of every regular file, paths sorted.
-    Digests { list: Vec<(Vec<u8>, Meta, [u8; 32])> },
+    Digests { list: Vec<(Vec<u8>, Meta, [u8; 32])>, last: bool },
 }
 
 /// Secondary → primary.
