@@ -298,6 +298,9 @@ enum Cmd {
         /// Number of operations.
         #[arg(long, default_value_t = 200)]
         ops: u64,
+        /// The secondary's real directory: compare after every operation.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
     },
 }
 
@@ -640,7 +643,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             }
         },
         Cmd::DemoWriter { file, records } => tool(crate::tools::writer(&file, records)),
-        Cmd::DemoFsx { dir, seed, ops } => tool(crate::tools::fsx(&dir, seed, ops)),
+        Cmd::DemoFsx { dir, seed, ops, mirror } => tool(crate::tools::fsx(&dir, seed, ops, mirror.as_deref())),
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => {
             match safekit_core::modules::install(&layout, &path, module.as_deref(), id, replace) {
                 Ok(name) => {

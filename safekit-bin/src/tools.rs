@@ -38,7 +38,10 @@ impl Rng {
 /// Runs `ops` random file operations under `dir` (seeded), fsyncing after
 /// each: writes at random offsets, truncates, holes, renames, mkdir/rmdir,
 /// links, symlinks, xattrs, chmod and mmap writes. Prints each operation.
-pub(crate) fn fsx(dir: &Path, seed: u64, ops: u64) -> Result<(), String> {
+///
+/// With `mirror` (the secondary's real directory), after every operation —
+/// each ends with an fsync, a sync point — the two trees must be equal.
+pub(crate) fn fsx(dir: &Path, seed: u64, ops: u64, mirror: Option<&Path>) -> Result<(), String> {
     let mut r = Rng(seed.max(1));
     let names = ["a", "b", "c", "d/e", "d/f", "g/h/i"];
     for d in ["d", "g", "g/h"] {
@@ -150,6 +153,51 @@ pub(crate) fn fsx(dir: &Path, seed: u64, ops: u64) -> Result<(), String> {
             Ok(s) => println!("{n} {s}"),
             Err(e) => println!("{n} op {what} on {name}: {e}"),
         }
+        if let Some(m) = mirror {
+            // A sync point for the operations that have none of their own
+            // (link, symlink, chmod, mkdir): fsync of the directory.
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let (a, b) = (tree_of(dir)?, tree_of(m)?);
+            if a != b {
+                let diff: Vec<String> = a
+                    .iter()
+                    .filter(|(k, v)| b.get(*k) != Some(v))
+                    .map(|(k, _)| k.clone())
+                    .chain(b.keys().filter(|k| !a.contains_key(*k)).cloned())
+                    .take(5)
+                    .collect();
+                return Err(format!("seed {seed}, after operation {n}: the secondary differs at {diff:?}"));
+            }
+        }
     }
     Ok(())
+}
+
+/// Path → (type, mode, size, content hash, link target) of a tree.
+fn tree_of(root: &Path) -> Result<std::collections::BTreeMap<String, String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            let m = match std::fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) => return Err(format!("{}: {e}", p.display())),
+            };
+            let rel = p.strip_prefix(root).map_err(|e| e.to_string())?.display().to_string();
+            let v = if m.is_dir() {
+                dirs.push(p.clone());
+                format!("d {:o}", m.mode())
+            } else if m.file_type().is_symlink() {
+                format!("l {}", std::fs::read_link(&p).map_err(|e| e.to_string())?.display())
+            } else {
+                let data = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let sum: u64 = data.iter().enumerate().map(|(i, b)| (i as u64 + 1).wrapping_mul(u64::from(*b))).fold(0, u64::wrapping_add);
+                format!("f {:o} {} {sum}", m.mode(), m.len())
+            };
+            out.insert(rel, v);
+        }
+    }
+    Ok(out)
 }

@@ -390,15 +390,15 @@ impl Filesystem for ReplicatedFs {
                         d.make_pending(&td);
                     });
                 }
-                if let Ok(s) = src {
-                    self.r.moved(s, newparent.0, newname.as_bytes());
-                }
                 if let Some(d) = dst {
                     if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                        self.r.moved(d, parent.0, name.as_bytes());
+                        self.r.moved(d, newparent.0, newname.as_bytes(), parent.0, name.as_bytes());
                     } else if Ok(d) != src {
                         self.r.unlinked(d, newparent.0, newname.as_bytes());
                     }
+                }
+                if let Ok(s) = src {
+                    self.r.moved(s, parent.0, name.as_bytes(), newparent.0, newname.as_bytes());
                 }
                 reply.ok();
             }

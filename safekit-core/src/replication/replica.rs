@@ -29,12 +29,12 @@ pub enum LocalRole {
 /// A change to record in the dirty map before it is applied.
 pub use super::dirty::Change as Mark;
 
+/// What this file system knows of an inode: every name the kernel knows it
+/// by (hard links have several), and how many lookups it holds.
 #[derive(Debug)]
 struct Node {
-    parent: u64,
-    name: Vec<u8>,
+    links: Vec<(u64, Vec<u8>)>,
     lookups: u64,
-    unlinked: bool,
 }
 
 /// See the module documentation.
@@ -66,7 +66,7 @@ impl Replica {
     pub fn new(tree: Tree, dirty: Arc<Mutex<DirtyMap>>, link: Arc<Link>, filter: Filter, secondary_disk_sync: bool, hooks: Hooks) -> Self {
         let root_ino = tree.stat(b"").map_or(1, |s| s.st_ino);
         let mut nodes = HashMap::new();
-        nodes.insert(1, Node { parent: 1, name: Vec::new(), lookups: 1, unlinked: false });
+        nodes.insert(1, Node { links: vec![(1, Vec::new())], lookups: 1 });
         Self {
             tree,
             order: Mutex::new(()),
@@ -123,12 +123,9 @@ impl Replica {
                 parts.reverse();
                 return Some(parts.join(&b'/'));
             }
-            let n = nodes.get(&cur)?;
-            if n.unlinked {
-                return None;
-            }
-            parts.push(n.name.clone());
-            cur = n.parent;
+            let (parent, name) = nodes.get(&cur)?.links.last()?;
+            parts.push(name.clone());
+            cur = *parent;
         }
         None
     }
@@ -148,10 +145,9 @@ impl Replica {
             return;
         }
         let mut nodes = lock(&self.nodes);
-        let n = nodes.entry(ino).or_insert(Node { parent, name: Vec::new(), lookups: 0, unlinked: false });
-        n.parent = parent;
-        n.name = name.to_vec();
-        n.unlinked = false;
+        let n = nodes.entry(ino).or_insert(Node { links: Vec::new(), lookups: 0 });
+        n.links.retain(|(p, m)| !(*p == parent && m == name));
+        n.links.push((parent, name.to_vec()));
         n.lookups += 1;
     }
 
@@ -166,21 +162,18 @@ impl Replica {
         }
     }
 
-    /// `ino` moved to `name` in `parent` (rename).
-    pub fn moved(&self, ino: u64, parent: u64, name: &[u8]) {
+    /// `ino`, known as `old_name` in `old_parent`, is now `name` in `parent` (rename).
+    pub fn moved(&self, ino: u64, old_parent: u64, old_name: &[u8], parent: u64, name: &[u8]) {
         if let Some(n) = lock(&self.nodes).get_mut(&ino) {
-            n.parent = parent;
-            n.name = name.to_vec();
-            n.unlinked = false;
+            n.links.retain(|(p, m)| !(*p == old_parent && m == old_name) && !(*p == parent && m == name));
+            n.links.push((parent, name.to_vec()));
         }
     }
 
-    /// The name `name` in `parent` is gone; `ino` loses its path if that was it.
+    /// The name `name` in `parent` is gone; `ino` keeps its other names.
     pub fn unlinked(&self, ino: u64, parent: u64, name: &[u8]) {
         if let Some(n) = lock(&self.nodes).get_mut(&ino) {
-            if n.parent == parent && n.name == name {
-                n.unlinked = true;
-            }
+            n.links.retain(|(p, m)| !(*p == parent && m == name));
         }
     }
 
