@@ -196,11 +196,6 @@ impl DirtyMap {
         self.mark(&[Change::Dir(path)], seq)
     }
 
-    /// Records a metadata change.
-    pub fn mark_meta(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
-        self.mark(&[Change::Meta(path)], seq)
-    }
-
     /// Records that the whole file must be copied; also makes it pending.
     pub fn mark_whole(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
         let d = self.note(path, seq);

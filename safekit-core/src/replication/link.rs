@@ -94,12 +94,6 @@ impl Link {
         self.lock().conn.is_some()
     }
 
-    /// The secondary finished its reintegration (it mirrors the primary).
-    pub fn mirror(&self) -> bool {
-        let st = self.lock();
-        st.conn.is_some() && st.mirror
-    }
-
     /// Marks the secondary as a complete mirror.
     pub fn set_mirror(&self, epoch: u64) {
         let mut st = self.lock();
@@ -337,10 +331,5 @@ impl Link {
     /// The current connection generation.
     pub fn epoch(&self) -> u64 {
         self.lock().epoch
-    }
-
-    /// Bytes sent on the current connection (statistics).
-    pub fn sent_bytes(&self) -> u64 {
-        self.lock().sent_bytes
     }
 }
