@@ -5,11 +5,14 @@
 
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::{exe, rt};
 use safekit_core::demo::{outage, probe, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
@@ -17,23 +20,7 @@ use safekit_core::engine::{CommandKind, State, SwapKind};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn privileged() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ip = std::process::Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success());
-    if root && ip {
-        return true;
-    }
-    let why = if root { "the ip command (iproute2) is missing" } else { "not root" };
-    assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "privileged test required but {why}");
-    eprintln!("SKIPPED: network-namespace test needs root and iproute2 ({why})");
-    false
-}
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_safekit"))
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    common::privileged("network-namespace test needs root and iproute2", &["ip"], false)
 }
 
 const LONG: Duration = Duration::from_secs(30);

@@ -7,48 +7,28 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{exe, rt};
 use safekit_core::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+fn privileged() -> bool {
+    common::privileged("replication test needs root, FUSE, iproute2 and nsenter", &["ip", "nsenter"], true)
+}
 const LONG: Duration = Duration::from_secs(60);
 const RFS: &str = r#"  <rfs ruzone_blocksize="1048576" locktimeout="5s" sendtimeout="5s">
     <replicated dir="%DIR%" mode="read_only">
       <notreplicated path="scratch"/>
     </replicated>
   </rfs>"#;
-
-fn privileged() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let tools = ["ip", "nsenter"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
-    let fuse = Path::new("/dev/fuse").exists();
-    if root && tools && fuse {
-        return true;
-    }
-    let why = if !root {
-        "not root"
-    } else if !fuse {
-        "/dev/fuse is missing"
-    } else {
-        "ip or nsenter is missing"
-    };
-    assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "privileged test required but {why}");
-    eprintln!("SKIPPED: replication test needs root, FUSE, iproute2 and nsenter ({why})");
-    false
-}
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_safekit"))
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
 
 /// Everything a user would notice about a tree: types, modes, owners,
 /// sizes, contents, link targets, the xattr the exerciser sets.

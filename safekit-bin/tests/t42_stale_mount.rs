@@ -3,18 +3,11 @@
 //! without manual steps. One node on loopback (root, FUSE); without root the
 //! test says so and passes, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn privileged() -> bool {
-    let ok = nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists();
-    if !ok {
-        assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "privileged test required (root and /dev/fuse)");
-        eprintln!("SKIPPED: stale-mount test needs root and /dev/fuse");
-    }
-    ok
-}
 
 struct Node {
     root: PathBuf,
@@ -26,17 +19,12 @@ impl Node {
         self.root.join("data")
     }
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_safekit"))
-            .args(args)
-            .env("SAFE", self.root.join("safe"))
-            .env("SAFEVAR", self.root.join("var"))
-            .output()
-            .unwrap()
+        Command::new(common::exe()).args(args).env("SAFE", self.root.join("safe")).env("SAFEVAR", self.root.join("var")).output().unwrap()
     }
     fn start(&mut self) {
         let log = std::fs::File::create(self.root.join("daemon.log")).unwrap();
         self.daemon = Some(
-            Command::new(env!("CARGO_BIN_EXE_safekit"))
+            Command::new(common::exe())
                 .arg("daemon")
                 .env("SAFE", self.root.join("safe"))
                 .env("SAFEVAR", self.root.join("var"))
@@ -88,7 +76,7 @@ impl Drop for Node {
 
 #[test]
 fn a_mount_left_by_a_killed_daemon_is_detached_at_the_next_start() {
-    if !privileged() {
+    if !common::privileged("stale-mount test needs root and /dev/fuse", &[], true) {
         return;
     }
     let root = std::env::temp_dir().join(format!("skstale-{}", std::process::id()));
