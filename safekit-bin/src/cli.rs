@@ -247,10 +247,15 @@ enum Cmd {
         #[command(flatten)]
         m: Module,
     },
-    /// Show a module's configuration as the daemon reads it (JSON).
+    /// Check a module's configuration and apply it: the daemon restarts the
+    /// (stopped) module's runtime with it; a changed <rfs> makes the next
+    /// reintegration full. Apply the same configuration on every node.
     Config {
         #[command(flatten)]
         m: Module,
+        /// Only show the configuration as the daemon reads it (JSON).
+        #[arg(long)]
+        show: bool,
     },
     /// Cluster configuration commands.
     #[command(subcommand)]
@@ -673,7 +678,8 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Confcheck { m } => module_cmd(&layout, &m.module, true),
-        Cmd::Config { m } => module_cmd(&layout, &m.module, false),
+        Cmd::Config { m, show: true } => module_cmd(&layout, &m.module, false),
+        Cmd::Config { m, show: false } => apply_config(&layout, &m.module).await,
     }
 }
 
@@ -737,6 +743,27 @@ fn module_cmd(layout: &Layout, module: &str, confcheck: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(&e),
+    }
+}
+
+async fn apply_config(layout: &Layout, module: &str) -> ExitCode {
+    let code = module_cmd(layout, module, true);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    match call(&socket_path(layout), &Request::Config { module: module.to_string() }).await {
+        Ok(Response::Error(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Ok(_) => {
+            println!("module {module}: configuration applied");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            println!("module {module}: the daemon is not running; it applies this configuration when it starts");
+            ExitCode::SUCCESS
+        }
     }
 }
 

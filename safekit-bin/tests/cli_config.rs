@@ -61,9 +61,13 @@ fn confcheck_accepts_a_complete_module() {
     let d = node_dir("valid", &text);
     let (code, out, err) = safekit(d.path(), &["confcheck", "-m", "mariadb"]);
     assert_eq!((code, out.trim()), (0, "module mariadb: valid configuration"), "{err}");
-    let (code, json, _) = safekit(d.path(), &["config", "-m", "mariadb"]);
+    let (code, json, _) = safekit(d.path(), &["config", "-m", "mariadb", "--show"]);
     assert_eq!(code, 0);
     assert!(json.contains("\"dir\": \"/var/lib/mysql\""), "{json}");
+    // No daemon runs here: config checks and says when it will apply.
+    let (code, out, err) = safekit(d.path(), &["config", "-m", "mariadb"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("module mariadb: the daemon is not running; it applies this configuration when it starts"), "{out}");
 }
 
 #[test]

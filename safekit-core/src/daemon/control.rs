@@ -45,6 +45,11 @@ pub enum Request {
         /// Module.
         module: String,
     },
+    /// `safekit config -m AM`: check and apply the module's configuration.
+    Config {
+        /// Module.
+        module: String,
+    },
     /// `safekit printi|printw|printe` from a script.
     Print {
         /// Module.

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, RwLock};
 
 use crate::engine::Command;
 use crate::layout::Layout;
@@ -24,6 +24,9 @@ pub fn socket_path(layout: &Layout) -> PathBuf {
     layout.safevar.join("run").join("safekit.sock")
 }
 
+/// What the control socket needs of a running module (cheap to clone, so
+/// that no lock is held while a request waits on the module).
+#[derive(Clone)]
 struct ModuleHandle {
     commands: mpsc::Sender<CommandMsg>,
     report: watch::Receiver<ModuleReport>,
@@ -31,28 +34,47 @@ struct ModuleHandle {
     replicator: Arc<dyn crate::services::Replicator>,
 }
 
+/// A module's runtime task and how to end it.
+struct Running {
+    handle: ModuleHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    /// The `<rfs>` it runs with: a different one after `safekit config`
+    /// means a full reintegration next time.
+    rfs: Option<crate::config::Rfs>,
+}
+
+/// The node: what modules are loaded from, and the running modules.
+struct Daemon {
+    layout: Layout,
+    cluster: crate::config::ClusterConfig,
+    node: String,
+    key: crate::heartbeat::wire::ClusterKey,
+    modules: RwLock<BTreeMap<String, Running>>,
+}
+
+fn spawn(mut m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
+    let (tx, rx) = mpsc::channel(16);
+    m.services.self_commands = Some(tx.clone());
+    let (rep_tx, rep_rx) = watch::channel(m.report.clone());
+    let handle = ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone(), replicator: m.services.replicator.clone() };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        match m.engine {
+            modules::AnyEngine::Mirror(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop_rx).await,
+            modules::AnyEngine::Light(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop_rx).await,
+        }
+    });
+    Running { handle, stop, task, rfs }
+}
+
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
 /// every module (scripts, VIP removal) before returning.
 pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let loaded = modules::load(&layout, node).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut handles: BTreeMap<String, ModuleHandle> = BTreeMap::new();
-    let mut tasks = Vec::new();
-    for mut m in loaded.modules {
-        let (tx, rx) = mpsc::channel(16);
-        m.services.self_commands = Some(tx.clone());
-        let (rep_tx, rep_rx) = watch::channel(m.report.clone());
-        handles.insert(
-            m.report.name.clone(),
-            ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone(), replicator: m.services.replicator.clone() },
-        );
-        let stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            match m.engine {
-                modules::AnyEngine::Mirror(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await,
-                modules::AnyEngine::Light(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop).await,
-            }
-        }));
+    let mut running = BTreeMap::new();
+    for (m, rfs) in loaded.modules {
+        running.insert(m.report.name.clone(), spawn(m, rfs));
     }
     let sock = socket_path(&layout);
     if let Some(dir) = sock.parent() {
@@ -61,24 +83,32 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
-    tracing::info!(node = %loaded.node, modules = handles.len(), socket = %sock.display(), "safekit daemon running");
-    let handles = Arc::new(handles);
+    tracing::info!(node = %loaded.node, modules = running.len(), socket = %sock.display(), "safekit daemon running");
+    let daemon =
+        Arc::new(Daemon { layout, cluster: loaded.cluster, node: loaded.node, key: loaded.key, modules: RwLock::new(running) });
     let server = {
-        let handles = handles.clone();
+        let daemon = daemon.clone();
         async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let handles = handles.clone();
+                let daemon = daemon.clone();
                 tokio::spawn(async move {
+                    // SafeKit names the caller in "Action … called by …":
+                    // here the Unix user behind the control socket.
+                    let caller = stream
+                        .peer_cred()
+                        .ok()
+                        .and_then(|c| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(c.uid())).ok().flatten())
+                        .map(|u| u.name);
                     let (r, mut w) = stream.into_split();
                     let mut line = String::new();
                     if BufReader::new(r).read_line(&mut line).await.is_err() {
                         return;
                     }
                     let resp = match serde_json::from_str::<Request>(&line) {
-                        Ok(req) => answer(&handles, req).await,
+                        Ok(req) => answer(&daemon, req, caller).await,
                         Err(e) => Response::Error(format!("malformed request: {e}")),
                     };
                     let mut out = serde_json::to_string(&resp).unwrap_or_else(|_| "\"Ok\"".into());
@@ -92,42 +122,89 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         () = shutdown => {}
         () = server => {}
     }
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    let all = std::mem::take(&mut *daemon.modules.write().await);
+    for r in all.values() {
+        let _ = r.stop.send(true);
+    }
+    for (_, r) in all {
+        let _ = r.task.await;
     }
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }
 
-async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Response {
-    let get = |m: &str| {
-        handles
-            .get(m)
-            .ok_or_else(|| format!("no module {m} on this node (installed: {})", handles.keys().cloned().collect::<Vec<_>>().join(", ")))
-    };
+impl Daemon {
+    async fn get(&self, m: &str) -> Result<ModuleHandle, String> {
+        let map = self.modules.read().await;
+        map.get(m)
+            .map(|r| r.handle.clone())
+            .ok_or_else(|| format!("no module {m} on this node (running: {})", map.keys().cloned().collect::<Vec<_>>().join(", ")))
+    }
+
+    /// `safekit config -m AM`: checks the module's userconfig.xml and
+    /// (re)starts its runtime with it. The module must be stopped; a changed
+    /// `<rfs>` makes the next reintegration full. cluster.xml changes need a
+    /// restart of the daemon.
+    async fn apply_config(&self, name: &str) -> Response {
+        let ids = match modules::module_ids(&self.layout) {
+            Ok(ids) => ids,
+            Err(e) => return Response::Error(e),
+        };
+        let Some(&id) = ids.get(name) else {
+            return Response::Error(format!("module {name} is not installed ({} has no conf/userconfig.xml)", self.layout.module_dir(name).display()));
+        };
+        let cfg = match self.layout.load_module(name, &self.cluster, true) {
+            Ok(p) => p.value,
+            Err(e) => return Response::Error(e.to_string()),
+        };
+        let mut map = self.modules.write().await;
+        let mut full = cfg.service.rfs.is_some();
+        if let Some(r) = map.get(name) {
+            let status = r.handle.report.borrow().status;
+            if status.state != crate::engine::State::Stop {
+                return Response::Error(format!("module {name} is {status}: stop it first (safekit stop -m {name})"));
+            }
+            full = r.rfs != cfg.service.rfs && cfg.service.rfs.is_some();
+            if let Some(old) = map.remove(name) {
+                let _ = old.stop.send(true);
+                let _ = old.task.await;
+            }
+        }
+        match modules::load_module(&self.layout, &self.cluster, &self.node, &self.key, name.to_string(), id, full).await {
+            Ok(m) => {
+                m.services.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
+                map.insert(name.to_string(), spawn(m, cfg.service.rfs));
+                Response::Ok
+            }
+            Err(e) => Response::Error(e),
+        }
+    }
+}
+
+async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Response {
     match req {
         Request::State { module } => {
             let mut out = Vec::new();
-            for (name, h) in handles {
+            for (name, r) in daemon.modules.read().await.iter() {
                 if module.as_ref().is_none_or(|m| m == name) {
-                    out.push(h.report.borrow().clone());
+                    out.push(r.handle.report.borrow().clone());
                 }
             }
             if out.is_empty() {
                 if let Some(m) = module {
-                    return Response::Error(get(&m).err().unwrap_or_default());
+                    return Response::Error(daemon.get(&m).await.err().unwrap_or_default());
                 }
             }
             Response::States(out)
         }
+        Request::Config { module } => daemon.apply_config(&module).await,
         Request::Command { module, kind, identity } => {
-            let h = match get(&module) {
+            let h = match daemon.get(&module).await {
                 Ok(h) => h,
                 Err(e) => return Response::Error(e),
             };
             let (tx, rx) = oneshot::channel();
-            if h.commands.send((Command { kind, identity }, tx)).await.is_err() {
+            if h.commands.send((Command { kind, identity, admin: caller }, tx)).await.is_err() {
                 return Response::Error(format!("module {module} is shutting down"));
             }
             match rx.await {
@@ -136,22 +213,22 @@ async fn answer(handles: &BTreeMap<String, ModuleHandle>, req: Request) -> Respo
                 Err(_) => Response::Error(format!("module {module} is shutting down")),
             }
         }
-        Request::Log { module, lines, verbose } => match get(&module) {
+        Request::Log { module, lines, verbose } => match daemon.get(&module).await {
             Ok(h) => Response::Lines(h.log.tail(lines, verbose)),
             Err(e) => Response::Error(e),
         },
-        Request::Rfsverify { module } => match get(&module) {
+        Request::Rfsverify { module } => match daemon.get(&module).await {
             Ok(h) => match h.replicator.verify().await {
                 Ok(lines) => Response::Lines(lines),
                 Err(e) => Response::Error(e),
             },
             Err(e) => Response::Error(e),
         },
-        Request::Rfsdiff { module } => match get(&module) {
+        Request::Rfsdiff { module } => match daemon.get(&module).await {
             Ok(h) => Response::Lines(h.replicator.estimate()),
             Err(e) => Response::Error(e),
         },
-        Request::Print { module, level, message } => match get(&module) {
+        Request::Print { module, level, message } => match daemon.get(&module).await {
             Ok(h) => {
                 h.log.write("script", level, &message);
                 Response::Ok

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, UserConfig, VipAddr};
+use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
 use crate::engine::{
     CheckerClass, EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, ResourceRule, RuleAction, State, Status, SyncMode,
 };
@@ -15,7 +15,7 @@ use crate::heartbeat::wire::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;
-use crate::linux::vip::{resolve, NetlinkVip};
+use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
 use crate::runtime::checkers::{network, Probe};
 use crate::runtime::log::ModuleLog;
 use crate::runtime::store::StateStore;
@@ -36,7 +36,10 @@ pub(super) struct Loaded {
 
 pub(super) struct Node {
     pub(super) node: String,
-    pub(super) modules: Vec<Loaded>,
+    pub(super) cluster: ClusterConfig,
+    pub(super) key: ClusterKey,
+    /// Each module with the `<rfs>` it was loaded with.
+    pub(super) modules: Vec<(Loaded, Option<crate::config::Rfs>)>,
 }
 
 /// A module without `<rfs>` has no directory to replicate: every request
@@ -87,7 +90,7 @@ async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
 }
 
 /// Module ids: `SAFE/modules/AM/id` if present, else the rank of the name.
-fn module_ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
+pub(super) fn module_ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
     let dir = layout.safe.join("modules");
     let mut names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
@@ -152,159 +155,185 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
     }
     let mut modules = Vec::new();
     for (name, id) in module_ids(layout)? {
-        let cfg = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value;
-        let var = layout.module_var(&name);
-        let log = Arc::new(ModuleLog::new(&var, &name));
-        let store = StateStore::new(&var);
-        let engine_cfg = EngineConfig::from_config(&cfg, &cluster, &node);
-        let handler_env = script_env(layout, &name, &cfg);
-        let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
-        let mut vip_addrs = Vec::new();
-        for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
-            for a in &i.real {
-                let ip = match &a.addr {
-                    VipAddr::Ip(ip) => *ip,
-                    VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
-                };
-                vip_addrs.push((ip, i.name.clone(), i.arpreroute.then_some((i.arpinterval, i.arpelapse))));
-            }
-        }
-        let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
-        // check="on" generates the interface and IP checkers and their rules.
-        let mut engine_cfg = engine_cfg;
-        let mut generated: Vec<(String, Probe, CheckerClass, Duration)> = Vec::new();
-        let mut k = 0;
-        for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
-            for a in &i.real {
-                let spec = &specs[k];
-                k += 1;
-                let net = network(spec.ip, spec.prefix);
-                let intf = format!("intf.{net}");
-                if i.check && !generated.iter().any(|(r, ..)| *r == intf) {
-                    engine_cfg.rules.push(ResourceRule {
-                        resource: intf.clone(),
-                        label: "interface_failure".into(),
-                        action: RuleAction::Wait,
-                        class: CheckerClass::Pre,
-                    });
-                    generated.push((
-                        intf,
-                        Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix },
-                        CheckerClass::Pre,
-                        Duration::from_secs(1),
-                    ));
-                }
-                if a.check {
-                    let ipr = format!("ip.{}", spec.ip);
-                    engine_cfg.rules.push(ResourceRule {
-                        resource: ipr.clone(),
-                        label: "ip_failure".into(),
-                        action: RuleAction::Stopstart,
-                        class: CheckerClass::Prim,
-                    });
-                    generated.push((ipr, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
-                }
-            }
-        }
-        let vip: Option<Arc<dyn VirtualIp>> = if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs))) };
-        let witnesses: Vec<IpAddr> = cfg
-            .service
-            .check
-            .iter()
-            .flat_map(|c| &c.checkers)
-            .filter(|c| c.kind == CheckerKind::Splitbrain)
-            .flat_map(|c| c.arg.clone().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect::<Vec<IpAddr>>())
-            .collect();
-        let report = ModuleReport {
-            name: name.clone(),
-            id,
-            status: Status::new(State::Stop, Readiness::NotReady),
-            peer: None,
-            resources: BTreeMap::new(),
-        };
-        let persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
-        let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
-            .unwrap_or(u64::MAX);
-        let now = tokio::time::Instant::now().into_std();
-        let mut replicator: Arc<dyn Replicator> = Arc::new(NothingToReplicate);
-        let (engine, heartbeat) = match cfg.service.mode {
-            Mode::Mirror => {
-                let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
-                let port = heart.port.unwrap_or_else(|| 8888u16.saturating_add(id - 1));
-                let mut lans = Vec::new();
-                for hb in &heart.heartbeats {
-                    let lan = cluster.lan(&hb.name).ok_or_else(|| format!("module {name}: lan {} is not in cluster.xml", hb.name))?;
-                    let me = lan
-                        .nodes
-                        .iter()
-                        .find(|n| n.name == node)
-                        .ok_or_else(|| format!("module {name}: node {node} is not on lan {}", lan.name))?;
-                    let peer = lan
-                        .nodes
-                        .iter()
-                        .find(|n| n.name != node)
-                        .ok_or_else(|| format!("module {name}: lan {} has no other node", lan.name))?;
-                    let local = resolve_host(me.laddr.as_ref().unwrap_or(&me.addr)).await?;
-                    let remote = resolve_host(&peer.addr).await?;
-                    lans.push(LanEndpoints { local: SocketAddr::new(local, port), peer: SocketAddr::new(remote, port) });
-                }
-                if let Some(rfs) = &cfg.service.rfs {
-                    // Replication runs on the LAN named by <flow>, else the heartbeat with ident="flow", else the first.
-                    let flow = rfs
-                        .flow
-                        .as_ref()
-                        .and_then(|f| heart.heartbeats.iter().position(|h| &h.name == f))
-                        .or_else(|| heart.heartbeats.iter().position(|h| h.ident == "flow"))
-                        .unwrap_or(0);
-                    let lan = lans.get(flow).ok_or_else(|| format!("module {name}: <rfs> needs a heartbeat network"))?;
-                    let rport = crate::replication::port(id);
-                    let settings = crate::replication::service::Settings {
-                        module: id,
-                        node: node.clone(),
-                        key: key.clone(),
-                        listen: SocketAddr::new(lan.local.ip(), rport),
-                        peer: SocketAddr::new(lan.peer.ip(), rport),
-                        disk_ack: rfs.async_mode == crate::config::AsyncMode::None,
-                        zone: rfs.ruzone_blocksize.unwrap_or(8 << 20),
-                        lock_timeout: rfs.locktimeout,
-                        send_timeout: rfs.sendtimeout,
-                        reint: crate::replication::reint::ReintOptions {
-                            workers: rfs.nbrei,
-                            bandwidth: rfs.reiallowedbw.map(|k| k * 1024),
-                            timeout: rfs.reitimeout,
-                        },
-                        state_dir: layout.module_var(&name),
-                        dirs: rfs.replicated.clone(),
-                    };
-                    let rlog = log.clone();
-                    replicator = Arc::new(crate::replication::service::LinuxReplicator::new(
-                        settings,
-                        Arc::new(move |level, msg: String| rlog.write("rfs", level, &msg)),
-                    ));
-                }
-                let hb = UdpHeartbeat::bind(key.clone(), id, &engine_cfg.peer, &lans)
-                    .await
-                    .map_err(|e| format!("module {name}: heartbeat socket: {e}"))?;
-                let hb: Arc<dyn crate::services::Heartbeat> = Arc::new(hb);
-                (AnyEngine::Mirror(Box::new(MirrorEngine::new(engine_cfg, persisted, incarnation, now))), Some(hb))
-            }
-            Mode::Light => (AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))), None),
-            Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
-        };
-        let services = ModuleServices {
-            heartbeat,
-            vip,
-            scripts,
-            replicator,
-            witnesses,
-            store,
-            log,
-            errd: cfg.service.errd.clone(),
-            self_commands: None,
-            handler_env,
-            checkers: generated,
-        };
-        modules.push(Loaded { engine, services, report });
+        let rfs = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value.service.rfs;
+        modules.push((load_module(layout, &cluster, &node, &key, name, id, false).await?, rfs));
     }
-    Ok(Node { node, modules })
+    Ok(Node { node, cluster, key, modules })
+}
+
+/// Loads one module (at daemon start, or again for `safekit config`).
+/// `full_sync`: the configuration changed what is replicated, so the next
+/// reintegration copies everything (SafeKit's rfssyncmode=full after config).
+pub(super) async fn load_module(
+    layout: &Layout,
+    cluster: &ClusterConfig,
+    node: &str,
+    key: &ClusterKey,
+    name: String,
+    id: u16,
+    full_sync: bool,
+) -> Result<Loaded, String> {
+    let cfg = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value;
+    let var = layout.module_var(&name);
+    let log = Arc::new(ModuleLog::new(&var, &name));
+    let store = StateStore::new(&var);
+    let engine_cfg = EngineConfig::from_config(&cfg, &cluster, &node);
+    let handler_env = script_env(layout, &name, &cfg);
+    let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
+    let mut vip_addrs = Vec::new();
+    for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
+        for a in &i.real {
+            let ip = match &a.addr {
+                VipAddr::Ip(ip) => *ip,
+                VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
+            };
+            vip_addrs.push(VipRequest {
+                ip,
+                ifname: i.name.clone(),
+                reroute: i.arpreroute.then_some((i.arpinterval, i.arpelapse)),
+                one_side: a.placement == Placement::OneSide,
+            });
+        }
+    }
+    let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
+    // check="on" generates the interface and IP checkers and their rules.
+    let mut engine_cfg = engine_cfg;
+    let mut generated: Vec<(String, Probe, CheckerClass, Duration)> = Vec::new();
+    let mut k = 0;
+    for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
+        for a in &i.real {
+            let spec = &specs[k];
+            k += 1;
+            let net = network(spec.ip, spec.prefix);
+            let intf = format!("intf.{net}");
+            if i.check && !generated.iter().any(|(r, ..)| *r == intf) {
+                engine_cfg.rules.push(ResourceRule {
+                    resource: intf.clone(),
+                    label: "interface_failure".into(),
+                    action: RuleAction::Wait,
+                    class: CheckerClass::Pre,
+                });
+                generated.push((
+                    intf,
+                    Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix },
+                    CheckerClass::Pre,
+                    Duration::from_secs(1),
+                ));
+            }
+            if a.check {
+                let ipr = format!("ip.{}", spec.ip);
+                engine_cfg.rules.push(ResourceRule {
+                    resource: ipr.clone(),
+                    label: "ip_failure".into(),
+                    action: RuleAction::Stopstart,
+                    class: CheckerClass::Prim,
+                });
+                generated.push((ipr, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
+            }
+        }
+    }
+    let vip: Option<Arc<dyn VirtualIp>> = if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
+    let witnesses: Vec<IpAddr> = cfg
+        .service
+        .check
+        .iter()
+        .flat_map(|c| &c.checkers)
+        .filter(|c| c.kind == CheckerKind::Splitbrain)
+        .flat_map(|c| c.arg.clone().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect::<Vec<IpAddr>>())
+        .collect();
+    let report = ModuleReport {
+        name: name.clone(),
+        id,
+        status: Status::new(State::Stop, Readiness::NotReady),
+        peer: None,
+        resources: BTreeMap::new(),
+    };
+    let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
+    if full_sync {
+        persisted.need_full_sync = true;
+        persisted.full_sync_required = true;
+        store.save(&persisted).map_err(|e| format!("module {name}: {e}"))?;
+    }
+    let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
+        .unwrap_or(u64::MAX);
+    let now = tokio::time::Instant::now().into_std();
+    let mut replicator: Arc<dyn Replicator> = Arc::new(NothingToReplicate);
+    let (engine, heartbeat) = match cfg.service.mode {
+        Mode::Mirror => {
+            let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
+            let port = heart.port.unwrap_or_else(|| 8888u16.saturating_add(id - 1));
+            let mut lans = Vec::new();
+            for hb in &heart.heartbeats {
+                let lan = cluster.lan(&hb.name).ok_or_else(|| format!("module {name}: lan {} is not in cluster.xml", hb.name))?;
+                let me = lan
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == node)
+                    .ok_or_else(|| format!("module {name}: node {node} is not on lan {}", lan.name))?;
+                let peer = lan
+                    .nodes
+                    .iter()
+                    .find(|n| n.name != node)
+                    .ok_or_else(|| format!("module {name}: lan {} has no other node", lan.name))?;
+                let local = resolve_host(me.laddr.as_ref().unwrap_or(&me.addr)).await?;
+                let remote = resolve_host(&peer.addr).await?;
+                lans.push(LanEndpoints { local: SocketAddr::new(local, port), peer: SocketAddr::new(remote, port) });
+            }
+            if let Some(rfs) = &cfg.service.rfs {
+                // Replication runs on the LAN named by <flow>, else the heartbeat with ident="flow", else the first.
+                let flow = rfs
+                    .flow
+                    .as_ref()
+                    .and_then(|f| heart.heartbeats.iter().position(|h| &h.name == f))
+                    .or_else(|| heart.heartbeats.iter().position(|h| h.ident == "flow"))
+                    .unwrap_or(0);
+                let lan = lans.get(flow).ok_or_else(|| format!("module {name}: <rfs> needs a heartbeat network"))?;
+                let rport = crate::replication::port(id);
+                let settings = crate::replication::service::Settings {
+                    module: id,
+                    node: node.to_string(),
+                    key: key.clone(),
+                    listen: SocketAddr::new(lan.local.ip(), rport),
+                    peer: SocketAddr::new(lan.peer.ip(), rport),
+                    disk_ack: rfs.async_mode == crate::config::AsyncMode::None,
+                    zone: rfs.ruzone_blocksize.unwrap_or(8 << 20),
+                    lock_timeout: rfs.locktimeout,
+                    send_timeout: rfs.sendtimeout,
+                    reint: crate::replication::reint::ReintOptions {
+                        workers: rfs.nbrei,
+                        bandwidth: rfs.reiallowedbw.map(|k| k * 1024),
+                        timeout: rfs.reitimeout,
+                    },
+                    state_dir: layout.module_var(&name),
+                    dirs: rfs.replicated.clone(),
+                };
+                let rlog = log.clone();
+                replicator = Arc::new(crate::replication::service::LinuxReplicator::new(
+                    settings,
+                    Arc::new(move |level, msg: String| rlog.write("rfs", level, &msg)),
+                ));
+            }
+            let hb = UdpHeartbeat::bind(key.clone(), id, &engine_cfg.peer, &lans)
+                .await
+                .map_err(|e| format!("module {name}: heartbeat socket: {e}"))?;
+            let hb: Arc<dyn crate::services::Heartbeat> = Arc::new(hb);
+            (AnyEngine::Mirror(Box::new(MirrorEngine::new(engine_cfg, persisted, incarnation, now))), Some(hb))
+        }
+        Mode::Light => (AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))), None),
+        Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
+    };
+    let services = ModuleServices {
+        heartbeat,
+        vip,
+        scripts,
+        replicator,
+        witnesses,
+        store,
+        log,
+        errd: cfg.service.errd.clone(),
+        self_commands: None,
+        handler_env,
+        checkers: generated,
+    };
+    Ok(Loaded { engine, services, report })
 }

@@ -140,7 +140,7 @@ impl LightEngine {
             }
             _ => {}
         }
-        let who = cmd.identity.clone().unwrap_or_else(|| "admin".into());
+        let who = cmd.caller();
         self.log(LogLevel::U, format!("Action {name} called by {who}"));
         let mut kind = cmd.kind;
         if cmd.identity.is_none() {

@@ -610,17 +610,26 @@ pub struct Command {
     pub kind: CommandKind,
     /// `-i identity`.
     pub identity: Option<String>,
+    /// Who the administrator is (`root`, `admin@10.0.0.5`), for the log
+    /// line "Action … called by …"; `None` logs `admin`.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 impl Command {
     /// An administrator command.
     pub const fn admin(kind: CommandKind) -> Self {
-        Self { kind, identity: None }
+        Self { kind, identity: None, admin: None }
     }
 
     /// A command issued by a detector.
     pub fn by(kind: CommandKind, identity: &str) -> Self {
-        Self { kind, identity: Some(identity.to_string()) }
+        Self { kind, identity: Some(identity.to_string()), admin: None }
+    }
+
+    /// Who to name in "Action … called by …".
+    pub fn caller(&self) -> String {
+        self.identity.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| "admin".into())
     }
 }
 

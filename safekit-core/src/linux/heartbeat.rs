@@ -31,6 +31,17 @@ pub struct UdpHeartbeat {
     module: u16,
     rx: Mutex<mpsc::Receiver<(usize, HeartbeatMsg)>>,
     dropped: Arc<AtomicU64>,
+    /// The receiving tasks: they hold the sockets, so they end with `self`
+    /// (`safekit config` rebinds the same ports).
+    receivers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for UdpHeartbeat {
+    fn drop(&mut self) {
+        for r in &self.receivers {
+            r.abort();
+        }
+    }
 }
 
 impl UdpHeartbeat {
@@ -41,11 +52,12 @@ impl UdpHeartbeat {
         let (tx, rx) = mpsc::channel(256);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut socks = Vec::new();
+        let mut receivers = Vec::new();
         for (i, lan) in lans.iter().enumerate() {
-            let sock = Arc::new(UdpSocket::bind(lan.local).await?);
+            let sock = Arc::new(bind_retrying(lan.local).await?);
             socks.push((sock.clone(), lan.peer));
             let (tx, key, dropped, peer_name, peer) = (tx.clone(), key.clone(), dropped.clone(), peer_name.to_string(), lan.peer);
-            tokio::spawn(async move {
+            receivers.push(tokio::spawn(async move {
                 let mut guard = ReplayGuard::default();
                 // One byte more than the largest heartbeat: longer datagrams are detected.
                 let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -65,10 +77,23 @@ impl UdpHeartbeat {
                         }
                     }
                 }
-            });
+            }));
         }
-        Ok(Self { socks, key, module, rx: Mutex::new(rx), dropped })
+        Ok(Self { socks, key, module, rx: Mutex::new(rx), dropped, receivers })
     }
+}
+
+/// Binds `addr`, retrying for up to two seconds while the port is still
+/// held by the runtime being replaced (an aborted task releases its socket
+/// when its executor drops it, a moment after the abort).
+async fn bind_retrying(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    for _ in 0..40 {
+        match UdpSocket::bind(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            r => return r,
+        }
+    }
+    UdpSocket::bind(addr).await
 }
 
 #[async_trait]

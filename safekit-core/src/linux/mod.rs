@@ -4,4 +4,5 @@
 pub mod clock;
 pub mod heartbeat;
 pub mod scripts;
+pub mod announce;
 pub mod vip;

@@ -1,14 +1,36 @@
-//! Virtual IP addresses through netlink (rtnetlink), announced with
-//! gratuitous ARP sent on a packet socket so that neighbours update their
-//! caches at once on takeover.
+//! Virtual IP addresses through netlink (rtnetlink), announced on takeover
+//! (gratuitous ARP, unsolicited IPv6 neighbour advertisement; see
+//! [`super::announce`]). `where="one_side"` also makes the VIP the preferred
+//! source of the interface's IPv4 routes, so that connections the
+//! application opens leave from the VIP (SafeKit: "the VIP becomes the
+//! primary address of the NIC"); `tcpreset="on"` resets the connections
+//! sourced from the VIP before it is removed, so that clients reconnect to
+//! the new primary at once instead of waiting for a TCP timeout.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
+use super::announce::{gratuitous_arp, unsolicited_na};
 use crate::services::VirtualIp;
+
+/// One address as the configuration asks for it.
+#[derive(Debug, Clone)]
+pub struct VipRequest {
+    /// The virtual address.
+    pub ip: IpAddr,
+    /// `interface name=`, if given.
+    pub ifname: Option<String>,
+    /// `arpreroute="on"`: announce every `.0` during `.1` after takeover.
+    pub reroute: Option<(Duration, Duration)>,
+    /// `where="one_side"`: the VIP becomes the preferred source address.
+    pub one_side: bool,
+}
 
 /// One address to manage.
 #[derive(Debug, Clone)]
@@ -21,31 +43,46 @@ pub struct VipSpec {
     pub ifname: String,
     /// `arpreroute="on"`: gratuitous ARP every `.0` during `.1` after takeover.
     pub reroute: Option<(Duration, Duration)>,
+    /// `where="one_side"`.
+    pub one_side: bool,
 }
 
-/// Resolves where each VIP goes: `interface name=` if given, else the
-/// interface whose subnet contains the address.
-pub fn resolve(addrs: &[(IpAddr, Option<String>, Option<(Duration, Duration)>)]) -> Result<Vec<VipSpec>, String> {
+fn same_subnet(a: &if_addrs::IfAddr, ip: IpAddr) -> Option<(bool, u8)> {
+    match (a, ip) {
+        (if_addrs::IfAddr::V4(a), IpAddr::V4(v)) => {
+            let mask = u32::from(a.netmask);
+            Some((u32::from(a.ip) & mask == u32::from(v) & mask, u8::try_from(mask.count_ones()).unwrap_or(32)))
+        }
+        (if_addrs::IfAddr::V6(a), IpAddr::V6(v)) => {
+            let mask = u128::from(a.netmask);
+            Some((u128::from(a.ip) & mask == u128::from(v) & mask, u8::try_from(mask.count_ones()).unwrap_or(128)))
+        }
+        _ => None,
+    }
+}
+
+/// Resolves where each VIP goes: `interface name=` if given (the prefix of
+/// its address on the VIP's subnet, else of its first address of the same
+/// family), else the interface whose subnet contains the address.
+pub fn resolve(reqs: &[VipRequest]) -> Result<Vec<VipSpec>, String> {
     let ifs = if_addrs::get_if_addrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let mut out = Vec::new();
-    for (ip, name, reroute) in addrs {
-        let found = ifs.iter().find_map(|i| match (&i.addr, ip) {
-            (if_addrs::IfAddr::V4(a), IpAddr::V4(v)) => {
-                let mask = u32::from(a.netmask);
-                let same = u32::from(a.ip) & mask == u32::from(*v) & mask;
-                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| (i.name.clone(), u8::try_from(mask.count_ones()).unwrap_or(32)))
-            }
-            (if_addrs::IfAddr::V6(a), IpAddr::V6(v)) => {
-                let mask = u128::from(a.netmask);
-                let same = u128::from(a.ip) & mask == u128::from(*v) & mask;
-                (name.as_ref().map_or(same, |n| *n == i.name)).then(|| (i.name.clone(), u8::try_from(mask.count_ones()).unwrap_or(128)))
-            }
-            _ => None,
+    for r in reqs {
+        let on_subnet = ifs.iter().find_map(|i| {
+            let (same, prefix) = same_subnet(&i.addr, r.ip)?;
+            (same && r.ifname.as_ref().is_none_or(|n| *n == i.name)).then(|| (i.name.clone(), prefix))
         });
-        let Some((ifname, prefix)) = found else {
-            return Err(format!("no local interface is on the subnet of virtual address {ip}"));
+        let named = || {
+            let n = r.ifname.as_ref()?;
+            ifs.iter().filter(|i| i.name == *n).find_map(|i| same_subnet(&i.addr, r.ip).map(|(_, p)| (n.clone(), p)))
         };
-        out.push(VipSpec { ip: *ip, prefix, ifname, reroute: *reroute });
+        let Some((ifname, prefix)) = on_subnet.or_else(named) else {
+            return Err(match &r.ifname {
+                Some(n) => format!("interface {n} of virtual address {} has no address of that family", r.ip),
+                None => format!("no local interface is on the subnet of virtual address {}", r.ip),
+            });
+        };
+        out.push(VipSpec { ip: r.ip, prefix, ifname, reroute: r.reroute, one_side: r.one_side });
     }
     Ok(out)
 }
@@ -53,14 +90,73 @@ pub fn resolve(addrs: &[(IpAddr, Option<String>, Option<(Duration, Duration)>)])
 /// VIPs managed through rtnetlink.
 pub struct NetlinkVip {
     specs: Vec<VipSpec>,
-    /// Gratuitous ARP tasks running since the last `set`; aborted by `remove`.
-    announcers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `<vip tcpreset="on">`.
+    tcpreset: bool,
+    /// Announcement tasks running since the last `set`; aborted by `remove`.
+    announcers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// one_side: the routes as they were before the VIP became their source.
+    saved_routes: Mutex<Vec<RouteMessage>>,
 }
 
 impl NetlinkVip {
-    /// Manages `specs`.
-    pub const fn new(specs: Vec<VipSpec>) -> Self {
-        Self { specs, announcers: std::sync::Mutex::new(Vec::new()) }
+    /// Manages `specs`; `tcpreset` resets VIP-sourced connections on removal.
+    pub const fn new(specs: Vec<VipSpec>, tcpreset: bool) -> Self {
+        Self { specs, tcpreset, announcers: Mutex::new(Vec::new()), saved_routes: Mutex::new(Vec::new()) }
+    }
+
+    /// The main table's IPv4 routes leaving through interface `index`.
+    async fn routes_via(handle: &rtnetlink::Handle, index: u32) -> Result<Vec<RouteMessage>, String> {
+        let all: Vec<RouteMessage> = handle
+            .route()
+            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| format!("cannot list routes: {e}"))?;
+        Ok(all
+            .into_iter()
+            .filter(|r| r.header.table == rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN)
+            .filter(|r| r.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if *i == index)))
+            .collect())
+    }
+
+    /// one_side: every IPv4 route through the VIP's interface gets the VIP
+    /// as preferred source; the originals are kept for [`Self::unprefer`].
+    async fn prefer(&self, handle: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<(), String> {
+        for r in Self::routes_via(handle, index).await? {
+            let mut m = r.clone();
+            m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
+            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(vip)));
+            handle.route().add(m).replace().execute().await.map_err(|e| format!("cannot make {vip} the source of a route: {e}"))?;
+            if let Ok(mut saved) = self.saved_routes.lock() {
+                saved.push(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the routes their former source back; routes still naming the
+    /// VIP with no saved original (a daemon that crashed) lose the
+    /// preference. Must precede the VIP's removal: the kernel deletes the
+    /// routes whose preferred source disappears.
+    async fn unprefer(&self, handle: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) {
+        let saved = self.saved_routes.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+        let Ok(now) = Self::routes_via(handle, index).await else { return };
+        let names_vip = |r: &RouteMessage| r.attributes.iter().any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(a)) if *a == vip));
+        let key = |r: &RouteMessage| {
+            let dst = r.attributes.iter().find_map(|a| if let RouteAttribute::Destination(d) = a { Some(d.clone()) } else { None });
+            (r.header.destination_prefix_length, dst)
+        };
+        for r in now.into_iter().filter(names_vip) {
+            let original = saved.iter().find(|o| key(o) == key(&r)).cloned().unwrap_or_else(|| {
+                let mut m = r.clone();
+                m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
+                m
+            });
+            if let Err(e) = handle.route().add(original).replace().execute().await {
+                tracing::warn!(%e, "route source not restored");
+            }
+        }
     }
 
     async fn index(handle: &rtnetlink::Handle, ifname: &str) -> Result<u32, String> {
@@ -85,34 +181,41 @@ impl VirtualIp for NetlinkVip {
         let handle = connect()?;
         for s in &self.specs {
             let index = Self::index(&handle, &s.ifname).await?;
-            match handle.address().add(index, s.ip, s.prefix).execute().await {
+            let mut add = handle.address().add(index, s.ip, s.prefix);
+            if s.ip.is_ipv6() {
+                // No duplicate address detection: a tentative address could
+                // neither be announced nor used for a second or more.
+                add.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+            match add.execute().await {
                 Ok(()) => {}
                 // Already there (e.g. set before a daemon restart): fine.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
                 Err(e) => return Err(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname)),
             }
-            if let IpAddr::V4(v4) = s.ip {
-                let (ifname, reroute) = (s.ifname.clone(), s.reroute);
-                let task = tokio::spawn(async move {
-                    // A burst, so that a lost packet does not leave a stale cache.
-                    for _ in 0..3 {
-                        if let Err(e) = gratuitous_arp(&ifname, v4) {
-                            tracing::warn!(%e, "gratuitous ARP not sent");
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+            if let (true, IpAddr::V4(v4)) = (s.one_side, s.ip) {
+                self.prefer(&handle, index, v4).await?;
+            }
+            let (ifname, reroute, ip) = (s.ifname.clone(), s.reroute, s.ip);
+            let task = tokio::spawn(async move {
+                // A burst, so that a lost packet does not leave a stale cache.
+                for _ in 0..3 {
+                    if let Err(e) = announce(&ifname, ip) {
+                        tracing::warn!(%e, "virtual IP not announced");
                     }
-                    // arpreroute: keep announcing every arpinterval during arpelapse.
-                    if let Some((every, during)) = reroute {
-                        let end = tokio::time::Instant::now() + during;
-                        while tokio::time::Instant::now() + every <= end {
-                            tokio::time::sleep(every.max(Duration::from_millis(100))).await;
-                            let _ = gratuitous_arp(&ifname, v4);
-                        }
-                    }
-                });
-                if let Ok(mut a) = self.announcers.lock() {
-                    a.push(task);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                // arpreroute: keep announcing every arpinterval during arpelapse.
+                if let Some((every, during)) = reroute {
+                    let end = tokio::time::Instant::now() + during;
+                    while tokio::time::Instant::now() + every <= end {
+                        tokio::time::sleep(every.max(Duration::from_millis(100))).await;
+                        let _ = announce(&ifname, ip);
+                    }
+                }
+            });
+            if let Ok(mut a) = self.announcers.lock() {
+                a.push(task);
             }
         }
         Ok(())
@@ -127,12 +230,18 @@ impl VirtualIp for NetlinkVip {
         let handle = connect()?;
         let mut first_err = None;
         for s in &self.specs {
+            if self.tcpreset {
+                reset_connections(s.ip).await;
+            }
             let Ok(index) = Self::index(&handle, &s.ifname).await else {
                 continue;
             };
+            if let (true, IpAddr::V4(v4)) = (s.one_side, s.ip) {
+                self.unprefer(&handle, index, v4).await;
+            }
             let msg = match s.ip {
                 IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new().index(index).address(a, s.prefix).build(),
-                IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new().index(index).address(a, s.prefix).build(),
+                IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<Ipv6Addr>::new().index(index).address(a, s.prefix).build(),
             };
             match handle.address().del(msg).execute().await {
                 Ok(()) => {}
@@ -150,52 +259,28 @@ impl VirtualIp for NetlinkVip {
     }
 }
 
-/// Sends one gratuitous ARP request for `ip` from `ifname`'s MAC, so that
-/// neighbours (the client, the switch) map the VIP to this node at once.
-pub fn gratuitous_arp(ifname: &str, ip: Ipv4Addr) -> Result<(), String> {
-    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| format!("{ifname}: {e}"))?;
-    let mac: Vec<u8> = mac_text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
-    let mac: [u8; 6] = mac.try_into().map_err(|_| format!("{ifname}: bad MAC address {mac_text}"))?;
-    let ifindex: i32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/ifindex"))
-        .map_err(|e| format!("{ifname}: {e}"))?
-        .trim()
-        .parse()
-        .map_err(|_| format!("{ifname}: bad ifindex"))?;
-    let mut frame = Vec::with_capacity(42);
-    frame.extend_from_slice(&[0xff; 6]); // broadcast
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&0x0806u16.to_be_bytes()); // ARP
-    frame.extend_from_slice(&1u16.to_be_bytes()); // Ethernet
-    frame.extend_from_slice(&0x0800u16.to_be_bytes()); // IPv4
-    frame.extend_from_slice(&[6, 4]);
-    frame.extend_from_slice(&1u16.to_be_bytes()); // request
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&ip.octets());
-    frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&ip.octets());
-    let proto = u16::to_be(0x0806);
-    let sock = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(socket2::Protocol::from(i32::from(proto))))
-        .map_err(|e| format!("packet socket: {e}"))?;
-    // SAFETY: sockaddr_ll is plain data, fully initialised below, and the
-    // length passed is its size; the socket is a valid AF_PACKET socket.
-    let rc = unsafe {
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = u16::try_from(libc::AF_PACKET).unwrap_or(17);
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        libc::sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            std::ptr::addr_of!(sll).cast(),
-            u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(20),
-        )
-    };
-    if rc < 0 {
-        return Err(format!("gratuitous ARP on {ifname}: {}", std::io::Error::last_os_error()));
+fn announce(ifname: &str, ip: IpAddr) -> Result<(), String> {
+    match ip {
+        IpAddr::V4(v4) => gratuitous_arp(ifname, v4),
+        IpAddr::V6(v6) => unsolicited_na(ifname, v6),
     }
-    Ok(())
+}
+
+/// tcpreset: aborts every TCP connection whose local address is `ip`
+/// (`ss -K`, the kernel's SOCK_DESTROY): the peer gets a reset and
+/// reconnects, reaching the new primary.
+async fn reset_connections(ip: IpAddr) {
+    let filter = match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    };
+    let out = tokio::process::Command::new("ss").args(["-K", "-t", "-n", "src", &filter]).output().await;
+    match out {
+        Ok(o) if o.status.success() => {
+            let n = String::from_utf8_lossy(&o.stdout).lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+            tracing::info!(%ip, connections = n, "TCP connections reset");
+        }
+        Ok(o) => tracing::warn!(%ip, err = %String::from_utf8_lossy(&o.stderr).trim(), "tcpreset: ss -K failed"),
+        Err(e) => tracing::warn!(%ip, %e, "tcpreset: cannot run ss (install iproute2)"),
+    }
 }

@@ -84,7 +84,7 @@ pub fn spawn(
     classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         let mut last = None;
@@ -108,7 +108,7 @@ pub fn spawn(
                 }
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

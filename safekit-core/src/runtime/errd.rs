@@ -122,7 +122,7 @@ pub fn spawn(
     commands: mpsc::Sender<CommandMsg>,
     inputs: mpsc::Sender<Input>,
     log: Arc<ModuleLog>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let matchers: Vec<Matcher> = errd.procs.iter().map(Matcher::new).collect();
         let mut tick = tokio::time::interval(errd.polltimer.max(std::time::Duration::from_millis(100)));
@@ -187,7 +187,7 @@ pub fn spawn(
                 break;
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -137,11 +137,13 @@ pub async fn drive<E: Driven>(
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(64);
     let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
     let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    // Monitors end with the module's runtime (`safekit config` replaces it).
+    let mut monitors = Vec::new();
     if let (Some(e), Some(cmds)) = (svc.errd.clone(), svc.self_commands.clone()) {
-        errd::spawn(e, svc.handler_env.clone(), classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone());
+        monitors.push(errd::spawn(e, svc.handler_env.clone(), classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone()));
     }
     for (resource, probe, class, period) in svc.checkers.clone() {
-        checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone());
+        monitors.push(checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone()));
     }
     let mut stopping = false;
     let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
@@ -218,6 +220,9 @@ pub async fn drive<E: Driven>(
                 engine.handle_timeout(now());
             }
         }
+    }
+    for m in monitors {
+        m.abort();
     }
     if let Some(v) = &svc.vip {
         let _ = v.remove().await;

@@ -53,7 +53,7 @@ impl MirrorEngine {
             }
             _ => {}
         }
-        let who = cmd.identity.clone().unwrap_or_else(|| "admin".to_string());
+        let who = cmd.caller();
         match &cmd.identity {
             None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.loops.reset(),
             Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
