@@ -285,7 +285,7 @@ fn generated_interface_and_ip_checkers() {
         demo.wait_state(0, State::Second, LONG).await.unwrap();
         demo.wait_state(1, State::Prim, LONG).await.unwrap();
         assert!(
-            demo.log(0, 500).await.iter().any(|l| l.ends_with("Action stopstart called by ip_failure")),
+            demo.log(0, 500).await.iter().any(|l| l.ends_with("Action stopstart from failover rule ip_failure")),
             "{:#?}",
             demo.log(0, 500).await
         );

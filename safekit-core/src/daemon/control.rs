@@ -50,6 +50,24 @@ pub enum Request {
         /// Module.
         module: String,
     },
+    /// `safekit set -r R -v V -m AM [-i name]`: set a resource (custom checkers).
+    Set {
+        /// Module.
+        module: String,
+        /// `class.ident`.
+        resource: String,
+        /// init, up, down or unknown.
+        value: String,
+        /// `-i name`: who sets it, for the log.
+        identity: Option<String>,
+    },
+    /// `safekit get -m AM [-r R]`: resources and their values.
+    Get {
+        /// Module.
+        module: String,
+        /// One resource, or all.
+        resource: Option<String>,
+    },
     /// `safekit printi|printw|printe` from a script.
     Print {
         /// Module.

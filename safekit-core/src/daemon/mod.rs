@@ -1,6 +1,7 @@
 //! The node daemon: reads `cluster.xml` and the modules, runs each module's
 //! engine with the Linux services, and answers the CLI on a Unix socket.
 
+mod checks;
 pub mod control;
 mod modules;
 
@@ -32,6 +33,8 @@ struct ModuleHandle {
     report: watch::Receiver<ModuleReport>,
     log: Arc<ModuleLog>,
     replicator: Arc<dyn crate::services::Replicator>,
+    /// The engine's input queue (`safekit set`).
+    inputs: mpsc::Sender<crate::engine::Input>,
 }
 
 /// A module's runtime task and how to end it.
@@ -56,8 +59,16 @@ struct Daemon {
 fn spawn(mut m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
     let (tx, rx) = mpsc::channel(16);
     m.services.self_commands = Some(tx.clone());
+    let (in_tx, in_rx) = mpsc::channel(64);
+    m.services.inputs = Some((in_tx.clone(), in_rx));
     let (rep_tx, rep_rx) = watch::channel(m.report.clone());
-    let handle = ModuleHandle { commands: tx, report: rep_rx, log: m.services.log.clone(), replicator: m.services.replicator.clone() };
+    let handle = ModuleHandle {
+        commands: tx,
+        report: rep_rx,
+        log: m.services.log.clone(),
+        replicator: m.services.replicator.clone(),
+        inputs: in_tx,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         match m.engine {
@@ -84,8 +95,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
     tracing::info!(node = %loaded.node, modules = running.len(), socket = %sock.display(), "safekit daemon running");
-    let daemon =
-        Arc::new(Daemon { layout, cluster: loaded.cluster, node: loaded.node, key: loaded.key, modules: RwLock::new(running) });
+    let daemon = Arc::new(Daemon { layout, cluster: loaded.cluster, node: loaded.node, key: loaded.key, modules: RwLock::new(running) });
     let server = {
         let daemon = daemon.clone();
         async move {
@@ -151,7 +161,10 @@ impl Daemon {
             Err(e) => return Response::Error(e),
         };
         let Some(&id) = ids.get(name) else {
-            return Response::Error(format!("module {name} is not installed ({} has no conf/userconfig.xml)", self.layout.module_dir(name).display()));
+            return Response::Error(format!(
+                "module {name} is not installed ({} has no conf/userconfig.xml)",
+                self.layout.module_dir(name).display()
+            ));
         };
         let cfg = match self.layout.load_module(name, &self.cluster, true) {
             Ok(p) => p.value,
@@ -198,13 +211,48 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             Response::States(out)
         }
         Request::Config { module } => daemon.apply_config(&module).await,
+        Request::Set { module, resource, value, identity } => {
+            let h = match daemon.get(&module).await {
+                Ok(h) => h,
+                Err(e) => return Response::Error(e),
+            };
+            let state: crate::engine::ResourceState = match value.parse() {
+                Ok(s) => s,
+                Err(e) => return Response::Error(e),
+            };
+            if !resource.split_once('.').is_some_and(|(c, i)| !c.is_empty() && !i.is_empty()) {
+                return Response::Error(format!("'{resource}' is not a resource name (expected class.ident, e.g. custom.mycheck)"));
+            }
+            // SafeKit's wording: a custom checker's report is "by customscript".
+            let by = identity
+                .or_else(|| resource.starts_with("custom.").then(|| "customscript".to_string()))
+                .or(caller)
+                .unwrap_or_else(|| "admin".into());
+            match h.inputs.send(crate::engine::Input::Resource { name: resource, state, by }).await {
+                Ok(()) => Response::Ok,
+                Err(_) => Response::Error(format!("module {module} is shutting down")),
+            }
+        }
+        Request::Get { module, resource } => match daemon.get(&module).await {
+            Ok(h) => {
+                let all = h.report.borrow().resources.clone();
+                match resource {
+                    Some(r) => match all.get(&r) {
+                        Some(v) => Response::Lines(vec![format!("{r}={v}")]),
+                        None => Response::Error(format!("module {module} has no resource {r}")),
+                    },
+                    None => Response::Lines(all.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
+                }
+            }
+            Err(e) => Response::Error(e),
+        },
         Request::Command { module, kind, identity } => {
             let h = match daemon.get(&module).await {
                 Ok(h) => h,
                 Err(e) => return Response::Error(e),
             };
             let (tx, rx) = oneshot::channel();
-            if h.commands.send((Command { kind, identity, admin: caller }, tx)).await.is_err() {
+            if h.commands.send((Command { kind, identity, admin: caller, from_rule: false }, tx)).await.is_err() {
                 return Response::Error(format!("module {module} is shutting down"));
             }
             match rx.await {

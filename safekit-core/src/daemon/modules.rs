@@ -8,15 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
-use crate::engine::{
-    CheckerClass, EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, ResourceRule, RuleAction, State, Status, SyncMode,
-};
+use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, State, Status, SyncMode};
 use crate::heartbeat::wire::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;
 use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
-use crate::runtime::checkers::{network, Probe};
 use crate::runtime::log::ModuleLog;
 use crate::runtime::store::StateStore;
 use crate::runtime::{ModuleReport, ModuleServices};
@@ -173,11 +170,11 @@ pub(super) async fn load_module(
     id: u16,
     full_sync: bool,
 ) -> Result<Loaded, String> {
-    let cfg = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value;
+    let cfg = layout.load_module(&name, cluster, false).map_err(|e| e.to_string())?.value;
     let var = layout.module_var(&name);
     let log = Arc::new(ModuleLog::new(&var, &name));
     let store = StateStore::new(&var);
-    let engine_cfg = EngineConfig::from_config(&cfg, &cluster, &node);
+    let engine_cfg = EngineConfig::from_config(&cfg, cluster, node);
     let handler_env = script_env(layout, &name, &cfg);
     let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
     let mut vip_addrs = Vec::new();
@@ -196,43 +193,11 @@ pub(super) async fn load_module(
         }
     }
     let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
-    // check="on" generates the interface and IP checkers and their rules.
     let mut engine_cfg = engine_cfg;
-    let mut generated: Vec<(String, Probe, CheckerClass, Duration)> = Vec::new();
-    let mut k = 0;
-    for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
-        for a in &i.real {
-            let spec = &specs[k];
-            k += 1;
-            let net = network(spec.ip, spec.prefix);
-            let intf = format!("intf.{net}");
-            if i.check && !generated.iter().any(|(r, ..)| *r == intf) {
-                engine_cfg.rules.push(ResourceRule {
-                    resource: intf.clone(),
-                    label: "interface_failure".into(),
-                    action: RuleAction::Wait,
-                    class: CheckerClass::Pre,
-                });
-                generated.push((
-                    intf,
-                    Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix },
-                    CheckerClass::Pre,
-                    Duration::from_secs(1),
-                ));
-            }
-            if a.check {
-                let ipr = format!("ip.{}", spec.ip);
-                engine_cfg.rules.push(ResourceRule {
-                    resource: ipr.clone(),
-                    label: "ip_failure".into(),
-                    action: RuleAction::Stopstart,
-                    class: CheckerClass::Prim,
-                });
-                generated.push((ipr, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
-            }
-        }
-    }
-    let vip: Option<Arc<dyn VirtualIp>> = if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
+    let (checkers, custom) =
+        super::checks::build(layout, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
+    let vip: Option<Arc<dyn VirtualIp>> =
+        if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
     let witnesses: Vec<IpAddr> = cfg
         .service
         .check
@@ -333,7 +298,9 @@ pub(super) async fn load_module(
         errd: cfg.service.errd.clone(),
         self_commands: None,
         handler_env,
-        checkers: generated,
+        checkers,
+        custom,
+        inputs: None,
     };
     Ok(Loaded { engine, services, report })
 }

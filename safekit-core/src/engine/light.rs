@@ -98,7 +98,7 @@ impl LightEngine {
                     self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
                 }
             }
-            Input::Resource { name, state } => self.on_resource(name, state),
+            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
             _ => {}
         }
         self.drive();
@@ -141,7 +141,7 @@ impl LightEngine {
             _ => {}
         }
         let who = cmd.caller();
-        self.log(LogLevel::U, format!("Action {name} called by {who}"));
+        self.log(LogLevel::U, format!("Action {name} {who}"));
         let mut kind = cmd.kind;
         if cmd.identity.is_none() {
             self.loops.reset();
@@ -202,11 +202,11 @@ impl LightEngine {
         self.actions.push_back(Action::Log { level, message: message.into() });
     }
 
-    fn on_resource(&mut self, name: String, state: ResourceState) {
+    fn on_resource(&mut self, name: String, state: ResourceState, by: &str) {
         if self.resources.insert(name.clone(), state) == Some(state) {
             return;
         }
-        self.log(LogLevel::E, format!("Resource {name} set to {state}"));
+        self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
         if state != ResourceState::Down {
             return;
         }
@@ -274,7 +274,7 @@ impl LightEngine {
     fn decide(&mut self) -> bool {
         if let Some((kind, who)) = self.pending.pop_front() {
             if self.phase != LightPhase::Stopped {
-                let _ = self.command(self.now, Command::by(kind, &who));
+                let _ = self.command(self.now, Command::by_rule(kind, &who));
             }
             return true;
         }
@@ -494,20 +494,20 @@ mod tests {
         e.command(now, Command::admin(CommandKind::Start)).unwrap();
         settle(&mut e, now);
         assert_eq!(e.status(), Status::new(State::Wait, Readiness::Transient), "ping.gw is still init");
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
         settle(&mut e, now);
         assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Down });
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Down, by: "test".into() });
         let out = settle(&mut e, now);
         assert!(out.contains(&"stop_both UP WAIT stopwait".to_string()), "{out:?}");
         assert_eq!(e.status(), Status::new(State::Wait, Readiness::NotReady));
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
         settle(&mut e, now);
         assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
         for _ in 0..4 {
-            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Down });
+            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Down, by: "test".into() });
             settle(&mut e, now);
-            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Up });
+            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Up, by: "test".into() });
             settle(&mut e, now);
         }
         assert_eq!(

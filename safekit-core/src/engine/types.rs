@@ -280,6 +280,19 @@ impl fmt::Display for ResourceState {
     }
 }
 
+impl std::str::FromStr for ResourceState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "init" => Ok(Self::Init),
+            "up" => Ok(Self::Up),
+            "down" => Ok(Self::Down),
+            "unknown" => Ok(Self::Unknown),
+            _ => Err(format!("'{s}' is not a resource state (expected init, up, down or unknown)")),
+        }
+    }
+}
+
 impl DataStatus {
     /// Currency as one comparable value: epoch, then generation.
     pub const fn version(&self) -> (u64, u64) {
@@ -496,6 +509,8 @@ pub enum Input {
         name: String,
         /// New state.
         state: ResourceState,
+        /// Who set it, for the log ("set to down by tcpcheck").
+        by: String,
     },
     /// A replication event.
     Replication(ReplicationEvent),
@@ -614,22 +629,37 @@ pub struct Command {
     /// line "Action … called by …"; `None` logs `admin`.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Issued by the failover rule named by `identity` ("Action restart
+    /// from failover rule t_app" rather than "called by").
+    #[serde(default)]
+    pub from_rule: bool,
 }
 
 impl Command {
     /// An administrator command.
     pub const fn admin(kind: CommandKind) -> Self {
-        Self { kind, identity: None, admin: None }
+        Self { kind, identity: None, admin: None, from_rule: false }
     }
 
     /// A command issued by a detector.
     pub fn by(kind: CommandKind, identity: &str) -> Self {
-        Self { kind, identity: Some(identity.to_string()), admin: None }
+        Self { kind, identity: Some(identity.to_string()), admin: None, from_rule: false }
     }
 
-    /// Who to name in "Action … called by …".
+    /// A command issued by failover rule `label` (counts towards maxloop).
+    pub fn by_rule(kind: CommandKind, label: &str) -> Self {
+        Self { kind, identity: Some(label.to_string()), admin: None, from_rule: true }
+    }
+
+    /// The end of the log line "Action <name> …": "called by <who>" or
+    /// "from failover rule <label>".
     pub fn caller(&self) -> String {
-        self.identity.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| "admin".into())
+        let who = self.identity.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| "admin".into());
+        if self.from_rule {
+            format!("from failover rule {who}")
+        } else {
+            format!("called by {who}")
+        }
     }
 }
 

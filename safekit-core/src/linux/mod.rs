@@ -1,8 +1,9 @@
 //! Default Linux implementations of the [services](crate::services): UDP
 //! heartbeats, netlink VIPs with gratuitous ARP, process scripts.
 
+pub mod announce;
 pub mod clock;
 pub mod heartbeat;
+pub mod icmp;
 pub mod scripts;
-pub mod announce;
 pub mod vip;

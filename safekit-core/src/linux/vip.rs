@@ -142,7 +142,8 @@ impl NetlinkVip {
     async fn unprefer(&self, handle: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) {
         let saved = self.saved_routes.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
         let Ok(now) = Self::routes_via(handle, index).await else { return };
-        let names_vip = |r: &RouteMessage| r.attributes.iter().any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(a)) if *a == vip));
+        let names_vip =
+            |r: &RouteMessage| r.attributes.iter().any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(a)) if *a == vip));
         let key = |r: &RouteMessage| {
             let dst = r.attributes.iter().find_map(|a| if let RouteAttribute::Destination(d) = a { Some(d.clone()) } else { None });
             (r.header.destination_prefix_length, dst)

@@ -1,22 +1,27 @@
-//! Checkers the daemon generates from the configuration (reference §1.4):
-//! `<interface check="on">` gives `intf.<network>` (link up and a local
-//! address on the VIP's subnet; rule `interface_failure` → wait) and
-//! `<virtual_addr check="on">` gives `ip.<vip>` (the VIP is still configured
-//! here; rule `ip_failure` → stopstart). Each sets its resource through the
-//! engine's input queue, only while its class is enabled and checkers are on.
+//! Periodic checkers (reference §1.9, §6): each tests something every
+//! `interval` and sets its resource `<kind>.<ident>` to up or down through
+//! the engine's input queue, only while its class is enabled and checkers
+//! are on (`safekit checker off` and a disabled class put it back to init).
+//! The engine's failover rules decide what a down resource triggers.
+//!
+//! Generated ones: `<interface check="on">` gives `intf.<network>` and
+//! `<virtual_addr check="on">` gives `ip.<vip>`. Configured ones: `<tcp>`,
+//! `<ping>`, `<intf>`, `<ip>`, `<module>`; `<custom>` is a user process
+//! supervised by [`spawn_custom`] that reports through `safekit set`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::engine::{CheckerClass, Input, ResourceState};
+use crate::engine::{CheckerClass, Command, CommandKind, Input, Readiness, ResourceState, State};
 
-use super::ModuleReport;
+use super::{CommandMsg, ModuleReport};
 
-/// What a generated checker tests.
+/// What a checker tests.
 #[derive(Debug, Clone)]
 pub enum Probe {
     /// The interface is up and holds a local address in `net`/`prefix`.
@@ -28,11 +33,66 @@ pub enum Probe {
         /// Prefix length.
         prefix: u8,
     },
+    /// `<intf><to local_addr>`: the NIC holding `local` exists and has carrier.
+    Nic {
+        /// The NIC's physical address.
+        local: IpAddr,
+    },
     /// `ip` is configured on a local interface.
     Address {
         /// The virtual address.
         ip: IpAddr,
     },
+    /// A TCP connection to `host`:`port` opens within `timeout`.
+    Tcp {
+        /// Address or name.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout.
+        timeout: Duration,
+    },
+    /// `host` answers an ICMP echo within `timeout`.
+    Ping {
+        /// Address or name.
+        host: String,
+        /// Answer timeout.
+        timeout: Duration,
+    },
+    /// Another module of this node is ready (ALONE/PRIM or UP, Ready);
+    /// asked through the node's control socket.
+    Module {
+        /// The node's control socket.
+        socket: PathBuf,
+        /// The other module.
+        module: String,
+    },
+}
+
+/// One checker: its resource, test, class and period.
+#[derive(Debug, Clone)]
+pub struct CheckerSpec {
+    /// `<kind>.<ident>`.
+    pub resource: String,
+    /// The test.
+    pub probe: Probe,
+    /// Runs while this class is enabled.
+    pub class: CheckerClass,
+    /// Test period.
+    pub period: Duration,
+}
+
+/// `<custom>`: the user's executable, started while its class is enabled.
+#[derive(Debug, Clone)]
+pub struct CustomSpec {
+    /// `custom.<ident>`.
+    pub resource: String,
+    /// The executable (relative paths are in SAFEUSERBIN).
+    pub exec: PathBuf,
+    /// Extra arguments after `<module> <resource>`.
+    pub args: Vec<String>,
+    /// Runs while this class is enabled.
+    pub class: CheckerClass,
 }
 
 fn in_subnet(a: IpAddr, net: IpAddr, prefix: u8) -> bool {
@@ -61,50 +121,188 @@ pub fn network(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
+async fn lookup(host: &str, port: u16) -> Option<std::net::SocketAddr> {
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+fn carrier(ifname: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
+}
+
 impl Probe {
-    /// One test.
-    pub fn test(&self) -> bool {
-        let addrs = if_addrs::get_if_addrs().unwrap_or_default();
+    /// Who sets the resource, in SafeKit's log wording.
+    pub const fn component(&self) -> &'static str {
+        match self {
+            Self::Interface { .. } | Self::Nic { .. } => "intfcheck",
+            Self::Address { .. } => "ipcheck",
+            Self::Tcp { .. } => "tcpcheck",
+            Self::Ping { .. } => "pingcheck",
+            Self::Module { .. } => "modulecheck",
+        }
+    }
+
+    /// One test: Some(up), or for a module its status as well.
+    pub async fn test(&self) -> bool {
         match self {
             Self::Interface { ifname, net, prefix } => {
-                let up = std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1");
-                up && addrs.iter().any(|i| i.name == *ifname && in_subnet(i.ip(), *net, *prefix))
+                let addrs = if_addrs::get_if_addrs().unwrap_or_default();
+                carrier(ifname) && addrs.iter().any(|i| i.name == *ifname && in_subnet(i.ip(), *net, *prefix))
             }
-            Self::Address { ip } => addrs.iter().any(|i| i.ip() == *ip),
+            Self::Nic { local } => {
+                let addrs = if_addrs::get_if_addrs().unwrap_or_default();
+                addrs.iter().find(|i| i.ip() == *local).is_some_and(|i| carrier(&i.name))
+            }
+            Self::Address { ip } => if_addrs::get_if_addrs().unwrap_or_default().iter().any(|i| i.ip() == *ip),
+            Self::Tcp { host, port, timeout } => {
+                let Some(addr) = lookup(host, *port).await else { return false };
+                matches!(tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+            }
+            Self::Ping { host, timeout } => {
+                let Some(addr) = lookup(host, 0).await else { return false };
+                crate::linux::icmp::echo(addr.ip(), *timeout).await
+            }
+            Self::Module { .. } => self.module_status().await.is_some_and(module_ready),
+        }
+    }
+
+    async fn module_status(&self) -> Option<crate::engine::Status> {
+        let Self::Module { socket, module } = self else { return None };
+        let req = crate::daemon::control::Request::State { module: Some(module.clone()) };
+        match crate::daemon::control::call(socket, &req).await {
+            Ok(crate::daemon::control::Response::States(s)) => s.first().map(|r| r.status),
+            _ => None,
         }
     }
 }
 
-/// Runs a checker for `resource` every `period` while `class` is enabled.
+/// Ready in SafeKit's sense for the module checker: ALONE/PRIM (mirror) or UP (farm, light), Ready.
+fn module_ready(s: crate::engine::Status) -> bool {
+    matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Ready
+}
+
+fn enabled(class: CheckerClass, classes: &Mutex<BTreeSet<CheckerClass>>, report: &watch::Receiver<ModuleReport>) -> bool {
+    let on = classes.lock().is_ok_and(|c| c.contains(&class));
+    let off = report.borrow().resources.get("usersetting.checker").is_some_and(|v| v == "off");
+    on && !off
+}
+
+/// Runs `spec` until the returned task is aborted. A module checker also
+/// stopstarts this module when it sees the other module restart (its
+/// status Transient between two Ready ones).
 pub fn spawn(
-    resource: String,
-    probe: Probe,
-    class: CheckerClass,
-    period: Duration,
+    spec: CheckerSpec,
     classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
+    commands: Option<mpsc::Sender<CommandMsg>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
+        let mut tick = tokio::time::interval(spec.period.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let by = spec.probe.component().to_string();
         let mut last = None;
+        let mut restarting = false;
         loop {
             tick.tick().await;
-            let enabled = classes.lock().is_ok_and(|c| c.contains(&class));
-            let off = report.borrow().resources.get("usersetting.checker").is_some_and(|v| v == "off");
-            if !enabled || off {
+            if !enabled(spec.class, &classes, &report) {
+                restarting = false;
                 if last.take().is_some() {
-                    let _ = inputs.send(Input::Resource { name: resource.clone(), state: ResourceState::Init }).await;
+                    let _ = inputs.send(Input::Resource { name: spec.resource.clone(), state: ResourceState::Init, by: by.clone() }).await;
                 }
                 continue;
             }
-            let p = probe.clone();
-            let up = tokio::task::spawn_blocking(move || p.test()).await.unwrap_or(false);
+            let up = if let Probe::Module { .. } = spec.probe {
+                let status = spec.probe.module_status().await;
+                let transient = status
+                    .is_some_and(|s| matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Transient);
+                let up = status.is_some_and(module_ready);
+                if last == Some(true) && transient {
+                    restarting = true;
+                } else if !up && !transient {
+                    // Stopped rather than restarting: the wait rule handles it.
+                    restarting = false;
+                }
+                if restarting && up {
+                    restarting = false;
+                    if let Some(c) = &commands {
+                        let (tx, _rx) = tokio::sync::oneshot::channel();
+                        let _ = c.send((Command::by(CommandKind::Stopstart, "modulecheck"), tx)).await;
+                    }
+                }
+                up || (restarting && last == Some(true))
+            } else {
+                spec.probe.test().await
+            };
             if last != Some(up) {
                 last = Some(up);
                 let state = if up { ResourceState::Up } else { ResourceState::Down };
-                if inputs.send(Input::Resource { name: resource.clone(), state }).await.is_err() {
+                if inputs.send(Input::Resource { name: spec.resource.clone(), state, by: by.clone() }).await.is_err() {
                     return;
+                }
+            }
+        }
+    })
+}
+
+/// Supervises a `<custom>` checker: started with `<module> <resource>
+/// [arg…]` in a process group of its own when its class is enabled,
+/// restarted a second after it exits, killed (with its group) and its
+/// resource put back to init when the class is disabled or the runtime ends.
+pub fn spawn_custom(
+    spec: CustomSpec,
+    module: String,
+    env: crate::services::ScriptEnv,
+    classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
+    report: watch::Receiver<ModuleReport>,
+    inputs: mpsc::Sender<Input>,
+    log: Arc<super::log::ModuleLog>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let exe = if spec.exec.is_absolute() { spec.exec.clone() } else { env.bin.join(&spec.exec) };
+        let mut child: Option<tokio::process::Child> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Kills the group when the runtime aborts this task.
+        struct Group(Option<i32>);
+        impl Drop for Group {
+            fn drop(&mut self) {
+                if let Some(pid) = self.0 {
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        let mut group = Group(None);
+        loop {
+            tick.tick().await;
+            let on = enabled(spec.class, &classes, &report);
+            if let Some(c) = child.as_mut() {
+                if !on {
+                    if let Some(pid) = group.0.take() {
+                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
+                    let _ = c.wait().await;
+                    child = None;
+                    let _ = inputs
+                        .send(Input::Resource { name: spec.resource.clone(), state: ResourceState::Init, by: "customscript".into() })
+                        .await;
+                    continue;
+                }
+                if let Ok(Some(st)) = c.try_wait() {
+                    log.write("check", crate::engine::LogLevel::E, &format!("Custom checker {} exited ({st}); restarted", exe.display()));
+                    group.0 = None;
+                    child = None;
+                }
+            }
+            if on && child.is_none() {
+                let mut cmd = tokio::process::Command::new(&exe);
+                cmd.arg(&module).arg(&spec.resource).args(&spec.args).envs(&env.vars).process_group(0).kill_on_drop(true);
+                cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                match cmd.spawn() {
+                    Ok(c) => {
+                        group.0 = c.id().and_then(|p| i32::try_from(p).ok());
+                        child = Some(c);
+                    }
+                    Err(e) => log.write("check", crate::engine::LogLevel::E, &format!("Custom checker {} not started: {e}", exe.display())),
                 }
             }
         }
@@ -122,6 +320,17 @@ mod tests {
         assert!(in_subnet(ip, "192.168.1.0".parse().unwrap(), 24));
         assert!(!in_subnet(ip, "192.168.2.0".parse().unwrap(), 24));
         assert_eq!(network("fd00::1:2".parse().unwrap(), 64), "fd00::".parse::<IpAddr>().unwrap());
-        assert!(Probe::Address { ip: "127.0.0.1".parse().unwrap() }.test(), "loopback is configured");
+    }
+
+    #[tokio::test]
+    async fn probes_see_loopback() {
+        assert!(Probe::Address { ip: "127.0.0.1".parse().unwrap() }.test().await, "loopback is configured");
+        assert!(!Probe::Address { ip: "192.0.2.77".parse().unwrap() }.test().await, "TEST-NET-1 is not configured here");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let tcp = |port| Probe::Tcp { host: "127.0.0.1".into(), port, timeout: Duration::from_secs(2) };
+        assert!(tcp(port).test().await, "a listening port answers");
+        drop(l);
+        assert!(!tcp(port).test().await, "a closed port does not");
     }
 }

@@ -150,7 +150,7 @@ pub fn spawn(
                 let up = failure.is_none();
                 if last[i] != Some(up) {
                     let state = if up { ResourceState::Up } else { ResourceState::Down };
-                    let _ = inputs.send(Input::Resource { name: format!("proc.{}", p.name), state }).await;
+                    let _ = inputs.send(Input::Resource { name: format!("proc.{}", p.name), state, by: "errd".into() }).await;
                 }
                 last[i] = Some(up);
                 let Some(why) = failure else { continue };

@@ -100,8 +100,13 @@ pub struct ModuleServices {
     pub self_commands: Option<mpsc::Sender<CommandMsg>>,
     /// Where errd's special handlers live and the environment they get.
     pub handler_env: crate::services::ScriptEnv,
-    /// Generated checkers: resource, test, class, period.
-    pub checkers: Vec<(String, checkers::Probe, crate::engine::CheckerClass, Duration)>,
+    /// Periodic checkers (configured and generated).
+    pub checkers: Vec<checkers::CheckerSpec>,
+    /// `<custom>` checkers.
+    pub custom: Vec<checkers::CustomSpec>,
+    /// The engine's input queue, made by whoever builds the services so
+    /// that `safekit set` can feed resources in; `None` = a private one.
+    pub inputs: Option<(mpsc::Sender<Input>, mpsc::Receiver<Input>)>,
 }
 
 /// What `safekit state` shows of a module.
@@ -134,7 +139,8 @@ pub async fn drive<E: Driven>(
     report: watch::Sender<ModuleReport>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (in_tx, mut in_rx) = mpsc::channel::<Input>(64);
+    let mut svc = svc;
+    let (in_tx, mut in_rx) = svc.inputs.take().unwrap_or_else(|| mpsc::channel::<Input>(64));
     let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
     let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     // Monitors end with the module's runtime (`safekit config` replaces it).
@@ -142,8 +148,23 @@ pub async fn drive<E: Driven>(
     if let (Some(e), Some(cmds)) = (svc.errd.clone(), svc.self_commands.clone()) {
         monitors.push(errd::spawn(e, svc.handler_env.clone(), classes.clone(), report.subscribe(), cmds, in_tx.clone(), svc.log.clone()));
     }
-    for (resource, probe, class, period) in svc.checkers.clone() {
-        monitors.push(checkers::spawn(resource, probe, class, period, classes.clone(), report.subscribe(), in_tx.clone()));
+    for spec in svc.checkers.clone() {
+        monitors.push(checkers::spawn(spec, classes.clone(), report.subscribe(), in_tx.clone(), svc.self_commands.clone()));
+    }
+    let module = report.borrow().name.clone();
+    // Checker resources are listed (init) before their first test.
+    let checker_resources: Vec<String> =
+        svc.checkers.iter().map(|c| c.resource.clone()).chain(svc.custom.iter().map(|c| c.resource.clone())).collect();
+    for spec in svc.custom.clone() {
+        monitors.push(checkers::spawn_custom(
+            spec,
+            module.clone(),
+            svc.handler_env.clone(),
+            classes.clone(),
+            report.subscribe(),
+            in_tx.clone(),
+            svc.log.clone(),
+        ));
     }
     let mut stopping = false;
     let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
@@ -186,6 +207,9 @@ pub async fn drive<E: Driven>(
                 r.status = status;
                 r.peer = peer;
                 r.resources = engine.resources();
+                for c in &checker_resources {
+                    r.resources.entry(c.clone()).or_insert_with(|| "init".into());
+                }
                 if let Some(hb) = &svc.heartbeat {
                     r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
                 }

@@ -58,7 +58,7 @@ impl MirrorEngine {
             None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.loops.reset(),
             Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
                 if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                    self.log(LogLevel::U, format!("Action {name} called by {who}"));
+                    self.log(LogLevel::U, format!("Action {name} {who}"));
                     self.log(LogLevel::C, "Action stop called by maxloop");
                     kind = CommandKind::Stop;
                 }
@@ -66,7 +66,7 @@ impl MirrorEngine {
             _ => {}
         }
         if kind.name() == name {
-            self.log(LogLevel::U, format!("Action {name} called by {who}"));
+            self.log(LogLevel::U, format!("Action {name} {who}"));
         }
         match kind {
             CommandKind::Start => self.begin_start(None),
@@ -83,7 +83,7 @@ impl MirrorEngine {
             CommandKind::Stopstart => self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false),
             CommandKind::Restart => {
                 if self.seq.busy() {
-                    self.pending.push_back(Intent::Command(CommandKind::Restart, who));
+                    self.pending.push_back(Intent::Command(Command { kind: CommandKind::Restart, ..cmd.clone() }));
                 } else {
                     self.seq.extend(marks::restart_plan());
                 }
@@ -145,11 +145,11 @@ impl MirrorEngine {
                     self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));
                 }
             }
-            Intent::Command(kind, who) => {
+            Intent::Command(cmd) => {
                 if self.phase == Phase::Stopped {
                     return;
                 }
-                let _ = self.apply_command(Command::by(kind, &who));
+                let _ = self.apply_command(cmd);
             }
         }
     }

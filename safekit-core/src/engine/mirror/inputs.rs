@@ -58,11 +58,11 @@ impl MirrorEngine {
         }
     }
 
-    pub(super) fn on_resource(&mut self, name: String, state: ResourceState) {
+    pub(super) fn on_resource(&mut self, name: String, state: ResourceState, by: &str) {
         if self.resources.get(&name) == Some(&state) {
             return;
         }
-        self.log(LogLevel::E, format!("Resource {name} set to {state}"));
+        self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
         self.resources.insert(name.clone(), state);
         if state != ResourceState::Down || self.phase == Phase::Stopped {
             return;
@@ -72,9 +72,9 @@ impl MirrorEngine {
         for r in rules {
             let intent = match r.action {
                 crate::engine::RuleAction::Wait => Intent::RuleWait(r.label),
-                crate::engine::RuleAction::Restart => Intent::Command(CommandKind::Restart, r.label),
-                crate::engine::RuleAction::Stopstart => Intent::Command(CommandKind::Stopstart, r.label),
-                crate::engine::RuleAction::Stop => Intent::Command(CommandKind::Stop, r.label),
+                crate::engine::RuleAction::Restart => Intent::Command(Command::by_rule(CommandKind::Restart, &r.label)),
+                crate::engine::RuleAction::Stopstart => Intent::Command(Command::by_rule(CommandKind::Stopstart, &r.label)),
+                crate::engine::RuleAction::Stop => Intent::Command(Command::by_rule(CommandKind::Stop, &r.label)),
             };
             self.pending.push_back(intent);
         }

@@ -27,8 +27,8 @@ use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::Sequencer;
 use super::types::{
-    Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole,
-    ResourceState, Role, RunId, ScriptKind, State, Status, SwapKind,
+    Action, CheckerClass, Command, CommandError, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole, ResourceState,
+    Role, RunId, ScriptKind, State, Status, SwapKind,
 };
 use marks::Mark;
 
@@ -119,8 +119,8 @@ enum WitnessFor {
 enum Intent {
     /// A checker wait rule fired.
     RuleWait(String),
-    /// A command issued by a detector, already counted by maxloop.
-    Command(CommandKind, String),
+    /// A command issued by a detector or a rule, deferred while a plan runs.
+    Command(Command),
 }
 
 /// State of one heartbeat network.
@@ -329,7 +329,7 @@ impl MirrorEngine {
                 }
             }
             Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
-            Input::Resource { name, state } => self.on_resource(name, state),
+            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
             Input::Replication(ev) => self.on_replication(ev),
         }
         self.drive();

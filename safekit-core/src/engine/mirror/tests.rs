@@ -863,7 +863,7 @@ fn t44_start_holds_in_wait_transient_while_a_wait_resource_is_init() {
     h.cmd(CommandKind::Start).unwrap();
     h.advance(Duration::from_millis(400));
     assert_eq!(h.status(), st(State::Wait, Readiness::Transient));
-    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
@@ -871,16 +871,16 @@ fn t44_start_holds_in_wait_transient_while_a_wait_resource_is_init() {
 fn t45_wait_rule_stops_into_wait_and_wakes_up() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
-    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
     h.advance(Duration::from_millis(400));
     h.take();
-    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Down });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Down, by: "test".into() });
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
     let out = h.take();
     assert!(out.contains(&"stop_prim ALONE WAIT stopwait".to_string()), "{out:?}");
     assert!(!out.iter().any(|s| s.starts_with("poststop")), "a wait is not a stop");
     assert!(h.logs().iter().any(|l| l == "Action wait from failover rule p_gw"));
-    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
     h.advance(Duration::from_millis(400));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
     assert!(h.logs().iter().any(|l| l == "Action wakeup from failover rule Implicit_wakeup"));
@@ -890,11 +890,11 @@ fn t45_wait_rule_stops_into_wait_and_wakes_up() {
 fn t46_the_fourth_detector_restart_stops_the_module() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();
-    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up });
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
     h.advance(Duration::from_millis(400));
     for i in 0..4 {
-        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Down });
-        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Up });
+        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Down, by: "test".into() });
+        h.input(Input::Resource { name: "tcp.app".into(), state: ResourceState::Up, by: "test".into() });
         if i < 3 {
             assert_eq!(h.status(), st(State::Alone, Readiness::Ready), "restart {i}");
         }

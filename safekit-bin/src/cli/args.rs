@@ -1,0 +1,373 @@
+//! The command line's arguments, in SafeKit's syntax (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// SafeKit-compatible high-availability cluster: mirror (replication +
+/// failover), farm and light modules. `SAFE` and `SAFEVAR` select the
+/// node's directories (default /opt/safekit and /var/safekit).
+#[derive(Parser)]
+#[command(name = "safekit", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Cmd,
+}
+
+/// The module argument: `-m AM`, or `SAFEMODULE` inside scripts.
+#[derive(clap::Args, Clone)]
+pub(crate) struct Module {
+    /// Module name.
+    #[arg(short = 'm', env = "SAFEMODULE")]
+    pub(crate) module: String,
+}
+
+/// `-i identity`: a command issued by a detector or a script (counts for maxloop).
+#[derive(clap::Args, Clone)]
+pub(crate) struct Identity {
+    /// Identity of the issuer; without it the command is an administrator's
+    /// and resets the maxloop counter.
+    #[arg(short = 'i')]
+    pub(crate) identity: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum FailureArg {
+    /// kill -9 of the primary's daemon and application.
+    Kill9,
+    /// The primary's cable is cut.
+    Cut,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the node daemon (normally started by systemd).
+    Daemon {
+        /// This node's name in cluster.xml (default: SAFEKIT_NODE, else the host name).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Start the module; the role is chosen automatically.
+    Start {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop the module (on the primary: failover to the secondary).
+    Stop {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop at once when a stop is stuck (kills the running script).
+    Forcestop {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Run stop_xx then start_xx of the current state (no failover).
+    Restart {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Stop then start again (on the primary: failover).
+    Stopstart {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Force start as primary (refused if the other node is primary).
+    Prim {
+        #[command(flatten)]
+        m: Module,
+        /// Fully resynchronise the secondary when it joins.
+        #[arg(value_parser = ["fullsync"])]
+        fullsync: Option<String>,
+    },
+    /// Force start as secondary (refused if the other node is not primary).
+    Second {
+        #[command(flatten)]
+        m: Module,
+        /// Copy every file.
+        #[arg(value_parser = ["fullsync"])]
+        fullsync: Option<String>,
+    },
+    /// Start as primary even after an interrupted reintegration.
+    Primforce {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Exchange the primary and secondary roles.
+    Swap {
+        #[command(flatten)]
+        m: Module,
+        /// Swap without synchronising the replicated directories.
+        #[arg(value_parser = ["nosync"])]
+        nosync: Option<String>,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Turn automatic failover on or off (persisted).
+    Failover {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Turn process monitoring (errd) on or off (persisted maintenance switch).
+    Errd {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Turn checkers on or off (persisted maintenance switch).
+    Checker {
+        /// on or off.
+        value: OnOff,
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Show module states; -q: exit code STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4.
+    State {
+        /// One module (default: all).
+        #[arg(short = 'm', env = "SAFEMODULE")]
+        module: Option<String>,
+        /// List resources.
+        #[arg(short = 'v')]
+        verbose: bool,
+        /// Local state only (with -q).
+        #[arg(short = 'l')]
+        local: bool,
+        /// Quiet: the state is the exit code.
+        #[arg(short = 'q')]
+        quiet: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until the module reaches STATE (STOP, WAIT, ALONE, UP, PRIM, SECOND) and is Ready.
+    Waitstate {
+        #[command(flatten)]
+        m: Module,
+        /// The state to wait for.
+        state: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Wait until a start is over: a Ready state (exit 0) or WAIT NotReady (exit 1).
+    Waitstart {
+        #[command(flatten)]
+        m: Module,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Wait until the module is stopped.
+    Waitstop {
+        #[command(flatten)]
+        m: Module,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Show the module log.
+    Log {
+        #[command(flatten)]
+        m: Module,
+        /// Number of lines.
+        #[arg(short = 's', default_value_t = 300)]
+        lines: usize,
+        /// Verbose: include I and D messages.
+        #[arg(short = 'A')]
+        all: bool,
+    },
+    /// Follow the module log in real time (Ctrl-C to quit).
+    Logview {
+        #[command(flatten)]
+        m: Module,
+        /// Number of past lines shown first.
+        #[arg(short = 's', default_value_t = 300)]
+        lines: usize,
+        /// Verbose: include I and D messages.
+        #[arg(short = 'A')]
+        all: bool,
+    },
+    /// Set a resource (a custom checker reports with it: `safekit set -r
+    /// custom.<id> -v up|down -m AM`); the failover rules see it at once.
+    Set {
+        #[command(flatten)]
+        m: Module,
+        /// Resource, `class.ident`.
+        #[arg(short = 'r')]
+        resource: String,
+        /// init, up, down or unknown.
+        #[arg(short = 'v')]
+        value: String,
+        #[command(flatten)]
+        i: Identity,
+    },
+    /// Print a module's resources (`name=value`), or one of them.
+    Get {
+        #[command(flatten)]
+        m: Module,
+        /// One resource, `class.ident`.
+        #[arg(short = 'r')]
+        resource: Option<String>,
+    },
+    /// From a script: write an information message into the module log.
+    Printi {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// From a script: write a warning into the module log.
+    Printw {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// From a script: write an error message into the module log.
+    Printe {
+        #[command(flatten)]
+        m: Module,
+        #[command(flatten)]
+        msg: Message,
+    },
+    /// On the secondary: list the replicated files that differ from the primary's.
+    Rfsverify {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// On the primary: what a reintegration would copy now (modified entries, bytes).
+    Rfsdiff {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Check a module's configuration without applying it (placeholders refused).
+    Confcheck {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// Check a module's configuration and apply it: the daemon restarts the
+    /// (stopped) module's runtime with it; a changed <rfs> makes the next
+    /// reintegration full. Apply the same configuration on every node.
+    Config {
+        #[command(flatten)]
+        m: Module,
+        /// Only show the configuration as the daemon reads it (JSON).
+        #[arg(long)]
+        show: bool,
+    },
+    /// Cluster configuration commands.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Module packages: install, uninstall, list.
+    #[command(subcommand)]
+    Module(ModuleCmd),
+    /// Two-node cluster and a client on this machine in network namespaces:
+    /// start, failover after a kill -9 of the primary, measured outage (root).
+    Demo {
+        /// Benchmark instead: repeat the failover RUNS times and print the
+        /// client's outage per run, median and max.
+        #[arg(long)]
+        runs: Option<usize>,
+        /// With --runs: how the primary fails.
+        #[arg(long, value_enum, default_value = "kill9")]
+        failure: FailureArg,
+    },
+    /// The demo's application (started by the demo module's start_prim).
+    #[command(hide = true)]
+    DemoApp {
+        /// TCP port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Test tool: writes fsynced records, printing each acknowledged one.
+    #[command(hide = true)]
+    DemoWriter {
+        /// File to write.
+        #[arg(long)]
+        file: PathBuf,
+        /// Number of records.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+    },
+    /// Test tool: random file operations (fsx-like) under a directory.
+    #[command(hide = true)]
+    DemoFsx {
+        /// Directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of operations.
+        #[arg(long, default_value_t = 200)]
+        ops: u64,
+        /// The secondary's real directory: compare after every operation.
+        #[arg(long)]
+        mirror: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct Message {
+    /// The message.
+    pub(crate) message: String,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ModuleCmd {
+    /// Install a module from a .safe (zip) file or a directory into SAFE/modules.
+    Install {
+        /// Module name (default: the file name without extension).
+        #[arg(short = 'm')]
+        module: Option<String>,
+        /// Fixed module id (the same on every node; ports derive from it).
+        #[arg(short = 'M')]
+        id: Option<u16>,
+        /// Reinstall over an installed module.
+        #[arg(short = 'r')]
+        replace: bool,
+        /// The .safe file or directory.
+        path: PathBuf,
+    },
+    /// Remove an installed module (restart the daemon afterwards).
+    Uninstall {
+        #[command(flatten)]
+        m: Module,
+    },
+    /// List installed modules.
+    List,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClusterCmd {
+    /// Check a cluster.xml file (default: SAFEVAR/cluster/cluster.xml).
+    Confcheck {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+    /// Check a cluster.xml and install it as SAFEVAR/cluster/cluster.xml
+    /// (restart the daemon to apply; copy the same file to every node).
+    Config {
+        /// The new cluster.xml.
+        file: PathBuf,
+    },
+    /// Make a new cluster key in SAFEVAR/cluster/cluster.key (copy it to every node).
+    Genkey,
+}

@@ -1,0 +1,80 @@
+//! Commands that run something: the daemon and the demo.
+
+use std::process::ExitCode;
+
+use safekit_core::layout::Layout;
+
+use super::args::FailureArg;
+
+/// `safekit daemon`: runs until SIGTERM or Ctrl-C, then stops every module.
+pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let shutdown = async {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    match safekit_core::daemon::run(layout, node, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("safekit daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `safekit demo [--runs N --failure kill9|cut]`.
+pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("safekit demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(runs) = runs {
+        let f = match failure {
+            FailureArg::Kill9 => safekit_core::demo::Failure::Kill9,
+            FailureArg::Cut => safekit_core::demo::Failure::Cut,
+        };
+        println!("safekit failover benchmark: {runs} runs, failure {f:?}, pulse 100 ms, timeout 1000 ms, probe every 10 ms");
+        let bench = safekit_core::demo::bench(&exe, runs, f);
+        return tokio::select! {
+            r = bench => match r {
+                Ok(v) => {
+                    let max = v.iter().max().copied().unwrap_or_default();
+                    println!("SUMMARY safekit {f:?}: median {} ms, max {} ms over {} runs", safekit_core::demo::median(&v).as_millis(), max.as_millis(), v.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("safekit demo: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("safekit demo: interrupted; cleaned up");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let demo = safekit_core::demo::run(&exe);
+    tokio::select! {
+        r = demo => match r {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("safekit demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the demo future removes the namespaces and files.
+            eprintln!("safekit demo: interrupted; cleaned up");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Commands that configure the node: module and cluster configuration,
+//! module installation, the cluster key.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use safekit_core::config::{ConfigError, Diagnostic};
+use safekit_core::daemon::control::{call, Request, Response};
+use safekit_core::daemon::socket_path;
+use safekit_core::layout::{load_cluster_file, Layout};
+
+pub(super) fn print_diagnostics(ds: &[Diagnostic]) {
+    for d in ds {
+        eprintln!("{d}");
+    }
+}
+
+pub(super) fn fail(e: &ConfigError) -> ExitCode {
+    print_diagnostics(&e.diagnostics);
+    ExitCode::FAILURE
+}
+
+/// `safekit cluster confcheck [file]`.
+pub(super) fn cluster_confcheck(layout: &Layout, file: Option<PathBuf>) -> ExitCode {
+    let path = file.unwrap_or_else(|| layout.cluster_xml());
+    match load_cluster_file(&path) {
+        Ok(p) => {
+            print_diagnostics(&p.warnings);
+            println!(
+                "{}: valid cluster configuration ({} lans, nodes: {})",
+                path.display(),
+                p.value.lans.len(),
+                p.value.node_names().join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `safekit cluster config file`.
+pub(super) fn cluster_config(layout: &Layout, file: &Path) -> ExitCode {
+    match load_cluster_file(file) {
+        Ok(p) => {
+            print_diagnostics(&p.warnings);
+            let dest = layout.cluster_xml();
+            let copy = std::fs::create_dir_all(dest.parent().unwrap_or(&layout.safevar)).and_then(|()| std::fs::copy(file, &dest));
+            match copy {
+                Ok(_) => {
+                    println!("{} installed as {}; restart the daemon to apply it", file.display(), dest.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", dest.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `safekit cluster genkey`.
+pub(super) fn genkey(layout: &Layout) -> ExitCode {
+    let mut key = [0u8; 32];
+    if let Err(e) = getrandom::fill(&mut key) {
+        eprintln!("no randomness for the key: {e}");
+        return ExitCode::FAILURE;
+    }
+    let path = layout.safevar.join("cluster").join("cluster.key");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(path.parent().unwrap_or(&layout.safevar))?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        f.write_all(hex::encode(key).as_bytes())?;
+        f.sync_all()
+    };
+    match write() {
+        Ok(()) => {
+            println!("{}: new cluster key; copy it to every node, then restart the daemons", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `safekit module install`.
+pub(super) fn install(layout: &Layout, path: &Path, module: Option<&str>, id: Option<u16>, replace: bool) -> ExitCode {
+    match safekit_core::modules::install(layout, path, module, id, replace) {
+        Ok(name) => {
+            println!("module {name} installed in {}; start or restart the daemon to run it", layout.module_dir(&name).display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(super) fn module_cmd(layout: &Layout, module: &str, confcheck: bool) -> ExitCode {
+    let cluster = match layout.load_cluster() {
+        Ok(c) => c.value,
+        Err(e) => return fail(&e),
+    };
+    match layout.load_module(module, &cluster, confcheck) {
+        Ok(p) => {
+            print_diagnostics(&p.warnings);
+            if confcheck {
+                println!("module {module}: valid configuration");
+            } else {
+                match serde_json::to_string_pretty(&p.value) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("cannot show the configuration: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub(super) async fn apply_config(layout: &Layout, module: &str) -> ExitCode {
+    let code = module_cmd(layout, module, true);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    match call(&socket_path(layout), &Request::Config { module: module.to_string() }).await {
+        Ok(Response::Error(e)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Ok(_) => {
+            println!("module {module}: configuration applied");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            println!("module {module}: the daemon is not running; it applies this configuration when it starts");
+            ExitCode::SUCCESS
+        }
+    }
+}
