@@ -197,11 +197,15 @@ pub fn spawn(
     commands: Option<mpsc::Sender<CommandMsg>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(spec.period.max(Duration::from_millis(100)));
+        // Looks at the class often, tests every period: a checker whose
+        // class was just enabled tests at once rather than a period later.
+        let period = spec.period.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval(period.min(Duration::from_millis(250)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let by = spec.probe.component().to_string();
         let mut last = None;
         let mut restarting = false;
+        let mut next_test = tokio::time::Instant::now();
         loop {
             tick.tick().await;
             if !enabled(spec.class, &classes, &report) {
@@ -211,6 +215,10 @@ pub fn spawn(
                 }
                 continue;
             }
+            if last.is_some() && tokio::time::Instant::now() < next_test {
+                continue;
+            }
+            next_test = tokio::time::Instant::now() + period;
             let up = if let Probe::Module { .. } = spec.probe {
                 let status = spec.probe.module_status().await;
                 let transient = status

@@ -167,6 +167,8 @@ pub async fn drive<E: Driven>(
         ));
     }
     let mut stopping = false;
+    // A command or a resource changed something `safekit get`/`state` shows.
+    let mut refresh = false;
     let mut last_report = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
     // After a crash the VIP may still be configured: a node that starts is
     // never primary, so remove it.
@@ -199,9 +201,10 @@ pub async fn drive<E: Driven>(
         let (status, peer) = (engine.status(), engine.peer_status());
         let stale = {
             let r = report.borrow();
-            r.status != status || r.peer != peer || last_report.elapsed() >= Duration::from_millis(250)
+            r.status != status || r.peer != peer || refresh || last_report.elapsed() >= Duration::from_millis(250)
         };
         if stale {
+            refresh = false;
             last_report = Instant::now();
             report.send_modify(|r| {
                 r.status = status;
@@ -234,8 +237,12 @@ pub async fn drive<E: Driven>(
             Some((cmd, reply)) = commands.recv() => {
                 let r = engine.command(now(), cmd).map_err(|e| e.to_string());
                 let _ = reply.send(r);
+                refresh = true;
             }
-            Some(input) = in_rx.recv() => engine.handle_input(now(), input),
+            Some(input) = in_rx.recv() => {
+                engine.handle_input(now(), input);
+                refresh = true;
+            }
             ev = svc.replicator.next_event() => engine.handle_input(now(), Input::Replication(ev)),
             (lan, msg) = async move { match hb { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                 engine.handle_input(now(), Input::Heartbeat { lan, hb: msg });

@@ -121,6 +121,7 @@ impl MirrorEngine {
         if matches!(self.phase, Phase::Stopped) {
             return;
         }
+        self.rule_held_force = None;
         // A stop preempts what is left of the running plan; the script being
         // run finishes first, then the stop undoes what was done.
         self.seq.clear_pending();
@@ -139,7 +140,8 @@ impl MirrorEngine {
                 if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
                     self.log(LogLevel::C, "Action stop called by maxloop");
                     self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
-                } else if matches!(self.phase, Phase::Starting { .. }) {
+                } else if let Phase::Starting { force } = self.phase {
+                    self.rule_held_force = force;
                     self.queue(marks::wait_plan(WaitReason::Rule(label)));
                 } else {
                     self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));

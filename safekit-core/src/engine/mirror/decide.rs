@@ -72,6 +72,9 @@ impl MirrorEngine {
             Phase::Stopped | Phase::Busy | Phase::AskingWitness { .. } => false,
             Phase::Starting { force } => {
                 let d = self.decide_start(force);
+                if matches!(d, Decision::Wait(WaitReason::Rule(_))) {
+                    self.rule_held_force = force;
+                }
                 self.apply_decision(d, false)
             }
             Phase::Waiting(reason) => self.recheck_wait(&reason),
@@ -237,7 +240,7 @@ impl MirrorEngine {
             WaitReason::Rule(_) => {
                 if self.wait_rules().1.is_none() {
                     self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
-                    self.phase = Phase::Starting { force: None };
+                    self.phase = Phase::Starting { force: self.rule_held_force.take() };
                     self.set_status(Status::new(State::Wait, Readiness::Transient));
                     return true;
                 }

@@ -154,6 +154,9 @@ pub struct MirrorEngine {
     now: Instant,
     status: Status,
     phase: Phase,
+    /// The administrator's `prim`/`second`/`primforce` of a start that a
+    /// wait rule interrupted: Implicit_wakeup resumes that start, not a plain one.
+    rule_held_force: Option<Force>,
     p: Persistent,
     /// The previous run ended without a clean stop (crash or power loss).
     unclean: bool,
@@ -209,6 +212,7 @@ impl MirrorEngine {
             now,
             status: Status::new(State::Stop, Readiness::NotReady),
             phase: Phase::Stopped,
+            rule_held_force: None,
             p: persisted,
             seq: Sequencer::default(),
             actions: VecDeque::new(),

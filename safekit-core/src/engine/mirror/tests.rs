@@ -887,6 +887,20 @@ fn t45_wait_rule_stops_into_wait_and_wakes_up() {
 }
 
 #[test]
+fn t45b_a_prim_interrupted_by_a_wait_rule_resumes_as_prim() {
+    // A fresh node (never primary, not uptodate): only `prim` may start it.
+    let mut h = H::new(with_rules(), Persistent::default());
+    h.cmd(CommandKind::Prim { fullsync: false }).unwrap();
+    h.advance(Duration::from_millis(400));
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Down, by: "pingcheck".into() });
+    assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
+    assert!(h.logs().iter().any(|l| l == "Resource ping.gw set to down by pingcheck"));
+    h.input(Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "pingcheck".into() });
+    h.advance(Duration::from_millis(400));
+    assert_eq!(h.status(), st(State::Alone, Readiness::Ready), "{:#?}", h.logs());
+}
+
+#[test]
 fn t46_the_fourth_detector_restart_stops_the_module() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
     h.cmd(CommandKind::Start).unwrap();

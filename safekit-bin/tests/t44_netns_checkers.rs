@@ -1,0 +1,236 @@
+//! Checkers on two real daemons in network namespaces (root only): a tcp
+//! checker restarts a dead application and its fourth failure stops the
+//! module (maxloop); a ping checker parks both nodes in WAIT while the
+//! pinged address is unreachable and they come back by themselves; a
+//! custom checker reports through `safekit set` and its failure fails the
+//! module over; a module checker holds the module in WAIT until the module
+//! it depends on is up.
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{exe, rt};
+use safekit_core::demo::Demo;
+use safekit_core::engine::{CommandKind, State};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn privileged() -> bool {
+    common::privileged("network-namespace checker test needs root and iproute2", &["ip"], false)
+}
+
+/// Adds `<check>…</check>` (and whatever else `extra` holds) before `<user` on both nodes.
+fn add_to_module(demo: &Demo, extra: &str) {
+    for i in 0..2 {
+        let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        std::fs::write(&conf, text.replacen("  <user ", &format!("{extra}\n  <user "), 1)).unwrap();
+    }
+}
+
+fn safekit(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
+    let o = Command::new(exe())
+        .args(args)
+        .env("SAFE", demo.node_dir(i).join("safe"))
+        .env("SAFEVAR", demo.node_dir(i).join("var"))
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+}
+
+async fn start_both(demo: &mut Demo) {
+    demo.start_daemon(0, &exe()).unwrap();
+    demo.start_daemon(1, &exe()).unwrap();
+    demo.wait_daemon(0, LONG).await.unwrap();
+    demo.wait_daemon(1, LONG).await.unwrap();
+}
+
+async fn pair(demo: &mut Demo) {
+    start_both(demo).await;
+    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
+    demo.wait_state(0, State::Alone, LONG).await.unwrap();
+    demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
+    demo.wait_state(1, State::Second, LONG).await.unwrap();
+    demo.wait_state(0, State::Prim, LONG).await.unwrap();
+}
+
+/// Waits until node `i`'s log has a line ending with `text`.
+async fn wait_log(demo: &Demo, i: usize, text: &str) {
+    let end = Instant::now() + LONG;
+    while !demo.log(i, 1000).await.iter().any(|l| l.ends_with(text)) {
+        assert!(Instant::now() < end, "node{} never logged {text:?}: {:#?}", i + 1, demo.log(i, 100).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `safekit get -r resource` on node `i` prints `value`.
+async fn wait_get(demo: &Demo, i: usize, resource: &str, value: &str) {
+    let end = Instant::now() + LONG;
+    loop {
+        let (code, got) = safekit(demo, i, &["get", "-m", "demo", "-r", resource]);
+        if code == 0 && got.trim() == format!("{resource}={value}") {
+            return;
+        }
+        assert!(Instant::now() < end, "node{}: {resource} is not {value}: {got}", i + 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_status(demo: &Demo, i: usize, state: State) {
+    let end = Instant::now() + LONG;
+    while demo.status(i).await.map(|s| s.state) != Some(state) {
+        assert!(Instant::now() < end, "node{} is not {state}: {:?}", i + 1, demo.status(i).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn tcp_checker_restarts_the_application_and_the_fourth_failure_stops_the_module() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        add_to_module(
+            &demo,
+            r#"  <check>
+    <tcp ident="app" when="prim"><to addr="127.0.0.1" port="8080" interval="1" timeout="1"/></tcp>
+  </check>"#,
+        );
+        pair(&mut demo).await;
+        wait_log(&demo, 0, "Resource tcp.app set to up by tcpcheck").await;
+        let pidfile = demo.node_dir(0).join("var/modules/demo/app.pid");
+        let kill_app = || {
+            let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+            pid
+        };
+        for round in 1..=3 {
+            let old = kill_app();
+            let end = Instant::now() + LONG;
+            loop {
+                let now_pid: i32 = std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(old);
+                let log = demo.log(0, 1000).await;
+                let ups = log.iter().filter(|l| l.ends_with("Resource tcp.app set to up by tcpcheck")).count();
+                if now_pid != old && ups > round {
+                    break;
+                }
+                assert!(Instant::now() < end, "round {round}: the application was not restarted: {log:#?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            demo.wait_state(0, State::Prim, LONG).await.unwrap();
+        }
+        let log = demo.log(0, 1000).await;
+        assert_eq!(log.iter().filter(|l| l.ends_with("Action restart from failover rule t_app")).count(), 3, "{log:#?}");
+        assert!(log.iter().any(|l| l.ends_with("Resource tcp.app set to down by tcpcheck")));
+        // The fourth failure within loop_interval: the module stops, node2 takes over.
+        kill_app();
+        demo.wait_state(1, State::Alone, LONG).await.unwrap();
+        let log = demo.log(0, 1000).await;
+        assert!(log.iter().any(|l| l.ends_with("Action stop called by maxloop")), "{log:#?}");
+        assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Stop));
+    });
+}
+
+const CUSTOM: &str = r#"#!/bin/sh
+# A custom checker: args <module> <resource>; down while $SAFEUSERVAR/down exists.
+while true; do
+  if [ -f "$SAFEUSERVAR/down" ]; then v=down; else v=up; fi
+  "$SAFE/safekit" set -r "$2" -v "$v" -m "$1"
+  sleep 0.2
+done
+"#;
+
+#[test]
+fn ping_checker_waits_while_unreachable_and_a_custom_checker_fails_over() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        add_to_module(
+            &demo,
+            r#"  <check>
+    <ping ident="gw"><to addr="10.77.0.10" interval="1" timeout="1"/></ping>
+    <custom ident="app" when="prim" exec="customcheck" action="stopstart"/>
+  </check>"#,
+        );
+        for i in 0..2 {
+            let p = demo.node_dir(i).join("safe/modules/demo/bin/customcheck");
+            std::fs::write(&p, CUSTOM).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        pair(&mut demo).await;
+        wait_log(&demo, 0, "Resource custom.app set to up by customscript").await;
+        wait_get(&demo, 0, "custom.app", "up").await;
+        let (code, got) = safekit(&demo, 0, &["set", "-m", "demo", "-r", "custom.app", "-v", "sideways"]);
+        assert_eq!(code, 1);
+        assert!(got.contains("'sideways' is not a resource state (expected init, up, down or unknown)"), "{got}");
+
+        // The pinged address disappears: both nodes wait, then come back.
+        let client = Demo::client_ns();
+        assert!(Command::new("ip").args(["-n", &client, "link", "set", "eth0", "down"]).status().unwrap().success());
+        wait_status(&demo, 0, State::Wait).await;
+        wait_status(&demo, 1, State::Wait).await;
+        wait_log(&demo, 0, "Action wait from failover rule p_gw").await;
+        wait_log(&demo, 1, "Resource ping.gw set to down by pingcheck").await;
+        assert!(Command::new("ip").args(["-n", &client, "link", "set", "eth0", "up"]).status().unwrap().success());
+        wait_log(&demo, 0, "Action wakeup from failover rule Implicit_wakeup").await;
+        let end = Instant::now() + LONG;
+        loop {
+            let states = (demo.status(0).await.map(|s| s.state), demo.status(1).await.map(|s| s.state));
+            if matches!(states, (Some(State::Prim), Some(State::Second)) | (Some(State::Second), Some(State::Prim))) {
+                break;
+            }
+            assert!(Instant::now() < end, "the nodes did not come back as a pair: {states:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // The custom checker of the primary reports down: stopstart, the other node takes over.
+        let prim = usize::from(demo.status(0).await.map(|s| s.state) != Some(State::Prim));
+        std::fs::write(demo.node_dir(prim).join("var/modules/demo/down"), "").unwrap();
+        wait_log(&demo, prim, "Action stopstart from failover rule c_app").await;
+        demo.wait_state(1 - prim, State::Prim, LONG).await.unwrap();
+        demo.wait_state(prim, State::Second, LONG).await.unwrap();
+        // As SECOND its prim-class checker is stopped: the resource is back to init.
+        wait_get(&demo, prim, "custom.app", "init").await;
+    });
+}
+
+#[test]
+fn module_checker_holds_the_module_until_its_dependency_is_up() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        add_to_module(&demo, "  <check>\n    <module ident=\"dep\" name=\"dep\"/>\n  </check>");
+        for i in 0..2 {
+            let conf = demo.node_dir(i).join("safe/modules/dep/conf/userconfig.xml");
+            std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+            std::fs::write(&conf, "<safe>\n<service mode=\"light\">\n  <user/>\n</service>\n</safe>\n").unwrap();
+        }
+        start_both(&mut demo).await;
+        demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
+        // dep is stopped: demo holds in WAIT.
+        wait_log(&demo, 0, "Resource module.dep set to down by modulecheck").await;
+        wait_status(&demo, 0, State::Wait).await;
+        let (code, said) = safekit(&demo, 0, &["start", "-m", "dep"]);
+        assert_eq!(code, 0, "{said}");
+        wait_log(&demo, 0, "Resource module.dep set to up by modulecheck").await;
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+        // dep stops again: demo waits again.
+        let (code, said) = safekit(&demo, 0, &["stop", "-m", "dep"]);
+        assert_eq!(code, 0, "{said}");
+        wait_log(&demo, 0, "Action wait from failover rule module_failure").await;
+        wait_status(&demo, 0, State::Wait).await;
+    });
+}
