@@ -112,6 +112,23 @@ fn unknown_elements_are_errors_and_unknown_attributes_warnings() {
 }
 
 #[test]
+fn failover_rule_errors_name_their_line_and_column_and_lua_is_refused() {
+    let text = "<safe>\n<service mode=\"light\">\n<user/>\n<failover handle_time=\"2s\">\n  <![CDATA[ ok: if (custom.a == down) then restart();\n  bad: if (custom.b = down) then stop(); ]]>\n</failover>\n</service>\n</safe>";
+    assert_eq!(errors_of(text, None), vec!["userconfig.xml:6:21: failover rules: unexpected character '='".to_string()]);
+    let text =
+        "<safe><service mode=\"light\"><user/><failover><![CDATA[--Lua Rules\nRules.disable(\"ip_failure\")]]></failover></service></safe>";
+    let errs = errors_of(text, None);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("userconfig.xml:1:55: failover rules: Lua failover rules are not supported"), "{errs:?}");
+    // A valid set parses and reaches the engine configuration.
+    let text = "<safe><service mode=\"light\"><user/><failover extends=\"no\" period=\"1000ms\"><![CDATA[\n r1: if (custom.a == down && !(ping.gw != up)) then stopstart();\n]]></failover></service></safe>";
+    let ok = parse_userconfig(text, UserConfigOptions::new()).unwrap();
+    let spec = safekit_core::engine::FailoverSpec::from_config(ok.value.service.failover_rules.as_ref());
+    assert_eq!((spec.user.len(), spec.extends, spec.timing.period), (1, false, Duration::from_secs(1)));
+    assert_eq!(spec.timing.handle_time, Duration::from_secs(15), "SafeKit's default handle_time");
+}
+
+#[test]
 fn time_values_name_the_attribute_and_the_unit() {
     let text = "<safe>\n  <service mode=\"light\" boot_delay=\"500ms\"/>\n</safe>";
     let errs = errors_of(text, None);

@@ -224,6 +224,26 @@ fn checks() -> impl Strategy<Value = Check> {
     })
 }
 
+/// Valid rules in the legacy language (invalid ones are refused with their position).
+fn failover_text() -> impl Strategy<Value = String> {
+    let cond = prop_oneof![
+        Just("tcp.app == down"),
+        Just("local.ping.? != up && remote.ping.* == up"),
+        Just("!(custom.x == init) || intf.10.0.0.0 == down"),
+        Just("(module.m == unknown)"),
+    ];
+    let action = prop_oneof![Just("stop()"), Just("stopstart()"), Just("wait()"), Just("restart()"), Just("swap()")];
+    prop::collection::vec(("[a-z][a-z_0-9]{0,8}", cond, action), 0..4).prop_map(|rules| {
+        let mut seen = std::collections::BTreeSet::new();
+        rules
+            .into_iter()
+            .filter(|(l, ..)| seen.insert(l.clone()))
+            .map(|(l, c, a)| format!("{l}: if ({c}) then {a};"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 fn userconfig() -> impl Strategy<Value = UserConfig> {
     (
         heart(),
@@ -234,7 +254,7 @@ fn userconfig() -> impl Strategy<Value = UserConfig> {
         dur(1000, 100),
         0u32..10,
         prop_oneof![Just(DefaultPrim::Alone), Just(DefaultPrim::LastPrim), Just(DefaultPrim::Node("node2".into()))],
-        proptest::option::of(("[a-z_ ():=.;!&|?*]{0,30}", any::<bool>())),
+        proptest::option::of((failover_text(), any::<bool>())),
         any::<bool>(),
     )
         .prop_flat_map(|(heart, vip, rfs, user, check, delay, maxloop, dp, rules, failover)| {

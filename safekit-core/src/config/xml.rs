@@ -39,9 +39,27 @@ pub(crate) struct Element {
     pub(crate) text: String,
     /// Each CDATA section separately: `<failover>` keeps one per rule language.
     pub(crate) cdata: Vec<String>,
+    /// Where each piece of `text` came from: (offset in `text`, position in
+    /// the file), so errors inside the text (failover rules) name their place.
+    pub(crate) text_marks: Vec<(usize, Pos)>,
 }
 
 impl Element {
+    /// The file position of byte `offset` of `text`.
+    pub(crate) fn text_pos(&self, offset: usize) -> Pos {
+        let Some(&(start, pos)) = self.text_marks.iter().rev().find(|(o, _)| *o <= offset) else {
+            return self.pos;
+        };
+        let piece = self.text.get(start..offset).unwrap_or_default();
+        match piece.rfind('\n') {
+            None => Pos { line: pos.line, column: pos.column + u32::try_from(piece.chars().count()).unwrap_or(0) },
+            Some(nl) => Pos {
+                line: pos.line + u32::try_from(piece.matches('\n').count()).unwrap_or(0),
+                column: 1 + u32::try_from(piece[nl + 1..].chars().count()).unwrap_or(0),
+            },
+        }
+    }
+
     /// The attribute called `name`, if present.
     pub(crate) fn attr(&self, name: &str) -> Option<&Attr> {
         self.attrs.iter().find(|a| a.name == name)
@@ -101,6 +119,8 @@ pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Opt
                 let s = c.xml_content(XmlVersion::Implicit1_0).into_owned();
                 match stack.last_mut() {
                     Some(top) => {
+                        // The content starts after "<![CDATA[".
+                        top.text_marks.push((top.text.len(), map.pos(before + 9)));
                         top.text.push_str(&s);
                         top.cdata.push(s);
                     }
@@ -187,6 +207,7 @@ fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element, map: &
 fn push_text(stack: &mut [Element], s: &str, at: usize, map: &SourceMap, diags: &mut Diagnostics) -> Option<()> {
     match stack.last_mut() {
         Some(top) => {
+            top.text_marks.push((top.text.len(), map.pos(at)));
             top.text.push_str(s);
             Some(())
         }

@@ -67,6 +67,39 @@ pub struct EngineConfig {
     pub scripts: bool,
     /// Rules fired by checker resources.
     pub rules: Vec<ResourceRule>,
+    /// `<failover>`: the user's rules and the machine's timing.
+    pub failover_rules: FailoverSpec,
+}
+
+/// `<failover>` as the engine uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverSpec {
+    /// The user's rules (legacy language).
+    pub user: Vec<super::rules::FailoverRule>,
+    /// `period` and `handle_time`. Without `<failover>` both are zero: a
+    /// checker's failure acts at once (SafeKit's 15 s `handle_time` applies
+    /// when the element is present; see docs/DESIGN.md).
+    pub timing: super::rules::Timing,
+    /// `extends="yes"`: the generated rules stay beside the user's.
+    pub extends: bool,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        Self { user: Vec::new(), timing: super::rules::Timing::default(), extends: true }
+    }
+}
+
+impl FailoverSpec {
+    /// From `<failover>`; rules that do not parse (the configuration reader
+    /// reports them with their position) are left out.
+    pub fn from_config(f: Option<&crate::config::FailoverRules>) -> Self {
+        f.map_or_else(Self::default, |f| Self {
+            user: super::rules::parse(&f.text).unwrap_or_default(),
+            timing: super::rules::Timing { period: f.period, handle_time: f.handle_time },
+            extends: f.extends,
+        })
+    }
 }
 
 impl EngineConfig {
@@ -130,6 +163,7 @@ impl EngineConfig {
             splitbrain: splitbrain && s.mode == Mode::Mirror,
             scripts: s.user.is_some(),
             rules,
+            failover_rules: FailoverSpec::from_config(s.failover_rules.as_ref()),
         }
     }
 

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
-use super::config::{EngineConfig, RuleAction};
+use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::{forced, script, Next, Sequencer, Step};
+use super::rules::{RuleMachine, RuleVerb, View};
 use super::types::{
     Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind, State,
     Status,
@@ -42,6 +43,8 @@ pub struct LightEngine {
     started: BTreeSet<CheckerClass>,
     checkers: BTreeSet<CheckerClass>,
     resources: BTreeMap<String, ResourceState>,
+    /// Generated and user failover rules (local resources only in a light module).
+    rules: RuleMachine,
     loops: LoopGuard,
     pending: VecDeque<(CommandKind, String)>,
     /// `usersetting.errd` (kept while the daemon runs).
@@ -53,7 +56,13 @@ pub struct LightEngine {
 impl LightEngine {
     /// A stopped light module.
     pub fn new(cfg: EngineConfig, now: Instant) -> Self {
+        let rules = RuleMachine::new(
+            if cfg.failover_rules.extends { &cfg.rules } else { &[] },
+            &cfg.failover_rules.user,
+            cfg.failover_rules.timing,
+        );
         Self {
+            rules,
             cfg,
             now,
             status: Status::new(State::Stop, Readiness::NotReady),
@@ -104,9 +113,10 @@ impl LightEngine {
         self.drive();
     }
 
-    /// Nothing is timed in a light module; kept for a uniform driver loop.
+    /// Periodic evaluation of the failover rules.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
+        self.evaluate_rules(false);
         self.drive();
     }
 
@@ -192,10 +202,10 @@ impl LightEngine {
         self.actions.pop_front()
     }
 
-    /// A light module has no timers.
+    /// The failover rules' next evaluation, if any.
     #[must_use]
-    pub const fn poll_timeout(&self) -> Option<Instant> {
-        None
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.rules.due().filter(|_| self.phase != LightPhase::Stopped)
     }
 
     fn log(&mut self, level: LogLevel, message: impl Into<String>) {
@@ -207,41 +217,48 @@ impl LightEngine {
             return;
         }
         self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
-        if state != ResourceState::Down {
+        self.evaluate_rules(true);
+    }
+
+    fn evaluate_rules(&mut self, changed: bool) {
+        if self.phase == LightPhase::Stopped {
+            self.rules.reset();
             return;
         }
-        let rules: Vec<_> = self.cfg.rules.iter().filter(|r| r.resource == name && self.checkers.contains(&r.class)).cloned().collect();
-        for r in rules {
-            let kind = match r.action {
-                RuleAction::Wait => CommandKind::Stop,
-                RuleAction::Restart => CommandKind::Restart,
-                RuleAction::Stopstart => CommandKind::Stopstart,
-                RuleAction::Stop => CommandKind::Stop,
-            };
-            if r.action == RuleAction::Wait {
-                if self.phase == LightPhase::Up {
-                    self.log(LogLevel::E, format!("Action wait from failover rule {}", r.label));
-                    if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                        self.log(LogLevel::C, "Action stop called by maxloop");
-                        self.seq.extend([Step::Mark(Mark::Stop {
-                            action: ScriptAction::Stop,
-                            wait: None,
-                            then_start: false,
-                            force_only: false,
-                        })]);
-                    } else {
-                        self.seq.extend([Step::Mark(Mark::Stop {
-                            action: ScriptAction::Stopwait,
-                            wait: Some(r.label),
-                            then_start: false,
-                            force_only: false,
-                        })]);
-                    }
+        let view = View { local: &self.resources, remote: None };
+        for (label, verb) in self.rules.evaluate(self.now, &view, &self.checkers, changed) {
+            let kind = match verb {
+                RuleVerb::Wait => {
+                    self.rule_wait(label);
+                    continue;
                 }
-            } else {
-                self.pending.push_back((kind, r.label));
-            }
+                RuleVerb::Restart => CommandKind::Restart,
+                RuleVerb::Stopstart => CommandKind::Stopstart,
+                RuleVerb::Stop => CommandKind::Stop,
+                RuleVerb::Swap => {
+                    self.log(LogLevel::E, format!("Rule {label}: swap needs a mirror module; ignored"));
+                    continue;
+                }
+            };
+            self.pending.push_back((kind, label));
         }
+    }
+
+    fn rule_wait(&mut self, label: String) {
+        if self.phase != LightPhase::Up {
+            return;
+        }
+        self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+        let maxloop = self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval);
+        if maxloop {
+            self.log(LogLevel::C, "Action stop called by maxloop");
+        }
+        self.seq.extend([Step::Mark(Mark::Stop {
+            action: if maxloop { ScriptAction::Stop } else { ScriptAction::Stopwait },
+            wait: if maxloop { None } else { Some(label) },
+            then_start: false,
+            force_only: false,
+        })]);
     }
 
     fn drive(&mut self) {
@@ -278,14 +295,10 @@ impl LightEngine {
             }
             return true;
         }
-        let waiting_on = |s: &Self| {
-            s.cfg.rules.iter().filter(|r| r.action == RuleAction::Wait && s.checkers.contains(&r.class)).find_map(|r| {
-                match s.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
-                    ResourceState::Down => Some(Some(r.label.clone())),
-                    ResourceState::Init => Some(None),
-                    _ => None,
-                }
-            })
+        let waiting_on = |s: &Self| match s.rules.waiting(&View { local: &s.resources, remote: None }, &s.checkers) {
+            (_, Some(label)) => Some(Some(label)),
+            (true, None) => Some(None),
+            (false, None) => None,
         };
         match self.phase.clone() {
             LightPhase::Starting => match waiting_on(self) {
@@ -399,7 +412,7 @@ mod tests {
 
     use super::*;
     use crate::config::DefaultPrim;
-    use crate::engine::{ResourceRule, RunId};
+    use crate::engine::{ResourceRule, RuleAction, RunId};
 
     fn cfg(rules: Vec<ResourceRule>) -> EngineConfig {
         EngineConfig {
@@ -413,6 +426,7 @@ mod tests {
             splitbrain: false,
             scripts: true,
             rules,
+            failover_rules: crate::engine::FailoverSpec::default(),
         }
     }
 

@@ -17,9 +17,10 @@ mod light;
 mod loops;
 mod mirror;
 mod plan;
+pub mod rules;
 mod types;
 
-pub use config::{EngineConfig, LanTiming, ResourceRule, RuleAction};
+pub use config::{EngineConfig, FailoverSpec, LanTiming, ResourceRule, RuleAction};
 pub use light::LightEngine;
 pub use mirror::MirrorEngine;
 pub use types::*;

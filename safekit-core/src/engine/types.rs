@@ -432,6 +432,8 @@ pub struct Heartbeat {
     /// node that hears a peer which does not hear it knows the partition is
     /// one-way, and that only it can resolve a split brain.
     pub hears_peer: bool,
+    /// Sender's checker resources, for failover rules over `remote.` ones.
+    pub resources: std::collections::BTreeMap<String, ResourceState>,
 }
 
 /// `swap` or `swap nosync`.

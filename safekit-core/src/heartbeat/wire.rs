@@ -4,21 +4,31 @@
 //! ```text
 //! "SKHB" | version u8 | module id u16 | node len u8 | node | incarnation u64
 //! | seq u64 | state u8 | readiness u8 | flags u16 | epoch u64 | gen u64
-//! | last role u8 | HMAC-SHA256 (32 bytes) over everything before it
+//! | last role u8 | resource count u8 | (name len u8 | name | state u8)*
+//! | HMAC-SHA256 (32 bytes) over everything before it
 //! ```
+//! The resources are the sender's checker resources (`tcp.app`, ...) that
+//! failover rules read as `remote.<class>.<id>`: at most
+//! [`MAX_RESOURCES`], names of at most [`MAX_RESOURCE_NAME`] bytes, in
+//! strictly increasing order (one encoding per heartbeat).
 //! All integers big-endian. Anything else (short, long, forged, unknown
 //! values) is refused with a [`WireError`] and counted by the receiver.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::engine::{DataStatus, Heartbeat, Readiness, Role, State, Status, SwapKind};
+use crate::engine::{DataStatus, Heartbeat, Readiness, ResourceState, Role, State, Status, SwapKind};
 
 const MAGIC: &[u8; 4] = b"SKHB";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const MAC_LEN: usize = 32;
-/// No valid heartbeat is longer (a 255-byte node name included).
-pub const MAX_DATAGRAM: usize = 4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 1 + 2 + 8 + 8 + 1 + MAC_LEN;
+/// Resources carried per heartbeat (the first ones in name order).
+pub const MAX_RESOURCES: usize = 32;
+/// Longest resource name carried.
+pub const MAX_RESOURCE_NAME: usize = 64;
+/// No valid heartbeat is longer (a 255-byte node name and all resources included).
+pub const MAX_DATAGRAM: usize =
+    4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 1 + 2 + 8 + 8 + 1 + 1 + MAX_RESOURCES * (1 + MAX_RESOURCE_NAME + 1) + MAC_LEN;
 
 /// The cluster key heartbeats are authenticated with.
 #[derive(Clone)]
@@ -166,7 +176,23 @@ pub fn encode(key: &ClusterKey, module: u16, hb: &Heartbeat) -> Vec<u8> {
         Some(Role::AloneAfterFailover) => 3,
         Some(Role::Second) => 4,
     });
+    let carried: Vec<_> = hb.resources.iter().filter(|(k, _)| !k.is_empty() && k.len() <= MAX_RESOURCE_NAME).take(MAX_RESOURCES).collect();
+    b.push(u8::try_from(carried.len()).unwrap_or(0));
+    for (name, state) in carried {
+        b.push(u8::try_from(name.len()).unwrap_or(0));
+        b.extend_from_slice(name.as_bytes());
+        b.push(resource_code(*state));
+    }
     sign(key, b)
+}
+
+const fn resource_code(s: ResourceState) -> u8 {
+    match s {
+        ResourceState::Init => 0,
+        ResourceState::Up => 1,
+        ResourceState::Down => 2,
+        ResourceState::Unknown => 3,
+    }
 }
 
 /// Appends the HMAC of `body` (exposed so the fuzzer reaches the field parser).
@@ -253,6 +279,31 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         4 => Some(Role::Second),
         _ => return Err(WireError::BadField("last role")),
     };
+    let count = usize::from(c.u8()?);
+    if count > MAX_RESOURCES {
+        return Err(WireError::BadField("resource count"));
+    }
+    let mut resources = std::collections::BTreeMap::new();
+    let mut previous: Option<String> = None;
+    for _ in 0..count {
+        let n = usize::from(c.u8()?);
+        if n == 0 || n > MAX_RESOURCE_NAME {
+            return Err(WireError::BadField("resource name"));
+        }
+        let name = std::str::from_utf8(c.take(n)?).map_err(|_| WireError::BadField("resource name"))?.to_string();
+        if previous.as_ref().is_some_and(|p| *p >= name) {
+            return Err(WireError::BadField("resource order"));
+        }
+        let state = match c.u8()? {
+            0 => ResourceState::Init,
+            1 => ResourceState::Up,
+            2 => ResourceState::Down,
+            3 => ResourceState::Unknown,
+            _ => return Err(WireError::BadField("resource state")),
+        };
+        previous = Some(name.clone());
+        resources.insert(name, state);
+    }
     if !c.0.is_empty() {
         return Err(WireError::BadField("trailing bytes"));
     }
@@ -271,6 +322,7 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         swap_request: if f(F_SWAP) { Some(if f(F_SWAP_NOSYNC) { SwapKind::NoSync } else { SwapKind::Sync }) } else { None },
         handing_over: f(F_HANDING_OVER),
         hears_peer: f(F_HEARS_PEER),
+        resources,
     })
 }
 
@@ -312,6 +364,7 @@ mod tests {
             swap_request: Some(SwapKind::NoSync),
             handing_over: false,
             hears_peer: true,
+            resources: Default::default(),
         }
     }
 
@@ -338,6 +391,46 @@ mod tests {
         assert_eq!(decode(&key(1), 3, &vec![0u8; MAX_DATAGRAM + 1]), Err(WireError::Oversized(MAX_DATAGRAM + 1)));
         assert_eq!(decode(&key(1), 4, &d), Err(WireError::OtherModule(3)));
         assert_eq!(decode(&key(1), 3, &[b'X'; 60]), Err(WireError::BadMagic));
+    }
+
+    #[test]
+    fn resources_travel_and_malformed_lists_are_refused() {
+        let mut h = hb();
+        h.resources = [("tcp.app", ResourceState::Down), ("custom.x", ResourceState::Up), ("ping.gw", ResourceState::Unknown)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let d = encode(&key(1), 3, &h);
+        assert_eq!(decode(&key(1), 3, &d), Ok(h.clone()));
+        // Too many or too long: the first 32 names of at most 64 bytes go.
+        h.resources = (0..40).map(|i| (format!("tcp.r{i:02}"), ResourceState::Up)).collect();
+        h.resources.insert(format!("custom.{}", "x".repeat(80)), ResourceState::Up);
+        let d = encode(&key(1), 3, &h);
+        assert!(d.len() <= MAX_DATAGRAM);
+        let got = decode(&key(1), 3, &d).unwrap();
+        assert_eq!(got.resources.len(), MAX_RESOURCES);
+        assert!(got.resources.keys().all(|k| k.len() <= MAX_RESOURCE_NAME));
+        // Hand-made bodies: out of order, bad state, bad count.
+        let body_with = |list: &[(&str, u8)], count: u8| {
+            let mut empty = hb();
+            empty.resources.clear();
+            let signed = encode(&key(1), 3, &empty);
+            let mut body = signed[..signed.len() - 32 - 1].to_vec();
+            body.push(count);
+            for (n, st) in list {
+                body.push(u8::try_from(n.len()).unwrap());
+                body.extend_from_slice(n.as_bytes());
+                body.push(*st);
+            }
+            sign(&key(1), body)
+        };
+        assert!(decode(&key(1), 3, &body_with(&[("a.b", 1), ("a.c", 2)], 2)).is_ok());
+        assert_eq!(decode(&key(1), 3, &body_with(&[("a.c", 1), ("a.b", 2)], 2)), Err(WireError::BadField("resource order")));
+        assert_eq!(decode(&key(1), 3, &body_with(&[("a.b", 1), ("a.b", 2)], 2)), Err(WireError::BadField("resource order")));
+        assert_eq!(decode(&key(1), 3, &body_with(&[("a.b", 9)], 1)), Err(WireError::BadField("resource state")));
+        assert_eq!(decode(&key(1), 3, &body_with(&[], 33)), Err(WireError::BadField("resource count")));
+        assert_eq!(decode(&key(1), 3, &body_with(&[("", 1)], 1)), Err(WireError::BadField("resource name")));
+        assert_eq!(decode(&key(1), 3, &body_with(&[("a.b", 1)], 2)), Err(WireError::Truncated));
     }
 
     #[test]

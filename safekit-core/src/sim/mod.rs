@@ -208,6 +208,7 @@ fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
         splitbrain: cfg.splitbrain,
         scripts: true,
         rules: Vec::new(),
+        failover_rules: crate::engine::FailoverSpec::default(),
     }
 }
 

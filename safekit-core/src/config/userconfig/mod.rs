@@ -372,6 +372,9 @@ fn failover_rules(e: &Element, cx: &mut Ctx<'_, '_>) -> FailoverRules {
     let period = cx.r.time(e, "period", TimeUnit::Millis, Duration::from_millis(5000));
     let handle_time = cx.r.time(e, "handle_time", TimeUnit::Millis, Duration::from_millis(15000));
     cx.r.children(e, &[]);
+    if let Err(err) = crate::engine::rules::parse(&e.text) {
+        cx.r.d.error(e.text_pos(err.offset), format!("failover rules: {}", err.message));
+    }
     FailoverRules { extends, period, handle_time, text: e.text.trim().to_string() }
 }
 

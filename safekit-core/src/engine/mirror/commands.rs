@@ -122,6 +122,7 @@ impl MirrorEngine {
             return;
         }
         self.rule_held_force = None;
+        self.rules.reset();
         // A stop preempts what is left of the running plan; the script being
         // run finishes first, then the stop undoes what was done.
         self.seq.clear_pending();

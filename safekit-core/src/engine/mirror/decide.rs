@@ -2,7 +2,8 @@
 
 use std::cmp::Ordering;
 
-use super::super::types::{Heartbeat, LogLevel, Readiness, ResourceState, Role, ScriptAction, State, Status, SwapKind, SyncMode};
+use super::super::rules::View;
+use super::super::types::{Heartbeat, LogLevel, Readiness, Role, ScriptAction, State, Status, SwapKind, SyncMode};
 use super::marks::{self, StopThen};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
 use crate::config::DefaultPrim;
@@ -91,18 +92,8 @@ impl MirrorEngine {
     }
 
     fn wait_rules(&self) -> (bool, Option<String>) {
-        let mut init = false;
-        for r in &self.cfg.rules {
-            if r.action != super::super::RuleAction::Wait || !self.held.checkers.contains(&r.class) {
-                continue;
-            }
-            match self.resources.get(&r.resource).copied().unwrap_or(ResourceState::Init) {
-                ResourceState::Init => init = true,
-                ResourceState::Down => return (init, Some(r.label.clone())),
-                _ => {}
-            }
-        }
-        (init, None)
+        let remote = self.live_peer().filter(|h| h.status.state != State::Stop).map(|h| &h.resources);
+        self.rules.waiting(&View { local: &self.resources, remote }, &self.held.checkers)
     }
 
     fn can_start_alone(&self) -> bool {

@@ -3,9 +3,12 @@
 
 use std::time::Instant;
 
+use super::super::rules::{RuleVerb, View};
 use super::marks::{self, Mark, StopThen};
 use super::{Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
-use crate::engine::types::{Action, Command, CommandKind, Heartbeat, LogLevel, Readiness, ReplicationEvent, ResourceState, RunId, State};
+use crate::engine::types::{
+    Action, Command, CommandKind, Heartbeat, LogLevel, Readiness, ReplicationEvent, ResourceState, RunId, State, SwapKind,
+};
 
 impl MirrorEngine {
     pub(super) fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
@@ -41,7 +44,12 @@ impl MirrorEngine {
             if changed {
                 self.log(LogLevel::E, format!("Remote state {}", hb.status));
             }
+            // What `remote.` resources read: the peer's list, or unknown when it stops.
+            let resources_changed = changed || self.peer.as_ref().is_none_or(|p| p.resources != hb.resources);
             self.peer = Some(hb);
+            if resources_changed {
+                self.evaluate_rules(true);
+            }
         }
     }
 
@@ -55,6 +63,8 @@ impl MirrorEngine {
         if !self.any_lan_up() {
             self.peer_deaf_since = None;
             self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
+            // Every remote. resource is unknown now.
+            self.evaluate_rules(true);
         }
     }
 
@@ -63,20 +73,30 @@ impl MirrorEngine {
             return;
         }
         self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
-        self.resources.insert(name.clone(), state);
-        if state != ResourceState::Down || self.phase == Phase::Stopped {
+        self.resources.insert(name, state);
+        self.evaluate_rules(true);
+    }
+
+    /// Runs the failover machine (see [`super::super::rules`]) and queues
+    /// what its rules fire.
+    pub(super) fn evaluate_rules(&mut self, changed: bool) {
+        if self.phase == Phase::Stopped {
             return;
         }
-        let rules: Vec<_> =
-            self.cfg.rules.iter().filter(|r| r.resource == name && self.held.checkers.contains(&r.class)).cloned().collect();
-        for r in rules {
-            let intent = match r.action {
-                crate::engine::RuleAction::Wait => Intent::RuleWait(r.label),
-                crate::engine::RuleAction::Restart => Intent::Command(Command::by_rule(CommandKind::Restart, &r.label)),
-                crate::engine::RuleAction::Stopstart => Intent::Command(Command::by_rule(CommandKind::Stopstart, &r.label)),
-                crate::engine::RuleAction::Stop => Intent::Command(Command::by_rule(CommandKind::Stop, &r.label)),
+        let remote = self.live_peer().filter(|h| h.status.state != State::Stop).map(|h| h.resources.clone());
+        let view = View { local: &self.resources, remote: remote.as_ref() };
+        for (label, verb) in self.rules.evaluate(self.now, &view, &self.held.checkers, changed) {
+            let kind = match verb {
+                RuleVerb::Wait => {
+                    self.pending.push_back(Intent::RuleWait(label));
+                    continue;
+                }
+                RuleVerb::Restart => CommandKind::Restart,
+                RuleVerb::Stopstart => CommandKind::Stopstart,
+                RuleVerb::Stop => CommandKind::Stop,
+                RuleVerb::Swap => CommandKind::Swap(SwapKind::Sync),
             };
-            self.pending.push_back(intent);
+            self.pending.push_back(Intent::Command(Command::by_rule(kind, &label)));
         }
     }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::Sequencer;
+use super::rules::RuleMachine;
 use super::types::{
     Action, CheckerClass, Command, CommandError, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole, ResourceState,
     Role, RunId, ScriptKind, State, Status, SwapKind,
@@ -157,6 +158,8 @@ pub struct MirrorEngine {
     /// The administrator's `prim`/`second`/`primforce` of a start that a
     /// wait rule interrupted: Implicit_wakeup resumes that start, not a plain one.
     rule_held_force: Option<Force>,
+    /// Generated and user failover rules with their stability state.
+    rules: RuleMachine,
     p: Persistent,
     /// The previous run ended without a clean stop (crash or power loss).
     unclean: bool,
@@ -205,6 +208,11 @@ impl MirrorEngine {
     /// for a newly installed module). `incarnation` must grow at each daemon start.
     pub fn new(cfg: EngineConfig, persisted: Persistent, incarnation: u64, now: Instant) -> Self {
         let lans = vec![LanState::default(); cfg.lans.len().max(1)];
+        let rules = RuleMachine::new(
+            if cfg.failover_rules.extends { &cfg.rules } else { &[] },
+            &cfg.failover_rules.user,
+            cfg.failover_rules.timing,
+        );
         Self {
             unclean: persisted.running,
             cfg,
@@ -213,6 +221,7 @@ impl MirrorEngine {
             status: Status::new(State::Stop, Readiness::NotReady),
             phase: Phase::Stopped,
             rule_held_force: None,
+            rules,
             p: persisted,
             seq: Sequencer::default(),
             actions: VecDeque::new(),
@@ -355,6 +364,7 @@ impl MirrorEngine {
             self.send_heartbeat();
         }
         self.tick_generation(now);
+        self.evaluate_rules(false);
         self.drive();
     }
 
@@ -388,6 +398,9 @@ impl MirrorEngine {
         }
         if let Some(g) = self.next_gen_tick {
             t = t.min(g);
+        }
+        if let Some(r) = self.rules.due().filter(|_| self.phase != Phase::Stopped) {
+            t = t.min(r);
         }
         Some(t)
     }
@@ -447,6 +460,7 @@ impl MirrorEngine {
             swap_request: self.swap_request,
             handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
             hears_peer: self.any_lan_up(),
+            resources: self.resources.clone(),
         }
     }
 

@@ -26,6 +26,7 @@ fn cfg() -> EngineConfig {
         splitbrain: false,
         scripts: true,
         rules: Vec::new(),
+        failover_rules: crate::engine::FailoverSpec::default(),
     }
 }
 
@@ -119,6 +120,7 @@ impl H {
             swap_request: None,
             handing_over: false,
             hears_peer: true,
+            resources: Default::default(),
         };
         f(&mut hb);
         self.e.handle_input(self.now, Input::Heartbeat { lan: 0, hb });
@@ -900,6 +902,65 @@ fn t45b_a_prim_interrupted_by_a_wait_rule_resumes_as_prim() {
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready), "{:#?}", h.logs());
 }
 
+/// PRIM Ready with `<failover>` rules `text` and `timing`.
+fn prim_with_rules(text: &str, timing: crate::engine::rules::Timing) -> H {
+    let cfg = EngineConfig {
+        failover_rules: crate::engine::FailoverSpec { user: crate::engine::rules::parse(text).unwrap(), timing, extends: true },
+        ..cfg()
+    };
+    let mut h = H::new(cfg, data(3, true, Some(Role::Alone)));
+    h.cmd(CommandKind::Start).unwrap();
+    h.advance(Duration::from_millis(400));
+    let g = h.e.persistent().gen;
+    h.peer(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)));
+    assert_eq!(h.status(), st(State::Prim, Readiness::Ready));
+    h.take();
+    h
+}
+
+#[test]
+fn t45c_a_user_rule_over_remote_resources_swaps_once_its_condition_is_stable() {
+    let timing = crate::engine::rules::Timing { period: Duration::from_millis(500), handle_time: Duration::from_secs(2) };
+    let mut h = prim_with_rules("app_moves: if (custom.app == down && remote.custom.app == up) then swap();", timing);
+    let g = h.e.persistent().gen;
+    let remote_up = |hb: &mut Heartbeat| {
+        hb.resources.insert("custom.app".into(), ResourceState::Up);
+    };
+    h.peer_with(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)), remote_up);
+    // Time passes with the peer's heartbeats every 100 ms.
+    let run = |h: &mut H, ms: u64| {
+        for _ in 0..ms / 100 {
+            h.advance(Duration::from_millis(100));
+            h.peer_with(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)), remote_up);
+        }
+    };
+    h.input(Input::Resource { name: "custom.app".into(), state: ResourceState::Down, by: "customscript".into() });
+    // A second later it is back: no action.
+    run(&mut h, 1000);
+    h.input(Input::Resource { name: "custom.app".into(), state: ResourceState::Up, by: "customscript".into() });
+    run(&mut h, 3000);
+    assert_eq!(h.status(), st(State::Prim, Readiness::Ready), "a one-second glitch is held by handle_time");
+    assert!(!h.logs().iter().any(|l| l.contains("failover rule app_moves")));
+    // Down for good while the peer's is up: a swap after handle_time.
+    h.input(Input::Resource { name: "custom.app".into(), state: ResourceState::Down, by: "customscript".into() });
+    run(&mut h, 1500);
+    assert!(!h.logs().iter().any(|l| l.contains("failover rule app_moves")), "not yet stable for 2 s");
+    run(&mut h, 1500);
+    assert!(h.logs().iter().any(|l| l == "Action swap from failover rule app_moves"), "{:#?}", h.logs());
+    assert_eq!(h.status().state, State::Second);
+}
+
+#[test]
+fn t45d_without_the_peer_remote_resources_are_unknown() {
+    let mut h = prim_with_rules("lonely: if (remote.tcp.x == unknown) then stop();", crate::engine::rules::Timing::default());
+    assert_eq!(h.status(), st(State::Prim, Readiness::Ready), "the peer is heard: remote.tcp.x is init, not unknown");
+    assert!(!h.logs().iter().any(|l| l.contains("failover rule lonely")));
+    // The peer goes silent: ALONE, then the rule sees unknown and stops the module.
+    h.advance(Duration::from_secs(2));
+    assert!(h.logs().iter().any(|l| l == "Action stop from failover rule lonely"), "{:#?}", h.logs());
+    assert_eq!(h.status(), st(State::Stop, Readiness::NotReady));
+}
+
 #[test]
 fn t46_the_fourth_detector_restart_stops_the_module() {
     let mut h = H::new(with_rules(), data(3, true, Some(Role::Alone)));
@@ -955,6 +1016,7 @@ fn t48_late_script_results_and_strangers_are_ignored() {
         swap_request: None,
         handing_over: false,
         hears_peer: true,
+        resources: Default::default(),
     };
     h.e.handle_input(h.now, Input::Heartbeat { lan: 0, hb: hb_from_stranger.clone() });
     hb_from_stranger.node = "node2".into();
