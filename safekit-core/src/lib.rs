@@ -46,3 +46,5 @@ pub mod runtime;
 pub mod services;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+#[cfg(feature = "linux")]
+pub mod witness;

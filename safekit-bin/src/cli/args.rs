@@ -53,6 +53,17 @@ pub(crate) enum Cmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Run a lease witness for the clusters that share this cluster key
+    /// (on a third machine; modules use it with
+    /// <splitbrain ident="witness" exec="lease" arg="host:port"/>).
+    Witness {
+        /// Address and UDP port to answer on.
+        #[arg(long, default_value = "0.0.0.0:9455")]
+        listen: std::net::SocketAddr,
+        /// The cluster key file (default: SAFEVAR/cluster/cluster.key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
     /// Start the module; the role is chosen automatically.
     Start {
         #[command(flatten)]

@@ -28,6 +28,39 @@ pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
     }
 }
 
+/// `safekit witness`: serves leases until SIGTERM or Ctrl-C.
+pub(super) async fn witness(layout: &Layout, listen: std::net::SocketAddr, key: Option<std::path::PathBuf>) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let path = key.unwrap_or_else(|| layout.safevar.join("cluster").join("cluster.key"));
+    let key = match std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| safekit_core::heartbeat::wire::ClusterKey::from_hex(&t))
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("safekit witness: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = async {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    match safekit_core::witness::server::serve(listen, key, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("safekit {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `safekit demo [--runs N --failure kill9|cut]`.
 pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
     let exe = match std::env::current_exe() {

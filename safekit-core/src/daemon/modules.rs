@@ -198,14 +198,26 @@ pub(super) async fn load_module(
         super::checks::build(layout, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
     let vip: Option<Arc<dyn VirtualIp>> =
         if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
-    let witnesses: Vec<IpAddr> = cfg
-        .service
-        .check
-        .iter()
-        .flat_map(|c| &c.checkers)
-        .filter(|c| c.kind == CheckerKind::Splitbrain)
-        .flat_map(|c| c.arg.clone().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect::<Vec<IpAddr>>())
-        .collect();
+    let splitbrain = cfg.service.check.iter().flat_map(|c| &c.checkers).find(|c| c.kind == CheckerKind::Splitbrain);
+    let lease_witness = splitbrain.filter(|c| c.exec.as_deref() == Some("lease")).and_then(|c| c.arg.clone());
+    let witnesses: Vec<IpAddr> = splitbrain
+        .filter(|_| lease_witness.is_none())
+        .map(|c| c.arg.clone().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect())
+        .unwrap_or_default();
+    // A lease lasts one heartbeat timeout: a dead holder's lease ends about
+    // when its peer stops hearing it.
+    let lease = lease_witness.map(|w| {
+        let timeout = cfg.service.heart.iter().flat_map(|h| &h.heartbeats).map(|h| h.timeout).max().unwrap_or(Duration::from_secs(30));
+        Arc::new(crate::witness::client::LeaseClient::new(w.trim().to_string(), key.clone(), id, node.to_string(), timeout))
+    });
+    if lease.is_some() {
+        engine_cfg.rules.push(crate::engine::ResourceRule {
+            resource: crate::witness::client::RESOURCE.into(),
+            label: "lease_failure".into(),
+            action: crate::engine::RuleAction::Wait,
+            class: crate::engine::CheckerClass::Pre,
+        });
+    }
     let report = ModuleReport {
         name: name.clone(),
         id,
@@ -271,6 +283,7 @@ pub(super) async fn load_module(
                     },
                     state_dir: layout.module_var(&name),
                     dirs: rfs.replicated.clone(),
+                    lease_gate: lease.as_ref().map(|l| l.gate.clone()),
                 };
                 let rlog = log.clone();
                 replicator = Arc::new(crate::replication::service::LinuxReplicator::new(
@@ -293,6 +306,7 @@ pub(super) async fn load_module(
         scripts,
         replicator,
         witnesses,
+        lease,
         store,
         log,
         errd: cfg.service.errd.clone(),

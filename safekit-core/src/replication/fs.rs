@@ -507,8 +507,8 @@ impl Filesystem for ReplicatedFs {
         match res {
             Ok(_) => {
                 h.wrote.store(true, Ordering::Release);
-                if h.sync || flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0 {
-                    self.r.sync_point(path.as_deref());
+                if (h.sync || flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0) && !self.r.sync_point(path.as_deref()) {
+                    return reply.error(FErr::EIO);
                 }
                 reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
             }
@@ -521,8 +521,8 @@ impl Filesystem for ReplicatedFs {
         // dirty pages through another handle: any handle open for writing
         // waits (a read-only one has nothing to make durable).
         if let Some(h) = self.handle(fh) {
-            if h.wrote.swap(false, Ordering::AcqRel) || (self.writeback && h.writable) {
-                self.r.sync_point(None);
+            if (h.wrote.swap(false, Ordering::AcqRel) || (self.writeback && h.writable)) && !self.r.sync_point(None) {
+                return reply.error(FErr::EIO);
             }
         }
         reply.ok();
@@ -549,7 +549,9 @@ impl Filesystem for ReplicatedFs {
             return reply.error(fe(io_errno(e)));
         }
         let path = self.r.path(ino.0);
-        self.r.sync_point(path.as_deref());
+        if !self.r.sync_point(path.as_deref()) {
+            return reply.error(FErr::EIO);
+        }
         reply.ok();
     }
 
@@ -610,7 +612,9 @@ impl Filesystem for ReplicatedFs {
         });
         match r {
             Ok(()) => {
-                self.r.sync_point(None);
+                if !self.r.sync_point(None) {
+                    return reply.error(FErr::EIO);
+                }
                 reply.ok();
             }
             Err(e) => reply.error(fe(e)),

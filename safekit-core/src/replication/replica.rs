@@ -53,6 +53,8 @@ pub struct Replica {
     pub secondary_disk_sync: bool,
     /// Log and events.
     pub hooks: Hooks,
+    /// With a lease witness: an unreplicated write waits for an ALONE lease.
+    pub lease: Option<Arc<crate::witness::client::LeaseGate>>,
     nodes: Mutex<HashMap<u64, Node>>,
     root_ino: u64,
 }
@@ -76,6 +78,7 @@ impl Replica {
             role: AtomicU8::new(1),
             secondary_disk_sync,
             hooks,
+            lease: None,
             nodes: Mutex::new(nodes),
             root_ino,
         }
@@ -189,6 +192,13 @@ impl Replica {
         if role == LocalRole::ReadOnly {
             return Err(Errno::EROFS);
         }
+        // Without the secondary, a write is this node's alone: only under an
+        // ALONE lease (never while another node may have taken over).
+        if let (LocalRole::Primary, Some(g)) = (role, &self.lease) {
+            if !g.admit(self.link.connected()) {
+                return Err(Errno::EIO);
+            }
+        }
         let _order = lock(&self.order);
         let wanted: Vec<Mark<'_>> = marks.iter().copied().filter(|m| !self.excluded(mark_path(m))).collect();
         if !wanted.is_empty() {
@@ -223,10 +233,15 @@ impl Replica {
     }
 
     /// A sync point: returns once the secondary holds every mutation queued
-    /// so far (on its disk with async="none", for `path`).
-    pub fn sync_point(&self, path: Option<&[u8]>) {
-        if self.role() != LocalRole::Primary || !self.link.connected() {
-            return;
+    /// so far (on its disk with async="none", for `path`). False when what
+    /// it would acknowledge is neither on the secondary nor covered by an
+    /// ALONE lease (the caller reports EIO).
+    pub fn sync_point(&self, path: Option<&[u8]>) -> bool {
+        if self.role() != LocalRole::Primary {
+            return true;
+        }
+        if !self.link.connected() {
+            return self.lease.as_ref().is_none_or(|g| g.admit(false) && g.covers());
         }
         let sent = match (self.secondary_disk_sync, path) {
             (true, Some(p)) if !self.excluded(p) => {
@@ -236,8 +251,12 @@ impl Replica {
             _ => self.link.last_sent(),
         };
         if let Some(s) = sent {
-            self.link.wait_applied(s);
+            if !self.link.wait_applied(s) {
+                // The secondary was dropped meanwhile: the data is this node's alone.
+                return self.lease.as_ref().is_none_or(|g| g.admit(false) && g.covers());
+            }
         }
+        true
     }
 
     /// `path` stays local (notreplicated); a directory is never excluded by

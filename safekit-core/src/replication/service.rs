@@ -53,6 +53,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// The replicated directories.
     pub dirs: Vec<Replicated>,
+    /// With a lease witness: unreplicated writes wait for an ALONE lease.
+    pub lease_gate: Option<Arc<crate::witness::client::LeaseGate>>,
 }
 
 struct Mounted {
@@ -152,7 +154,9 @@ impl Handle {
             let dm = Arc::new(Mutex::new(dm));
             let link = Arc::new(Link::new(dm.clone(), self.hooks.clone(), self.s.lock_timeout, self.s.send_timeout));
             let filter = Filter::new(&d.notreplicated)?;
-            let replica = Arc::new(Replica::new(tree, dm, link, filter, self.s.disk_ack, self.hooks.clone()));
+            let mut replica = Replica::new(tree, dm, link, filter, self.s.disk_ack, self.hooks.clone());
+            replica.lease = self.s.lease_gate.clone();
+            let replica = Arc::new(replica);
             let mut cfg = fuser::Config::default();
             cfg.mount_options = vec![
                 fuser::MountOption::FSName("safekit".into()),
@@ -377,6 +381,10 @@ impl Replicator for LinuxReplicator {
     }
 
     async fn stop(&self) {
+        // Writes waiting for a lease fail now: this node stops being primary.
+        if let Some(g) = &self.h.s.lease_gate {
+            g.close();
+        }
         let me = self.clone_handle();
         let _ = tokio::task::spawn_blocking(move || {
             me.stop_listening();
@@ -434,6 +442,9 @@ impl Handle {
         for (r, ro) in &replicas {
             match role {
                 ReplicaRole::Primary => {
+                    if let Some(g) = &self.s.lease_gate {
+                        g.reopen();
+                    }
                     r.set_role(LocalRole::Primary);
                     if !r.link.connected() {
                         lock(&r.dirty).secondary_gone();

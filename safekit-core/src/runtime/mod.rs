@@ -90,6 +90,8 @@ pub struct ModuleServices {
     pub replicator: Arc<dyn Replicator>,
     /// Split-brain witnesses (pinged).
     pub witnesses: Vec<IpAddr>,
+    /// A lease witness (`<splitbrain exec="lease">`), instead of pinged ones.
+    pub lease: Option<Arc<crate::witness::client::LeaseClient>>,
     /// Persistent state.
     pub store: StateStore,
     /// Module log.
@@ -151,6 +153,9 @@ pub async fn drive<E: Driven>(
     for spec in svc.checkers.clone() {
         monitors.push(checkers::spawn(spec, classes.clone(), report.subscribe(), in_tx.clone(), svc.self_commands.clone()));
     }
+    if let Some(l) = svc.lease.clone() {
+        monitors.push(crate::witness::client::spawn_keeper(l, report.subscribe(), in_tx.clone(), svc.log.clone()));
+    }
     let module = report.borrow().name.clone();
     // Checker resources are listed (init) before their first test.
     let checker_resources: Vec<String> =
@@ -192,7 +197,7 @@ pub async fn drive<E: Driven>(
                 }
                 _ => {}
             }
-            execute(a, &svc, &in_tx, &mut running).await;
+            execute(a, &svc, &in_tx, &report, &mut running).await;
         }
         running.retain(|_, h| !h.is_finished());
         // Most events are heartbeats that change nothing visible: refresh
@@ -261,7 +266,13 @@ pub async fn drive<E: Driven>(
     svc.replicator.stop().await;
 }
 
-async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, running: &mut HashMap<RunId, JoinHandle<()>>) {
+async fn execute(
+    a: Action,
+    svc: &ModuleServices,
+    in_tx: &mpsc::Sender<Input>,
+    report: &watch::Sender<ModuleReport>,
+    running: &mut HashMap<RunId, JoinHandle<()>>,
+) {
     match a {
         Action::RunScript(r) => {
             let (tx, runner, log) = (in_tx.clone(), svc.scripts.clone(), svc.log.clone());
@@ -325,22 +336,29 @@ async fn execute(a: Action, svc: &ModuleServices, in_tx: &mpsc::Sender<Input>, r
             });
         }
         Action::CheckWitness(run) => {
-            let (tx, witnesses) = (in_tx.clone(), svc.witnesses.clone());
+            let (tx, witnesses, lease, log) = (in_tx.clone(), svc.witnesses.clone(), svc.lease.clone(), svc.log.clone());
+            let version = crate::witness::client::version_of(&report.borrow());
             tokio::spawn(async move {
-                let mut reachable = false;
-                for w in witnesses {
-                    let ok = tokio::process::Command::new("ping")
-                        .args(["-c", "1", "-W", "1", &w.to_string()])
-                        .stdout(std::process::Stdio::null())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .await
-                        .is_ok_and(|s| s.success());
-                    if ok {
-                        reachable = true;
-                        break;
+                let reachable = match lease {
+                    // The lease witness: this node may go ALONE only holding the lease.
+                    Some(l) => match l.acquire_patiently(version).await {
+                        Ok(()) => true,
+                        Err(why) => {
+                            log.write("lease", LogLevel::E, &format!("Lease witness {}: {why}", l.witness));
+                            false
+                        }
+                    },
+                    None => {
+                        let mut any = false;
+                        for w in witnesses {
+                            if crate::linux::icmp::echo(w, Duration::from_secs(1)).await {
+                                any = true;
+                                break;
+                            }
+                        }
+                        any
                     }
-                }
+                };
                 let _ = tx.send(Input::WitnessResult { run, reachable }).await;
             });
         }

@@ -92,9 +92,9 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
         CheckerKind::Custom => Some(cx.r.req_str(e, "exec", "the checker executable")?),
         CheckerKind::Splitbrain => {
             let x = cx.r.opt_str(e, "exec").unwrap_or_else(|| "ping".into());
-            if x != "ping" {
+            if x != "ping" && x != "lease" {
                 let pos = e.attr("exec").map_or(e.pos, |a| a.pos);
-                cx.r.d.error(pos, format!("splitbrain exec '{x}' is not supported (expected ping)"));
+                cx.r.d.error(pos, format!("splitbrain exec '{x}' is not supported (expected ping, or lease for a safekit witness)"));
             }
             Some(x)
         }
@@ -103,6 +103,18 @@ fn checker(e: &Element, cx: &mut Ctx<'_, '_>) -> Option<Checker> {
     let arg = cx.r.opt_str(e, "arg");
     if kind == CheckerKind::Splitbrain && arg.as_deref().is_none_or(|a| a.split_whitespace().next().is_none()) {
         cx.r.d.error(e.pos, "<splitbrain> needs attribute arg with at least one witness address (arg=\"W1 W2\")");
+    }
+    if kind == CheckerKind::Splitbrain && exec.as_deref() == Some("lease") {
+        // One lease authority: two witnesses could each grant a lease.
+        let words: Vec<&str> = arg.as_deref().unwrap_or_default().split_whitespace().collect();
+        let pos = e.attr("arg").map_or(e.pos, |a| a.pos);
+        if words.len() > 1 {
+            cx.r.d.error(pos, "a lease witness is one safekit witness (arg=\"host:port\"), not a list");
+        } else if let Some(w) = words.first() {
+            if w.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                cx.r.d.error(pos, format!("lease witness '{w}' is not host:port (IPv6: [addr]:port)"));
+            }
+        }
     }
     let mut targets = Vec::new();
     for t in cx.r.children(e, &["to"]) {

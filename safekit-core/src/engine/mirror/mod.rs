@@ -297,6 +297,7 @@ impl MirrorEngine {
         }
         let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
         out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
+        out.insert("rfs.generation".into(), format!("{}.{}", self.p.epoch, self.p.gen));
         out.insert("rfs.degraded".into(), onoff(self.degraded));
         let on = |b: bool| if b { "on" } else { "off" }.to_string();
         out.insert("usersetting.failover".into(), on(self.p.failover));
