@@ -74,6 +74,15 @@ pub trait Replicator: Send + Sync {
     fn estimate(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Split-brain loser, before its reintegration: keeps aside the files
+    /// this node changed while it was alone; one log line per file kept.
+    async fn quarantine(&self) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+    /// Resources for `safekit state -v` (e.g. `rfs.quarantine`).
+    fn resources(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// A periodic test setting a resource up or down (errd, tcp, ping, ...).

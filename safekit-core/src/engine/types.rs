@@ -374,6 +374,9 @@ pub struct Persistent {
     pub full_sync_required: bool,
     /// The local data diverged (split brain loser): the next reintegration is full.
     pub need_full_sync: bool,
+    /// Split brain loser: before the next reintegration overwrites them,
+    /// the files this node changed alone are moved aside (quarantine).
+    pub quarantine: bool,
     /// `usersetting.failover`.
     pub failover: bool,
     /// `usersetting.errd`: process monitoring on (maintenance switch).
@@ -393,6 +396,7 @@ impl Default for Persistent {
             running: false,
             full_sync_required: false,
             need_full_sync: false,
+            quarantine: false,
             failover: true,
             errd: true,
             checker: true,
@@ -539,6 +543,10 @@ pub enum Action {
     StartReintegration(SyncMode),
     /// Ask the split-brain witness; answer with [`Input::WitnessResult`].
     CheckWitness(RunId),
+    /// Secondary, before a reintegration: move the files this node changed
+    /// while it was (wrongly) alone into the quarantine directory. Must be
+    /// done before the next action.
+    QuarantineLocalChanges,
     /// Start checkers and errd processes of a class.
     EnableCheckers(CheckerClass),
     /// Stop checkers and errd processes of a class.

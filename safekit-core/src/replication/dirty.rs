@@ -253,6 +253,12 @@ impl DirtyMap {
         self.append(&[Rec::FullPending(on)])
     }
 
+    /// Every path with a recorded change, and whether it is only a
+    /// directory's entries.
+    pub fn paths(&self) -> Vec<(Vec<u8>, bool)> {
+        self.entries.iter().map(|(p, d)| (p.clone(), d.dir && !d.whole && !d.meta && d.zones.is_empty())).collect()
+    }
+
     /// Pending entries, directories first, shallow before deep.
     pub fn pending(&self) -> Vec<(Vec<u8>, Dirt)> {
         let mut v: Vec<_> = self.entries.iter().filter(|(_, d)| d.pending).map(|(p, d)| (p.clone(), d.clone())).collect();

@@ -20,6 +20,7 @@ pub mod dirty;
 pub mod filter;
 pub mod fs;
 pub mod link;
+pub mod quarantine;
 pub mod reint;
 pub mod replica;
 pub mod secondary;

@@ -406,6 +406,30 @@ impl Replicator for LinuxReplicator {
         tokio::task::spawn_blocking(move || h.verify()).await.map_err(|e| e.to_string())?
     }
 
+    async fn quarantine(&self) -> Result<Vec<String>, String> {
+        let h = self.clone_handle();
+        tokio::task::spawn_blocking(move || {
+            let stamp = crate::linux::clock::file_stamp(std::time::SystemTime::now());
+            let mounts: Vec<(Arc<Replica>, PathBuf)> = lock(&h.inner).mounts.iter().map(|m| (m.replica.clone(), m.dir.clone())).collect();
+            let mut lines = Vec::new();
+            for (r, dir) in mounts {
+                lines.extend(super::quarantine::keep_aside(&r, &dir, &stamp)?);
+            }
+            Ok(lines)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn resources(&self) -> Vec<(String, String)> {
+        let notes: Vec<String> = self.h.s.dirs.iter().filter_map(|d| super::quarantine::describe(Path::new(&d.dir))).collect();
+        if notes.is_empty() {
+            Vec::new()
+        } else {
+            vec![("rfs.quarantine".into(), notes.join("; "))]
+        }
+    }
+
     fn estimate(&self) -> Vec<String> {
         self.h.estimate().into_iter().map(|(dir, n, bytes)| format!("{dir}: {n} modified entries, at most {bytes} bytes to copy")).collect()
     }

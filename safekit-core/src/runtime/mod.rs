@@ -218,6 +218,7 @@ pub async fn drive<E: Driven>(
                 for c in &checker_resources {
                     r.resources.entry(c.clone()).or_insert_with(|| "init".into());
                 }
+                r.resources.extend(svc.replicator.resources());
                 if let Some(hb) = &svc.heartbeat {
                     r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
                 }
@@ -362,6 +363,14 @@ async fn execute(
                 let _ = tx.send(Input::WitnessResult { run, reachable }).await;
             });
         }
+        Action::QuarantineLocalChanges => match svc.replicator.quarantine().await {
+            Ok(lines) => {
+                for l in lines {
+                    svc.log.write("rfs", LogLevel::E, &l);
+                }
+            }
+            Err(e) => svc.log.write("rfs", LogLevel::C, &format!("quarantine failed: {e}")),
+        },
         Action::EnableCheckers(_) | Action::DisableCheckers(_) | Action::StateChanged { .. } => {}
         Action::Persist(p) => {
             if let Err(e) = svc.store.save(&p) {

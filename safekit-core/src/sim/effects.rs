@@ -55,6 +55,7 @@ impl SimCluster {
                 self.schedule(d, Event::Script { node: n, incarnation: inc, run: r.run });
             }
             Action::CancelScript(_) | Action::EnableCheckers(_) | Action::DisableCheckers(_) => {}
+            Action::QuarantineLocalChanges => self.trace.push(format!("{:?} {} quarantine", self.elapsed(), self.nodes[n].name)),
             Action::SetVip => self.nodes[n].vip = true,
             Action::RemoveVip => self.nodes[n].vip = false,
             Action::StartReplication(role) => self.nodes[n].repl = Some(role),

@@ -318,6 +318,7 @@ impl MirrorEngine {
                 self.log(LogLevel::E, "Split brain recovery: exiting alone");
                 self.p.uptodate = false;
                 self.p.need_full_sync = true;
+                self.p.quarantine = true;
                 self.actions.push_back(super::super::Action::Persist(self.p.clone()));
                 return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
             }

@@ -340,6 +340,12 @@ impl MirrorEngine {
     }
 
     fn act(&mut self, a: Action) {
+        if matches!(a, Action::StartReintegration(_)) && self.p.quarantine {
+            // What this node wrote alone is kept aside before the copy overwrites it.
+            self.actions.push_back(Action::QuarantineLocalChanges);
+            self.p.quarantine = false;
+            self.actions.push_back(Action::Persist(self.p.clone()));
+        }
         let announce =
             matches!(a, Action::SetVip | Action::RemoveVip | Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
         match &a {

@@ -168,6 +168,7 @@ fn render(a: Action) -> Option<String> {
         Action::StartReintegration(SyncMode::Full) => "reintegrate full".into(),
         Action::StartReintegration(SyncMode::Zones) => "reintegrate zones".into(),
         Action::CheckWitness(_) => "witness?".into(),
+        Action::QuarantineLocalChanges => "quarantine".into(),
         Action::EnableCheckers(c) => format!("+{}", class(c)),
         Action::DisableCheckers(c) => format!("-{}", class(c)),
         Action::StateChanged { to, .. } => format!("= {to}"),
@@ -733,8 +734,14 @@ fn t36_split_brain_the_former_second_exits() {
     h.take();
     h.peer(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::Alone)));
     assert!(h.logs().iter().any(|l| l == "Split brain recovery: exiting alone"));
-    assert!(h.take().contains(&"poststop WAIT STOP stopstart".to_string()));
+    let out = h.take();
+    assert!(out.contains(&"poststop WAIT STOP stopstart".to_string()));
     assert!(h.e.persistent().need_full_sync, "what it wrote alone is replaced by a full copy");
+    // It starts again as the other node's secondary: what it wrote alone is
+    // kept aside first, then everything is copied.
+    let q = out.iter().position(|s| s == "quarantine").unwrap_or_else(|| panic!("no quarantine: {out:?}"));
+    assert_eq!(out.get(q + 1).map(String::as_str), Some("reintegrate full"), "{out:?}");
+    assert!(!h.e.persistent().quarantine, "once");
 }
 
 #[test]
