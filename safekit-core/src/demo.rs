@@ -216,6 +216,21 @@ impl Demo {
         Err(format!("{} did not reach {state} (now {:?})", self.nodes[i].name, self.status(i).await))
     }
 
+    /// Stops node `i`'s daemon cleanly (SIGTERM: its modules stop as at a
+    /// shutdown) and waits for it to exit.
+    pub fn stop_daemon(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].daemon.take() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)), nix::sys::signal::Signal::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < end && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Kills node `i`'s daemon and application with SIGKILL (a crash).
     pub fn crash(&mut self, i: usize) {
         let n = &mut self.nodes[i];
