@@ -204,6 +204,60 @@ fn ping_checker_waits_while_unreachable_and_a_custom_checker_fails_over() {
     });
 }
 
+const FLAPPING: &str = r#"#!/bin/sh
+# Down while $SAFEUSERVAR/down exists; while $SAFEUSERVAR/flap exists,
+# alternately down and up every half second.
+n=0
+while true; do
+  n=$((n + 1))
+  if [ -f "$SAFEUSERVAR/down" ]; then v=down
+  elif [ -f "$SAFEUSERVAR/flap" ] && [ $((n % 2)) = 0 ]; then v=down
+  else v=up; fi
+  "$SAFE/safekit" set -r "$2" -v "$v" -m "$1"
+  sleep 0.5
+done
+"#;
+
+#[test]
+fn a_flapping_custom_checker_is_held_by_handle_time() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        add_to_module(
+            &demo,
+            r#"  <check>
+    <custom ident="app" when="prim" exec="customcheck" action="stopstart"/>
+  </check>
+  <failover period="250ms" handle_time="3000ms"/>"#,
+        );
+        for i in 0..2 {
+            let p = demo.node_dir(i).join("safe/modules/demo/bin/customcheck");
+            std::fs::write(&p, FLAPPING).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        pair(&mut demo).await;
+        wait_get(&demo, 0, "custom.app", "up").await;
+        let var = demo.node_dir(0).join("var/modules/demo");
+        std::fs::write(var.join("flap"), "").unwrap();
+        // Six seconds of flapping: down never lasts the 3 s handle_time.
+        let end = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < end {
+            assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Prim), "a flapping checker moved the module");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = demo.log(0, 2000).await;
+        assert!(log.iter().filter(|l| l.ends_with("Resource custom.app set to down by customscript")).count() >= 3, "{log:#?}");
+        assert!(!log.iter().any(|l| l.contains("from failover rule c_app")), "{log:#?}");
+        // Down for good: the rule acts once the condition held for handle_time.
+        std::fs::write(var.join("down"), "").unwrap();
+        wait_log(&demo, 0, "Action stopstart from failover rule c_app").await;
+        demo.wait_state(1, State::Prim, LONG).await.unwrap();
+    });
+}
+
 #[test]
 fn module_checker_holds_the_module_until_its_dependency_is_up() {
     let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
