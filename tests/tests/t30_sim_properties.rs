@@ -7,6 +7,9 @@
 //!     overlap the winner's start; only a lease witness removes that);
 //! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time.
 //!
+//! Half the seeds also run checkers (a restart rule while primary, a wait
+//! rule from prestart) whose results fail and recover at random.
+//!
 //! `SAFEKIT_SIM_SEEDS=N` sets how many seeds run (default 5000);
 //! `SAFEKIT_SIM_SEED=S` replays one seed. A failure prints its seed.
 
@@ -30,6 +33,12 @@ fn config_for(seed: u64, witness: bool) -> SimConfig {
             0 => DefaultPrim::Node("node2".into()),
             1 => DefaultPrim::LastPrim,
             _ => DefaultPrim::Alone,
+        },
+        // SAFEKIT_SIM_CHECKERS=0|1 forces them off or on (to bisect a failure).
+        checkers: match std::env::var("SAFEKIT_SIM_CHECKERS").as_deref() {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => r.chance(500_000),
         },
         ..SimConfig::default()
     }
@@ -63,7 +72,7 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
     let mut ops = Vec::new();
     for _ in 0..n {
         let node = usize::try_from(r.range(0, 1)).unwrap_or(0);
-        let op = match r.range(0, 13) {
+        let op = match r.range(0, 15) {
             0..=3 => Op::Advance(Duration::from_millis(r.range(50, 6000))),
             4 => {
                 let lan = if r.chance(500_000) { None } else { Some(usize::try_from(r.range(0, 1)).unwrap_or(0)) };
@@ -82,7 +91,9 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
             8..=10 => Op::Admin(node, admin(&mut r, one_sided_witness.is_none())),
             11 if one_sided_witness.is_none() => Op::Witness(node, r.chance(500_000)),
             11 => Op::Advance(Duration::from_millis(500)),
-            _ => Op::ReplicationFailure(node),
+            12 => Op::ReplicationFailure(node),
+            // Checker faults: the application's port or the gateway fails and comes back.
+            _ => Op::Resource(node, usize::try_from(r.range(0, 1)).unwrap_or(0), r.chance(400_000)),
         };
         ops.push(op);
     }
@@ -182,7 +193,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             Just(CommandKind::Second { fullsync: true }), Just(CommandKind::Primforce),
         ]).prop_map(|(n, k)| Op::Admin(n, k)),
         1 => (node.clone(), any::<bool>()).prop_map(|(n, b)| Op::Witness(n, b)),
-        1 => node.prop_map(Op::ReplicationFailure),
+        1 => node.clone().prop_map(Op::ReplicationFailure),
+        1 => (node, 0usize..2, any::<bool>()).prop_map(|(n, c, up)| Op::Resource(n, c, up)),
     ]
 }
 
@@ -193,7 +205,7 @@ proptest! {
     /// back as a short schedule.
     #[test]
     fn shrinkable_schedules_keep_the_invariants(ops in prop::collection::vec(op_strategy(), 0..30), witness in any::<bool>()) {
-        let cfg = SimConfig { splitbrain: witness, ..SimConfig::default() };
+        let cfg = SimConfig { splitbrain: witness, checkers: true, ..SimConfig::default() };
         let mut sim = SimCluster::new(cfg, 7);
         prop_assert!(sim.bootstrap());
         for op in &ops {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Event, SimCluster};
-use crate::engine::{Action, Readiness, ReplicaRole, State, Status};
+use crate::engine::{Action, Readiness, ReplicaRole, ResourceState, State, Status};
 
 impl SimCluster {
     pub(super) fn app_running(&self, n: usize) -> bool {
@@ -45,6 +45,17 @@ impl SimCluster {
         }
     }
 
+    /// A running checker reports what it finds, a moment later.
+    pub(super) fn report_check(&mut self, n: usize, check: usize) {
+        if !self.cfg.checkers || !self.nodes[n].classes.contains(&super::CHECKERS[check].1) {
+            return;
+        }
+        let state = if self.nodes[n].checks[check] { ResourceState::Up } else { ResourceState::Down };
+        let inc = self.nodes[n].incarnation;
+        // A fixed delay keeps one checker's reports in order, as a real one's are.
+        self.schedule(Duration::from_millis(20), Event::Resource { node: n, incarnation: inc, check, state });
+    }
+
     pub(super) fn action(&mut self, n: usize, a: Action) {
         let inc = self.nodes[n].incarnation;
         match a {
@@ -54,7 +65,22 @@ impl SimCluster {
                 let d = Duration::from_millis(self.rng.range(1, max.max(1)));
                 self.schedule(d, Event::Script { node: n, incarnation: inc, run: r.run });
             }
-            Action::CancelScript(_) | Action::EnableCheckers(_) | Action::DisableCheckers(_) => {}
+            Action::CancelScript(_) => {}
+            Action::EnableCheckers(c) => {
+                self.nodes[n].classes.insert(c);
+                for (i, _) in super::CHECKERS.iter().enumerate().filter(|(_, (_, class))| *class == c) {
+                    self.report_check(n, i);
+                }
+            }
+            Action::DisableCheckers(c) => {
+                self.nodes[n].classes.remove(&c);
+                for (i, _) in super::CHECKERS.iter().enumerate().filter(|(_, (_, class))| *class == c) {
+                    self.schedule(
+                        Duration::from_millis(20),
+                        Event::Resource { node: n, incarnation: inc, check: i, state: ResourceState::Init },
+                    );
+                }
+            }
             Action::QuarantineLocalChanges => self.trace.push(format!("{:?} {} quarantine", self.elapsed(), self.nodes[n].name)),
             Action::SetVip => self.nodes[n].vip = true,
             Action::RemoveVip => self.nodes[n].vip = false,

@@ -27,7 +27,7 @@ pub use rng::Rng;
 use crate::config::DefaultPrim;
 use crate::engine::{
     Command, CommandKind, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine, Persistent, Readiness, ReplicaRole, ReplicationEvent,
-    RunId, State, Status,
+    ResourceState, RunId, State, Status,
 };
 
 /// Knobs of a simulated cluster.
@@ -51,7 +51,15 @@ pub struct SimConfig {
     pub loss_ppm: u32,
     /// Interval between application writes on the primary.
     pub write_interval: Duration,
+    /// Checkers with generated rules run on both nodes: `tcp.app` (restart,
+    /// while primary) and `ping.gw` (wait, from prestart); their results
+    /// follow [`Op::Resource`].
+    pub checkers: bool,
 }
+
+/// The simulated checkers: resource and the class that runs it.
+pub(crate) const CHECKERS: [(&str, crate::engine::CheckerClass); 2] =
+    [("tcp.app", crate::engine::CheckerClass::Prim), ("ping.gw", crate::engine::CheckerClass::Pre)];
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -65,6 +73,7 @@ impl Default for SimConfig {
             reintegration: Duration::from_millis(400),
             loss_ppm: 20_000,
             write_interval: Duration::from_millis(150),
+            checkers: false,
         }
     }
 }
@@ -105,6 +114,8 @@ pub enum Op {
     Witness(usize, bool),
     /// Unrecoverable replication error on a node (degraded if primary).
     ReplicationFailure(usize),
+    /// What a simulated checker of a node finds from now on (`up`).
+    Resource(usize, usize, bool),
 }
 
 /// One node of the simulation.
@@ -124,15 +135,45 @@ struct SimNode {
     reint: Option<u64>,
     /// Primary through a forced start (until it leaves the primary role).
     forced_primary: bool,
+    /// What each simulated checker finds (index in [`CHECKERS`]).
+    checks: [bool; 2],
+    /// Checker classes the engine enabled.
+    classes: BTreeSet<crate::engine::CheckerClass>,
 }
 
 #[derive(Debug, Clone)]
 enum Event {
-    Deliver { to: usize, lan: usize, incarnation: u64, hb: Box<Heartbeat> },
-    Script { node: usize, incarnation: u64, run: RunId },
-    Witness { node: usize, incarnation: u64, run: RunId },
-    Reintegrated { node: usize, token: u64 },
-    SecondaryLost { node: usize, incarnation: u64 },
+    Deliver {
+        to: usize,
+        lan: usize,
+        incarnation: u64,
+        hb: Box<Heartbeat>,
+    },
+    Script {
+        node: usize,
+        incarnation: u64,
+        run: RunId,
+    },
+    Witness {
+        node: usize,
+        incarnation: u64,
+        run: RunId,
+    },
+    Reintegrated {
+        node: usize,
+        token: u64,
+    },
+    /// A checker reports (index in [`CHECKERS`], state).
+    Resource {
+        node: usize,
+        incarnation: u64,
+        check: usize,
+        state: ResourceState,
+    },
+    SecondaryLost {
+        node: usize,
+        incarnation: u64,
+    },
     Write,
 }
 
@@ -207,7 +248,24 @@ fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
         loop_interval: Duration::from_secs(86_400),
         splitbrain: cfg.splitbrain,
         scripts: true,
-        rules: Vec::new(),
+        rules: if cfg.checkers {
+            vec![
+                crate::engine::ResourceRule {
+                    resource: CHECKERS[0].0.into(),
+                    label: "t_app".into(),
+                    action: crate::engine::RuleAction::Restart,
+                    class: CHECKERS[0].1,
+                },
+                crate::engine::ResourceRule {
+                    resource: CHECKERS[1].0.into(),
+                    label: "p_gw".into(),
+                    action: crate::engine::RuleAction::Wait,
+                    class: CHECKERS[1].1,
+                },
+            ]
+        } else {
+            Vec::new()
+        },
         failover_rules: crate::engine::FailoverSpec::default(),
     }
 }
@@ -228,6 +286,8 @@ impl SimCluster {
             forced: false,
             reint: None,
             forced_primary: false,
+            checks: [true; 2],
+            classes: BTreeSet::new(),
         };
         let lans = cfg.lans;
         let mut sim = Self {
@@ -338,6 +398,7 @@ impl SimCluster {
                     node.reint = None;
                     node.forced = false;
                     node.forced_primary = false;
+                    node.classes.clear();
                     self.break_session();
                     self.disturbed = self.now;
                 }
@@ -370,6 +431,10 @@ impl SimCluster {
                 }
             }
             Op::Witness(n, up) => self.nodes[*n].witness = *up,
+            Op::Resource(n, check, up) => {
+                self.nodes[*n].checks[*check % CHECKERS.len()] = *up;
+                self.report_check(*n, *check % CHECKERS.len());
+            }
             Op::ReplicationFailure(n) => {
                 if self.nodes[*n].repl == Some(ReplicaRole::Primary) {
                     self.break_session();
@@ -442,6 +507,11 @@ impl SimCluster {
     pub fn heal_all(&mut self) {
         self.apply(&Op::Heal);
         for n in 0..2 {
+            for c in 0..CHECKERS.len() {
+                self.apply(&Op::Resource(n, c, true));
+            }
+        }
+        for n in 0..2 {
             self.apply(&Op::Witness(n, true));
             self.apply(&Op::Restart(n));
         }
@@ -509,6 +579,11 @@ impl SimCluster {
             Event::Script { node, incarnation, run } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.input(node, Input::ScriptDone { run, success: true });
+                }
+            }
+            Event::Resource { node, incarnation, check, state } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.input(node, Input::Resource { name: CHECKERS[check].0.into(), state, by: "sim".into() });
                 }
             }
             Event::Witness { node, incarnation, run } => {
