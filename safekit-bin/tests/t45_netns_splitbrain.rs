@@ -326,6 +326,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         // 4. node1 is cut while paired: node2 takes over once node1's lease
         //    ended; nothing node1 acknowledged is missing on node2, and node1
         //    acknowledged nothing after node2 became primary.
+        wait_log(&demo, 0, "Paired again: the lease witness no longer counts this node as writing alone").await;
         let w = Writer::start(&demo, 0, &shared.join("journal-b"));
         let t0 = Instant::now();
         while w.count() < 20 && t0.elapsed() < LONG {

@@ -256,6 +256,7 @@ pub fn spawn_keeper(
         let mut resource = ResourceState::Up;
         let mut next_renew = tokio::time::Instant::now();
         let mut paired_told = false;
+        let mut last_state = State::Stop;
         let mut complaint: Option<String> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -266,6 +267,8 @@ pub fn spawn_keeper(
             let now = tokio::time::Instant::now();
             // A PRIM whose link just dropped has writes waiting for an ALONE lease too.
             let lone = status.state == State::Alone || (status.state == State::Prim && client.gate.wants_alone());
+            let just_paired = status.state == State::Prim && last_state != State::Prim;
+            last_state = status.state;
             match if lone { State::Alone } else { status.state } {
                 State::Alone => {
                     paired_told = false;
@@ -300,10 +303,15 @@ pub fn spawn_keeper(
                     }
                 }
                 State::Prim => {
-                    // Paired again: the witness must stop counting this node as a lone writer.
-                    if !paired_told && now >= next_renew {
+                    // Paired again: the witness must stop counting this node as
+                    // a lone writer at once (else a failover right now would be
+                    // refused as stale), then retried every third of a lease.
+                    if !paired_told && (now >= next_renew || just_paired) {
                         next_renew = now + client.lease / 3;
                         paired_told = client.acquire(false, version).await.is_some_and(|a| a.verdict == Verdict::Granted);
+                        if paired_told {
+                            log.write("lease", LogLevel::E, "Paired again: the lease witness no longer counts this node as writing alone");
+                        }
                     }
                 }
                 _ => {
