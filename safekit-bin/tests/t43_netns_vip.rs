@@ -1,7 +1,7 @@
 //! Virtual IP placement and announcements in network namespaces (root
 //! only): `safekit config` applies a changed module to a stopped module and
-//! is refused on a running one; `where="one_side"` makes the VIP the source
-//! of the primary's outgoing connections; an IPv6 VIP is announced with an
+//! is refused on a running one; `where="one_side"` makes the VIP (IPv4 and
+//! IPv6) the source of the primary's outgoing connections; an IPv6 VIP is announced with an
 //! unsolicited neighbour advertisement that moves the client's neighbour
 //! entry to the new primary; `tcpreset="on"` resets VIP-sourced connections
 //! when the VIP leaves; "called by root" names the CLI's user.
@@ -88,7 +88,7 @@ fn config_apply_one_side_ipv6_announcement_and_tcpreset() {
             let text = text.replace("<vip>", "<vip tcpreset=\"on\">").replace(
                 r#"<virtual_addr addr="10.77.0.100" where="one_side_alias" check="off"/>"#,
                 r#"<virtual_addr addr="10.77.0.100" where="one_side" check="off"/>
-          <virtual_addr addr="fd77::100" where="one_side_alias" check="off"/>"#,
+          <virtual_addr addr="fd77::100" where="one_side" check="off"/>"#,
             );
             std::fs::write(&conf, text).unwrap();
             let (code, said) = safekit(&demo, i, &["config", "-m", "demo"]);
@@ -109,6 +109,8 @@ fn config_apply_one_side_ipv6_announcement_and_tcpreset() {
         // one_side: node1's connections leave from the VIP.
         let route = out(&["ip", "-n", demo.node_ns(0), "route", "get", "10.77.0.10"]);
         assert!(route.contains("src 10.77.0.100"), "{route}");
+        let route6 = out(&["ip", "-n", demo.node_ns(0), "-6", "route", "get", "fd77::10"]);
+        assert!(route6.contains("src fd77::100"), "{route6}");
         // IPv6 VIP on node1; the client learns node1's MAC for it.
         let ping = out(&["ip", "netns", "exec", &Demo::client_ns(), "ping", "-6", "-c", "1", "-W", "5", "fd77::100"]);
         assert!(ping.contains("1 received"), "{ping}");
@@ -157,5 +159,9 @@ fn config_apply_one_side_ipv6_announcement_and_tcpreset() {
         assert!(route.contains("src 10.77.0.1 "), "{route}");
         let routes = out(&["ip", "-n", demo.node_ns(0), "route"]);
         assert!(routes.contains("10.77.0.0/24 dev eth0"), "{routes}");
+        let route6 = out(&["ip", "-n", demo.node_ns(0), "-6", "route", "get", "fd77::10"]);
+        assert!(route6.contains("src fd77::1 "), "{route6}");
+        let routes6 = out(&["ip", "-n", demo.node_ns(0), "-6", "route"]);
+        assert!(routes6.contains("fd77::/64 dev eth0"), "{routes6}");
     });
 }

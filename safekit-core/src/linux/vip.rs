@@ -1,7 +1,7 @@
 //! Virtual IP addresses through netlink (rtnetlink), announced on takeover
 //! (gratuitous ARP, unsolicited IPv6 neighbour advertisement; see
 //! [`super::announce`]). `where="one_side"` also makes the VIP the preferred
-//! source of the interface's IPv4 routes, so that connections the
+//! source of the interface's routes, so that connections the
 //! application opens leave from the VIP (SafeKit: "the VIP becomes the
 //! primary address of the NIC"); `tcpreset="on"` resets the connections
 //! sourced from the VIP before it is removed, so that clients reconnect to
@@ -104,15 +104,14 @@ impl NetlinkVip {
         Self { specs, tcpreset, announcers: Mutex::new(Vec::new()), saved_routes: Mutex::new(Vec::new()) }
     }
 
-    /// The main table's IPv4 routes leaving through interface `index`.
-    async fn routes_via(handle: &rtnetlink::Handle, index: u32) -> Result<Vec<RouteMessage>, String> {
-        let all: Vec<RouteMessage> = handle
-            .route()
-            .get(rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| format!("cannot list routes: {e}"))?;
+    /// The main table's routes of `vip`'s family leaving through interface `index`.
+    async fn routes_via(handle: &rtnetlink::Handle, index: u32, vip: IpAddr) -> Result<Vec<RouteMessage>, String> {
+        let query = match vip {
+            IpAddr::V4(_) => rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            IpAddr::V6(_) => rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
+        let all: Vec<RouteMessage> =
+            handle.route().get(query).execute().try_collect().await.map_err(|e| format!("cannot list routes: {e}"))?;
         Ok(all
             .into_iter()
             .filter(|r| r.header.table == rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN)
@@ -120,13 +119,20 @@ impl NetlinkVip {
             .collect())
     }
 
-    /// one_side: every IPv4 route through the VIP's interface gets the VIP
-    /// as preferred source; the originals are kept for [`Self::unprefer`].
-    async fn prefer(&self, handle: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<(), String> {
-        for r in Self::routes_via(handle, index).await? {
+    /// one_side: every route of the VIP's family through its interface gets
+    /// the VIP as preferred source (link-local and multicast ones excepted);
+    /// the originals are kept for [`Self::unprefer`].
+    async fn prefer(&self, handle: &rtnetlink::Handle, index: u32, vip: IpAddr) -> Result<(), String> {
+        for r in Self::routes_via(handle, index, vip).await? {
+            let link_local = r.attributes.iter().any(|a| {
+                matches!(a, RouteAttribute::Destination(RouteAddress::Inet6(d)) if d.segments()[0] & 0xffc0 == 0xfe80 || d.segments()[0] & 0xff00 == 0xff00)
+            });
+            if link_local {
+                continue;
+            }
             let mut m = r.clone();
-            m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
-            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(vip)));
+            m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_) | RouteAttribute::CacheInfo(_)));
+            m.attributes.push(RouteAttribute::PrefSource(address(vip)));
             handle.route().add(m).replace().execute().await.map_err(|e| format!("cannot make {vip} the source of a route: {e}"))?;
             if let Ok(mut saved) = self.saved_routes.lock() {
                 saved.push(r);
@@ -139,11 +145,13 @@ impl NetlinkVip {
     /// VIP with no saved original (a daemon that crashed) lose the
     /// preference. Must precede the VIP's removal: the kernel deletes the
     /// routes whose preferred source disappears.
-    async fn unprefer(&self, handle: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) {
-        let saved = self.saved_routes.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
-        let Ok(now) = Self::routes_via(handle, index).await else { return };
-        let names_vip =
-            |r: &RouteMessage| r.attributes.iter().any(|a| matches!(a, RouteAttribute::PrefSource(RouteAddress::Inet(a)) if *a == vip));
+    async fn unprefer(&self, handle: &rtnetlink::Handle, index: u32, vip: IpAddr) {
+        let mut saved = self.saved_routes.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+        for m in &mut saved {
+            m.attributes.retain(|a| !matches!(a, RouteAttribute::CacheInfo(_)));
+        }
+        let Ok(now) = Self::routes_via(handle, index, vip).await else { return };
+        let names_vip = |r: &RouteMessage| r.attributes.iter().any(|a| matches!(a, RouteAttribute::PrefSource(a) if *a == address(vip)));
         let key = |r: &RouteMessage| {
             let dst = r.attributes.iter().find_map(|a| if let RouteAttribute::Destination(d) = a { Some(d.clone()) } else { None });
             (r.header.destination_prefix_length, dst)
@@ -151,7 +159,7 @@ impl NetlinkVip {
         for r in now.into_iter().filter(names_vip) {
             let original = saved.iter().find(|o| key(o) == key(&r)).cloned().unwrap_or_else(|| {
                 let mut m = r.clone();
-                m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_)));
+                m.attributes.retain(|a| !matches!(a, RouteAttribute::PrefSource(_) | RouteAttribute::CacheInfo(_)));
                 m
             });
             if let Err(e) = handle.route().add(original).replace().execute().await {
@@ -194,8 +202,8 @@ impl VirtualIp for NetlinkVip {
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
                 Err(e) => return Err(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname)),
             }
-            if let (true, IpAddr::V4(v4)) = (s.one_side, s.ip) {
-                self.prefer(&handle, index, v4).await?;
+            if s.one_side {
+                self.prefer(&handle, index, s.ip).await?;
             }
             let (ifname, reroute, ip) = (s.ifname.clone(), s.reroute, s.ip);
             let task = tokio::spawn(async move {
@@ -237,8 +245,8 @@ impl VirtualIp for NetlinkVip {
             let Ok(index) = Self::index(&handle, &s.ifname).await else {
                 continue;
             };
-            if let (true, IpAddr::V4(v4)) = (s.one_side, s.ip) {
-                self.unprefer(&handle, index, v4).await;
+            if s.one_side {
+                self.unprefer(&handle, index, s.ip).await;
             }
             let msg = match s.ip {
                 IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new().index(index).address(a, s.prefix).build(),
@@ -257,6 +265,13 @@ impl VirtualIp for NetlinkVip {
 
     fn addresses(&self) -> Vec<IpAddr> {
         self.specs.iter().map(|s| s.ip).collect()
+    }
+}
+
+const fn address(ip: IpAddr) -> RouteAddress {
+    match ip {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
     }
 }
 
