@@ -4,7 +4,7 @@
 //! pinged address is unreachable and they come back by themselves; a
 //! custom checker reports through `safekit set` and its failure fails the
 //! module over; a module checker holds the module in WAIT until the module
-//! it depends on is up.
+//! it depends on (on this node, or on the other one through its API) is up.
 
 use std::process::Command;
 use std::sync::Mutex;
@@ -283,6 +283,37 @@ fn module_checker_holds_the_module_until_its_dependency_is_up() {
         demo.wait_state(0, State::Alone, LONG).await.unwrap();
         // dep stops again: demo waits again.
         let (code, said) = safekit(&demo, 0, &["stop", "-m", "dep"]);
+        assert_eq!(code, 0, "{said}");
+        wait_log(&demo, 0, "Action wait from failover rule module_failure").await;
+        wait_status(&demo, 0, State::Wait).await;
+    });
+}
+
+#[test]
+fn a_module_checker_watches_a_module_of_the_other_node_through_its_api() {
+    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    rt().block_on(async {
+        let mut demo = Demo::setup().unwrap();
+        // node1's demo depends on module dep of node2 (reached through node2's API).
+        let conf = demo.node_dir(0).join("safe/modules/demo/conf/userconfig.xml");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        let check = "  <check>\n    <module ident=\"dep\" name=\"dep\"><to addr=\"10.77.0.2\" interval=\"1\" timeout=\"1\"/></module>\n  </check>\n";
+        std::fs::write(&conf, text.replacen("  <user ", &format!("{check}  <user "), 1)).unwrap();
+        let dep = demo.node_dir(1).join("safe/modules/dep/conf/userconfig.xml");
+        std::fs::create_dir_all(dep.parent().unwrap()).unwrap();
+        std::fs::write(&dep, "<safe>\n<service mode=\"light\">\n  <user/>\n</service>\n</safe>\n").unwrap();
+        start_both(&mut demo).await;
+        demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
+        wait_log(&demo, 0, "Resource module.dep set to down by modulecheck").await;
+        wait_status(&demo, 0, State::Wait).await;
+        let (code, said) = safekit(&demo, 1, &["start", "-m", "dep"]);
+        assert_eq!(code, 0, "{said}");
+        wait_log(&demo, 0, "Resource module.dep set to up by modulecheck").await;
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+        let (code, said) = safekit(&demo, 1, &["stop", "-m", "dep"]);
         assert_eq!(code, 0, "{said}");
         wait_log(&demo, 0, "Action wait from failover rule module_failure").await;
         wait_status(&demo, 0, State::Wait).await;

@@ -31,6 +31,7 @@ fn is_local(addr: &str) -> bool {
 /// The module's checkers; adds the generated checkers' rules to `engine`.
 pub(super) fn build(
     layout: &Layout,
+    key: &crate::heartbeat::wire::ClusterKey,
     module: &str,
     cfg: &UserConfig,
     vips: &[VipSpec],
@@ -106,15 +107,18 @@ pub(super) fn build(
             }
             CheckerKind::Module => {
                 let other = c.module.clone().ok_or_else(|| format!("module checker {resource} names no module"))?;
-                if let Some(addr) = to.and_then(|t| t.addr.as_deref()).filter(|a| !is_local(a)) {
-                    return Err(format!(
-                        "module checker {resource} watches {other} on {addr}: only modules of this node can be watched (this build has no remote node API)"
-                    ));
+                match to.and_then(|t| t.addr.clone()).filter(|a| !is_local(a)) {
+                    // Another node: through its node API, answers signed with the cluster key.
+                    Some(host) => Probe::RemoteModule {
+                        host,
+                        port: to.and_then(|t| t.port).unwrap_or(super::api::PORT),
+                        module: other,
+                        key: key.clone(),
+                        timeout,
+                    },
+                    None if other == module => return Err(format!("module checker {resource} watches its own module")),
+                    None => Probe::Module { socket: super::socket_path(layout), module: other },
                 }
-                if other == module {
-                    return Err(format!("module checker {resource} watches its own module"));
-                }
-                Probe::Module { socket: super::socket_path(layout), module: other }
             }
         };
         out.push(CheckerSpec { resource, probe, class: class(c.when), period });

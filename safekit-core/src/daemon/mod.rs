@@ -1,6 +1,7 @@
 //! The node daemon: reads `cluster.xml` and the modules, runs each module's
 //! engine with the Linux services, and answers the CLI on a Unix socket.
 
+pub mod api;
 mod checks;
 pub mod control;
 mod modules;
@@ -96,6 +97,26 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
     tracing::info!(node = %loaded.node, modules = running.len(), socket = %sock.display(), "safekit daemon running");
     let daemon = Arc::new(Daemon { layout, cluster: loaded.cluster, node: loaded.node, key: loaded.key, modules: RwLock::new(running) });
+    // The node API on this node's cluster addresses (module checkers of other nodes).
+    let mut api_servers = Vec::new();
+    let mut api_addrs = Vec::new();
+    for lan in &daemon.cluster.lans {
+        for n in lan.nodes.iter().filter(|n| n.name == daemon.node) {
+            if let Ok(ip) = modules::resolve_host(n.laddr.as_ref().unwrap_or(&n.addr)).await {
+                if !api_addrs.contains(&ip) {
+                    api_addrs.push(ip);
+                }
+            }
+        }
+    }
+    for ip in api_addrs {
+        let d = daemon.clone();
+        let status_of = move |m: &str| d.modules.try_read().ok().and_then(|map| map.get(m).map(|r| r.handle.report.borrow().status));
+        match api::serve(std::net::SocketAddr::new(ip, api::PORT), daemon.key.clone(), status_of).await {
+            Ok(task) => api_servers.push(task),
+            Err(e) => tracing::warn!(%e, "node API not available: module checkers of other nodes cannot reach this node"),
+        }
+    }
     let server = {
         let daemon = daemon.clone();
         async move {
@@ -131,6 +152,9 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     tokio::select! {
         () = shutdown => {}
         () = server => {}
+    }
+    for t in api_servers {
+        t.abort();
     }
     let all = std::mem::take(&mut *daemon.modules.write().await);
     for r in all.values() {

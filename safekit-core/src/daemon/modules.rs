@@ -74,7 +74,7 @@ fn node_name(cluster: &ClusterConfig, node: Option<String>) -> Result<String, St
     }
 }
 
-async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
+pub(super) async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
     match h {
         HostAddr::Ip(ip) => Ok(*ip),
         HostAddr::Dns(name) => tokio::net::lookup_host((name.as_str(), 0))
@@ -195,7 +195,7 @@ pub(super) async fn load_module(
     let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
     let mut engine_cfg = engine_cfg;
     let (checkers, custom) =
-        super::checks::build(layout, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
+        super::checks::build(layout, key, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
     let vip: Option<Arc<dyn VirtualIp>> =
         if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
     let splitbrain = cfg.service.check.iter().flat_map(|c| &c.checkers).find(|c| c.kind == CheckerKind::Splitbrain);

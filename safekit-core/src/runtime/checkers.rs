@@ -67,6 +67,19 @@ pub enum Probe {
         /// The other module.
         module: String,
     },
+    /// A module of another node is ready, asked through that node's API.
+    RemoteModule {
+        /// The node's address or name.
+        host: String,
+        /// Its API port.
+        port: u16,
+        /// The module.
+        module: String,
+        /// Its answers are authenticated with this cluster key.
+        key: crate::heartbeat::wire::ClusterKey,
+        /// Answer timeout.
+        timeout: Duration,
+    },
 }
 
 /// One checker: its resource, test, class and period.
@@ -137,7 +150,7 @@ impl Probe {
             Self::Address { .. } => "ipcheck",
             Self::Tcp { .. } => "tcpcheck",
             Self::Ping { .. } => "pingcheck",
-            Self::Module { .. } => "modulecheck",
+            Self::Module { .. } | Self::RemoteModule { .. } => "modulecheck",
         }
     }
 
@@ -161,15 +174,23 @@ impl Probe {
                 let Some(addr) = lookup(host, 0).await else { return false };
                 crate::linux::icmp::echo(addr.ip(), *timeout).await
             }
-            Self::Module { .. } => self.module_status().await.is_some_and(module_ready),
+            Self::Module { .. } | Self::RemoteModule { .. } => self.module_status().await.is_some_and(module_ready),
         }
     }
 
     async fn module_status(&self) -> Option<crate::engine::Status> {
-        let Self::Module { socket, module } = self else { return None };
-        let req = crate::daemon::control::Request::State { module: Some(module.clone()) };
-        match crate::daemon::control::call(socket, &req).await {
-            Ok(crate::daemon::control::Response::States(s)) => s.first().map(|r| r.status),
+        match self {
+            Self::Module { socket, module } => {
+                let req = crate::daemon::control::Request::State { module: Some(module.clone()) };
+                match crate::daemon::control::call(socket, &req).await {
+                    Ok(crate::daemon::control::Response::States(s)) => s.first().map(|r| r.status),
+                    _ => None,
+                }
+            }
+            Self::RemoteModule { host, port, module, key, timeout } => {
+                let addr = lookup(host, *port).await?;
+                crate::daemon::api::ask(addr, key, module, *timeout).await.ok().flatten()
+            }
             _ => None,
         }
     }
@@ -219,7 +240,7 @@ pub fn spawn(
                 continue;
             }
             next_test = tokio::time::Instant::now() + period;
-            let up = if let Probe::Module { .. } = spec.probe {
+            let up = if matches!(spec.probe, Probe::Module { .. } | Probe::RemoteModule { .. }) {
                 let status = spec.probe.module_status().await;
                 let transient = status
                     .is_some_and(|s| matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Transient);
