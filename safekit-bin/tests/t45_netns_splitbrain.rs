@@ -133,6 +133,14 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Also when a test fails half-way: end only the writer this test started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Every acknowledged record is in `data`.
 fn all_there(data: &[u8], acks: &[(String, u64)], what: &str) {
     for (_, i) in acks {
@@ -234,10 +242,20 @@ fn ping_witness_reachable_by_one_side_and_witness_down() {
     });
 }
 
+/// The witness process, killed when the test ends, also on a failure.
+struct WitnessProcess(Child);
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `safekit witness` in the client's namespace with the cluster key.
-fn start_witness(demo: &Demo) -> Child {
+fn start_witness(demo: &Demo) -> WitnessProcess {
     let key = demo.node_dir(0).join("var/cluster/cluster.key");
-    Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &Demo::client_ns()])
         .arg(exe())
         .args(["witness", "--listen", "10.77.0.10:9455", "--key"])
@@ -245,7 +263,8 @@ fn start_witness(demo: &Demo) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    WitnessProcess(child)
 }
 
 #[test]
@@ -258,7 +277,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         let mut demo = Demo::setup().unwrap();
         let shared = demo.enable_replication(RFS).unwrap();
         add_check(&demo, r#"<splitbrain ident="witness" exec="lease" arg="10.77.0.10:9455"/>"#);
-        let mut witness = start_witness(&demo);
+        let _witness = start_witness(&demo);
         pair(&mut demo).await;
 
         // 1. Asymmetric partition: node2 cannot send to node1. node1 goes on
@@ -342,7 +361,5 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         assert!(late.is_empty(), "node1 acknowledged records after node2 took over at {took_over}: {late:?}");
         demo.link(0, true).unwrap();
         demo.wait_state(0, State::Second, LONG).await.unwrap();
-        let _ = witness.kill();
-        let _ = witness.wait();
     });
 }
