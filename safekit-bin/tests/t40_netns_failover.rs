@@ -12,7 +12,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{exe, rt};
+use common::{exe, pair, rt};
 use safekit_core::demo::{outage, probe, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
@@ -24,19 +24,6 @@ fn privileged() -> bool {
 }
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// Both daemons up, node1 PRIM, node2 SECOND.
-async fn pair(demo: &mut Demo) {
-    demo.start_daemon(0, &exe()).unwrap();
-    demo.start_daemon(1, &exe()).unwrap();
-    demo.wait_daemon(0, LONG).await.unwrap();
-    demo.wait_daemon(1, LONG).await.unwrap();
-    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
-    demo.wait_state(0, State::Alone, LONG).await.unwrap();
-    demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
-    demo.wait_state(1, State::Second, LONG).await.unwrap();
-    demo.wait_state(0, State::Prim, LONG).await.unwrap();
-}
 
 /// Rewrites the demo module's userconfig.xml on both nodes.
 fn edit_module(demo: &Demo, edit: impl Fn(&str) -> String) {
@@ -77,7 +64,7 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
         let mut demo = Demo::setup().unwrap();
         recording_scripts(&demo, 0);
         recording_scripts(&demo, 1);
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         // Scripts ran in SafeKit's order with SafeKit's arguments.
         let c1 = calls(&demo, 0);
         assert_eq!(
@@ -147,7 +134,7 @@ fn cable_cut_fails_over() {
     }
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         demo.link(0, false).unwrap();
         demo.wait_state(1, State::Alone, LONG).await.unwrap();
         demo.wait_state(0, State::Alone, LONG).await.unwrap();
@@ -167,7 +154,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
     }
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         // From node2's own namespace (the right source address), datagrams
         // that are not authentic: garbage, truncated, and a well-formed
         // heartbeat signed with another key claiming node2 is STOP.
@@ -225,7 +212,7 @@ fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
         let mut demo = Demo::setup().unwrap();
         edit_module(&demo, |t| t.replace("<user ",
                 "<errd polltimer=\"1s\">\n    <proc name=\"safekit\" argregex=\"demo-app\" atleast=\"1\" action=\"restart\" class=\"prim\"/>\n  </errd>\n  <user "));
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         let pidfile = demo.node_dir(0).join("var/modules/demo/app.pid");
         let kill_app = || {
             let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
@@ -267,7 +254,7 @@ fn generated_interface_and_ip_checkers() {
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
         edit_module(&demo, |t| t.replace("check=\"off\"", "check=\"on\""));
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         let state = |i: usize| {
             let out = std::process::Command::new(exe())
                 .args(["state", "-m", "demo", "-v"])
@@ -330,7 +317,7 @@ fn errd_special_handler_repairs_and_a_failing_handler_means_stopstart() {
             .unwrap();
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         let var = demo.node_dir(0).join("var/modules/demo");
         let kill_app = || {
             let pid: i32 = std::fs::read_to_string(var.join("app.pid")).unwrap().trim().parse().unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{exe, rt};
+use common::{exe, pair, rt};
 use safekit_core::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
@@ -81,19 +81,6 @@ fn assert_same(demo: &Demo, what: &str) {
             .collect();
         panic!("{what}: the trees differ:\n{}", diff.join("\n"));
     }
-}
-
-async fn pair(demo: &mut Demo, prim: usize) {
-    let sec = 1 - prim;
-    demo.start_daemon(0, &exe()).unwrap();
-    demo.start_daemon(1, &exe()).unwrap();
-    demo.wait_daemon(0, LONG).await.unwrap();
-    demo.wait_daemon(1, LONG).await.unwrap();
-    demo.command(prim, CommandKind::Prim { fullsync: false }).await.unwrap();
-    demo.wait_state(prim, State::Alone, LONG).await.unwrap();
-    demo.command(sec, CommandKind::Second { fullsync: false }).await.unwrap();
-    demo.wait_state(sec, State::Second, LONG).await.unwrap();
-    demo.wait_state(prim, State::Prim, LONG).await.unwrap();
 }
 
 /// Runs the safekit CLI against node `i`'s daemon.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{exe, rt};
+use common::{exe, rt, safekit};
 use safekit_core::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
@@ -51,16 +51,6 @@ fn mac(ns: &str) -> String {
 /// The client's neighbour entry for the IPv6 VIP ("lladdr …").
 fn client_neighbour() -> String {
     out(&["ip", "-n", &Demo::client_ns(), "-6", "neigh", "show", "fd77::100"])
-}
-
-fn safekit(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
-    let o = Command::new(exe())
-        .args(args)
-        .env("SAFE", demo.node_dir(i).join("safe"))
-        .env("SAFEVAR", demo.node_dir(i).join("var"))
-        .output()
-        .unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{exe, rt};
+use common::{pair, rt, safekit, start_both, wait_log, wait_status};
 use safekit_core::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
@@ -33,41 +33,6 @@ fn add_to_module(demo: &Demo, extra: &str) {
     }
 }
 
-fn safekit(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
-    let o = Command::new(exe())
-        .args(args)
-        .env("SAFE", demo.node_dir(i).join("safe"))
-        .env("SAFEVAR", demo.node_dir(i).join("var"))
-        .output()
-        .unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
-}
-
-async fn start_both(demo: &mut Demo) {
-    demo.start_daemon(0, &exe()).unwrap();
-    demo.start_daemon(1, &exe()).unwrap();
-    demo.wait_daemon(0, LONG).await.unwrap();
-    demo.wait_daemon(1, LONG).await.unwrap();
-}
-
-async fn pair(demo: &mut Demo) {
-    start_both(demo).await;
-    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
-    demo.wait_state(0, State::Alone, LONG).await.unwrap();
-    demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
-    demo.wait_state(1, State::Second, LONG).await.unwrap();
-    demo.wait_state(0, State::Prim, LONG).await.unwrap();
-}
-
-/// Waits until node `i`'s log has a line ending with `text`.
-async fn wait_log(demo: &Demo, i: usize, text: &str) {
-    let end = Instant::now() + LONG;
-    while !demo.log(i, 1000).await.iter().any(|l| l.ends_with(text)) {
-        assert!(Instant::now() < end, "node{} never logged {text:?}: {:#?}", i + 1, demo.log(i, 100).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `safekit get -r resource` on node `i` prints `value`.
 async fn wait_get(demo: &Demo, i: usize, resource: &str, value: &str) {
     let end = Instant::now() + LONG;
@@ -77,14 +42,6 @@ async fn wait_get(demo: &Demo, i: usize, resource: &str, value: &str) {
             return;
         }
         assert!(Instant::now() < end, "node{}: {resource} is not {value}: {got}", i + 1);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_status(demo: &Demo, i: usize, state: State) {
-    let end = Instant::now() + LONG;
-    while demo.status(i).await.map(|s| s.state) != Some(state) {
-        assert!(Instant::now() < end, "node{} is not {state}: {:?}", i + 1, demo.status(i).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -103,7 +60,7 @@ fn tcp_checker_restarts_the_application_and_the_fourth_failure_stops_the_module(
     <tcp ident="app" when="prim"><to addr="127.0.0.1" port="8080" interval="1" timeout="1"/></tcp>
   </check>"#,
         );
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         wait_log(&demo, 0, "Resource tcp.app set to up by tcpcheck").await;
         let pidfile = demo.node_dir(0).join("var/modules/demo/app.pid");
         let kill_app = || {
@@ -167,7 +124,7 @@ fn ping_checker_waits_while_unreachable_and_a_custom_checker_fails_over() {
             std::fs::write(&p, CUSTOM).unwrap();
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         wait_log(&demo, 0, "Resource custom.app set to up by customscript").await;
         wait_get(&demo, 0, "custom.app", "up").await;
         let (code, got) = safekit(&demo, 0, &["set", "-m", "demo", "-r", "custom.app", "-v", "sideways"]);
@@ -238,7 +195,7 @@ fn a_flapping_custom_checker_is_held_by_handle_time() {
             std::fs::write(&p, FLAPPING).unwrap();
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         }
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         wait_get(&demo, 0, "custom.app", "up").await;
         let var = demo.node_dir(0).join("var/modules/demo");
         std::fs::write(var.join("flap"), "").unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
-use common::{exe, rt};
+use common::{exe, pair, rt, state, wait_log, wait_log_any, wait_status};
 use safekit_core::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 use safekit_core::linux::clock::log_stamp;
@@ -47,46 +47,6 @@ fn add_check(demo: &Demo, check: &str) {
         let conf = demo.node_dir(i).join("safe/modules/demo/conf/userconfig.xml");
         let text = std::fs::read_to_string(&conf).unwrap();
         std::fs::write(&conf, text.replacen("  <user ", &format!("  <check>\n    {check}\n  </check>\n  <user "), 1)).unwrap();
-    }
-}
-
-async fn pair(demo: &mut Demo) {
-    demo.start_daemon(0, &exe()).unwrap();
-    demo.start_daemon(1, &exe()).unwrap();
-    demo.wait_daemon(0, LONG).await.unwrap();
-    demo.wait_daemon(1, LONG).await.unwrap();
-    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
-    demo.wait_state(0, State::Alone, LONG).await.unwrap();
-    demo.command(1, CommandKind::Second { fullsync: false }).await.unwrap();
-    demo.wait_state(1, State::Second, LONG).await.unwrap();
-    demo.wait_state(0, State::Prim, LONG).await.unwrap();
-}
-
-async fn wait_log(demo: &Demo, i: usize, text: &str) {
-    let end = Instant::now() + LONG;
-    while !demo.log(i, 2000).await.iter().any(|l| l.ends_with(text)) {
-        assert!(Instant::now() < end, "node{} never logged {text:?}: {:#?}", i + 1, demo.log(i, 60).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_log_any(demo: &Demo, i: usize, texts: &[&str]) {
-    let end = Instant::now() + LONG;
-    while !demo.log(i, 2000).await.iter().any(|l| texts.iter().any(|t| l.ends_with(t))) {
-        assert!(Instant::now() < end, "node{} never logged any of {texts:?}: {:#?}", i + 1, demo.log(i, 60).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn state(demo: &Demo, i: usize) -> Option<State> {
-    demo.status(i).await.map(|s| s.state)
-}
-
-async fn wait_status(demo: &Demo, i: usize, want: State) {
-    let end = Instant::now() + LONG;
-    while state(demo, i).await != Some(want) {
-        assert!(Instant::now() < end, "node{} is not {want}: {:?}", i + 1, demo.status(i).await);
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -166,7 +126,7 @@ fn partition_without_witness_both_alone_then_the_loser_is_resynced_and_its_files
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
         let shared = demo.enable_replication(RFS).unwrap();
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         on_node(&demo, 0, &format!("echo before > {0}/common.txt && sync {0}/common.txt", shared.display()));
         // The heartbeat link breaks both ways; both reach the client.
         block(&demo, 0, 1, true);
@@ -210,7 +170,7 @@ fn ping_witness_reachable_by_one_side_and_witness_down() {
     rt().block_on(async {
         let mut demo = Demo::setup().unwrap();
         add_check(&demo, r#"<splitbrain ident="witness" exec="ping" arg="10.77.0.10"/>"#);
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
         // node2's cable is cut: node1 still reaches the witness, node2 does not.
         demo.link(1, false).unwrap();
         wait_status(&demo, 0, State::Alone).await;
@@ -278,7 +238,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         let shared = demo.enable_replication(RFS).unwrap();
         add_check(&demo, r#"<splitbrain ident="witness" exec="lease" arg="10.77.0.10:9455"/>"#);
         let _witness = start_witness(&demo);
-        pair(&mut demo).await;
+        pair(&mut demo, 0).await;
 
         // 1. Asymmetric partition: node2 cannot send to node1. node1 goes on
         //    alone under the lease; node2 must never become primary.

@@ -1,4 +1,4 @@
-//! Commands that run something: the daemon and the demo.
+//! Commands that run something: the daemon, the witness and the demo.
 
 use std::process::ExitCode;
 
@@ -6,20 +6,27 @@ use safekit_core::layout::Layout;
 
 use super::args::FailureArg;
 
-/// `safekit daemon`: runs until SIGTERM or Ctrl-C, then stops every module.
-pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
+/// Logs to stderr (journald keeps them under systemd), level from `RUST_LOG`.
+fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-    let shutdown = async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+}
+
+/// Resolves at SIGTERM (systemd's stop) or Ctrl-C.
+async fn shutdown() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return std::future::pending().await;
     };
-    match safekit_core::daemon::run(layout, node, shutdown).await {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `safekit daemon`: runs until SIGTERM or Ctrl-C, then stops every module.
+pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
+    init_tracing();
+    match safekit_core::daemon::run(layout, node, shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("safekit daemon: {e}");
@@ -30,8 +37,7 @@ pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
 
 /// `safekit witness`: serves leases until SIGTERM or Ctrl-C.
 pub(super) async fn witness(layout: &Layout, listen: std::net::SocketAddr, key: Option<std::path::PathBuf>) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    init_tracing();
     let path = key.unwrap_or_else(|| layout.safevar.join("cluster").join("cluster.key"));
     let key = match std::fs::read_to_string(&path)
         .map_err(|e| e.to_string())
@@ -43,16 +49,7 @@ pub(super) async fn witness(layout: &Layout, listen: std::net::SocketAddr, key: 
             return ExitCode::FAILURE;
         }
     };
-    let shutdown = async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    };
-    match safekit_core::witness::server::serve(listen, key, shutdown).await {
+    match safekit_core::witness::server::serve(listen, key, shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("safekit {e}");

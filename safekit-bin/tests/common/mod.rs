@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use safekit_core::demo::Demo;
+use safekit_core::engine::{CommandKind, State};
 
 /// True when the test can run: root, the `tools` on PATH (`ip` must also
 /// manage namespaces), `/dev/fuse` if `fuse`. Otherwise says why and
@@ -35,4 +39,65 @@ pub(crate) fn exe() -> PathBuf {
 /// A runtime for the async demo helpers.
 pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// How long a node may take to reach a state or log a line.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// Starts both nodes' daemons and waits until they answer.
+pub(crate) async fn start_both(demo: &mut Demo) {
+    demo.start_daemon(0, &exe()).unwrap();
+    demo.start_daemon(1, &exe()).unwrap();
+    demo.wait_daemon(0, WAIT).await.unwrap();
+    demo.wait_daemon(1, WAIT).await.unwrap();
+}
+
+/// Both daemons up, node `prim` PRIM and the other SECOND.
+pub(crate) async fn pair(demo: &mut Demo, prim: usize) {
+    let sec = 1 - prim;
+    start_both(demo).await;
+    demo.command(prim, CommandKind::Prim { fullsync: false }).await.unwrap();
+    demo.wait_state(prim, State::Alone, WAIT).await.unwrap();
+    demo.command(sec, CommandKind::Second { fullsync: false }).await.unwrap();
+    demo.wait_state(sec, State::Second, WAIT).await.unwrap();
+    demo.wait_state(prim, State::Prim, WAIT).await.unwrap();
+}
+
+/// Runs the `safekit` command against node `i`: exit code, stdout + stderr.
+pub(crate) fn safekit(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new(exe())
+        .args(args)
+        .env("SAFE", demo.node_dir(i).join("safe"))
+        .env("SAFEVAR", demo.node_dir(i).join("var"))
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+}
+
+/// Waits until node `i`'s module log has a line ending with one of `texts`.
+pub(crate) async fn wait_log_any(demo: &Demo, i: usize, texts: &[&str]) {
+    let end = Instant::now() + WAIT;
+    while !demo.log(i, 2000).await.iter().any(|l| texts.iter().any(|t| l.ends_with(t))) {
+        assert!(Instant::now() < end, "node{} never logged any of {texts:?}: {:#?}", i + 1, demo.log(i, 60).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until node `i`'s module log has a line ending with `text`.
+pub(crate) async fn wait_log(demo: &Demo, i: usize, text: &str) {
+    wait_log_any(demo, i, &[text]).await;
+}
+
+/// Node `i`'s module state, if its daemon answers.
+pub(crate) async fn state(demo: &Demo, i: usize) -> Option<State> {
+    demo.status(i).await.map(|s| s.state)
+}
+
+/// Waits until node `i` is in `want`, whatever its readiness.
+pub(crate) async fn wait_status(demo: &Demo, i: usize, want: State) {
+    let end = Instant::now() + WAIT;
+    while state(demo, i).await != Some(want) {
+        assert!(Instant::now() < end, "node{} is not {want}: {:?}", i + 1, demo.status(i).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
