@@ -154,7 +154,7 @@ impl Probe {
         }
     }
 
-    /// One test: Some(up), or for a module its status as well.
+    /// One test: true if the resource is up.
     pub async fn test(&self) -> bool {
         match self {
             Self::Interface { ifname, net, prefix } => {
