@@ -143,7 +143,11 @@ impl SimCluster {
                         self.diverged = true;
                     } else {
                         self.required = self.nodes[n].data.clone();
-                        self.diverged = false;
+                        // If the other node is still primary, what it writes
+                        // until it notices is outside the chosen history; if it
+                        // is powered off, it cannot learn of this choice, so
+                        // the two histories stand until the pair re-forms.
+                        self.diverged = other_primary || self.nodes[1 - n].engine.is_none();
                     }
                     self.nodes[n].forced_primary = true;
                     return;
