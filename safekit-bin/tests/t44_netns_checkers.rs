@@ -216,6 +216,23 @@ fn a_flapping_custom_checker_is_held_by_handle_time() {
     });
 }
 
+/// node1's demo, started as primary, waits while module dep (on node
+/// `dep_node`) is stopped, starts when dep starts, waits again when it stops.
+async fn dependency_holds_node1(demo: &mut Demo, dep_node: usize) {
+    start_both(demo).await;
+    demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
+    wait_log(demo, 0, "Resource module.dep set to down by modulecheck").await;
+    wait_status(demo, 0, State::Wait).await;
+    let (code, said) = safekit(demo, dep_node, &["start", "-m", "dep"]);
+    assert_eq!(code, 0, "{said}");
+    wait_log(demo, 0, "Resource module.dep set to up by modulecheck").await;
+    demo.wait_state(0, State::Alone, LONG).await.unwrap();
+    let (code, said) = safekit(demo, dep_node, &["stop", "-m", "dep"]);
+    assert_eq!(code, 0, "{said}");
+    wait_log(demo, 0, "Action wait from failover rule module_failure").await;
+    wait_status(demo, 0, State::Wait).await;
+}
+
 #[test]
 fn module_checker_holds_the_module_until_its_dependency_is_up() {
     let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -230,20 +247,7 @@ fn module_checker_holds_the_module_until_its_dependency_is_up() {
             std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
             std::fs::write(&conf, "<safe>\n<service mode=\"light\">\n  <user/>\n</service>\n</safe>\n").unwrap();
         }
-        start_both(&mut demo).await;
-        demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
-        // dep is stopped: demo holds in WAIT.
-        wait_log(&demo, 0, "Resource module.dep set to down by modulecheck").await;
-        wait_status(&demo, 0, State::Wait).await;
-        let (code, said) = safekit(&demo, 0, &["start", "-m", "dep"]);
-        assert_eq!(code, 0, "{said}");
-        wait_log(&demo, 0, "Resource module.dep set to up by modulecheck").await;
-        demo.wait_state(0, State::Alone, LONG).await.unwrap();
-        // dep stops again: demo waits again.
-        let (code, said) = safekit(&demo, 0, &["stop", "-m", "dep"]);
-        assert_eq!(code, 0, "{said}");
-        wait_log(&demo, 0, "Action wait from failover rule module_failure").await;
-        wait_status(&demo, 0, State::Wait).await;
+        dependency_holds_node1(&mut demo, 0).await;
     });
 }
 
@@ -263,17 +267,6 @@ fn a_module_checker_watches_a_module_of_the_other_node_through_its_api() {
         let dep = demo.node_dir(1).join("safe/modules/dep/conf/userconfig.xml");
         std::fs::create_dir_all(dep.parent().unwrap()).unwrap();
         std::fs::write(&dep, "<safe>\n<service mode=\"light\">\n  <user/>\n</service>\n</safe>\n").unwrap();
-        start_both(&mut demo).await;
-        demo.command(0, CommandKind::Prim { fullsync: false }).await.unwrap();
-        wait_log(&demo, 0, "Resource module.dep set to down by modulecheck").await;
-        wait_status(&demo, 0, State::Wait).await;
-        let (code, said) = safekit(&demo, 1, &["start", "-m", "dep"]);
-        assert_eq!(code, 0, "{said}");
-        wait_log(&demo, 0, "Resource module.dep set to up by modulecheck").await;
-        demo.wait_state(0, State::Alone, LONG).await.unwrap();
-        let (code, said) = safekit(&demo, 1, &["stop", "-m", "dep"]);
-        assert_eq!(code, 0, "{said}");
-        wait_log(&demo, 0, "Action wait from failover rule module_failure").await;
-        wait_status(&demo, 0, State::Wait).await;
+        dependency_holds_node1(&mut demo, 1).await;
     });
 }

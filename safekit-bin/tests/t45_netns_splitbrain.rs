@@ -85,6 +85,15 @@ impl Writer {
         self.acks.lock().unwrap().len()
     }
 
+    /// Waits until `n` records are acknowledged.
+    async fn wait_acks(&self, n: usize) {
+        let end = Instant::now() + LONG;
+        while self.count() < n {
+            assert!(Instant::now() < end, "the writer acknowledged only {} records", self.count());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn stop(mut self) -> Vec<(String, u64)> {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -243,10 +252,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         // 1. Asymmetric partition: node2 cannot send to node1. node1 goes on
         //    alone under the lease; node2 must never become primary.
         let w = Writer::start(&demo, 0, &shared.join("journal-a"));
-        let t0 = Instant::now();
-        while w.count() < 20 && t0.elapsed() < LONG {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        w.wait_acks(20).await;
         block(&demo, 1, 0, true);
         wait_status(&demo, 0, State::Alone).await;
         let before = w.count();
@@ -307,10 +313,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         //    acknowledged nothing after node2 became primary.
         wait_log(&demo, 0, "Paired again: the lease witness no longer counts this node as writing alone").await;
         let w = Writer::start(&demo, 0, &shared.join("journal-b"));
-        let t0 = Instant::now();
-        while w.count() < 20 && t0.elapsed() < LONG {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        w.wait_acks(20).await;
         demo.link(0, false).unwrap();
         wait_status(&demo, 1, State::Alone).await;
         tokio::time::sleep(Duration::from_secs(2)).await;

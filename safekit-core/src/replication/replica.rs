@@ -241,7 +241,7 @@ impl Replica {
             return true;
         }
         if !self.link.connected() {
-            return self.lease.as_ref().is_none_or(|g| g.admit(false) && g.covers());
+            return self.alone_write_allowed();
         }
         let sent = match (self.secondary_disk_sync, path) {
             (true, Some(p)) if !self.excluded(p) => {
@@ -253,10 +253,16 @@ impl Replica {
         if let Some(s) = sent {
             if !self.link.wait_applied(s) {
                 // The secondary was dropped meanwhile: the data is this node's alone.
-                return self.lease.as_ref().is_none_or(|g| g.admit(false) && g.covers());
+                return self.alone_write_allowed();
             }
         }
         true
+    }
+
+    /// Data the secondary does not hold may be acknowledged: without a lease
+    /// witness always, with one once this node holds an ALONE lease.
+    fn alone_write_allowed(&self) -> bool {
+        self.lease.as_ref().is_none_or(|g| g.admit(false))
     }
 
     /// `path` stays local (notreplicated); a directory is never excluded by

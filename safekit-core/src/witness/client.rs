@@ -70,12 +70,6 @@ impl LeaseGate {
         }
     }
 
-    /// Whether an unreplicated write acknowledged now is covered by the lease.
-    pub fn covers(&self) -> bool {
-        let s = self.lock();
-        !s.closed && s.alone_confirmed && s.valid_until.is_some_and(|u| Instant::now() < u)
-    }
-
     /// The witness granted the lease until `until` (already shortened by
     /// the margin); `alone`: it knows this node writes alone.
     pub fn grant(&self, until: Instant, alone: bool) {
