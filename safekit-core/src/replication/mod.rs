@@ -12,7 +12,8 @@
 //!
 //! - [`wire`]: the authenticated protocol. [`tree`]: safe access to the real
 //!   directory. [`dirty`]: the crash-safe zone map. [`replica`]: one
-//!   replicated directory and its order lock. [`fs`]: the FUSE file system.
+//!   replicated directory and its order lock. [`fs`]: the FUSE file system;
+//!   [`openmode`]: which opens may use FUSE passthrough.
 //!   [`link`], [`secondary`], [`reint`]: the two ends of a connection and the
 //!   resynchronisation. [`service`]: mounts, listener, the `Replicator`.
 
@@ -20,6 +21,7 @@ pub mod dirty;
 pub mod filter;
 pub mod fs;
 pub mod link;
+pub mod openmode;
 pub mod quarantine;
 pub mod reint;
 pub mod replica;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use super::dirty::DirtyMap;
 use super::filter::Filter;
-use super::fs::ReplicatedFs;
+use super::fs::{CacheWish, ReadStats, ReplicatedFs};
 use super::link::Link;
 use super::reint::{self, ReintOptions};
 use super::replica::{LocalRole, Replica};
@@ -59,6 +59,8 @@ pub struct Settings {
 
 struct Mounted {
     replica: Arc<Replica>,
+    stats: Arc<ReadStats>,
+    open_counts: Box<dyn Fn() -> (u64, u64) + Send + Sync>,
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
     ticker: Arc<AtomicBool>,
@@ -81,11 +83,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The kernel writeback cache on the primary's mount, unless
-/// `SAFEKIT_WRITEBACK=0` (a switch for measuring and for workloads that do
-/// not gain from it).
-fn writeback_wanted() -> bool {
-    std::env::var("SAFEKIT_WRITEBACK").map_or(true, |v| v != "0")
+/// What a mount asks the kernel for: FUSE passthrough for read-only opens
+/// unless `SAFEKIT_PASSTHROUGH=0`; else, on a node mounting as primary, the
+/// writeback cache unless `SAFEKIT_WRITEBACK=0` (the kernel refuses the two
+/// together). Switches for measuring and for workloads that gain from the
+/// other choice; docs/DESIGN.md says why passthrough is the default.
+fn cache_wish(primary: bool) -> CacheWish {
+    let on = |var: &str| std::env::var(var).map_or(true, |v| v != "0");
+    CacheWish { passthrough: on("SAFEKIT_PASSTHROUGH"), writeback: primary && on("SAFEKIT_WRITEBACK") }
 }
 
 /// Detaches anything mounted at `dir` by a previous safekit daemon (after
@@ -166,8 +171,9 @@ impl Handle {
             cfg.acl = fuser::SessionACL::All;
             cfg.n_threads = Some(4);
             cfg.clone_fd = true;
-            let session = fuser::spawn_mount(ReplicatedFs::new(replica.clone(), primary && writeback_wanted()), &dir, &cfg)
-                .map_err(|e| format!("mount over {}: {e}", d.dir))?;
+            let fs = ReplicatedFs::new(replica.clone(), cache_wish(primary));
+            let (stats, open_counts) = (fs.stats(), Box::new(fs.open_counts()));
+            let session = fuser::spawn_mount(fs, &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?;
             let ticker = Arc::new(AtomicBool::new(true));
             {
                 let (r, on) = (replica.clone(), ticker.clone());
@@ -181,7 +187,7 @@ impl Handle {
                 });
             }
             (self.hooks.log)(LogLevel::I, format!("Replicated directory {} mounted", d.dir));
-            inner.mounts.push(Mounted { replica, session: Some(session), dir, ticker });
+            inner.mounts.push(Mounted { replica, stats, open_counts, session: Some(session), dir, ticker });
         }
         Ok(())
     }
@@ -422,12 +428,17 @@ impl Replicator for LinuxReplicator {
     }
 
     fn resources(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         let notes: Vec<String> = self.h.s.dirs.iter().filter_map(|d| super::quarantine::describe(Path::new(&d.dir))).collect();
-        if notes.is_empty() {
-            Vec::new()
-        } else {
-            vec![("rfs.quarantine".into(), notes.join("; "))]
+        if !notes.is_empty() {
+            out.push(("rfs.quarantine".into(), notes.join("; ")));
         }
+        let reads: Vec<String> =
+            lock(&self.h.inner).mounts.iter().map(|m| format!("{}: {}", m.dir.display(), m.stats.describe((m.open_counts)()))).collect();
+        if !reads.is_empty() {
+            out.push(("rfs.reads".into(), reads.join("; ")));
+        }
+        out
     }
 
     fn estimate(&self) -> Vec<String> {

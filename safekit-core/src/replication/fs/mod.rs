@@ -1,20 +1,32 @@
 //! The FUSE file system mounted over a replicated directory. Reads, lookups
-//! and listings are served from the real tree with no network round trip;
-//! every mutation goes through [`Replica::mutate`]; fsync, O_SYNC writes and
-//! close after a write are sync points.
+//! and listings are served from the real tree with no network round trip
+//! (read-only opens with FUSE passthrough where the kernel offers it: see
+//! [`super::openmode`]); every mutation goes through [`Replica::mutate`];
+//! fsync, O_SYNC writes and close after a write are sync points.
+//!
+//! [`files`] holds the operations on open files; this file the namespace
+//! (lookups, directories, links, attributes, xattrs).
+
+mod cache;
+mod dirs;
+mod files;
+mod xattrs;
+
+pub use cache::{CacheMode, CacheWish, ReadStats};
+use dirs::Listing;
+use files::Handles;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno as FErr, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags, RenameFlags,
+    BackingId, Errno as FErr, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, LockOwner, OpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
@@ -22,6 +34,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode};
 
+use super::openmode::OpenModes;
 use super::replica::{LocalRole, Mark, Replica};
 use super::tree::{io_errno, kind, split};
 use super::wire::{Op, Time};
@@ -31,15 +44,24 @@ struct Handle {
     sync: bool,
     writable: bool,
     wrote: AtomicBool,
+    /// Served by the kernel straight from `file` (no READ reaches us).
+    passthrough: bool,
 }
 
 /// See the module documentation.
 pub struct ReplicatedFs {
     r: Arc<Replica>,
+    wish: CacheWish,
+    /// Negotiated at init.
     writeback: bool,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
-    dirs: Mutex<HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>>,
-    next: AtomicU64,
+    passthrough: bool,
+    handles: Arc<Handles>,
+    modes: Arc<OpenModes<BackingId>>,
+    stats: Arc<ReadStats>,
+    /// The kernel refused a backing file once (logged once).
+    backing_refused: AtomicBool,
+    dirs: Mutex<HashMap<u64, Listing>>,
+    next_dir: AtomicU64,
 }
 
 fn fe(e: Errno) -> FErr {
@@ -78,12 +100,37 @@ fn mtime_of(st: &FileStat) -> Time {
 }
 
 impl ReplicatedFs {
-    /// A file system serving `r`. With `writeback` (the primary), the
-    /// kernel caches writes and sends them in large batches, many in
-    /// flight: sync points still wait for them (fsync and close write the
-    /// dirty pages back before they reach this file system).
-    pub fn new(r: Arc<Replica>, writeback: bool) -> Self {
-        Self { r, writeback, handles: Mutex::new(HashMap::new()), dirs: Mutex::new(HashMap::new()), next: AtomicU64::new(1) }
+    /// A file system serving `r`, asking the kernel for `wish` at init.
+    /// With passthrough, read-only opens are served by the kernel from the
+    /// real files. With the writeback cache (which the kernel allows only
+    /// without passthrough), the kernel caches writes and sends them in
+    /// large batches, many in flight: sync points still wait for them (fsync
+    /// and close write the dirty pages back before they reach this file
+    /// system).
+    pub fn new(r: Arc<Replica>, wish: CacheWish) -> Self {
+        Self {
+            r,
+            wish,
+            writeback: false,
+            passthrough: false,
+            handles: Arc::default(),
+            modes: Arc::default(),
+            stats: Arc::default(),
+            backing_refused: AtomicBool::new(false),
+            dirs: Mutex::new(HashMap::new()),
+            next_dir: AtomicU64::new(1),
+        }
+    }
+
+    /// The mount's counters (kept by the replicator for `state -v`).
+    pub fn stats(&self) -> Arc<ReadStats> {
+        self.stats.clone()
+    }
+
+    /// Opens counted now: (passthrough, through safekit).
+    pub fn open_counts(&self) -> impl Fn() -> (u64, u64) + Send + Sync + 'static {
+        let m = self.modes.clone();
+        move || m.open_counts()
     }
 
     fn ttl(&self) -> Duration {
@@ -117,13 +164,7 @@ impl ReplicatedFs {
     }
 
     fn handle(&self, fh: FileHandle) -> Option<Arc<Handle>> {
-        self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&fh.0).cloned()
-    }
-
-    fn add_handle(&self, h: Handle) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, Arc::new(h));
-        id
+        self.handles.get(fh)
     }
 
     /// Owner of a new entry: the caller, with the directory's group when it is setgid.
@@ -166,21 +207,20 @@ impl ReplicatedFs {
         }
     }
 
-    /// Flags for the real file. With the writeback cache the kernel reads
-    /// pages to complete partial writes (so a write-only open must be able
-    /// to read) and gives explicit offsets (so O_APPEND must go).
+    /// Flags for the real file. The kernel gives every write its offset
+    /// (for O_APPEND, the end of the file as it knows it), and that offset
+    /// is what the secondary gets: so O_APPEND must go, or a real file whose
+    /// end differs from the kernel's would take the bytes elsewhere than the
+    /// secondary. With the writeback cache the kernel also reads pages to
+    /// complete partial writes, so a write-only open must be able to read.
     ///
     /// O_DIRECT is never passed down: the kernel gives this file system
     /// buffers of any alignment, which a real O_DIRECT file refuses
     /// (EINVAL; MariaDB's install then retried for minutes). Durability
     /// comes from the sync points, as O_DIRECT alone never promised it.
     fn backing_flags(&self, f: OFlag) -> OFlag {
-        let f = f & !OFlag::O_DIRECT;
-        if !self.writeback {
-            return f;
-        }
-        let mut f = f & !OFlag::O_APPEND;
-        if f & OFlag::O_ACCMODE == OFlag::O_WRONLY {
+        let mut f = f & !(OFlag::O_DIRECT | OFlag::O_APPEND);
+        if self.writeback && f & OFlag::O_ACCMODE == OFlag::O_WRONLY {
             f = (f & !OFlag::O_ACCMODE) | OFlag::O_RDWR;
         }
         f
@@ -195,8 +235,19 @@ impl Filesystem for ReplicatedFs {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
-        if self.writeback {
-            let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+        // Stack depth 2: the real directory may itself be on a stacked file
+        // system (overlayfs in a container); nothing can stack on us then.
+        if self.wish.passthrough
+            && config.add_capabilities(fuser::InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(2).is_ok()
+        {
+            self.passthrough = true;
+            self.stats.set_mode(CacheMode::Passthrough);
+        } else if self.wish.writeback && config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE).is_ok() {
+            self.writeback = true;
+            self.stats.set_mode(CacheMode::Writeback);
+        } else {
+            self.stats.set_mode(CacheMode::Plain);
         }
         // This file system clears setuid/setgid on write itself. Without it
         // the kernel asks for security.capability before every write, and
@@ -426,22 +477,7 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        if writes && self.r.role() == LocalRole::ReadOnly {
-            return reply.error(FErr::from_i32(libc::EROFS));
-        }
-        let keep =
-            self.backing_flags(OFlag::from_bits_truncate(flags.0) & !(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOCTTY | OFlag::O_TRUNC));
-        let r = self.path_of(ino).and_then(|p| self.r.tree.open_file(&p, keep, 0));
-        match r {
-            Ok(file) => {
-                let sync = flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0;
-                let fh = self.add_handle(Handle { file, sync, writable: writes, wrote: AtomicBool::new(false) });
-                let cache = if self.r.role() == LocalRole::Primary { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
-                reply.opened(FileHandle(fh), cache);
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.file_open(ino, flags, reply);
     }
 
     fn read(
@@ -455,18 +491,7 @@ impl Filesystem for ReplicatedFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let Some(h) = self.handle(fh) else { return reply.error(FErr::EBADF) };
-        let mut buf = vec![0u8; size as usize];
-        let mut n = 0;
-        while n < buf.len() {
-            match h.file.read_at(&mut buf[n..], offset + n as u64) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return reply.error(fe(io_errno(e))),
-            }
-        }
-        reply.data(&buf[..n]);
+        self.file_read(fh, offset, size, reply);
     }
 
     fn write(
@@ -481,144 +506,45 @@ impl Filesystem for ReplicatedFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-        let Some(h) = self.handle(fh) else { return reply.error(FErr::EBADF) };
-        let path = self.r.path(ino.0);
-        let len = data.len() as u64;
-        let marks: Vec<Mark<'_>> = path.as_deref().map(|p| Mark::Zones(p, offset, len)).into_iter().collect();
-        let res = self.r.mutate(&marks, || {
-            h.file.write_all_at(data, offset).map_err(io_errno)?;
-            let mut ops = Vec::new();
-            let mut st = nix::sys::stat::fstat(h.file.as_fd())?;
-            let sgid = if st.st_mode & libc::S_IXGRP != 0 { libc::S_ISGID } else { 0 };
-            if kill_suidgid && st.st_mode & (libc::S_ISUID | sgid) != 0 {
-                let mode = st.st_mode & !(libc::S_ISUID | sgid) & 0o7777;
-                nix::sys::stat::fchmod(h.file.as_fd(), Mode::from_bits_truncate(mode))?;
-                st = nix::sys::stat::fstat(h.file.as_fd())?;
-                if let Some(p) = &path {
-                    ops.push(Op::SetAttr { path: p.clone(), mode: Some(st.st_mode), uid: None, gid: None, atime: None, mtime: None });
-                }
-            }
-            if let Some(p) = &path {
-                ops.insert(0, Op::Write { path: p.clone(), off: offset, data: data.to_vec(), mtime: mtime_of(&st) });
-            }
-            Ok(((), ops))
-        });
-        match res {
-            Ok(_) => {
-                h.wrote.store(true, Ordering::Release);
-                if (h.sync || flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0) && !self.r.sync_point(path.as_deref()) {
-                    return reply.error(FErr::EIO);
-                }
-                reply.written(u32::try_from(data.len()).unwrap_or(u32::MAX));
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.file_write(ino, fh, offset, data, write_flags, flags, reply);
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // With the writeback cache the kernel may have sent this file's
-        // dirty pages through another handle: any handle open for writing
-        // waits (a read-only one has nothing to make durable).
-        if let Some(h) = self.handle(fh) {
-            if (h.wrote.swap(false, Ordering::AcqRel) || (self.writeback && h.writable)) && !self.r.sync_point(None) {
-                return reply.error(FErr::EIO);
-            }
-        }
-        reply.ok();
+        self.file_flush(fh, reply);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&fh.0);
+        self.file_release(ino, fh);
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
-        let Some(h) = self.handle(fh) else { return reply.error(FErr::EBADF) };
-        let r = if datasync { h.file.sync_data() } else { h.file.sync_all() };
-        if let Err(e) = r {
-            return reply.error(fe(io_errno(e)));
-        }
-        let path = self.r.path(ino.0);
-        if !self.r.sync_point(path.as_deref()) {
-            return reply.error(FErr::EIO);
-        }
-        reply.ok();
+        self.file_fsync(ino, fh, datasync, reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let path = match self.path_of(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let listing = (|| -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
-            let f = self.r.tree.open_file(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-            let mut dir = nix::dir::Dir::from_fd(f.into())?;
-            let mut v = Vec::new();
-            for e in dir.iter() {
-                let e = e?;
-                let t = match e.file_type() {
-                    Some(nix::dir::Type::Directory) => FileType::Directory,
-                    Some(nix::dir::Type::Symlink) => FileType::Symlink,
-                    Some(nix::dir::Type::Fifo) => FileType::NamedPipe,
-                    Some(nix::dir::Type::Socket) => FileType::Socket,
-                    Some(nix::dir::Type::CharacterDevice) => FileType::CharDevice,
-                    Some(nix::dir::Type::BlockDevice) => FileType::BlockDevice,
-                    _ => FileType::RegularFile,
-                };
-                v.push((self.r.fino(e.ino()), t, e.file_name().to_bytes().to_vec()));
-            }
-            Ok(v)
-        })();
-        match listing {
-            Ok(v) => {
-                let id = self.next.fetch_add(1, Ordering::Relaxed);
-                self.dirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, v);
-                reply.opened(FileHandle(id), FopenFlags::empty());
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.dir_open(ino, reply);
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let dirs = self.dirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(v) = dirs.get(&fh.0) else { return reply.error(FErr::EBADF) };
-        for (i, (ino, t, name)) in v.iter().enumerate().skip(usize::try_from(offset).unwrap_or(usize::MAX)) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *t, OsStr::from_bytes(name)) {
-                break;
-            }
-        }
-        reply.ok();
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, reply: ReplyDirectory) {
+        self.dir_read(fh, offset, reply);
     }
 
     fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.dirs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&fh.0);
-        reply.ok();
+        self.dir_release(fh, reply);
     }
 
     fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let r = self.path_of(ino).and_then(|p| {
-            let f = self.r.tree.open_file(&p, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-            nix::unistd::fsync(f.as_fd())
-        });
-        match r {
-            Ok(()) => {
-                if !self.r.sync_point(None) {
-                    return reply.error(FErr::EIO);
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.dir_fsync(ino, reply);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -638,58 +564,19 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn setxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
-        let path = match self.path_of(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let tree = &self.r.tree;
-        let res = self.r.mutate(&[Mark::Meta(&path)], || {
-            tree.set_xattr(&path, name.as_bytes(), value, flags)?;
-            Ok(((), Some(Op::SetXattr { path: path.clone(), name: name.as_bytes().to_vec(), value: value.to_vec(), flags })))
-        });
-        match res {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(fe(e)),
-        }
+        self.xattr_set(ino, name, value, flags, reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let r = self.path_of(ino).and_then(|p| {
-            let pp = self.r.tree.proc_path(&p)?;
-            let n = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
-            let mut buf = vec![0u8; size as usize];
-            let k = Errno::result(unsafe { libc::lgetxattr(pp.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
-            buf.truncate(usize::try_from(k).unwrap_or(0));
-            Ok((buf, k))
-        });
-        xattr_reply(r, size, reply);
+        self.xattr_get(ino, name, size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let r = self.path_of(ino).and_then(|p| {
-            let pp = self.r.tree.proc_path(&p)?;
-            let mut buf = vec![0u8; size as usize];
-            let k = Errno::result(unsafe { libc::llistxattr(pp.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
-            buf.truncate(usize::try_from(k).unwrap_or(0));
-            Ok((buf, k))
-        });
-        xattr_reply(r, size, reply);
+        self.xattr_list(ino, size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let path = match self.path_of(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let tree = &self.r.tree;
-        let res = self.r.mutate(&[Mark::Meta(&path)], || {
-            tree.remove_xattr(&path, name.as_bytes())?;
-            Ok(((), Some(Op::RemoveXattr { path: path.clone(), name: name.as_bytes().to_vec() })))
-        });
-        match res {
-            Ok(_) => reply.ok(),
-            Err(e) => reply.error(fe(e)),
-        }
+        self.xattr_remove(ino, name, reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
@@ -701,77 +588,15 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, flags: i32, reply: ReplyCreate) {
-        let path = match self.r.child(parent.0, name.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let dir = split(&path).0.to_vec();
-        let (uid, gid, _) = self.owner(req, &dir);
-        let mode = mode & !umask & 0o7777;
-        let tree = &self.r.tree;
-        let open = self.backing_flags(OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY) | OFlag::O_CREAT;
-        let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path), Mark::Zones(&path, 0, 1)], || {
-            let f = tree.open_file(&path, open, mode)?;
-            let st = nix::sys::stat::fstat(f.as_fd())?;
-            let mut op = None;
-            if st.st_nlink == 1 && st.st_uid == nix::unistd::geteuid().as_raw() && (st.st_uid != uid || st.st_gid != gid) {
-                nix::unistd::fchown(f.as_fd(), Some(uid.into()), Some(gid.into()))?;
-            }
-            if st.st_size == 0 {
-                op = Some(Op::Reset { path: path.clone(), mode, uid, gid });
-            }
-            Ok((f, op))
-        });
-        match res {
-            Ok((file, _)) => match nix::sys::stat::fstat(file.as_fd()) {
-                Ok(st) => {
-                    let a = self.attr(&st);
-                    self.r.remember(a.ino.0, parent.0, name.as_bytes());
-                    let sync = flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
-                    let fh = self.add_handle(Handle { file, sync, writable: true, wrote: AtomicBool::new(true) });
-                    reply.created(&self.ttl(), &a, Generation(0), FileHandle(fh), FopenFlags::empty());
-                }
-                Err(e) => reply.error(fe(e)),
-            },
-            Err(e) => reply.error(fe(e)),
-        }
+        self.file_create(req, parent, name, mode, umask, flags, reply);
     }
 
     fn fallocate(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
-        let Some(h) = self.handle(fh) else { return reply.error(FErr::EBADF) };
-        let path = self.r.path(ino.0);
-        let marks: Vec<Mark<'_>> = path.as_deref().map(|p| Mark::Zones(p, offset, length)).into_iter().collect();
-        let res = self.r.mutate(&marks, || {
-            nix::fcntl::fallocate(
-                h.file.as_fd(),
-                nix::fcntl::FallocateFlags::from_bits_truncate(mode),
-                i64::try_from(offset).map_err(|_| Errno::EINVAL)?,
-                i64::try_from(length).map_err(|_| Errno::EINVAL)?,
-            )?;
-            Ok(((), path.as_ref().map(|p| Op::Fallocate { path: p.clone(), mode, off: offset, len: length })))
-        });
-        match res {
-            Ok(_) => {
-                h.wrote.store(true, Ordering::Release);
-                reply.ok();
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.file_fallocate(ino, fh, offset, length, mode, reply);
     }
 
     fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
-        let Some(h) = self.handle(fh) else { return reply.error(FErr::EBADF) };
-        let w = match whence {
-            libc::SEEK_DATA => nix::unistd::Whence::SeekData,
-            libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
-            libc::SEEK_END => nix::unistd::Whence::SeekEnd,
-            libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
-            _ => nix::unistd::Whence::SeekSet,
-        };
-        match nix::unistd::lseek(h.file.as_fd(), offset, w) {
-            Ok(o) => reply.offset(o),
-            Err(e) => reply.error(fe(e)),
-        }
+        self.file_lseek(fh, offset, whence, reply);
     }
 }
 
@@ -799,13 +624,5 @@ impl ReplicatedFs {
             }
             Err(e) => reply.error(fe(e)),
         }
-    }
-}
-
-fn xattr_reply(r: Result<(Vec<u8>, isize), Errno>, size: u32, reply: ReplyXattr) {
-    match r {
-        Ok((_, k)) if size == 0 => reply.size(u32::try_from(k).unwrap_or(0)),
-        Ok((buf, _)) => reply.data(&buf),
-        Err(e) => reply.error(fe(e)),
     }
 }
