@@ -9,9 +9,13 @@
 #   seqread : fio 1 MiB sequential reads of a 1 GiB file, cold page cache
 #   seq1m   : fio 1 MiB sequential writes of a new 512 MiB file, end_fsync
 #   rand4k  : fio 4 KiB random overwrites + fsync, iodepth 1, 2000 writes
-# Usage (root): bash bench/cache-modes.sh      (env: REPS=3 BASE=/var/tmp)
+#   mariadb : with MARIADB=1, ../shared/bench/mariadb-sysbench.sh (oltp_write_only,
+#             its own median of 3 runs) -> TPS
+# Usage (root): bash bench/cache-modes.sh      (env: REPS=3 BASE=/var/tmp MARIADB=0)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+export SYSBENCH="$HERE/../../shared/bench/mariadb-sysbench.sh"
+export MARIADB=${MARIADB:-0}
 REPS=${REPS:-3}
 BASE=${BASE:-/var/tmp}
 command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
@@ -38,6 +42,9 @@ run_jobs() {
         --number_ios=2000 --runtime=20 --randrepeat=0 --output-format=terse --terse-version=3 | awk -F';' '{print $49}')
   echo "$label rand4k_IOPS $iops"
   rm -f "$d/rand.dat"
+  if [ "$MARIADB" = 1 ]; then
+    echo "$label mariadb_TPS $(bash "$SYSBENCH" "$d" 2>&1 | sed -n 's/.*SUMMARY mariadb-sysbench.* tps=\([0-9.]*\).*/\1/p' | tail -1)"
+  fi
 }
 export -f run_jobs
 
@@ -51,9 +58,9 @@ for r in $(seq 1 "$REPS"); do
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo "cache modes, medians of $REPS (one run):"
-printf '%-12s %14s %12s %12s\n' target seqread_MB/s seq1m_MB/s rand4k_IOPS
+printf '%-12s %14s %12s %12s %12s\n' target seqread_MB/s seq1m_MB/s rand4k_IOPS mariadb_TPS
 for t in native passthrough writeback; do
   row=()
-  for j in seqread_MBps seq1m_MBps rand4k_IOPS; do row+=("$(awk -v t="$t" -v j="$j" '$1==t && $2==j {print $3}' "$OUT" | median)"); done
-  printf '%-12s %14s %12s %12s\n' "$t" "${row[@]}"
+  for j in seqread_MBps seq1m_MBps rand4k_IOPS mariadb_TPS; do row+=("$(awk -v t="$t" -v j="$j" '$1==t && $2==j {print $3}' "$OUT" | median)"); done
+  printf '%-12s %14s %12s %12s %12s\n' "$t" "${row[@]}"
 done
