@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::config::{CheckAction, CheckerKind, ClusterConfig, DefaultPrim, Mode, UserConfig, When};
 
-use super::types::CheckerClass;
+use super::CheckerClass;
 
 /// Timing of one heartbeat network.
 #[derive(Debug, Clone, PartialEq, Eq)]

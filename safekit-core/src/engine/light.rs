@@ -8,7 +8,7 @@ use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::{forced, script, Next, Sequencer, Step};
 use super::rules::{RuleMachine, RuleVerb, View};
-use super::types::{
+use super::{
     Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind, State,
     Status,
 };

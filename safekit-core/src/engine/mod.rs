@@ -15,12 +15,16 @@
 mod config;
 mod light;
 mod loops;
+mod messages;
 mod mirror;
+mod persist;
 mod plan;
 pub mod rules;
 mod types;
 
 pub use config::{EngineConfig, FailoverSpec, LanTiming, ResourceRule, RuleAction};
 pub use light::LightEngine;
+pub use messages::*;
 pub use mirror::MirrorEngine;
+pub use persist::*;
 pub use types::*;

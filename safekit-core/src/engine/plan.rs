@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use super::types::{RunId, ScriptAction, ScriptKind, ScriptRun, State};
+use super::{RunId, ScriptAction, ScriptKind, ScriptRun, State};
 
 /// A script to run within a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Administrator and detector commands: checks against the current state,
 //! maxloop accounting, and the plans they start.
 
-use super::super::types::{Command, CommandError, CommandKind, LogLevel, Readiness, ScriptAction, State, Status};
+use super::super::{Command, CommandError, CommandKind, LogLevel, Readiness, ScriptAction, State, Status};
 use super::marks::{self, StopThen};
 use super::{Force, Intent, MirrorEngine, Phase, WaitReason};
 

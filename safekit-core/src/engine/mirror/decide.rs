@@ -3,7 +3,7 @@
 use std::cmp::Ordering;
 
 use super::super::rules::View;
-use super::super::types::{Heartbeat, LogLevel, Readiness, Role, ScriptAction, State, Status, SwapKind, SyncMode};
+use super::super::{Heartbeat, LogLevel, Readiness, Role, ScriptAction, State, Status, SwapKind, SyncMode};
 use super::marks::{self, StopThen};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
 use crate::config::DefaultPrim;

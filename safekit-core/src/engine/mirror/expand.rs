@@ -2,7 +2,7 @@
 //! from what the node holds when they are reached.
 
 use super::super::plan::{forced, script};
-use super::super::types::{Action, CheckerClass, LogLevel, Readiness, ReplicaRole, ScriptAction, ScriptKind, State, Status};
+use super::super::{Action, CheckerClass, LogLevel, Readiness, ReplicaRole, ScriptAction, ScriptKind, State, Status};
 use super::marks::{m, parts_of, start_script, status, stop_script, Edit, Mark, Step, StopThen};
 use super::{MirrorEngine, Phase};
 

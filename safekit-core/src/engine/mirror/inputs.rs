@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::super::rules::{RuleVerb, View};
 use super::marks::{self, Mark, StopThen};
 use super::{Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
-use crate::engine::types::{
+use crate::engine::{
     Action, Command, CommandKind, Heartbeat, LogLevel, Readiness, ReplicationEvent, ResourceState, RunId, State, SwapKind,
 };
 

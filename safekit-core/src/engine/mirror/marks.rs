@@ -9,7 +9,7 @@
 //! start stops exactly what was started.
 
 use super::super::plan::script;
-use super::super::types::{Action, CheckerClass, LogLevel, Readiness, Role, ScriptAction, ScriptKind, State, Status, SyncMode};
+use super::super::{Action, CheckerClass, LogLevel, Readiness, Role, ScriptAction, ScriptKind, State, Status, SyncMode};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 
 /// Engine-specific plan steps.

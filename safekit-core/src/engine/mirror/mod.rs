@@ -27,7 +27,7 @@ use super::config::EngineConfig;
 use super::loops::LoopGuard;
 use super::plan::Sequencer;
 use super::rules::RuleMachine;
-use super::types::{
+use super::{
     Action, CheckerClass, Command, CommandError, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole, ResourceState,
     Role, RunId, ScriptKind, State, Status, SwapKind,
 };

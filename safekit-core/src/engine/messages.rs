@@ -1,0 +1,280 @@
+//! What goes into the engine (inputs, commands) and what comes out
+//! (actions): plain data, so tests compare whole vectors of actions.
+
+#[allow(clippy::wildcard_imports)]
+use super::persist::*;
+#[allow(clippy::wildcard_imports)]
+use super::types::*;
+
+/// `swap` or `swap nosync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum SwapKind {
+    /// Resynchronise the new secondary (zones) after the swap.
+    Sync,
+    /// Swap without synchronising.
+    NoSync,
+}
+
+/// Events reported by the replicator.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ReplicationEvent {
+    /// The secondary's reintegration finished: its data equals the primary's.
+    ReintegrationDone,
+    /// The reintegration failed.
+    ReintegrationFailed {
+        /// Why.
+        reason: String,
+    },
+    /// Progress of the reintegration.
+    ReintegrationProgress {
+        /// Bytes copied.
+        done: u64,
+        /// Bytes to copy.
+        total: u64,
+        /// Estimated seconds left, when the replicator can tell.
+        eta_secs: Option<u64>,
+    },
+    /// Unrecoverable replication error on the primary: continue without a secondary.
+    Degraded {
+        /// Why.
+        reason: String,
+    },
+    /// The secondary did not answer within locktimeout/sendtimeout: drop it.
+    SecondaryLost {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Inputs to the engine besides time and commands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Input {
+    /// A heartbeat from the peer arrived on heartbeat network `lan` (index in the config).
+    Heartbeat {
+        /// Index of the heartbeat network.
+        lan: usize,
+        /// Content.
+        hb: Heartbeat,
+    },
+    /// The runtime knows that network `lan` is down (e.g. link down) before the timeout.
+    HeartbeatLost {
+        /// Index of the heartbeat network.
+        lan: usize,
+    },
+    /// A script run ended (`success` = exit code 0 within its timeout).
+    ScriptDone {
+        /// The run.
+        run: RunId,
+        /// Exit code 0.
+        success: bool,
+    },
+    /// Answer of the split-brain witness check.
+    WitnessResult {
+        /// The check.
+        run: RunId,
+        /// At least one witness answered.
+        reachable: bool,
+    },
+    /// A checker resource changed (`<class>.<ident>`).
+    Resource {
+        /// Resource name, e.g. `ping.gateway`.
+        name: String,
+        /// New state.
+        state: ResourceState,
+        /// Who set it, for the log ("set to down by tcpcheck").
+        by: String,
+    },
+    /// A replication event.
+    Replication(ReplicationEvent),
+}
+
+/// Effects the runtime must carry out, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Action {
+    /// Run a script; answer with [`Input::ScriptDone`].
+    RunScript(ScriptRun),
+    /// Kill a running script (forcestop); its result will be ignored.
+    CancelScript(RunId),
+    /// Configure the virtual IP addresses (and announce them).
+    SetVip,
+    /// Remove the virtual IP addresses.
+    RemoveVip,
+    /// Start replicating in `role`.
+    StartReplication(ReplicaRole),
+    /// Primary: continue without the secondary, recording modified zones.
+    DropSecondary,
+    /// Stop replicating (unmount).
+    StopReplication,
+    /// Secondary: copy from the primary.
+    StartReintegration(SyncMode),
+    /// Ask the split-brain witness; answer with [`Input::WitnessResult`].
+    CheckWitness(RunId),
+    /// Secondary, before a reintegration: move the files this node changed
+    /// while it was (wrongly) alone into the quarantine directory. Must be
+    /// done before the next action.
+    QuarantineLocalChanges,
+    /// Start checkers and errd processes of a class.
+    EnableCheckers(CheckerClass),
+    /// Stop checkers and errd processes of a class.
+    DisableCheckers(CheckerClass),
+    /// Write the persistent state crash-safely before the next action.
+    Persist(Persistent),
+    /// Send a heartbeat on every heartbeat network.
+    SendHeartbeat(Heartbeat),
+    /// Write a module log message.
+    Log {
+        /// Level.
+        level: LogLevel,
+        /// Text, in SafeKit's wording where there is one.
+        message: String,
+    },
+    /// The local status changed.
+    StateChanged {
+        /// Before.
+        from: Status,
+        /// After.
+        to: Status,
+    },
+}
+
+/// Administrator commands (`safekit <cmd> -m AM [-i identity]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum CommandKind {
+    /// Start; the role is chosen automatically.
+    Start,
+    /// Stop (failover if primary).
+    Stop,
+    /// Stop without the graceful pass, killing a stuck script.
+    Forcestop,
+    /// stop_xx + start_xx of the current state.
+    Restart,
+    /// Stop then start automatically.
+    Stopstart,
+    /// Force start as primary.
+    Prim {
+        /// Force a full resynchronisation of the secondary.
+        fullsync: bool,
+    },
+    /// Force start as secondary.
+    Second {
+        /// Copy everything.
+        fullsync: bool,
+    },
+    /// Primary even with possibly inconsistent data.
+    Primforce,
+    /// Exchange primary and secondary.
+    Swap(SwapKind),
+    /// `failover on|off`.
+    Failover(bool),
+    /// `errd on|off`: process monitoring (persisted maintenance switch).
+    Errd(bool),
+    /// `checker on|off`: checkers (persisted maintenance switch).
+    Checker(bool),
+}
+
+impl CommandKind {
+    /// The command word as typed.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Forcestop => "forcestop",
+            Self::Restart => "restart",
+            Self::Stopstart => "stopstart",
+            Self::Prim { .. } => "prim",
+            Self::Second { .. } => "second",
+            Self::Primforce => "primforce",
+            Self::Swap(_) => "swap",
+            Self::Failover(_) => "failover",
+            Self::Errd(_) => "errd",
+            Self::Checker(_) => "checker",
+        }
+    }
+}
+
+/// A command with the identity of who issued it: `None` is an administrator
+/// (resets the maxloop counter); `Some` is a checker, errd, script or the
+/// failover machine (counts towards maxloop).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Command {
+    /// What.
+    pub kind: CommandKind,
+    /// `-i identity`.
+    pub identity: Option<String>,
+    /// Who the administrator is (`root`, `admin@10.0.0.5`), for the log
+    /// line "Action … called by …"; `None` logs `admin`.
+    #[serde(default)]
+    pub admin: Option<String>,
+    /// Issued by the failover rule named by `identity` ("Action restart
+    /// from failover rule t_app" rather than "called by").
+    #[serde(default)]
+    pub from_rule: bool,
+}
+
+impl Command {
+    /// An administrator command.
+    pub const fn admin(kind: CommandKind) -> Self {
+        Self { kind, identity: None, admin: None, from_rule: false }
+    }
+
+    /// A command issued by a detector.
+    pub fn by(kind: CommandKind, identity: &str) -> Self {
+        Self { kind, identity: Some(identity.to_string()), admin: None, from_rule: false }
+    }
+
+    /// A command issued by failover rule `label` (counts towards maxloop).
+    pub fn by_rule(kind: CommandKind, label: &str) -> Self {
+        Self { kind, identity: Some(label.to_string()), admin: None, from_rule: true }
+    }
+
+    /// The end of the log line "Action <name> …": "called by <who>" or
+    /// "from failover rule <label>".
+    pub fn caller(&self) -> String {
+        let who = self.identity.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| "admin".into());
+        if self.from_rule {
+            format!("from failover rule {who}")
+        } else {
+            format!("called by {who}")
+        }
+    }
+}
+
+/// Why a command was refused: one sentence the CLI prints as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The module is running; the command needs it stopped.
+    #[error("the module is already started ({0}); run safekit stop first")]
+    AlreadyStarted(Status),
+    /// The module is stopped.
+    #[error("the module is stopped")]
+    NotStarted,
+    /// prim while the peer is primary.
+    #[error("the other node is already primary ({0}); prim is refused")]
+    PeerIsPrimary(Status),
+    /// second while the peer is not primary.
+    #[error("the other node is not primary ({0}); second needs a primary to synchronise from")]
+    PeerNotPrimary(String),
+    /// prim after an interrupted reintegration.
+    #[error("data may be inconsistent for replicated directories (stopped during reintegration); use primforce to force")]
+    DataInconsistent,
+    /// restart/swap outside a Ready state.
+    #[error("{cmd} needs a Ready state, the module is {status}")]
+    NotReady {
+        /// The command.
+        cmd: &'static str,
+        /// Current status.
+        status: Status,
+    },
+    /// swap without a PRIM/SECOND pair.
+    #[error("swap needs PRIM (Ready) and SECOND (Ready); the module is {local} and the other node {remote}")]
+    NoPair {
+        /// Local status.
+        local: Status,
+        /// Remote status, or UNKNOWN.
+        remote: String,
+    },
+    /// A mirror-only command on a light or farm module.
+    #[error("{0} applies to mirror modules only")]
+    NotMirror(&'static str),
+}
