@@ -127,19 +127,11 @@ impl ReplicatedFs {
             }
             answer();
         };
-        // If no thread can be made, wait here (a FUSE thread) rather than
-        // answer a kind of open the kernel refuses.
-        let slot = Arc::new(Mutex::new(Some(wait)));
-        let taken = slot.clone();
-        let spawned = std::thread::Builder::new().name("rfs-writer-wait".into()).spawn(move || {
-            if let Some(w) = taken.lock().ok().and_then(|mut s| s.take()) {
-                w();
-            }
-        });
-        if spawned.is_err() {
-            if let Some(w) = slot.lock().ok().and_then(|mut s| s.take()) {
-                w();
-            }
+        // Without a thread the reply inside `wait` is dropped unanswered,
+        // which fuser turns into EIO: an error, never a refused kind of open
+        // nor a blocked FUSE thread.
+        if std::thread::Builder::new().name("rfs-writer-wait".into()).spawn(wait).is_err() {
+            (self.r.hooks.log)(LogLevel::E, "no thread to wait for passthrough readers: open for writing refused (EIO)".into());
         }
     }
 
