@@ -60,7 +60,6 @@ pub struct Settings {
 struct Mounted {
     replica: Arc<Replica>,
     stats: Arc<ReadStats>,
-    open_counts: Box<dyn Fn() -> (u64, u64) + Send + Sync>,
     session: Option<fuser::BackgroundSession>,
     dir: PathBuf,
     ticker: Arc<AtomicBool>,
@@ -172,7 +171,7 @@ impl Handle {
             cfg.n_threads = Some(4);
             cfg.clone_fd = true;
             let fs = ReplicatedFs::new(replica.clone(), cache_wish(primary));
-            let (stats, open_counts) = (fs.stats(), Box::new(fs.open_counts()));
+            let stats = fs.stats();
             let session = fuser::spawn_mount(fs, &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?;
             let ticker = Arc::new(AtomicBool::new(true));
             {
@@ -187,7 +186,7 @@ impl Handle {
                 });
             }
             (self.hooks.log)(LogLevel::I, format!("Replicated directory {} mounted", d.dir));
-            inner.mounts.push(Mounted { replica, stats, open_counts, session: Some(session), dir, ticker });
+            inner.mounts.push(Mounted { replica, stats, session: Some(session), dir, ticker });
         }
         Ok(())
     }
@@ -434,7 +433,7 @@ impl Replicator for LinuxReplicator {
             out.push(("rfs.quarantine".into(), notes.join("; ")));
         }
         let reads: Vec<String> =
-            lock(&self.h.inner).mounts.iter().map(|m| format!("{}: {}", m.dir.display(), m.stats.describe((m.open_counts)()))).collect();
+            lock(&self.h.inner).mounts.iter().map(|m| format!("{}: {}", m.dir.display(), m.stats.describe())).collect();
         if !reads.is_empty() {
             out.push(("rfs.reads".into(), reads.join("; ")));
         }

@@ -2,6 +2,11 @@
 //! (`rfs.reads` in `safekit state -v`).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use fuser::BackingId;
+
+use super::super::openmode::OpenModes;
 
 /// How the kernel caches a mount, as negotiated at FUSE init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +33,11 @@ pub struct CacheWish {
 }
 
 /// Counters of one mount, shown as the `rfs.reads` resource in
-/// `safekit state -v`.
-#[derive(Default)]
+/// `safekit state -v`, with the mount's open-mode book for the opens
+/// counted now.
 pub struct ReadStats {
     mode: AtomicU8,
+    book: Arc<OpenModes<BackingId>>,
     /// Opens answered with passthrough.
     pub passthrough_opens: AtomicU64,
     /// Opens answered the normal way (through this daemon).
@@ -43,6 +49,17 @@ pub struct ReadStats {
 }
 
 impl ReadStats {
+    pub(super) fn new(book: Arc<OpenModes<BackingId>>) -> Self {
+        Self {
+            mode: AtomicU8::new(0),
+            book,
+            passthrough_opens: AtomicU64::new(0),
+            normal_opens: AtomicU64::new(0),
+            read_requests: AtomicU64::new(0),
+            writers_waited: AtomicU64::new(0),
+        }
+    }
+
     /// The negotiated mode.
     pub fn mode(&self) -> CacheMode {
         match self.mode.load(Ordering::Acquire) {
@@ -64,7 +81,8 @@ impl ReadStats {
     }
 
     /// One line for `safekit state -v`.
-    pub fn describe(&self, open: (u64, u64)) -> String {
+    pub fn describe(&self) -> String {
+        let open = self.book.open_counts();
         let mode = match self.mode() {
             CacheMode::Passthrough => "passthrough",
             CacheMode::Writeback => "writeback cache, no passthrough",

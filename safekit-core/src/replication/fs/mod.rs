@@ -108,14 +108,15 @@ impl ReplicatedFs {
     /// and close write the dirty pages back before they reach this file
     /// system).
     pub fn new(r: Arc<Replica>, wish: CacheWish) -> Self {
+        let modes = Arc::default();
         Self {
             r,
             wish,
             writeback: false,
             passthrough: false,
             handles: Arc::default(),
-            modes: Arc::default(),
-            stats: Arc::default(),
+            stats: Arc::new(ReadStats::new(Arc::clone(&modes))),
+            modes,
             backing_refused: AtomicBool::new(false),
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
@@ -125,12 +126,6 @@ impl ReplicatedFs {
     /// The mount's counters (kept by the replicator for `state -v`).
     pub fn stats(&self) -> Arc<ReadStats> {
         self.stats.clone()
-    }
-
-    /// Opens counted now: (passthrough, through safekit).
-    pub fn open_counts(&self) -> impl Fn() -> (u64, u64) + Send + Sync + 'static {
-        let m = self.modes.clone();
-        move || m.open_counts()
     }
 
     fn ttl(&self) -> Duration {
