@@ -283,7 +283,18 @@ impl ReplicatedFs {
                 i64::try_from(offset).map_err(|_| Errno::EINVAL)?,
                 i64::try_from(length).map_err(|_| Errno::EINVAL)?,
             )?;
-            Ok(((), path.as_ref().map(|p| Op::Fallocate { path: p.clone(), mode, off: offset, len: length })))
+            // A hole or a new size changes the file's mtime here; the
+            // secondary applies it later, so it gets this node's mtime too
+            // (the writeback cache used to send it afterwards, passthrough
+            // mounts do not).
+            let st = nix::sys::stat::fstat(h.file.as_fd())?;
+            let ops = path.as_ref().map(|p| {
+                [
+                    Op::Fallocate { path: p.clone(), mode, off: offset, len: length },
+                    Op::SetAttr { path: p.clone(), mode: None, uid: None, gid: None, atime: None, mtime: Some(mtime_of(&st)) },
+                ]
+            });
+            Ok(((), ops.into_iter().flatten().collect::<Vec<_>>()))
         });
         match res {
             Ok(_) => {
