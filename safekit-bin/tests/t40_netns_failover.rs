@@ -180,6 +180,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
                     handing_over: false,
                     hears_peer: true,
                     resources: Default::default(),
+                    heard: None,
                 },
             );
             for d in [vec![0u8; 3], vec![0xAB; 2000], b"SKHB\x01garbage".to_vec(), forged] {

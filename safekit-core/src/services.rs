@@ -61,6 +61,10 @@ pub trait Replicator: Send + Sync {
     async fn stop(&self);
     /// Secondary: copies from the primary; `Ok` when the copy is complete.
     async fn reintegrate(&self, mode: SyncMode) -> Result<(), String>;
+    /// The engine's word on writes the secondary will not have (see
+    /// [`crate::replication::gate`]); a replicator without a secondary
+    /// ignores it.
+    fn unreplicated_writes(&self, _word: crate::engine::UnreplicatedWrites) {}
     /// The next event of the replication (secondary lost, progress, ...);
     /// never returns for a replicator without events.
     async fn next_event(&self) -> crate::engine::ReplicationEvent {

@@ -5,7 +5,15 @@
 //! (c) with a witness reachable from one side only and a two-way partition,
 //!     never two ALONE (Ready) beyond the settle time (the loser's stop may
 //!     overlap the winner's start; only a lease witness removes that);
-//! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time.
+//! (d) once faults heal with both nodes started, PRIM/SECOND within bounded time;
+//! (e) when only one side acknowledged writes without its peer (a partition
+//!     where clients reach one side, a pause of the other), the pair that
+//!     forms again keeps them all (episodes with a crash or a forced start
+//!     excepted).
+//!
+//! Schedules also pause a node's runtime (its inputs then arrive in a burst,
+//! after the runtime told the engine of the stall) and steer clients to one
+//! node.
 //!
 //! Half the seeds also run checkers (a restart rule while primary, a wait
 //! rule from prestart) whose results fail and recover at random.
@@ -72,7 +80,7 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
     let mut ops = Vec::new();
     for _ in 0..n {
         let node = usize::try_from(r.range(0, 1)).unwrap_or(0);
-        let op = match r.range(0, 15) {
+        let op = match r.range(0, 17) {
             0..=3 => Op::Advance(Duration::from_millis(r.range(50, 6000))),
             4 => {
                 let lan = if r.chance(500_000) { None } else { Some(usize::try_from(r.range(0, 1)).unwrap_or(0)) };
@@ -92,6 +100,10 @@ fn schedule(seed: u64, one_sided_witness: Option<usize>) -> Vec<Op> {
             11 if one_sided_witness.is_none() => Op::Witness(node, r.chance(500_000)),
             11 => Op::Advance(Duration::from_millis(500)),
             12 => Op::ReplicationFailure(node),
+            // A node's runtime paused (VM pause, SIGSTOP), its inputs then in a burst.
+            13 => Op::Stall(node, Duration::from_millis(r.range(200, 6000))),
+            // Clients reach only one node: a partition where one side alone writes.
+            14 => Op::Clients(if r.chance(600_000) { Some(node) } else { None }),
             // Checker faults: the application's port or the gateway fails and comes back.
             _ => Op::Resource(node, usize::try_from(r.range(0, 1)).unwrap_or(0), r.chance(400_000)),
         };
@@ -146,7 +158,7 @@ fn seeds() -> Vec<u64> {
 }
 
 #[test]
-fn random_schedules_keep_invariants_a_b_d() {
+fn random_schedules_keep_invariants_a_b_d_e() {
     let mut failures = Vec::new();
     for seed in seeds() {
         match run_seed(seed, None) {
@@ -194,7 +206,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         ]).prop_map(|(n, k)| Op::Admin(n, k)),
         1 => (node.clone(), any::<bool>()).prop_map(|(n, b)| Op::Witness(n, b)),
         1 => node.clone().prop_map(Op::ReplicationFailure),
-        1 => (node, 0usize..2, any::<bool>()).prop_map(|(n, c, up)| Op::Resource(n, c, up)),
+        1 => (node.clone(), 0usize..2, any::<bool>()).prop_map(|(n, c, up)| Op::Resource(n, c, up)),
+        1 => (node.clone(), 200u64..6000).prop_map(|(n, ms)| Op::Stall(n, Duration::from_millis(ms))),
+        1 => proptest::option::of(node).prop_map(Op::Clients),
     ]
 }
 

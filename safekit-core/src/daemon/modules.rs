@@ -213,7 +213,7 @@ pub(super) async fn load_module(
     if lease.is_some() {
         engine_cfg.rules.push(crate::engine::ResourceRule {
             resource: crate::witness::client::RESOURCE.into(),
-            label: "lease_failure".into(),
+            label: crate::engine::LEASE_RULE.into(),
             action: crate::engine::RuleAction::Wait,
             class: crate::engine::CheckerClass::Pre,
         });
@@ -315,6 +315,14 @@ pub(super) async fn load_module(
         checkers,
         custom,
         inputs: None,
+        stall_after: cfg
+            .service
+            .heart
+            .iter()
+            .flat_map(|h| &h.heartbeats)
+            .map(|h| h.timeout / 2)
+            .min()
+            .filter(|_| cfg.service.mode == Mode::Mirror),
     };
     Ok(Loaded { engine, services, report })
 }

@@ -44,6 +44,9 @@ pub enum ReplicationEvent {
         /// Why.
         reason: String,
     },
+    /// The primary admitted its first write the secondary does not have
+    /// since it went ALONE (sent once per ALONE episode).
+    WroteAlone,
 }
 
 /// Inputs to the engine besides time and commands.
@@ -86,6 +89,14 @@ pub enum Input {
     },
     /// A replication event.
     Replication(ReplicationEvent),
+    /// The runtime was not scheduled for `lag` beyond a deadline (a VM
+    /// pause, SIGSTOP, a swap storm): what it knows of the peer is old, and
+    /// its heartbeat deadlines expired while it could not listen. Fed before
+    /// anything else the runtime handles after the stall.
+    Stalled {
+        /// How late the runtime woke up.
+        lag: std::time::Duration,
+    },
 }
 
 /// Effects the runtime must carry out, in order.
@@ -103,6 +114,9 @@ pub enum Action {
     StartReplication(ReplicaRole),
     /// Primary: continue without the secondary, recording modified zones.
     DropSecondary,
+    /// Primary: what happens to a write the secondary does not have (see
+    /// [`UnreplicatedWrites`]).
+    UnreplicatedWrites(UnreplicatedWrites),
     /// Stop replicating (unmount).
     StopReplication,
     /// Secondary: copy from the primary.
@@ -135,6 +149,19 @@ pub enum Action {
         /// After.
         to: Status,
     },
+}
+
+/// What a primary does with a write its secondary will not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum UnreplicatedWrites {
+    /// Acknowledge it: this node may go on ALONE (the default of a replicator).
+    Admit,
+    /// Make it wait: PRIM, whose secondary may have taken over if the link
+    /// dropped; the engine decides, then admits or refuses.
+    Hold,
+    /// Fail it (EIO): this node lost the primary role to the other one, so
+    /// the application's stop must not wait for writes that cannot count.
+    Refuse,
 }
 
 /// Administrator commands (`safekit <cmd> -m AM [-i identity]`).

@@ -28,3 +28,8 @@ pub use messages::*;
 pub use mirror::MirrorEngine;
 pub use persist::*;
 pub use types::*;
+
+/// Label of the wait rule generated for a lease witness (resource
+/// `splitbrain.lease`): the node that loses its lease releases the VIP
+/// before its stop scripts.
+pub const LEASE_RULE: &str = "lease_failure";

@@ -63,6 +63,11 @@ pub struct DataStatus {
     pub last_role: Option<Role>,
     /// The previous run of the module ended without a clean stop.
     pub unclean: bool,
+    /// This node acknowledged writes its peer does not have since it last
+    /// went ALONE: after a split brain, the side that alone served clients
+    /// is kept when the other wrote nothing.
+    #[serde(default)]
+    pub wrote_alone: bool,
 }
 
 /// What a node persists crash-safely for one module (the runtime writes it
@@ -95,6 +100,8 @@ pub struct Persistent {
     pub errd: bool,
     /// `usersetting.checker`: checkers on (maintenance switch).
     pub checker: bool,
+    /// See [`DataStatus::wrote_alone`].
+    pub wrote_alone: bool,
 }
 
 impl Default for Persistent {
@@ -112,6 +119,7 @@ impl Default for Persistent {
             failover: true,
             errd: true,
             checker: true,
+            wrote_alone: false,
         }
     }
 }
@@ -150,4 +158,10 @@ pub struct Heartbeat {
     pub hears_peer: bool,
     /// Sender's checker resources, for failover rules over `remote.` ones.
     pub resources: std::collections::BTreeMap<String, ResourceState>,
+    /// The receiver's newest heartbeat the sender had received when it sent
+    /// this one, as (incarnation, seq). A receiver decides on the peer's
+    /// report only once it is this fresh: heartbeats queued during a cut or
+    /// a pause arrive in a burst after the heal and describe a past the
+    /// sender has already left.
+    pub heard: Option<(u64, u64)>,
 }

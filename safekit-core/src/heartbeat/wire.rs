@@ -4,7 +4,8 @@
 //! ```text
 //! "SKHB" | version u8 | module id u16 | node len u8 | node | incarnation u64
 //! | seq u64 | state u8 | readiness u8 | flags u16 | epoch u64 | gen u64
-//! | last role u8 | resource count u8 | (name len u8 | name | state u8)*
+//! | last role u8 | heard incarnation u64 | heard seq u64
+//! | resource count u8 | (name len u8 | name | state u8)*
 //! | HMAC-SHA256 (32 bytes) over everything before it
 //! ```
 //! The resources are the sender's checker resources (`tcp.app`, ...) that
@@ -20,7 +21,7 @@ use sha2::Sha256;
 use crate::engine::{DataStatus, Heartbeat, Readiness, ResourceState, Role, State, Status, SwapKind};
 
 const MAGIC: &[u8; 4] = b"SKHB";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const MAC_LEN: usize = 32;
 /// Resources carried per heartbeat (the first ones in name order).
 pub const MAX_RESOURCES: usize = 32;
@@ -28,7 +29,7 @@ pub const MAX_RESOURCES: usize = 32;
 pub const MAX_RESOURCE_NAME: usize = 64;
 /// No valid heartbeat is longer (a 255-byte node name and all resources included).
 pub const MAX_DATAGRAM: usize =
-    4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 1 + 2 + 8 + 8 + 1 + 1 + MAX_RESOURCES * (1 + MAX_RESOURCE_NAME + 1) + MAC_LEN;
+    4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 1 + 2 + 8 + 8 + 1 + 16 + 1 + MAX_RESOURCES * (1 + MAX_RESOURCE_NAME + 1) + MAC_LEN;
 
 /// The cluster key heartbeats are authenticated with.
 #[derive(Clone)]
@@ -126,7 +127,10 @@ const F_HANDING_OVER: u16 = 1 << 8;
 const F_HEARS_PEER: u16 = 1 << 9;
 const F_SWAP: u16 = 1 << 10;
 const F_SWAP_NOSYNC: u16 = 1 << 11;
-const F_KNOWN: u16 = (1 << 12) - 1;
+const F_WROTE_ALONE: u16 = 1 << 12;
+/// The heard (incarnation, seq) pair is meaningful (else both are zero).
+const F_HEARD: u16 = 1 << 13;
+const F_KNOWN: u16 = (1 << 14) - 1;
 
 /// Encodes `hb` of module `module` and authenticates it.
 pub fn encode(key: &ClusterKey, module: u16, hb: &Heartbeat) -> Vec<u8> {
@@ -161,6 +165,8 @@ pub fn encode(key: &ClusterKey, module: u16, hb: &Heartbeat) -> Vec<u8> {
         (hb.hears_peer, F_HEARS_PEER),
         (hb.swap_request.is_some(), F_SWAP),
         (hb.swap_request == Some(SwapKind::NoSync), F_SWAP_NOSYNC),
+        (d.wrote_alone, F_WROTE_ALONE),
+        (hb.heard.is_some(), F_HEARD),
     ] {
         if on {
             flags |= bit;
@@ -176,6 +182,9 @@ pub fn encode(key: &ClusterKey, module: u16, hb: &Heartbeat) -> Vec<u8> {
         Some(Role::AloneAfterFailover) => 3,
         Some(Role::Second) => 4,
     });
+    let (hi, hs) = hb.heard.unwrap_or((0, 0));
+    b.extend_from_slice(&hi.to_be_bytes());
+    b.extend_from_slice(&hs.to_be_bytes());
     let carried: Vec<_> = hb.resources.iter().filter(|(k, _)| !k.is_empty() && k.len() <= MAX_RESOURCE_NAME).take(MAX_RESOURCES).collect();
     b.push(u8::try_from(carried.len()).unwrap_or(0));
     for (name, state) in carried {
@@ -279,6 +288,10 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         4 => Some(Role::Second),
         _ => return Err(WireError::BadField("last role")),
     };
+    let heard = (c.u64()?, c.u64()?);
+    if flags & F_HEARD == 0 && heard != (0, 0) {
+        return Err(WireError::BadField("heard"));
+    }
     let count = usize::from(c.u8()?);
     if count > MAX_RESOURCES {
         return Err(WireError::BadField("resource count"));
@@ -314,7 +327,15 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         seq,
         status: Status::new(state, readiness),
         primary_active: f(F_PRIMARY_ACTIVE),
-        data: DataStatus { epoch, gen, uptodate: f(F_UPTODATE), partial: f(F_PARTIAL), last_role, unclean: f(F_UNCLEAN) },
+        data: DataStatus {
+            epoch,
+            gen,
+            uptodate: f(F_UPTODATE),
+            partial: f(F_PARTIAL),
+            last_role,
+            unclean: f(F_UNCLEAN),
+            wrote_alone: f(F_WROTE_ALONE),
+        },
         failover: f(F_FAILOVER),
         full_sync_required: f(F_FULL_SYNC),
         degraded: f(F_DEGRADED),
@@ -323,6 +344,7 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Heartbeat, W
         handing_over: f(F_HANDING_OVER),
         hears_peer: f(F_HEARS_PEER),
         resources,
+        heard: f(F_HEARD).then_some(heard),
     })
 }
 
@@ -356,7 +378,15 @@ mod tests {
             seq: 42,
             status: Status::new(State::Second, Readiness::Ready),
             primary_active: false,
-            data: DataStatus { epoch: 2, gen: 9, uptodate: true, partial: false, last_role: Some(Role::Second), unclean: true },
+            data: DataStatus {
+                epoch: 2,
+                gen: 9,
+                uptodate: true,
+                partial: false,
+                last_role: Some(Role::Second),
+                unclean: true,
+                wrote_alone: true,
+            },
             failover: true,
             full_sync_required: false,
             degraded: false,
@@ -365,6 +395,7 @@ mod tests {
             handing_over: false,
             hears_peer: true,
             resources: Default::default(),
+            heard: Some((1_700_000_000_000_001, 41)),
         }
     }
 
@@ -391,6 +422,19 @@ mod tests {
         assert_eq!(decode(&key(1), 3, &vec![0u8; MAX_DATAGRAM + 1]), Err(WireError::Oversized(MAX_DATAGRAM + 1)));
         assert_eq!(decode(&key(1), 4, &d), Err(WireError::OtherModule(3)));
         assert_eq!(decode(&key(1), 3, &[b'X'; 60]), Err(WireError::BadMagic));
+    }
+
+    #[test]
+    fn what_the_sender_heard_travels_and_cannot_be_half_present() {
+        let mut h = hb();
+        h.heard = None;
+        let d = encode(&key(1), 3, &h);
+        assert_eq!(decode(&key(1), 3, &d), Ok(h.clone()));
+        // A nonzero pair without its flag is no sender's encoding.
+        let mut body = d[..d.len() - MAC_LEN].to_vec();
+        let at = body.len() - 1 - 16; // heard pair just before the resource count (empty list)
+        body[at + 15] = 1;
+        assert_eq!(decode(&key(1), 3, &sign(&key(1), body)), Err(WireError::BadField("heard")));
     }
 
     #[test]

@@ -13,13 +13,15 @@
 //! - [`wire`]: the authenticated protocol. [`tree`]: safe access to the real
 //!   directory. [`dirty`]: the crash-safe zone map. [`replica`]: one
 //!   replicated directory and its order lock. [`fs`]: the FUSE file system;
-//!   [`openmode`]: which opens may use FUSE passthrough.
+//!   [`openmode`]: which opens may use FUSE passthrough. [`gate`]: the
+//!   engine's word on writes the secondary will not have.
 //!   [`link`], [`secondary`], [`reint`]: the two ends of a connection and the
 //!   resynchronisation. [`service`]: mounts, listener, the `Replicator`.
 
 pub mod dirty;
 pub mod filter;
 pub mod fs;
+pub mod gate;
 pub mod link;
 pub mod openmode;
 pub mod quarantine;

@@ -55,6 +55,8 @@ pub struct Replica {
     pub hooks: Hooks,
     /// With a lease witness: an unreplicated write waits for an ALONE lease.
     pub lease: Option<Arc<crate::witness::client::LeaseGate>>,
+    /// The engine's word on unreplicated writes (shared by the module's replicas).
+    pub gate: Arc<super::gate::WriteGate>,
     nodes: Mutex<HashMap<u64, Node>>,
     root_ino: u64,
 }
@@ -79,6 +81,7 @@ impl Replica {
             secondary_disk_sync,
             hooks,
             lease: None,
+            gate: Arc::default(),
             nodes: Mutex::new(nodes),
             root_ino,
         }
@@ -192,12 +195,11 @@ impl Replica {
         if role == LocalRole::ReadOnly {
             return Err(Errno::EROFS);
         }
-        // Without the secondary, a write is this node's alone: only under an
-        // ALONE lease (never while another node may have taken over).
-        if let (LocalRole::Primary, Some(g)) = (role, &self.lease) {
-            if !g.admit(self.link.connected()) {
-                return Err(Errno::EIO);
-            }
+        // Without the secondary, a write is this node's alone: only once the
+        // engine says ALONE, and under an ALONE lease with a lease witness
+        // (never while another node may have taken over).
+        if role == LocalRole::Primary && !self.link.connected() && !self.alone_write_allowed() {
+            return Err(Errno::EIO);
         }
         let _order = lock(&self.order);
         let wanted: Vec<Mark<'_>> = marks.iter().copied().filter(|m| !self.excluded(mark_path(m))).collect();
@@ -259,10 +261,11 @@ impl Replica {
         true
     }
 
-    /// Data the secondary does not hold may be acknowledged: without a lease
-    /// witness always, with one once this node holds an ALONE lease.
+    /// Data the secondary does not hold may be acknowledged: once the engine
+    /// admits it (see [`super::gate`]) and, with a lease witness, once this
+    /// node holds an ALONE lease. Blocks until then; false = EIO.
     fn alone_write_allowed(&self) -> bool {
-        self.lease.as_ref().is_none_or(|g| g.admit(false))
+        self.gate.admit(&*self.hooks.event) && self.lease.as_ref().is_none_or(|g| g.admit(false))
     }
 
     /// `path` stays local (notreplicated); a directory is never excluded by

@@ -22,7 +22,7 @@ use super::tree::Tree;
 use super::wire::{server_handshake, ToPrimary, ToSecondary};
 use super::Hooks;
 use crate::config::Replicated;
-use crate::engine::{LogLevel, ReplicaRole, ReplicationEvent, SyncMode};
+use crate::engine::{LogLevel, ReplicaRole, ReplicationEvent, SyncMode, UnreplicatedWrites};
 use crate::heartbeat::wire::ClusterKey;
 use crate::services::Replicator;
 
@@ -122,7 +122,8 @@ impl LinuxReplicator {
                 let _ = tx.send(e);
             }),
         };
-        Self { h: Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())) }, events: tokio::sync::Mutex::new(rx) }
+        let h = Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())), gate: Arc::default() };
+        Self { h, events: tokio::sync::Mutex::new(rx) }
     }
 
     /// (files, bytes) that a reintegration would copy now (`safekit rfsdiff`).
@@ -160,6 +161,7 @@ impl Handle {
             let filter = Filter::new(&d.notreplicated)?;
             let mut replica = Replica::new(tree, dm, link, filter, self.s.disk_ack, self.hooks.clone());
             replica.lease = self.s.lease_gate.clone();
+            replica.gate = self.gate.clone();
             let replica = Arc::new(replica);
             let mut cfg = fuser::Config::default();
             cfg.mount_options = vec![
@@ -386,10 +388,12 @@ impl Replicator for LinuxReplicator {
     }
 
     async fn stop(&self) {
-        // Writes waiting for a lease fail now: this node stops being primary.
+        // Writes waiting for a lease or for the engine fail now: this node
+        // stops being primary.
         if let Some(g) = &self.h.s.lease_gate {
             g.close();
         }
+        self.h.gate.set_closed(true);
         let me = self.clone_handle();
         let _ = tokio::task::spawn_blocking(move || {
             me.stop_listening();
@@ -444,6 +448,10 @@ impl Replicator for LinuxReplicator {
         self.h.estimate().into_iter().map(|(dir, n, bytes)| format!("{dir}: {n} modified entries, at most {bytes} bytes to copy")).collect()
     }
 
+    fn unreplicated_writes(&self, word: UnreplicatedWrites) {
+        self.h.gate.set(word);
+    }
+
     async fn next_event(&self) -> ReplicationEvent {
         match self.events.lock().await.recv().await {
             Some(e) => e,
@@ -458,6 +466,7 @@ struct Handle {
     s: Settings,
     hooks: Hooks,
     inner: Arc<Mutex<Inner>>,
+    gate: Arc<super::gate::WriteGate>,
 }
 
 impl LinuxReplicator {
@@ -479,6 +488,7 @@ impl Handle {
                     if let Some(g) = &self.s.lease_gate {
                         g.reopen();
                     }
+                    self.gate.set_closed(false);
                     r.set_role(LocalRole::Primary);
                     if !r.link.connected() {
                         lock(&r.dirty).secondary_gone();

@@ -109,6 +109,11 @@ pub struct ModuleServices {
     /// The engine's input queue, made by whoever builds the services so
     /// that `safekit set` can feed resources in; `None` = a private one.
     pub inputs: Option<(mpsc::Sender<Input>, mpsc::Receiver<Input>)>,
+    /// Waking up this late after a deadline means the loop was stalled (a
+    /// pause, a swap storm): the engine is told before anything else, and
+    /// the heartbeats waiting in the sockets are read first. Half the
+    /// shortest heartbeat timeout; `None` = no heartbeats to protect.
+    pub stall_after: Option<Duration>,
 }
 
 /// What `safekit state` shows of a module.
@@ -229,33 +234,49 @@ pub async fn drive<E: Driven>(
         }
         let deadline = engine.poll_timeout().map(tokio::time::Instant::from_std);
         let hb = svc.heartbeat.clone();
-        tokio::select! {
+        let woke = tokio::select! {
             biased;
-            r = shutdown.changed(), if !stopping => {
-                if r.is_err() || *shutdown.borrow() {
-                    stopping = true;
-                    svc.log.write("heart", LogLevel::U, "Action shutdown called by SYSTEM");
-                    if engine.status().state != State::Stop {
-                        let _ = engine.command(now(), Command::by(CommandKind::Stop, "SYSTEM"));
-                    }
+            r = shutdown.changed(), if !stopping => Woke::Shutdown(r.is_err() || *shutdown.borrow()),
+            Some(msg) = commands.recv() => Woke::Command(msg),
+            Some(input) = in_rx.recv() => Woke::Input(input, true),
+            ev = svc.replicator.next_event() => Woke::Input(Input::Replication(ev), false),
+            (lan, msg) = async move { match hb { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                Woke::Input(Input::Heartbeat { lan, hb: msg }, false)
+            }
+            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => Woke::Deadline,
+        };
+        // A loop that wakes long after its deadline was not running: the
+        // engine learns it first, then reads what the peer sent meanwhile,
+        // and only then handles what woke it (an expired timer would
+        // otherwise declare a peer dead whose heartbeats wait in the socket).
+        if let (Some(limit), Some(d)) = (svc.stall_after, deadline) {
+            let lag = tokio::time::Instant::now().saturating_duration_since(d);
+            if lag > limit {
+                engine.handle_input(now(), Input::Stalled { lag });
+                if let Some(h) = &svc.heartbeat {
+                    drain_heartbeats(&mut engine, h.as_ref()).await;
                 }
             }
-            Some((cmd, reply)) = commands.recv() => {
+        }
+        match woke {
+            Woke::Shutdown(true) => {
+                stopping = true;
+                svc.log.write("heart", LogLevel::U, "Action shutdown called by SYSTEM");
+                if engine.status().state != State::Stop {
+                    let _ = engine.command(now(), Command::by(CommandKind::Stop, "SYSTEM"));
+                }
+            }
+            Woke::Shutdown(false) => {}
+            Woke::Command((cmd, reply)) => {
                 let r = engine.command(now(), cmd).map_err(|e| e.to_string());
                 let _ = reply.send(r);
                 refresh = true;
             }
-            Some(input) = in_rx.recv() => {
+            Woke::Input(input, visible) => {
                 engine.handle_input(now(), input);
-                refresh = true;
+                refresh |= visible;
             }
-            ev = svc.replicator.next_event() => engine.handle_input(now(), Input::Replication(ev)),
-            (lan, msg) = async move { match hb { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                engine.handle_input(now(), Input::Heartbeat { lan, hb: msg });
-            }
-            () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                engine.handle_timeout(now());
-            }
+            Woke::Deadline => engine.handle_timeout(now()),
         }
     }
     for m in monitors {
@@ -265,6 +286,33 @@ pub async fn drive<E: Driven>(
         let _ = v.remove().await;
     }
     svc.replicator.stop().await;
+}
+
+/// What woke the runtime loop.
+enum Woke {
+    Shutdown(bool),
+    Command(CommandMsg),
+    /// An input; `true` if `safekit state` should show its effect at once.
+    Input(Input, bool),
+    Deadline,
+}
+
+/// Feeds the engine every heartbeat that arrives within a short grace
+/// period (the receiving tasks read the socket backlog after a stall),
+/// at most 1,000 and at most one second in all.
+async fn drain_heartbeats<E: Driven>(engine: &mut E, h: &dyn Heartbeat) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut grace = Duration::from_millis(50);
+    for _ in 0..1_000 {
+        if tokio::time::Instant::now() >= end {
+            break;
+        }
+        match tokio::time::timeout(grace, h.recv()).await {
+            Ok((lan, msg)) => engine.handle_input(now(), Input::Heartbeat { lan, hb: msg }),
+            Err(_) => break,
+        }
+        grace = Duration::from_millis(5);
+    }
 }
 
 async fn execute(
@@ -325,6 +373,7 @@ async fn execute(
             }
         }
         Action::DropSecondary => svc.replicator.drop_secondary().await,
+        Action::UnreplicatedWrites(word) => svc.replicator.unreplicated_writes(word),
         Action::StopReplication => svc.replicator.stop().await,
         Action::StartReintegration(mode) => {
             let (tx, repl) = (in_tx.clone(), svc.replicator.clone());

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{Event, SimCluster};
-use crate::engine::{Action, Readiness, ReplicaRole, ResourceState, State, Status};
+use crate::engine::{Action, Input, Readiness, ReplicaRole, ReplicationEvent, ResourceState, State, Status, UnreplicatedWrites};
 
 impl SimCluster {
     pub(super) fn app_running(&self, n: usize) -> bool {
@@ -17,7 +17,7 @@ impl SimCluster {
     }
 
     pub(super) fn write(&mut self) {
-        let running: Vec<usize> = (0..2).filter(|&n| self.app_running(n)).collect();
+        let running: Vec<usize> = (0..2).filter(|&n| self.app_running(n) && self.clients.is_none_or(|c| c == n)).collect();
         // Writes made while both run, or while the nodes are cut from each
         // other, may legitimately be lost by split-brain recovery (without a
         // witness that is SafeKit's documented behaviour).
@@ -27,6 +27,12 @@ impl SimCluster {
             let prim = self.nodes[n].engine.as_ref().is_some_and(|e| e.status().state == State::Prim);
             if prim && !self.session {
                 continue; // blocked until the secondary is dropped
+            }
+            if !self.session && self.nodes[n].gate != UnreplicatedWrites::Admit {
+                continue; // held (or refused) by the engine
+            }
+            if self.nodes[n].stalled_until.is_some() {
+                continue; // a paused node answers nobody
             }
             let id = self.next_write;
             self.next_write += 1;
@@ -41,6 +47,11 @@ impl SimCluster {
             self.trace.push(format!("{:?} {} write {id}{}", self.elapsed(), self.nodes[n].name, if split { " (split)" } else { "" }));
             if !self.session {
                 self.at_risk.push(id);
+                self.nodes[n].alone_writes.insert(id);
+                if !self.nodes[n].reported {
+                    self.nodes[n].reported = true;
+                    self.input(n, Input::Replication(ReplicationEvent::WroteAlone));
+                }
             }
         }
     }
@@ -91,6 +102,12 @@ impl SimCluster {
                 self.break_session();
             }
             Action::DropSecondary => self.session = false,
+            Action::UnreplicatedWrites(w) => {
+                if w == UnreplicatedWrites::Admit {
+                    self.nodes[n].reported = false;
+                }
+                self.nodes[n].gate = w;
+            }
             Action::StartReintegration(_) => {
                 let p = 1 - n;
                 if self.nodes[p].repl == Some(ReplicaRole::Primary) && !self.cut[p][0] && !self.cut[n][0] {
@@ -150,6 +167,7 @@ impl SimCluster {
                         self.diverged = other_primary || self.nodes[1 - n].engine.is_none();
                     }
                     self.nodes[n].forced_primary = true;
+                    self.episode_exempt = true;
                     return;
                 }
                 if promoted && other_primary {
@@ -180,6 +198,27 @@ impl SimCluster {
     }
 
     pub(super) fn check(&mut self) {
+        if self.is_pair() {
+            // (e) When only one side acknowledged writes without its peer,
+            // the pair that forms again keeps them all.
+            let p = usize::from(self.status(1).is_some_and(|s| s.state == State::Prim));
+            let wrote: Vec<usize> = (0..2).filter(|&n| !self.nodes[n].alone_writes.is_empty()).collect();
+            if !self.episode_exempt && wrote.len() == 1 {
+                let w = wrote[0];
+                let lost: Vec<u64> = self.nodes[w].alone_writes.difference(&self.nodes[p].data).copied().take(5).collect();
+                if !lost.is_empty() {
+                    self.violations.push(format!(
+                        "{:?}: {} alone acknowledged writes {lost:?} and the other node wrote nothing, yet they are lost (invariant e)",
+                        self.elapsed(),
+                        self.nodes[w].name
+                    ));
+                }
+            }
+            for n in &mut self.nodes {
+                n.alone_writes.clear();
+            }
+            self.episode_exempt = false;
+        }
         if self.diverged && self.is_pair() {
             // Converged again: what the primary holds is the history now.
             self.diverged = false;

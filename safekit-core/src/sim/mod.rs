@@ -116,6 +116,12 @@ pub enum Op {
     ReplicationFailure(usize),
     /// What a simulated checker of a node finds from now on (`up`).
     Resource(usize, usize, bool),
+    /// Clients reach only this node's VIP (`None` = whichever holds it).
+    Clients(Option<usize>),
+    /// The node's runtime is not scheduled for this long (a VM pause, a
+    /// SIGSTOP): its inputs wait, then arrive in a burst, after the runtime
+    /// has told its engine of the stall (as the real runtime does).
+    Stall(usize, Duration),
 }
 
 /// One node of the simulation.
@@ -139,6 +145,14 @@ struct SimNode {
     checks: [bool; 2],
     /// Checker classes the engine enabled.
     classes: BTreeSet<crate::engine::CheckerClass>,
+    /// The engine's word on unreplicated writes.
+    gate: crate::engine::UnreplicatedWrites,
+    /// `WroteAlone` was reported since the gate last opened.
+    reported: bool,
+    /// Paused (stalled) until this time: its events wait.
+    stalled_until: Option<Instant>,
+    /// Writes this node acknowledged without its peer since the pair last formed.
+    alone_writes: BTreeSet<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +187,12 @@ enum Event {
     SecondaryLost {
         node: usize,
         incarnation: u64,
+    },
+    /// An administrator command that waited for a stalled runtime.
+    Admin {
+        node: usize,
+        incarnation: u64,
+        kind: CommandKind,
     },
     Write,
 }
@@ -233,6 +253,11 @@ pub struct SimCluster {
     /// partition or by an administrator's `prim`): the histories diverge and
     /// no write is required until the pair is PRIM/SECOND again.
     diverged: bool,
+    /// Which node clients reach (`None` = any primary).
+    clients: Option<usize>,
+    /// Since the pair last formed, a crash or a forced start happened: the
+    /// one-sided-writes invariant (e) is not asked of such episodes.
+    episode_exempt: bool,
 }
 
 fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
@@ -288,6 +313,10 @@ impl SimCluster {
             forced_primary: false,
             checks: [true; 2],
             classes: BTreeSet::new(),
+            gate: crate::engine::UnreplicatedWrites::Admit,
+            reported: true,
+            stalled_until: None,
+            alone_writes: BTreeSet::new(),
         };
         let lans = cfg.lans;
         let mut sim = Self {
@@ -311,6 +340,8 @@ impl SimCluster {
             witness_one_sided: false,
             both_alone_since: None,
             diverged: false,
+            clients: None,
+            episode_exempt: false,
         };
         let w = sim.cfg.write_interval;
         sim.schedule(w, Event::Write);
@@ -393,6 +424,8 @@ impl SimCluster {
             Op::Crash(n) => {
                 let node = &mut self.nodes[*n];
                 if node.engine.take().is_some() {
+                    self.episode_exempt = true;
+                    node.stalled_until = None;
                     node.vip = false;
                     node.repl = None;
                     node.reint = None;
@@ -419,21 +452,26 @@ impl SimCluster {
                 }
             }
             Op::Admin(n, kind) => {
-                let now = self.now;
-                if let Some(e) = self.nodes[*n].engine.as_mut() {
-                    let stopped = e.status().state == State::Stop;
-                    let r = e.command(now, Command::admin(kind.clone()));
-                    self.trace.push(format!("  -> {r:?}"));
-                    if r.is_ok() && stopped && matches!(kind, CommandKind::Prim { .. } | CommandKind::Primforce) {
-                        self.nodes[*n].forced = true;
-                    }
-                    self.drain(*n);
+                if self.nodes[*n].stalled_until.is_some() {
+                    // The command waits in the control socket until the runtime runs.
+                    let inc = self.nodes[*n].incarnation;
+                    self.schedule(Duration::ZERO, Event::Admin { node: *n, incarnation: inc, kind: kind.clone() });
+                } else {
+                    self.admin(*n, kind);
                 }
             }
             Op::Witness(n, up) => self.nodes[*n].witness = *up,
             Op::Resource(n, check, up) => {
                 self.nodes[*n].checks[*check % CHECKERS.len()] = *up;
                 self.report_check(*n, *check % CHECKERS.len());
+            }
+            Op::Clients(c) => self.clients = *c,
+            Op::Stall(n, d) => {
+                if self.nodes[*n].engine.is_some() {
+                    let until = self.now + *d;
+                    self.nodes[*n].stalled_until = Some(until);
+                    self.disturbed = until;
+                }
             }
             Op::ReplicationFailure(n) => {
                 if self.nodes[*n].repl == Some(ReplicaRole::Primary) {
@@ -444,24 +482,101 @@ impl SimCluster {
         }
     }
 
+    /// When node `n`'s engine may next be called: its deadline, or the end
+    /// of its stall, whichever is later.
+    fn engine_due(&self, i: usize) -> Option<Instant> {
+        let t = self.nodes[i].engine.as_ref().and_then(MirrorEngine::poll_timeout)?;
+        Some(self.nodes[i].stalled_until.map_or(t, |u| t.max(u)))
+    }
+
+    /// A stalled node whose stall is over wakes as the runtime does: the
+    /// engine hears of the stall, then every heartbeat that waited.
+    fn wake_if_stalled(&mut self, n: usize) -> bool {
+        let Some(until) = self.nodes[n].stalled_until else { return false };
+        if self.now < until {
+            return false;
+        }
+        self.nodes[n].stalled_until = None;
+        // The engine only logs the lag; the real runtime measures it.
+        let lag = self.cfg.timeout;
+        self.trace.push(format!("{:?} {} wakes from a stall", self.elapsed(), self.nodes[n].name));
+        self.input(n, Input::Stalled { lag });
+        let mut kept = BinaryHeap::new();
+        let mut burst = Vec::new();
+        while let Some(Reverse(q)) = self.queue.pop() {
+            if q.0 <= self.now && matches!(&q.2, Event::Deliver { to, .. } if *to == n) {
+                burst.push(q.2);
+            } else {
+                kept.push(Reverse(q));
+            }
+        }
+        self.queue = kept;
+        for ev in burst {
+            self.event(ev);
+        }
+        true
+    }
+
+    /// True if `ev` is for a node that is stalled now (it waits).
+    fn held_by_stall(&self, ev: &Event) -> bool {
+        let node = match ev {
+            Event::Deliver { to, .. } => *to,
+            Event::Script { node, .. }
+            | Event::Witness { node, .. }
+            | Event::Reintegrated { node, .. }
+            | Event::Resource { node, .. }
+            | Event::SecondaryLost { node, .. }
+            | Event::Admin { node, .. } => *node,
+            Event::Write => return false,
+        };
+        self.nodes[node].stalled_until.is_some_and(|u| self.now < u)
+    }
+
+    fn admin(&mut self, n: usize, kind: &CommandKind) {
+        let now = self.now;
+        if let Some(e) = self.nodes[n].engine.as_mut() {
+            let stopped = e.status().state == State::Stop;
+            let r = e.command(now, Command::admin(kind.clone()));
+            self.trace.push(format!("  -> {r:?}"));
+            if r.is_ok() && stopped && matches!(kind, CommandKind::Prim { .. } | CommandKind::Primforce) {
+                self.nodes[n].forced = true;
+            }
+            self.drain(n);
+        }
+    }
+
     /// Runs the simulation for `d`.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
         for _ in 0..1_000_000 {
+            let stall_end = self.nodes.iter().filter_map(|n| n.stalled_until).min();
             let next_q = self.queue.peek().map(|Reverse(q)| q.0);
-            let next_e = (0..2).filter_map(|i| self.nodes[i].engine.as_ref().and_then(MirrorEngine::poll_timeout)).min();
+            let next_e = (0..2).filter_map(|i| self.engine_due(i)).chain(stall_end).min();
             let next = [next_q, next_e].into_iter().flatten().min();
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
+                    let woke = self.wake_if_stalled(0) | self.wake_if_stalled(1);
+                    if woke {
+                        continue;
+                    }
                     if next_q == Some(t) {
-                        let Some(Reverse(Queued(_, _, ev))) = self.queue.pop() else {
+                        let Some(Reverse(Queued(at, q, ev))) = self.queue.pop() else {
                             break;
                         };
+                        if self.held_by_stall(&ev) {
+                            // Re-queued at the end of the stall, in order.
+                            let until = match &ev {
+                                Event::Deliver { to, .. } => self.nodes[*to].stalled_until,
+                                _ => self.engine_due_stall(&ev),
+                            };
+                            self.queue.push(Reverse(Queued(until.unwrap_or(at).max(at), q, ev)));
+                            continue;
+                        }
                         self.event(ev);
                     } else {
                         for i in 0..2 {
-                            let due = self.nodes[i].engine.as_ref().and_then(MirrorEngine::poll_timeout).is_some_and(|x| x <= self.now);
+                            let due = self.engine_due(i).is_some_and(|x| x <= self.now);
                             if due {
                                 let now = self.now;
                                 if let Some(e) = self.nodes[i].engine.as_mut() {
@@ -505,7 +620,13 @@ impl SimCluster {
     /// Heals every fault and starts what is down, as an operator would after
     /// an incident; then the pair must converge.
     pub fn heal_all(&mut self) {
+        // A paused runtime resumes first (its queued commands included).
+        if let Some(until) = self.nodes.iter().filter_map(|n| n.stalled_until).max() {
+            let d = until.saturating_duration_since(self.now) + Duration::from_millis(1);
+            self.run_for(d);
+        }
         self.apply(&Op::Heal);
+        self.apply(&Op::Clients(None));
         for n in 0..2 {
             for c in 0..CHECKERS.len() {
                 self.apply(&Op::Resource(n, c, true));
@@ -528,6 +649,18 @@ impl SimCluster {
             if self.status(n).is_some_and(|s| s.state == State::Stop) {
                 self.apply(&Op::Admin(n, CommandKind::Start));
             }
+        }
+    }
+
+    fn engine_due_stall(&self, ev: &Event) -> Option<Instant> {
+        match ev {
+            Event::Script { node, .. }
+            | Event::Witness { node, .. }
+            | Event::Reintegrated { node, .. }
+            | Event::Resource { node, .. }
+            | Event::SecondaryLost { node, .. }
+            | Event::Admin { node, .. } => self.nodes[*node].stalled_until,
+            _ => None,
         }
     }
 
@@ -609,6 +742,11 @@ impl SimCluster {
                     self.input(node, Input::Replication(ReplicationEvent::ReintegrationDone));
                 } else {
                     self.input(node, Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "primary unreachable".into() }));
+                }
+            }
+            Event::Admin { node, incarnation, kind } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.admin(node, &kind);
                 }
             }
             Event::Write => {

@@ -289,7 +289,14 @@ pub fn spawn_keeper(
                             }
                             next_renew = now + Duration::from_millis(100);
                             if !client.gate.valid() && resource != ResourceState::Down {
-                                log.write("lease", LogLevel::C, "Lease lost: replicated writes are frozen");
+                                // Writes waiting for the lease fail now, so the
+                                // application's stop does not wait for them.
+                                client.gate.close();
+                                log.write(
+                                    "lease",
+                                    LogLevel::C,
+                                    "Lease lost: writes the secondary does not have fail until this node is primary again",
+                                );
                                 resource = ResourceState::Down;
                                 set(resource).await;
                             }

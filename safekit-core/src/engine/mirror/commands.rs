@@ -144,6 +144,10 @@ impl MirrorEngine {
                 } else if let Phase::Starting { force } = self.phase {
                     self.rule_held_force = force;
                     self.queue(marks::wait_plan(WaitReason::Rule(label)));
+                } else if label == crate::engine::LEASE_RULE {
+                    // The lease is gone: another node may take over at any
+                    // moment, so clients must stop reaching this one first.
+                    self.queue(marks::lose_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label))));
                 } else {
                     self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::Rule(label)), false));
                 }

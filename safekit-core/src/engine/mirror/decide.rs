@@ -29,6 +29,12 @@ pub(crate) fn leader(me: &str, mine: &super::DataStatus, peer: &str, theirs: &su
     if mine.version() == (0, 0) && theirs.version() == (0, 0) {
         return Leader::Nobody;
     }
+    if mine.epoch == theirs.epoch && mine.wrote_alone != theirs.wrote_alone {
+        // Only one of them acknowledged writes the other lacks since it
+        // last went ALONE: its data is the newer, however long the other
+        // stayed ALONE (generations tick with time, not with writes).
+        return if mine.wrote_alone { Leader::Me } else { Leader::Peer };
+    }
     let rank = |d: &super::DataStatus| {
         (d.version(), d.last_role.is_some_and(Role::is_primary), d.last_role == Some(Role::AloneAfterFailover), d.uptodate)
     };
@@ -65,6 +71,12 @@ enum Decision {
 impl MirrorEngine {
     /// One decision once no plan runs; true if something was queued.
     pub(super) fn decide(&mut self) -> bool {
+        if let Some(until) = self.stall_hold {
+            if self.now < until && self.any_lan_up() && !self.peer_fresh() {
+                return false;
+            }
+            self.stall_hold = None;
+        }
         if let Some(intent) = self.pending.pop_front() {
             self.run_intent(intent);
             return true;
@@ -263,6 +275,31 @@ impl MirrorEngine {
         // power loss both resume) or stopping: hold until it is one or the
         // other; the replication layer drops a secondary that stops answering.
         let in_transition = p.status == Status::new(State::Wait, Readiness::Transient);
+        if p.primary_active
+            && p.status.state == State::Alone
+            && p.data.epoch == self.p.epoch
+            && (p.alone_after_failover || self.secondary_lost)
+        {
+            // The peer failed over while this node could not reach it (a
+            // pause, a one-way cut): its clients wrote there, and nothing
+            // this node wrote since was acknowledged (see secondary_lost).
+            // Yield: VIP first, then stop, then come back as its secondary.
+            self.log(LogLevel::E, "The other node became primary while this node was unreachable: restarting as secondary");
+            self.p.uptodate = false;
+            self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            return self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start));
+        }
+        if self.peer_wrote_newer(&p) {
+            return self.yield_to_newer_data();
+        }
+        if self.secondary_lost {
+            if !self.peer_fresh() {
+                return false;
+            }
+            if !p.primary_active {
+                return self.queue(marks::prim_to_alone_plan(false, "replication timeout"));
+            }
+        }
         if p.status.state != State::Second && !in_transition {
             return self.queue(marks::prim_to_alone_plan(false, "remote stop"));
         }
@@ -283,13 +320,8 @@ impl MirrorEngine {
             }
             return false;
         };
-        if self.split_logged && !p.primary_active && self.held.vip {
-            // The split brain is over and the other node released the VIP it
-            // had taken: announce ours again, or neighbours keep sending to
-            // the other node's MAC until their cache expires.
-            self.split_logged = false;
-            self.log(LogLevel::E, "Split brain recovery: the other node released the virtual IP; announcing it again");
-            self.actions.push_back(super::super::Action::SetVip);
+        if self.peer_wrote_newer(&p) {
+            return self.yield_to_newer_data();
         }
         if !p.primary_active && p.status.state != State::Second && p.data.version() >= self.p.version() {
             // The active primary must stay ahead of every idle copy it hears of
@@ -301,26 +333,38 @@ impl MirrorEngine {
             self.send_heartbeat();
         }
         if p.primary_active && p.status.state == State::Alone {
-            // Split brain: both are primary. The former SECOND is sacrificed.
+            // Split brain: both are primary. Decided by data: the side that
+            // alone acknowledged writes is kept when the other wrote nothing;
+            // when both wrote, SafeKit's rule sacrifices the former SECOND.
             // Ties are broken by name, not by generation: generations tick
             // while ALONE, and the choice must not flip back and forth.
+            let (mine, theirs) = (self.p.wrote_alone, p.data.wrote_alone);
             let exit = match (via_failover, p.alone_after_failover) {
                 // An administrator's prim/primforce is the final word.
                 _ if p.data.epoch != self.p.epoch => p.data.epoch > self.p.epoch,
                 // The peer cannot hear us, so it will never learn of the split:
                 // only this node can end it.
                 _ if self.peer_deaf_for_long() => true,
+                // A report queued during the cut (or our pause) may show a
+                // state the peer has left and writes it has since made: wait
+                // for one that answers a heartbeat sent after the heal.
+                _ if !self.peer_fresh() => return false,
+                _ if mine != theirs => theirs,
                 (true, false) => true,
                 (false, true) => false,
                 _ => self.cfg.node > self.cfg.peer,
             };
             if exit {
                 self.log(LogLevel::E, "Split brain recovery: exiting alone");
+                // A loser that wrote nothing alone has nothing to keep aside,
+                // and the zones both dirty maps name are all that differ.
+                let diverged = mine || p.data.epoch != self.p.epoch;
+                self.p.wrote_alone = false;
                 self.p.uptodate = false;
-                self.p.need_full_sync = true;
-                self.p.quarantine = true;
+                self.p.need_full_sync |= diverged;
+                self.p.quarantine |= diverged;
                 self.actions.push_back(super::super::Action::Persist(self.p.clone()));
-                return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
+                return self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start));
             }
             if !self.split_logged {
                 self.split_logged = true;
@@ -403,6 +447,27 @@ impl MirrorEngine {
                 false
             }
         }
+    }
+
+    /// The peer, not primary now, acknowledged writes alone that this node
+    /// does not have (it took over while this node was paused or cut, then
+    /// stopped), and this node wrote nothing alone since: its data is the
+    /// newer one.
+    pub(super) fn peer_wrote_newer(&self, p: &Heartbeat) -> bool {
+        !p.primary_active
+            && p.data.wrote_alone
+            && !self.p.wrote_alone
+            && p.data.epoch == self.p.epoch
+            && p.data.version() > self.p.version()
+    }
+
+    /// Gives the primary role up to the node with the newer data: VIP
+    /// first, stop, start again (the peer leads, see [`leader`]).
+    pub(super) fn yield_to_newer_data(&mut self) -> bool {
+        self.log(LogLevel::E, "The other node wrote data this node does not have: restarting to let it lead");
+        self.p.uptodate = false;
+        self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+        self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start))
     }
 
     /// The peer has not heard us for a whole heartbeat timeout while we

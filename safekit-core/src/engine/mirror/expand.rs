@@ -42,6 +42,9 @@ impl MirrorEngine {
             steps.push(script(ScriptKind::Transition, from, to, action));
         }
         if primary && !self.held.vip {
+            if from == State::Second {
+                steps.push(m(Mark::ConfirmTakeover));
+            }
             steps.push(m(Mark::Act(Action::SetVip)));
         }
         if starts {

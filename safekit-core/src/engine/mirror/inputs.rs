@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::super::rules::{RuleVerb, View};
-use super::marks::{self, Mark, StopThen};
+use super::marks::{self, StopThen};
 use super::{Intent, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
 use crate::engine::{
     Action, Command, CommandKind, Heartbeat, LogLevel, Readiness, ReplicationEvent, ResourceState, RunId, State, SwapKind,
@@ -28,6 +28,12 @@ impl MirrorEngine {
             let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
             self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
         }
+        if !was_live {
+            // Heard again after a loss: what arrives first may have been
+            // queued during the cut. Decisions wait for a report that
+            // answers a heartbeat we send from now on.
+            self.require_fresh();
+        }
         if newer && hb.data.version() > self.p.version() && self.p.uptodate && !self.primary_active() {
             // The peer wrote data we do not have: ours is no longer the newest,
             // even if the peer stops before we start again.
@@ -46,11 +52,49 @@ impl MirrorEngine {
             }
             // What `remote.` resources read: the peer's list, or unknown when it stops.
             let resources_changed = changed || self.peer.as_ref().is_none_or(|p| p.resources != hb.resources);
+            self.reannounce_if_released(&hb, was_live);
             self.peer = Some(hb);
             if resources_changed {
                 self.evaluate_rules(true);
             }
         }
+    }
+
+    /// Neighbours may still send to the other node's MAC: after a heal, and
+    /// whenever the peer stops holding primary resources, a node holding the
+    /// VIP announces it again (gratuitous ARP / unsolicited NA).
+    fn reannounce_if_released(&mut self, hb: &Heartbeat, was_live: bool) {
+        let serving = matches!(self.phase, Phase::Alone { .. } | Phase::Prim | Phase::AskingWitness { .. });
+        // Heard again after a loss (not a first contact), or it stopped holding them.
+        let released = !hb.primary_active && ((!was_live && self.peer.is_some()) || self.peer_was_primary);
+        self.peer_was_primary = hb.primary_active;
+        if serving && self.held.vip && released {
+            let why = if was_live { "the other node released it" } else { "the other node is heard again" };
+            self.log(LogLevel::E, format!("Virtual IP announced again: {why}"));
+            self.actions.push_back(Action::SetVip);
+        }
+    }
+
+    /// The runtime could not run for `lag`: heartbeat deadlines that expired
+    /// meanwhile say nothing about the peer (its heartbeats may be waiting
+    /// in our socket). Every network heard before the stall gets a whole
+    /// timeout again, and decisions wait for a report sent after it.
+    pub(super) fn on_stall(&mut self, lag: std::time::Duration) {
+        self.log(LogLevel::E, format!("Local stall of {} ms detected: heartbeat deadlines restarted", lag.as_millis()));
+        for l in &mut self.lans {
+            if l.up {
+                l.last_rx = Some(self.now);
+            }
+        }
+        if self.listen_until.is_some() {
+            self.listen_until = Some(self.now + self.listen_window());
+        }
+        self.peer_deaf_since = None;
+        self.require_fresh();
+        let timeout = self.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
+        self.stall_hold = self.any_lan_up().then_some(self.now + timeout);
+        // Our next heartbeat is what a fresh report must have heard.
+        self.send_heartbeat();
     }
 
     pub(super) fn lan_down(&mut self, lan: usize) {
@@ -139,10 +183,26 @@ impl MirrorEngine {
                         // The replication link may be the first sign of a
                         // partition: only the witness may let us go on alone.
                         self.ask_witness(WitnessFor::PrimLostReplication);
+                    } else if self.any_lan_up() {
+                        // The peer may have taken over while this node could
+                        // not reach it (a pause, a cut): writes the secondary
+                        // lacks wait until a heartbeat sent after this one
+                        // says the peer is not primary (see eval_prim).
+                        self.log(LogLevel::E, "Waiting for the other node's answer before continuing alone");
+                        self.secondary_lost = true;
+                        self.require_fresh();
+                        self.send_heartbeat();
                     } else {
                         self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
                         self.phase = Phase::Busy;
                     }
+                }
+            }
+            ReplicationEvent::WroteAlone => {
+                if self.primary_active() && !self.p.wrote_alone {
+                    self.p.wrote_alone = true;
+                    self.actions.push_back(Action::Persist(self.p.clone()));
+                    self.send_heartbeat();
                 }
             }
         }
@@ -162,6 +222,16 @@ impl MirrorEngine {
         if self.any_lan_up() && why != WitnessFor::PrimLostReplication {
             // The peer came back while we asked: nothing to decide.
             self.phase = *resume;
+            return;
+        }
+        if reachable
+            && matches!(why, WitnessFor::PrimLostPeer | WitnessFor::PrimLostReplication)
+            && self.live_peer().is_some_and(|p| self.peer_wrote_newer(p))
+        {
+            // The witness says this node may go on, but the peer is heard
+            // and holds writes this node lacks: the data decides.
+            self.phase = *resume;
+            self.yield_to_newer_data();
             return;
         }
         if reachable {
@@ -190,11 +260,7 @@ impl MirrorEngine {
             self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
             self.p.uptodate = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
-            self.seq.extend([marks::Step::Mark(Mark::StopAll {
-                action: crate::engine::ScriptAction::Stopwait,
-                then: StopThen::Wait(WaitReason::SplitBrain),
-                force_only: false,
-            })]);
+            self.seq.extend(marks::lose_plan(crate::engine::ScriptAction::Stopwait, StopThen::Wait(WaitReason::SplitBrain)));
         }
         self.phase = Phase::Busy;
     }

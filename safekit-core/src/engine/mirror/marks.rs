@@ -9,7 +9,9 @@
 //! start stops exactly what was started.
 
 use super::super::plan::script;
-use super::super::{Action, CheckerClass, LogLevel, Readiness, Role, ScriptAction, ScriptKind, State, Status, SyncMode};
+use super::super::{
+    Action, CheckerClass, LogLevel, Readiness, Role, ScriptAction, ScriptKind, State, Status, SyncMode, UnreplicatedWrites,
+};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 
 /// Engine-specific plan steps.
@@ -39,6 +41,12 @@ pub(super) enum Mark {
     ForgetApp,
     /// The module reached STOP cleanly.
     CleanStop,
+    /// Remove the VIP now if held: a node that lost (split brain, the peer
+    /// took over) stops answering for the address before its stop scripts.
+    ReleaseVip,
+    /// Last check before a failing-over SECOND sets the VIP: if the primary
+    /// is heard again meanwhile, the failover is cancelled.
+    ConfirmTakeover,
 }
 
 /// What follows a [`Mark::StopAll`].
@@ -59,6 +67,7 @@ pub(super) struct Edit {
     pub(super) running: Option<bool>,
     pub(super) full_sync_required: Option<bool>,
     pub(super) need_full_sync: Option<bool>,
+    pub(super) wrote_alone: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +117,10 @@ pub(super) fn alone_from_wait(full_sync_required: bool, forced: bool) -> Vec<Ste
             last_role: Some(Role::Alone),
             need_full_sync: Some(false),
             full_sync_required: full_sync_required.then_some(true),
+            wrote_alone: Some(false),
             ..Edit::default()
         })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Admit))),
         become_(State::Alone, State::Wait, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Alone { via_failover: false, degraded: false })),
         status(State::Alone, Readiness::Ready),
@@ -121,6 +132,7 @@ pub(super) fn prim_from_wait() -> Vec<Step> {
     vec![
         status(State::Prim, Readiness::Transient),
         m(Mark::Persist(Edit { uptodate: Some(true), last_role: Some(Role::Prim), ..Edit::default() })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Hold))),
         become_(State::Prim, State::Wait, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -146,6 +158,7 @@ pub(super) fn second_ready_plan(peer_version: (u64, u64)) -> Vec<Step> {
             partial: Some(false),
             last_role: Some(Role::Second),
             need_full_sync: Some(false),
+            wrote_alone: Some(false),
             ..Edit::default()
         })),
         become_(State::Second, State::Second, ScriptAction::Start, false, true),
@@ -157,7 +170,13 @@ pub(super) fn second_ready_plan(peer_version: (u64, u64)) -> Vec<Step> {
 pub(super) fn alone_to_prim() -> Vec<Step> {
     vec![
         status(State::Prim, Readiness::Transient),
-        m(Mark::Persist(Edit { last_role: Some(Role::Prim), full_sync_required: Some(false), ..Edit::default() })),
+        m(Mark::Persist(Edit {
+            last_role: Some(Role::Prim),
+            full_sync_required: Some(false),
+            wrote_alone: Some(false),
+            ..Edit::default()
+        })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Hold))),
         become_(State::Prim, State::Alone, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -169,7 +188,8 @@ pub(super) fn prim_to_alone_plan(degraded: bool, cause: &str) -> Vec<Step> {
         m(Mark::Log(LogLevel::E, format!("Secondary lost ({cause}): continuing ALONE"))),
         status(State::Alone, Readiness::Transient),
         m(Mark::Act(Action::DropSecondary)),
-        m(Mark::Persist(Edit { gen: Some(GenEdit::Bump), last_role: Some(Role::Alone), ..Edit::default() })),
+        m(Mark::Persist(Edit { gen: Some(GenEdit::Bump), last_role: Some(Role::Alone), wrote_alone: Some(false), ..Edit::default() })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Admit))),
         become_(State::Alone, State::Prim, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Alone { via_failover: false, degraded })),
         status(State::Alone, Readiness::Ready),
@@ -186,8 +206,10 @@ pub(super) fn failover_plan(cause: &str) -> Vec<Step> {
             uptodate: Some(true),
             partial: Some(false),
             last_role: Some(Role::AloneAfterFailover),
+            wrote_alone: Some(false),
             ..Edit::default()
         })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Admit))),
         become_(State::Alone, State::Second, ScriptAction::Start, true, true),
         m(Mark::Enter(Phase::Alone { via_failover: true, degraded: false })),
         status(State::Alone, Readiness::Ready),
@@ -210,6 +232,7 @@ pub(super) fn swap_takeover() -> Vec<Step> {
         m(Mark::Log(LogLevel::E, "Swap: taking over as primary".into())),
         status(State::Prim, Readiness::Transient),
         m(Mark::Persist(Edit { last_role: Some(Role::Prim), uptodate: Some(true), ..Edit::default() })),
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Hold))),
         become_(State::Prim, State::Second, ScriptAction::Swap, true, true),
         m(Mark::Enter(Phase::Prim)),
         status(State::Prim, Readiness::Ready),
@@ -235,6 +258,16 @@ pub(super) fn swap_finish(kind: super::SwapKind) -> Vec<Step> {
 
 pub(super) fn stop_plan(action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
     vec![m(Mark::StopAll { action, then, force_only })]
+}
+
+/// The stop of a node that lost the primary role to the other one: the VIP
+/// goes first, so clients stop reaching it while its stop scripts run.
+pub(super) fn lose_plan(action: ScriptAction, then: StopThen) -> Vec<Step> {
+    vec![
+        m(Mark::Act(Action::UnreplicatedWrites(UnreplicatedWrites::Refuse))),
+        m(Mark::ReleaseVip),
+        m(Mark::StopAll { action, then, force_only: false }),
+    ]
 }
 
 pub(super) fn restart_plan() -> Vec<Step> {
@@ -280,6 +313,11 @@ impl MirrorEngine {
             Mark::Status(s, r) => self.set_status(Status::new(s, r)),
             Mark::Enter(ph) => {
                 self.witness_cleared = false;
+                self.secondary_lost = false;
+                if matches!(ph, Phase::Alone { .. }) {
+                    // A split brain is decided only on reports that know we are ALONE.
+                    self.require_fresh();
+                }
                 if !matches!(ph, Phase::Alone { .. }) {
                     self.split_logged = false;
                 }
@@ -329,6 +367,25 @@ impl MirrorEngine {
                 self.held.stop_in_progress = false;
             }
             Mark::CleanStop => self.unclean = false,
+            Mark::ReleaseVip => {
+                if self.held.vip {
+                    self.act(Action::RemoveVip);
+                }
+            }
+            Mark::ConfirmTakeover => {
+                if self.peer_primary() {
+                    // Heard again before the VIP was set (after a pause of
+                    // this node, say): nothing was served here, so go back to
+                    // being its secondary. The generation bumped for the
+                    // failover is not trusted: uptodate is cleared.
+                    self.log(LogLevel::E, "Failover cancelled: the primary is heard again");
+                    self.seq.clear_pending();
+                    self.p.uptodate = false;
+                    self.p.last_role = Some(Role::Second);
+                    self.actions.push_back(Action::Persist(self.p.clone()));
+                    self.seq.extend(stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
+                }
+            }
         }
     }
 
@@ -401,6 +458,9 @@ impl MirrorEngine {
         }
         if let Some(v) = e.need_full_sync {
             self.p.need_full_sync = v;
+        }
+        if let Some(v) = e.wrote_alone {
+            self.p.wrote_alone = v;
         }
         self.actions.push_back(Action::Persist(self.p.clone()));
     }

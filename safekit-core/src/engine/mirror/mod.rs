@@ -201,6 +201,23 @@ pub struct MirrorEngine {
     witness_cleared: bool,
     /// Next tick of the data generation while ALONE (see [`Self::alone_tick`]).
     next_gen_tick: Option<Instant>,
+    /// The peer's report counts for decisions that end a split brain or an
+    /// orphaned PRIM only if it heard our heartbeat of at least this seq
+    /// (see [`Heartbeat::heard`]): raised when the peer is heard again after
+    /// a loss, when this node enters ALONE and when it loses its secondary.
+    fresh_from: u64,
+    /// PRIM lost its secondary on the replication link (no witness): it
+    /// goes on ALONE only once a fresh heartbeat says the peer is not
+    /// primary, or once every heartbeat is lost.
+    secondary_lost: bool,
+    /// The peer's last report said it held primary resources.
+    peer_was_primary: bool,
+    /// After a stall of this node, no decision is made until the peer's
+    /// report is fresh (it heard a heartbeat sent after the stall) or every
+    /// heartbeat is lost: the reports read from the socket backlog describe
+    /// a past the peer has left (a swap it abandoned, a state it changed).
+    /// Bounded by one heartbeat timeout (a one-way cut never gets fresh).
+    stall_hold: Option<Instant>,
 }
 
 impl MirrorEngine {
@@ -244,6 +261,10 @@ impl MirrorEngine {
             peer_deaf_since: None,
             witness_asked: false,
             witness_cleared: false,
+            fresh_from: 0,
+            secondary_lost: false,
+            peer_was_primary: false,
+            stall_hold: None,
         }
     }
 
@@ -345,6 +366,7 @@ impl MirrorEngine {
             Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
             Input::Resource { name, state, by } => self.on_resource(name, state, &by),
             Input::Replication(ev) => self.on_replication(ev),
+            Input::Stalled { lag } => self.on_stall(lag),
         }
         self.drive();
     }
@@ -360,6 +382,9 @@ impl MirrorEngine {
         }
         if self.listen_until.is_some_and(|t| now >= t) {
             self.listen_until = None;
+        }
+        if self.stall_hold.is_some_and(|t| now >= t) {
+            self.stall_hold = None;
         }
         if now >= self.next_pulse {
             self.send_heartbeat();
@@ -399,6 +424,9 @@ impl MirrorEngine {
         }
         if let Some(g) = self.next_gen_tick {
             t = t.min(g);
+        }
+        if let Some(h) = self.stall_hold {
+            t = t.min(h);
         }
         if let Some(r) = self.rules.due().filter(|_| self.phase != Phase::Stopped) {
             t = t.min(r);
@@ -442,7 +470,19 @@ impl MirrorEngine {
             partial: self.p.partial,
             last_role: self.p.last_role,
             unclean: self.unclean,
+            wrote_alone: self.p.wrote_alone,
         }
+    }
+
+    /// The peer's newest heartbeat was sent after it received our
+    /// heartbeat `fresh_from` (so it is not a report queued from before).
+    fn peer_fresh(&self) -> bool {
+        self.peer.as_ref().and_then(|p| p.heard).is_some_and(|(inc, seq)| inc == self.incarnation && seq >= self.fresh_from)
+    }
+
+    /// From now on, only peer reports that heard our next heartbeat count.
+    fn require_fresh(&mut self) {
+        self.fresh_from = self.hb_seq + 1;
     }
 
     fn heartbeat(&mut self) -> Heartbeat {
@@ -462,6 +502,7 @@ impl MirrorEngine {
             handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
             hears_peer: self.any_lan_up(),
             resources: self.resources.clone(),
+            heard: self.peer.as_ref().map(|p| (p.incarnation, p.seq)),
         }
     }
 

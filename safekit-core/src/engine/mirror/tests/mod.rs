@@ -42,6 +42,8 @@ struct H {
     out: Vec<Action>,
     /// Every log line so far (kept when `take` drains the effects).
     log: Vec<String>,
+    /// The engine's newest heartbeat, which the simulated peer echoes.
+    last_sent: Option<(u64, u64)>,
 }
 
 fn st(state: State, r: Readiness) -> Status {
@@ -51,13 +53,16 @@ fn st(state: State, r: Readiness) -> Status {
 impl H {
     fn new(cfg: EngineConfig, p: Persistent) -> Self {
         let now = Instant::now();
-        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new() }
+        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new(), last_sent: None }
     }
 
     fn pump(&mut self) {
         while let Some(a) = self.e.poll_action() {
             if let Action::Log { message, .. } = &a {
                 self.log.push(message.clone());
+            }
+            if let Action::SendHeartbeat(hb) = &a {
+                self.last_sent = Some((hb.incarnation, hb.seq));
             }
             self.out.push(a);
         }
@@ -105,8 +110,16 @@ impl H {
     }
 
     fn peer_with(&mut self, status: Status, primary_active: bool, d: DataStatus, f: impl FnOnce(&mut Heartbeat)) {
+        let mut hb = self.peer_hb(status, primary_active, d);
+        f(&mut hb);
+        self.e.handle_input(self.now, Input::Heartbeat { lan: 0, hb });
+        self.scripts();
+    }
+
+    /// The peer's next heartbeat (echoing our newest one), not yet delivered.
+    fn peer_hb(&mut self, status: Status, primary_active: bool, d: DataStatus) -> Heartbeat {
         self.seq += 1;
-        let mut hb = Heartbeat {
+        Heartbeat {
             node: "node2".into(),
             incarnation: 7,
             seq: self.seq,
@@ -121,10 +134,20 @@ impl H {
             handing_over: false,
             hears_peer: true,
             resources: Default::default(),
-        };
-        f(&mut hb);
-        self.e.handle_input(self.now, Input::Heartbeat { lan: 0, hb });
-        self.scripts();
+            heard: self.last_sent,
+        }
+    }
+
+    /// The peer is heard again after a loss: a first report (which cannot
+    /// have heard our heartbeats since), a pulse, then a fresh one.
+    fn heal_with(&mut self, status: Status, primary_active: bool, d: DataStatus) {
+        let after_failover = d.last_role == Some(Role::AloneAfterFailover);
+        self.peer_with(status, primary_active, d, |hb| {
+            hb.heard = None;
+            hb.alone_after_failover = after_failover;
+        });
+        self.advance(Duration::from_millis(100));
+        self.peer_with(status, primary_active, d, |hb| hb.alone_after_failover = after_failover);
     }
 
     fn cmd(&mut self, kind: CommandKind) -> Result<(), CommandError> {
@@ -172,7 +195,7 @@ fn render(a: Action) -> Option<String> {
         Action::EnableCheckers(c) => format!("+{}", class(c)),
         Action::DisableCheckers(c) => format!("-{}", class(c)),
         Action::StateChanged { to, .. } => format!("= {to}"),
-        Action::Persist(_) | Action::SendHeartbeat(_) | Action::Log { .. } => return None,
+        Action::Persist(_) | Action::SendHeartbeat(_) | Action::Log { .. } | Action::UnreplicatedWrites(_) => return None,
     })
 }
 
@@ -191,7 +214,7 @@ fn v(items: &[&str]) -> Vec<String> {
 }
 
 const fn ds(gen: u64, uptodate: bool, role: Option<Role>) -> DataStatus {
-    DataStatus { epoch: 0, gen, uptodate, partial: false, last_role: role, unclean: false }
+    DataStatus { epoch: 0, gen, uptodate, partial: false, last_role: role, unclean: false, wrote_alone: false }
 }
 
 const START: [&str; 4] = ["= WAIT Transient", "transition STOP WAIT start", "prestart STOP WAIT start", "+pre"];
@@ -387,9 +410,14 @@ fn t13_prim_whose_peer_stops_continues_alone() {
 }
 
 #[test]
-fn t14_replication_timeout_drops_the_secondary() {
+fn t14_replication_timeout_drops_the_secondary_once_the_peer_answers_it_is_not_primary() {
     let mut h = prim();
     h.input(Input::Replication(ReplicationEvent::SecondaryLost { reason: "locktimeout".into() }));
+    assert_eq!(h.status(), st(State::Prim, Readiness::Ready), "the peer may have taken over: wait for its answer");
+    let g = h.e.persistent().gen;
+    h.peer_with(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)), |hb| hb.heard = None);
+    assert_eq!(h.status(), st(State::Prim, Readiness::Ready), "a report that did not hear us since does not count");
+    h.peer(st(State::Second, Readiness::Ready), false, ds(g, true, Some(Role::Second)));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
     assert!(h.take().contains(&"repl drop".to_string()));
 }
@@ -727,12 +755,14 @@ fn t35_swap_nosync_skips_the_resynchronisation() {
 // ---- split brain, witness, power loss ------------------------------------------
 
 #[test]
-fn t36_split_brain_the_former_second_exits() {
+fn t36_split_brain_both_wrote_the_former_second_exits() {
     let mut h = second();
     h.advance(T + Duration::from_millis(50));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
+    h.input(Input::Replication(ReplicationEvent::WroteAlone));
     h.take();
-    h.peer(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::Alone)));
+    let wrote = DataStatus { wrote_alone: true, ..ds(5, true, Some(Role::Alone)) };
+    h.heal_with(st(State::Alone, Readiness::Ready), true, wrote);
     assert!(h.logs().iter().any(|l| l == "Split brain recovery: exiting alone"));
     let out = h.take();
     assert!(out.contains(&"poststop WAIT STOP stopstart".to_string()));
@@ -749,6 +779,8 @@ fn t37_split_brain_the_former_primary_stays() {
     let mut h = prim();
     h.advance(T + Duration::from_millis(50));
     h.take();
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::AloneAfterFailover)));
+    h.advance(Duration::from_millis(100));
     h.peer_with(st(State::Alone, Readiness::Ready), true, ds(5, true, Some(Role::AloneAfterFailover)), |hb| hb.alone_after_failover = true);
     assert!(h.logs().iter().any(|l| l == "Split brain recovery: staying alone"));
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
@@ -998,6 +1030,8 @@ fn t47_an_administrator_command_resets_maxloop() {
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
+mod faults;
+
 // ---- misc ----------------------------------------------------------------------
 
 #[test]
@@ -1024,6 +1058,7 @@ fn t48_late_script_results_and_strangers_are_ignored() {
         handing_over: false,
         hears_peer: true,
         resources: Default::default(),
+        heard: None,
     };
     h.e.handle_input(h.now, Input::Heartbeat { lan: 0, hb: hb_from_stranger.clone() });
     hb_from_stranger.node = "node2".into();

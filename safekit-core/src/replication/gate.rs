@@ -1,0 +1,140 @@
+//! The engine's word on writes the secondary will not have.
+//!
+//! A primary whose replication link is up never consults this gate: its
+//! writes are on the secondary before they are acknowledged. Once the link
+//! is gone, a write is this node's alone, and acknowledging it is safe only
+//! if no other node has taken over meanwhile. The replication layer sees the
+//! link drop first, the engine decides later (a fresh heartbeat from the
+//! peer, the witness, or the loss of every heartbeat): until then such a
+//! write waits here ([`UnreplicatedWrites::Hold`]); then it goes on
+//! ([`UnreplicatedWrites::Admit`], the node is ALONE) or fails with EIO
+//! ([`UnreplicatedWrites::Refuse`], the other node took over, so the
+//! application's stop does not wait for writes that cannot count).
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::engine::{ReplicationEvent, UnreplicatedWrites};
+
+#[derive(Debug)]
+struct State {
+    word: UnreplicatedWrites,
+    /// Replication stopped on this node: waiting writes fail.
+    closed: bool,
+    /// `WroteAlone` was sent for the current ALONE episode.
+    reported: bool,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct WriteGate {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Default for WriteGate {
+    /// Admits: a replicator that no engine drives behaves like a plain mirror.
+    fn default() -> Self {
+        Self { state: Mutex::new(State { word: UnreplicatedWrites::Admit, closed: false, reported: true }), cv: Condvar::new() }
+    }
+}
+
+impl WriteGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The engine's decision.
+    pub fn set(&self, word: UnreplicatedWrites) {
+        let mut s = self.lock();
+        if word == UnreplicatedWrites::Admit {
+            // The engine admits once per ALONE episode: its first write is
+            // reported again.
+            s.reported = false;
+        }
+        s.word = word;
+        self.cv.notify_all();
+    }
+
+    /// Current decision (for `state -v` and tests).
+    pub fn word(&self) -> UnreplicatedWrites {
+        self.lock().word
+    }
+
+    /// Replication stops (`closed`) or starts again on this node.
+    pub fn set_closed(&self, closed: bool) {
+        self.lock().closed = closed;
+        self.cv.notify_all();
+    }
+
+    /// Blocks while the engine holds unreplicated writes; true if this one
+    /// may proceed. `report` receives `WroteAlone` for the first admitted
+    /// write of an ALONE episode.
+    pub fn admit(&self, report: &dyn Fn(ReplicationEvent)) -> bool {
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return false;
+            }
+            match s.word {
+                UnreplicatedWrites::Refuse => return false,
+                UnreplicatedWrites::Admit => {
+                    if !s.reported {
+                        s.reported = true;
+                        drop(s);
+                        report(ReplicationEvent::WroteAlone);
+                    }
+                    return true;
+                }
+                UnreplicatedWrites::Hold => {
+                    s = self.cv.wait_timeout(s, Duration::from_millis(100)).map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn held_writes_wait_for_the_decision_and_the_first_alone_write_is_reported_once() {
+        let g = Arc::new(WriteGate::default());
+        let reports = Arc::new(AtomicUsize::new(0));
+        g.set(UnreplicatedWrites::Hold);
+        let (g2, r2) = (g.clone(), reports.clone());
+        let waiter = std::thread::spawn(move || {
+            g2.admit(&|_| {
+                r2.fetch_add(1, Ordering::SeqCst);
+            })
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!waiter.is_finished(), "a held write waits");
+        g.set(UnreplicatedWrites::Admit);
+        assert!(waiter.join().unwrap_or(false), "admitted once the engine says ALONE");
+        assert!(g.admit(&|_| {
+            reports.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(reports.load(Ordering::SeqCst), 1, "one report per ALONE episode");
+    }
+
+    #[test]
+    fn refused_or_closed_writes_fail_at_once_even_while_waiting() {
+        let g = Arc::new(WriteGate::default());
+        g.set(UnreplicatedWrites::Hold);
+        let g2 = g.clone();
+        let waiter = std::thread::spawn(move || g2.admit(&|_| {}));
+        std::thread::sleep(Duration::from_millis(50));
+        g.set(UnreplicatedWrites::Refuse);
+        assert!(!waiter.join().unwrap_or(true), "a waiting write fails when the node lost");
+        g.set(UnreplicatedWrites::Admit);
+        g.set_closed(true);
+        assert!(!g.admit(&|_| {}), "no write once replication stopped");
+        g.set_closed(false);
+        assert!(g.admit(&|_| {}));
+    }
+}
