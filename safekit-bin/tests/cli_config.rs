@@ -157,3 +157,42 @@ fn cluster_config_installs_a_checked_file_and_refuses_a_bad_one() {
         "the installed file is untouched"
     );
 }
+
+#[test]
+fn one_invalid_module_does_not_keep_the_daemon_from_running_the_others() {
+    // Loopback only: node1 is 127.0.0.1, node2 127.0.0.2 (nothing answers there).
+    let d = tempdir::Dir::new("broken-module");
+    let cluster = r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#;
+    let good = r#"<safe><service mode="mirror"><heart pulse="100ms" timeout="1000ms"><heartbeat name="default"/></heart></service></safe>"#;
+    let bad = r#"<safe><service mode="mirror"><heart><heartbeat name="nosuchlan"/></heart></service></safe>"#;
+    for (m, text) in [("good", good), ("bad", bad)] {
+        std::fs::create_dir_all(d.path().join(format!("safe/modules/{m}/conf"))).unwrap();
+        std::fs::write(d.path().join(format!("safe/modules/{m}/conf/userconfig.xml")), text).unwrap();
+    }
+    std::fs::create_dir_all(d.path().join("var/cluster")).unwrap();
+    std::fs::write(d.path().join("var/cluster/cluster.xml"), cluster).unwrap();
+    std::fs::write(d.path().join("var/cluster/cluster.key"), "ab".repeat(32)).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_safekit"))
+        .args(["daemon", "--node", "node1"])
+        .env("SAFE", d.path().join("safe"))
+        .env("SAFEVAR", d.path().join("var"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let out = loop {
+        let (code, out, err) = safekit(d.path(), &["state", "-v"]);
+        if code == 0 || std::time::Instant::now() > end || matches!(daemon.try_wait(), Ok(Some(_))) {
+            break format!("{out}{err}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap()), nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(out.contains("good") && out.contains("STOP"), "the valid module runs: {out}\n{stderr}");
+    assert!(out.contains("config.error") && out.contains("nosuchlan"), "the invalid one is reported: {out}\n{stderr}");
+    assert!(status.success(), "{stderr}");
+}

@@ -281,7 +281,7 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(w.count() > before, "node1 writes on alone");
         demo.link(0, false).unwrap();
-        wait_log(&demo, 0, "Lease lost: replicated writes are frozen").await;
+        wait_log(&demo, 0, "Lease lost: writes the secondary does not have fail until this node is primary again").await;
         demo.start_daemon(1, &exe()).unwrap();
         demo.wait_daemon(1, LONG).await.unwrap();
         demo.command(1, CommandKind::Start).await.unwrap();

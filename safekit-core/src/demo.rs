@@ -231,6 +231,26 @@ impl Demo {
         }
     }
 
+    /// Sends `sig` to node `i`'s daemon (SIGSTOP/SIGCONT: a paused node).
+    pub fn signal_daemon(&self, i: usize, sig: nix::sys::signal::Signal) -> Result<(), String> {
+        let pid = self.nodes[i].daemon.as_ref().map(Child::id).ok_or("the node's daemon is not running")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0)), sig).map_err(|e| e.to_string())
+    }
+
+    /// The MAC address of node `i`'s eth0.
+    pub fn mac(&self, i: usize) -> Result<String, String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.nodes[i].ns, "-o", "link", "show", "eth0"])
+            .output()
+            .map_err(|e| format!("ip: {e} (install iproute2)"))?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .map(ToString::to_string)
+            .ok_or_else(|| format!("no MAC address in: {text}"))
+    }
+
     /// Kills node `i`'s daemon and application with SIGKILL (a crash).
     pub fn crash(&mut self, i: usize) {
         let n = &mut self.nodes[i];

@@ -297,3 +297,43 @@ fn the_bundled_modules_parse_and_confcheck_names_the_macro_to_set() {
     )
     .unwrap();
 }
+
+fn cluster_errors(text: &str) -> Vec<String> {
+    match parse_cluster(text, "cluster.xml") {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.errors().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn deeply_nested_xml_is_an_error_with_its_position_not_a_crash() {
+    // 100,000 levels used to overflow the stack when the tree was dropped.
+    let depth = 100_000;
+    let text = format!("<safe>{}{}</safe>", "<x>".repeat(depth), "</x>".repeat(depth));
+    let errs = errors_of(&text, None);
+    assert!(errs.iter().any(|e| e.contains("1:") && e.contains("nested more than 64 levels deep")), "{errs:?}");
+    let errs = cluster_errors(&format!("<cluster>{}", "<lans>".repeat(depth)));
+    assert!(errs.iter().any(|e| e.contains("nested more than 64 levels deep")), "{errs:?}");
+}
+
+#[test]
+fn names_with_control_characters_are_refused_with_their_position() {
+    let text = CLUSTER.replacen(r#"name="node1""#, "name=\"no\u{0}de1\"", 1);
+    let errs = cluster_errors(&text);
+    assert!(errs.iter().any(|e| e.contains("control character U+0000") && e.contains("cluster.xml:")), "{errs:?}");
+    let long = CLUSTER.replacen(r#"name="node1""#, &format!(r#"name="{}""#, "n".repeat(300)), 1);
+    let errs = cluster_errors(&long);
+    assert!(errs.iter().any(|e| e.contains("300 bytes long")), "{errs:?}");
+}
+
+#[test]
+fn a_cluster_with_many_nodes_on_one_line_parses_and_names_a_duplicate() {
+    // Each lookup used to rescan the nodes and the line (quadratic): this
+    // file took minutes. Only correctness is asserted here.
+    let n = 50_000;
+    let nodes: String = (0..n).map(|i| format!(r#"<node name="n{i}" addr="10.{}.{}.{}"/>"#, i / 65536, (i / 256) % 256, i % 256)).collect();
+    let text = format!(r#"<cluster><lans><lan name="default">{nodes}<node name="n7" addr="192.0.2.1"/></lan></lans></cluster>"#);
+    let errs = cluster_errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("node n7 appears twice in lan default") && errs[0].contains(":1:"), "{errs:?}");
+}

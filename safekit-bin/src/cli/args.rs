@@ -53,6 +53,9 @@ pub(crate) enum Cmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Remove every module's virtual IP from this node when no daemon runs
+    /// (the systemd unit runs it after the daemon died, even by SIGKILL).
+    Release,
     /// Run a lease witness for the clusters that share this cluster key
     /// (on a third machine; modules use it with
     /// <splitbrain ident="witness" exec="lease" arg="host:port"/>).

@@ -93,6 +93,18 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Cmd::Cluster(ClusterCmd::Genkey) => setup::genkey(&layout),
         Cmd::Logview { m, lines, all } => status::logview(&layout, m, lines, all).await,
         Cmd::Demo { runs, failure } => run::demo(runs, failure).await,
+        Cmd::Release => match safekit_core::daemon::release_vips(&layout).await {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("safekit release: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::DemoApp { port } => match safekit_core::demo::serve_app(port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

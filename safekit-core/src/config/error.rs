@@ -22,6 +22,8 @@ impl fmt::Display for Pos {
 pub(crate) struct SourceMap {
     /// Byte offset at which each line starts.
     line_starts: Vec<usize>,
+    /// Whether each line is pure ASCII (its columns are byte offsets).
+    ascii_lines: Vec<bool>,
     /// The text, to count characters (not bytes) for the column.
     text: String,
 }
@@ -30,7 +32,14 @@ impl SourceMap {
     pub(crate) fn new(text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { line_starts, text: text.to_string() }
+        // A column is a count of characters; on an ASCII line it is the byte
+        // offset, so a long one-line file does not make each lookup linear.
+        let ascii_lines = line_starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| text.get(start..line_starts.get(i + 1).copied().unwrap_or(text.len())).is_some_and(str::is_ascii))
+            .collect();
+        Self { line_starts, ascii_lines, text: text.to_string() }
     }
 
     pub(crate) fn pos(&self, offset: usize) -> Pos {
@@ -40,7 +49,11 @@ impl SourceMap {
             Err(i) => i - 1,
         };
         let start = self.line_starts[line];
-        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let column = if self.ascii_lines.get(line).copied().unwrap_or(false) {
+            offset - start
+        } else {
+            self.text.get(start..offset).map_or(offset - start, |s| s.chars().count())
+        };
         Pos { line: u32::try_from(line + 1).unwrap_or(u32::MAX), column: u32::try_from(column + 1).unwrap_or(u32::MAX) }
     }
 }

@@ -70,6 +70,21 @@ impl Reader<'_> {
         Some(a.value.trim().to_string())
     }
 
+    /// A required name (of a node, a lan): printable, at most 255 bytes (a
+    /// heartbeat carries it in one length byte), no control characters.
+    pub(crate) fn req_name(&mut self, e: &Element, name: &str, hint: &str) -> Option<String> {
+        let v = self.req_str(e, name, hint)?;
+        let bad = v.chars().find(|c| c.is_control());
+        if bad.is_some() || v.len() > 255 {
+            let pos = e.attr(name).map_or(e.pos, |a| a.pos);
+            let why =
+                bad.map_or_else(|| format!("{} bytes long", v.len()), |c| format!("contains the control character U+{:04X}", u32::from(c)));
+            self.d.error(pos, format!("attribute {name} of <{}> {why} (expected {hint}: printable, at most 255 bytes)", e.name));
+            return None;
+        }
+        Some(v)
+    }
+
     /// An optional string attribute.
     pub(crate) fn opt_str(&mut self, e: &Element, name: &str) -> Option<String> {
         e.attr(name).map(|a| a.value.clone())

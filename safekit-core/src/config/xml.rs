@@ -66,6 +66,9 @@ impl Element {
     }
 }
 
+/// Deepest element nesting accepted (SafeKit's own files use about 6).
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// Reads `text` into a tree. Syntax errors are reported with their position
 /// and end the parse (there is no tree to check after a syntax error).
 pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Option<Element> {
@@ -96,6 +99,12 @@ pub(crate) fn parse(text: &str, map: &SourceMap, diags: &mut Diagnostics) -> Opt
         };
         match event {
             Event::Start(start) => {
+                if stack.len() >= MAX_DEPTH {
+                    // SafeKit's files are a few levels deep; a tree this
+                    // deep would only overflow the stack when it is dropped.
+                    diags.error(map.pos(before), format!("elements nested more than {MAX_DEPTH} levels deep"));
+                    return None;
+                }
                 let el = open(&start, before, &offset_of, map, diags)?;
                 stack.push(el);
             }

@@ -19,6 +19,9 @@ use crate::heartbeat::wire::ClusterKey;
 /// SafeKit's web-service port.
 pub const PORT: u16 = 9010;
 
+/// Connections served at once (each lives at most about two seconds).
+pub const MAX_CONNECTIONS: usize = 64;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Ask {
     module: String,
@@ -48,11 +51,23 @@ pub async fn serve(
     status_of: impl Fn(&str) -> Option<Status> + Send + Sync + Clone + 'static,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let l = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("node API on {listen}: {e}"))?;
+    // At most MAX_CONNECTIONS answered at once: a flood waits in the
+    // kernel's backlog instead of taking the daemon's file descriptors.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = l.accept().await else { continue };
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let stream = match l.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of descriptors (or a reset): do not spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let (key, status_of) = (key.clone(), status_of.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let (r, mut w) = stream.into_split();
                 let mut line = String::new();
                 // One short line, read within a second: anything else is dropped.
@@ -63,7 +78,7 @@ pub async fn serve(
                 let answer = Answer { status, mac: mac(&key, &ask.nonce, &ask.module, status) };
                 let mut out = serde_json::to_string(&answer).unwrap_or_default();
                 out.push('\n');
-                let _ = w.write_all(out.as_bytes()).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), w.write_all(out.as_bytes())).await;
             });
         }
     }))
@@ -110,6 +125,26 @@ mod tests {
         assert_eq!(ask(addr, &key, "nosuch", t).await, Ok(None));
         let err = ask(addr, &ClusterKey::new([1; 32]), "other", t).await.unwrap_err();
         assert!(err.contains("not authentic"), "{err}");
+        server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_idle_connections_does_not_stop_the_answers() {
+        let key = ClusterKey::new([9; 32]);
+        let status = Status::new(State::Alone, Readiness::Ready);
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        drop(probe);
+        let server = serve(addr, key.clone(), move |_| Some(status)).await.unwrap();
+        // Five times the slots, all silent: each is dropped after its second.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS * 5 {
+            if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+                idle.push(c);
+            }
+        }
+        assert_eq!(ask(addr, &key, "m", Duration::from_secs(30)).await, Ok(Some(status)), "answered once the idle ones timed out");
+        drop(idle);
         server.abort();
     }
 }

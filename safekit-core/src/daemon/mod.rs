@@ -55,6 +55,9 @@ struct Daemon {
     node: String,
     key: crate::heartbeat::wire::ClusterKey,
     modules: RwLock<BTreeMap<String, Running>>,
+    /// Modules whose configuration could not be loaded, with why (shown by
+    /// `safekit state`; `safekit config -m AM` retries).
+    broken: RwLock<BTreeMap<String, String>>,
 }
 
 fn spawn(mut m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
@@ -80,13 +83,61 @@ fn spawn(mut m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
     Running { handle, stop, task, rfs }
 }
 
+/// `safekit release`: removes every module's virtual IPs from this node.
+/// The systemd unit runs it after the daemon's death (`ExecStopPost`), so
+/// a daemon killed with SIGKILL does not leave its VIPs answering for an
+/// application that is gone. Refused while the daemon answers: it owns
+/// the VIPs then. One line per address removed or per module that failed.
+pub async fn release_vips(layout: &Layout) -> Result<Vec<String>, String> {
+    if control::call(&socket_path(layout), &Request::State { module: None }).await.is_ok() {
+        return Err("the safekit daemon is running and owns the virtual IPs: stop the modules instead".into());
+    }
+    let cluster = layout.load_cluster().map_err(|e| e.to_string())?.value;
+    let mut out = Vec::new();
+    for name in modules::module_ids(layout)?.into_keys() {
+        let specs = match layout.load_module(&name, &cluster, false) {
+            Ok(cfg) => modules::vip_specs(&name, &cfg.value).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match specs {
+            Ok(specs) if specs.is_empty() => {}
+            Ok(specs) => {
+                let vip = crate::linux::vip::NetlinkVip::new(specs, false);
+                match crate::services::VirtualIp::remove(&vip).await {
+                    Ok(()) => {
+                        for ip in crate::services::VirtualIp::addresses(&vip) {
+                            out.push(format!("module {name}: virtual IP {ip} is not configured any more"));
+                        }
+                    }
+                    Err(e) => out.push(format!("module {name}: virtual IP not removed: {e}")),
+                }
+            }
+            Err(e) => out.push(format!("module {name}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
 /// every module (scripts, VIP removal) before returning.
 pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     let loaded = modules::load(&layout, node).await?;
     let mut running = BTreeMap::new();
     for (m, rfs) in loaded.modules {
-        running.insert(m.report.name.clone(), spawn(m, rfs));
+        let boot = m.boot_start;
+        let r = spawn(m, rfs);
+        if let Some(delay) = boot {
+            // SafeKit: "Action start called at boot time" (also when the
+            // daemon comes back after a crash: modules start as at a boot).
+            let commands = r.handle.commands.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let (tx, _rx) = oneshot::channel();
+                let _ = commands.send((Command::at_boot(crate::engine::CommandKind::Start), tx)).await;
+            });
+        }
+        let name = r.handle.report.borrow().name.clone();
+        running.insert(name, r);
     }
     let sock = socket_path(&layout);
     if let Some(dir) = sock.parent() {
@@ -96,7 +147,14 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
     tracing::info!(node = %loaded.node, modules = running.len(), socket = %sock.display(), "safekit daemon running");
-    let daemon = Arc::new(Daemon { layout, cluster: loaded.cluster, node: loaded.node, key: loaded.key, modules: RwLock::new(running) });
+    let daemon = Arc::new(Daemon {
+        layout,
+        cluster: loaded.cluster,
+        node: loaded.node,
+        key: loaded.key,
+        modules: RwLock::new(running),
+        broken: RwLock::new(loaded.broken),
+    });
     // The node API on this node's cluster addresses (module checkers of other nodes).
     let mut api_servers = Vec::new();
     let mut api_addrs = Vec::new();
@@ -169,6 +227,9 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
 
 impl Daemon {
     async fn get(&self, m: &str) -> Result<ModuleHandle, String> {
+        if let Some(why) = self.broken.read().await.get(m) {
+            return Err(format!("module {m} is not running: {why} (fix it, then safekit config -m {m})"));
+        }
         let map = self.modules.read().await;
         map.get(m)
             .map(|r| r.handle.clone())
@@ -209,6 +270,7 @@ impl Daemon {
         }
         match modules::load_module(&self.layout, &self.cluster, &self.node, &self.key, name.to_string(), id, full).await {
             Ok(m) => {
+                self.broken.write().await.remove(name);
                 m.services.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
                 map.insert(name.to_string(), spawn(m, cfg.service.rfs));
                 Response::Ok
@@ -225,6 +287,17 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             for (name, r) in daemon.modules.read().await.iter() {
                 if module.as_ref().is_none_or(|m| m == name) {
                     out.push(r.handle.report.borrow().clone());
+                }
+            }
+            for (name, why) in daemon.broken.read().await.iter() {
+                if module.as_ref().is_none_or(|m| m == name) {
+                    out.push(ModuleReport {
+                        name: name.clone(),
+                        id: 0,
+                        status: crate::engine::Status::new(crate::engine::State::Stop, crate::engine::Readiness::NotReady),
+                        peer: None,
+                        resources: [("config.error".to_string(), why.clone())].into_iter().collect(),
+                    });
                 }
             }
             if out.is_empty() {
@@ -276,7 +349,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                 Err(e) => return Response::Error(e),
             };
             let (tx, rx) = oneshot::channel();
-            if h.commands.send((Command { kind, identity, admin: caller, from_rule: false }, tx)).await.is_err() {
+            if h.commands.send((Command { kind, identity, admin: caller, from_rule: false, at_boot: false }, tx)).await.is_err() {
                 return Response::Error(format!("module {module} is shutting down"));
             }
             match rx.await {

@@ -29,6 +29,9 @@ pub(super) struct Loaded {
     pub(super) engine: AnyEngine,
     pub(super) services: ModuleServices,
     pub(super) report: ModuleReport,
+    /// Start the module this long after the daemon starts (`boot="on"`,
+    /// or `boot="auto"` when it was running when the daemon last ended).
+    pub(super) boot_start: Option<Duration>,
 }
 
 pub(super) struct Node {
@@ -37,6 +40,8 @@ pub(super) struct Node {
     pub(super) key: ClusterKey,
     /// Each module with the `<rfs>` it was loaded with.
     pub(super) modules: Vec<(Loaded, Option<crate::config::Rfs>)>,
+    /// Modules that could not be loaded, with why: the others run anyway.
+    pub(super) broken: BTreeMap<String, String>,
 }
 
 /// A module without `<rfs>` has no directory to replicate: every request
@@ -151,11 +156,22 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
         }
     }
     let mut modules = Vec::new();
+    let mut broken = BTreeMap::new();
     for (name, id) in module_ids(layout)? {
-        let rfs = layout.load_module(&name, &cluster, false).map_err(|e| e.to_string())?.value.service.rfs;
-        modules.push((load_module(layout, &cluster, &node, &key, name, id, false).await?, rfs));
+        // One bad module must not keep the others from running.
+        let loaded = match layout.load_module(&name, &cluster, false) {
+            Ok(cfg) => load_module(layout, &cluster, &node, &key, name.clone(), id, false).await.map(|m| (m, cfg.value.service.rfs)),
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
+            Ok(m) => modules.push(m),
+            Err(e) => {
+                tracing::error!(module = %name, error = %e, "module not started: its configuration is invalid");
+                broken.insert(name, e);
+            }
+        }
     }
-    Ok(Node { node, cluster, key, modules })
+    Ok(Node { node, cluster, key, modules, broken })
 }
 
 /// Loads one module (at daemon start, or again for `safekit config`).
@@ -177,22 +193,7 @@ pub(super) async fn load_module(
     let engine_cfg = EngineConfig::from_config(&cfg, cluster, node);
     let handler_env = script_env(layout, &name, &cfg);
     let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
-    let mut vip_addrs = Vec::new();
-    for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
-        for a in &i.real {
-            let ip = match &a.addr {
-                VipAddr::Ip(ip) => *ip,
-                VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
-            };
-            vip_addrs.push(VipRequest {
-                ip,
-                ifname: i.name.clone(),
-                reroute: i.arpreroute.then_some((i.arpinterval, i.arpelapse)),
-                one_side: a.placement == Placement::OneSide,
-            });
-        }
-    }
-    let specs = if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? };
+    let specs = vip_specs(&name, &cfg).await?;
     let mut engine_cfg = engine_cfg;
     let (checkers, custom) =
         super::checks::build(layout, key, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
@@ -226,6 +227,13 @@ pub(super) async fn load_module(
         resources: BTreeMap::new(),
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
+    let boot_start = match cfg.service.boot {
+        crate::config::Boot::On => Some(cfg.service.boot_delay),
+        // "Started before": still marked running, i.e. the daemon or the
+        // machine ended without stopping it (a crash, a power loss).
+        crate::config::Boot::Auto => persisted.running.then_some(cfg.service.boot_delay),
+        crate::config::Boot::Off | crate::config::Boot::Ignore => None,
+    };
     if full_sync {
         persisted.need_full_sync = true;
         persisted.full_sync_required = true;
@@ -324,5 +332,25 @@ pub(super) async fn load_module(
             .min()
             .filter(|_| cfg.service.mode == Mode::Mirror),
     };
-    Ok(Loaded { engine, services, report })
+    Ok(Loaded { engine, services, report, boot_start })
+}
+
+/// The module's virtual IPs, resolved to interfaces (none without `<vip>`).
+pub(super) async fn vip_specs(name: &str, cfg: &UserConfig) -> Result<Vec<crate::linux::vip::VipSpec>, String> {
+    let mut vip_addrs = Vec::new();
+    for i in cfg.service.vip.iter().flat_map(|v| &v.interfaces) {
+        for a in &i.real {
+            let ip = match &a.addr {
+                VipAddr::Ip(ip) => *ip,
+                VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
+            };
+            vip_addrs.push(VipRequest {
+                ip,
+                ifname: i.name.clone(),
+                reroute: i.arpreroute.then_some((i.arpinterval, i.arpelapse)),
+                one_side: a.placement == Placement::OneSide,
+            });
+        }
+    }
+    Ok(if vip_addrs.is_empty() { Vec::new() } else { resolve(&vip_addrs).map_err(|e| format!("module {name}: {e}"))? })
 }

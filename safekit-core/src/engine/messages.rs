@@ -236,27 +236,38 @@ pub struct Command {
     /// from failover rule t_app" rather than "called by").
     #[serde(default)]
     pub from_rule: bool,
+    /// Issued by the daemon's boot start ("Action start called at boot time").
+    #[serde(default)]
+    pub at_boot: bool,
 }
 
 impl Command {
     /// An administrator command.
     pub const fn admin(kind: CommandKind) -> Self {
-        Self { kind, identity: None, admin: None, from_rule: false }
+        Self { kind, identity: None, admin: None, from_rule: false, at_boot: false }
     }
 
     /// A command issued by a detector.
     pub fn by(kind: CommandKind, identity: &str) -> Self {
-        Self { kind, identity: Some(identity.to_string()), admin: None, from_rule: false }
+        Self { kind, identity: Some(identity.to_string()), admin: None, from_rule: false, at_boot: false }
     }
 
     /// A command issued by failover rule `label` (counts towards maxloop).
     pub fn by_rule(kind: CommandKind, label: &str) -> Self {
-        Self { kind, identity: Some(label.to_string()), admin: None, from_rule: true }
+        Self { kind, identity: Some(label.to_string()), admin: None, from_rule: true, at_boot: false }
     }
 
-    /// The end of the log line "Action <name> …": "called by <who>" or
-    /// "from failover rule <label>".
+    /// The daemon's boot start of a module (`<service boot="on">`).
+    pub const fn at_boot(kind: CommandKind) -> Self {
+        Self { kind, identity: None, admin: None, from_rule: false, at_boot: true }
+    }
+
+    /// The end of the log line "Action <name> …": "called by <who>",
+    /// "from failover rule <label>" or "called at boot time".
     pub fn caller(&self) -> String {
+        if self.at_boot {
+            return "called at boot time".into();
+        }
         let who = self.identity.clone().or_else(|| self.admin.clone()).unwrap_or_else(|| "admin".into());
         if self.from_rule {
             format!("from failover rule {who}")

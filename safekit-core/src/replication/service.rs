@@ -122,7 +122,7 @@ impl LinuxReplicator {
                 let _ = tx.send(e);
             }),
         };
-        let h = Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())), gate: Arc::default() };
+        let h = Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())), gate: Arc::default(), refused: Arc::default() };
         Self { h, events: tokio::sync::Mutex::new(rx) }
     }
 
@@ -208,19 +208,39 @@ impl Handle {
         let on = Arc::new(AtomicBool::new(true));
         inner.listener = Some(on.clone());
         let replicas: Vec<Arc<Replica>> = inner.mounts.iter().map(|m| m.replica.clone()).collect();
-        let (s, hooks) = (self.s.clone(), self.hooks.clone());
+        let (s, hooks, refused) = (self.s.clone(), self.hooks.clone(), self.refused.clone());
+        // Connections still proving who they are: a handful at most, so
+        // that a flood of unauthenticated connections costs no threads.
+        let handshaking = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         std::thread::Builder::new()
             .name("rfs-listen".into())
             .spawn(move || {
                 while on.load(Ordering::Acquire) {
                     match l.accept() {
                         Ok((stream, from)) => {
-                            let (replicas, s, hooks) = (replicas.clone(), s.clone(), hooks.clone());
-                            let _ = std::thread::Builder::new().name("rfs-serve".into()).spawn(move || {
-                                if let Err(e) = serve_secondary(stream, &replicas, &s, &hooks) {
+                            // Only the peer replicates with us; anything else is
+                            // dropped (and counted: rfs.refused_connections).
+                            let busy = handshaking.load(Ordering::Acquire) >= MAX_HANDSHAKES;
+                            if from.ip() != s.peer.ip() || busy {
+                                let n = refused.fetch_add(1, Ordering::Relaxed) + 1;
+                                if n.is_power_of_two() {
+                                    let why =
+                                        if busy { "too many connections proving who they are" } else { "not the other node's address" };
+                                    (hooks.log)(LogLevel::E, format!("Replication connection from {from} refused: {why} ({n} so far)"));
+                                }
+                                drop(stream);
+                                continue;
+                            }
+                            handshaking.fetch_add(1, Ordering::AcqRel);
+                            let (replicas, s, hooks, hs) = (replicas.clone(), s.clone(), hooks.clone(), handshaking.clone());
+                            let spawned = std::thread::Builder::new().name("rfs-serve".into()).spawn(move || {
+                                if let Err(e) = serve_secondary(stream, &replicas, &s, &hooks, &hs) {
                                     (hooks.log)(LogLevel::E, format!("Replication connection from {from}: {e}"));
                                 }
                             });
+                            if spawned.is_err() {
+                                handshaking.fetch_sub(1, Ordering::AcqRel);
+                            }
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(50)),
                     }
@@ -306,10 +326,41 @@ impl Handle {
     }
 }
 
-fn serve_secondary(mut stream: TcpStream, replicas: &[Arc<Replica>], s: &Settings, hooks: &Hooks) -> Result<(), String> {
+/// Connections accepted but not yet authenticated, at most.
+const MAX_HANDSHAKES: usize = 4;
+/// How long a connection has to authenticate and say what it wants.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(5);
+
+/// Decrements the handshake count once, when the connection has proved
+/// itself or failed to.
+struct Handshaking<'a>(Option<&'a std::sync::atomic::AtomicUsize>);
+
+impl Handshaking<'_> {
+    fn done(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
+fn serve_secondary(
+    mut stream: TcpStream,
+    replicas: &[Arc<Replica>],
+    s: &Settings,
+    hooks: &Hooks,
+    handshaking: &std::sync::atomic::AtomicUsize,
+) -> Result<(), String> {
+    let mut pending = Handshaking(Some(handshaking));
     let _ = stream.set_nodelay(true);
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIME));
+    let _ = stream.set_write_timeout(Some(HANDSHAKE_TIME));
     // The channel says which module and directory; try each directory's channel.
     let (session, idx) = {
         let mut peek = [0u8; 8];
@@ -325,7 +376,9 @@ fn serve_secondary(mut stream: TcpStream, replicas: &[Arc<Replica>], s: &Setting
     let (mut tx, mut rx) = session;
     let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone().map_err(|e| e.to_string())?);
     let first = rx.open::<ToPrimary>(&mut reader).map_err(|e| e.to_string())?;
+    pending.done();
     let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(None);
     let (node, full, dirty) = match first {
         ToPrimary::Hello { node, full, dirty } => (node, full, dirty),
         ToPrimary::Verify => {
@@ -432,6 +485,10 @@ impl Replicator for LinuxReplicator {
 
     fn resources(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
+        let refused = self.h.refused.load(Ordering::Relaxed);
+        if refused > 0 {
+            out.push(("rfs.refused_connections".into(), refused.to_string()));
+        }
         let notes: Vec<String> = self.h.s.dirs.iter().filter_map(|d| super::quarantine::describe(Path::new(&d.dir))).collect();
         if !notes.is_empty() {
             out.push(("rfs.quarantine".into(), notes.join("; ")));
@@ -467,6 +524,9 @@ struct Handle {
     hooks: Hooks,
     inner: Arc<Mutex<Inner>>,
     gate: Arc<super::gate::WriteGate>,
+    /// Connections to the replication port refused (not the peer, or too
+    /// many unauthenticated at once).
+    refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LinuxReplicator {
