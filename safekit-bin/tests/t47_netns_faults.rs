@@ -305,3 +305,62 @@ fn the_replication_port_refuses_and_counts_strangers() {
     let acked = w.stop();
     assert_records(&demo.data_dir(1), "after-flood", acked, "on the secondary after the flood");
 }
+
+/// A tmpfs mounted over a directory for the test, detached when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size: &str) -> Self {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "safekit-test-disk"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs on {}", dir.display());
+        Self(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn a_full_secondary_disk_fails_the_reintegration_with_its_cause_and_retries_later() {
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !privileged() {
+        return;
+    }
+    let mut demo = Demo::setup().unwrap();
+    let shared = demo.enable_replication(RFS).unwrap();
+    let _disk = SmallDisk::mount(&demo.data_dir(1), "2m");
+    let rt = rt();
+    rt.block_on(async {
+        common::start_both(&mut demo).await;
+        demo.command(0, safekit_core::engine::CommandKind::Prim { fullsync: false }).await.unwrap();
+        demo.wait_state(0, State::Alone, LONG).await.unwrap();
+    });
+    // 8 MiB on the primary; node2 has room for 2.
+    let dd = demo
+        .in_node(0)
+        .unwrap()
+        .args(["dd", "if=/dev/urandom", "bs=1M", "count=8", "conv=fsync", "status=none"])
+        .arg(format!("of={}", shared.join("big").display()))
+        .status()
+        .unwrap();
+    assert!(dd.success());
+    rt.block_on(async {
+        demo.command(1, safekit_core::engine::CommandKind::Second { fullsync: false }).await.unwrap();
+        wait_log(&demo, 1, "Next reintegration attempt in 2 s (1 failed in a row)").await;
+        let log = demo.log(1, 200).await;
+        assert!(
+            log.iter().any(|l| l.contains("Reintegration failed") && l.contains("No space left on device on node2")),
+            "the cause and the node are named: {log:#?}"
+        );
+        wait_log(&demo, 1, "Next reintegration attempt in 4 s (2 failed in a row)").await;
+        // The primary stays ALONE and serves; it never copied the file over and over.
+        assert_eq!(demo.status(0).await.map(|s| s.state), Some(State::Alone));
+    });
+}

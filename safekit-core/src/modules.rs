@@ -107,10 +107,27 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Most bytes a module package may extract to (scripts, configuration and
+/// the odd helper binary: SafeKit's own packages are well under 1 MiB).
+const MAX_UNZIPPED: u64 = 256 << 20;
+/// Most entries a module package may hold.
+const MAX_ENTRIES: usize = 10_000;
+
 /// Extracts a zip, refusing entries that would land outside `dst`.
 fn unzip(src: &Path, dst: &Path) -> Result<(), String> {
+    unzip_capped(src, dst, MAX_UNZIPPED, MAX_ENTRIES)
+}
+
+/// [`unzip`] with explicit caps: what is extracted is counted as it is
+/// written (the sizes a zip declares are not trusted), so a "zip bomb"
+/// stops at `max_bytes`.
+fn unzip_capped(src: &Path, dst: &Path, max_bytes: u64, max_entries: usize) -> Result<(), String> {
     let f = std::fs::File::open(src).map_err(|e| format!("{}: {e}", src.display()))?;
     let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("{}: not a .safe (zip) file: {e}", src.display()))?;
+    if zip.len() > max_entries {
+        return Err(format!("{}: {} entries; a module package holds at most {max_entries}", src.display(), zip.len()));
+    }
+    let mut left = max_bytes;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| format!("{}: {e}", src.display()))?;
         let Some(rel): Option<PathBuf> = entry.enclosed_name() else {
@@ -129,7 +146,48 @@ fn unzip(src: &Path, dst: &Path) -> Result<(), String> {
             std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
         }
         let mut out = std::fs::File::create(&to).map_err(|e| format!("{}: {e}", to.display()))?;
-        std::io::copy(&mut entry, &mut out).map_err(|e| format!("{}: {e}", to.display()))?;
+        let wrote =
+            std::io::copy(&mut std::io::Read::take(&mut entry, left + 1), &mut out).map_err(|e| format!("{}: {e}", to.display()))?;
+        if wrote > left {
+            return Err(format!("{}: more than {} MiB once extracted; not a module package", src.display(), max_bytes >> 20));
+        }
+        left -= wrote;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn zip_with(path: &Path, entries: &[(&str, usize)]) {
+        let f = std::fs::File::create(path).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for (name, size) in entries {
+            z.start_file(*name, opts).unwrap();
+            z.write_all(&vec![0u8; *size]).unwrap();
+        }
+        z.finish().unwrap();
+    }
+
+    #[test]
+    fn a_package_that_expands_beyond_the_cap_is_refused() {
+        let dir = std::env::temp_dir().join(format!("safekit-unzip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let bomb = dir.join("bomb.safe");
+        // 4 MiB of zeros compress to a few KiB.
+        zip_with(&bomb, &[("conf/userconfig.xml", 100), ("bin/big", 4 << 20)]);
+        assert!(std::fs::metadata(&bomb).unwrap().len() < 64 << 10);
+        let err = unzip_capped(&bomb, &dir.join("out"), 1 << 20, 100).unwrap_err();
+        assert!(err.contains("more than 1 MiB once extracted"), "{err}");
+        let err = unzip_capped(&bomb, &dir.join("out"), 8 << 20, 1).unwrap_err();
+        assert!(err.contains("2 entries"), "{err}");
+        unzip_capped(&bomb, &dir.join("out"), 8 << 20, 100).unwrap();
+        assert_eq!(std::fs::metadata(dir.join("out/bin/big")).unwrap().len(), 4 << 20);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

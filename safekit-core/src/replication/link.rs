@@ -39,6 +39,9 @@ struct State {
     sent_bytes: u64,
     listings: HashMap<u64, Option<Vec<Entry>>>,
     mirror: bool,
+    /// What the secondary last failed to apply during a reintegration
+    /// (path, error), for the reintegration to decide whether to go on.
+    divergence: Option<(Vec<u8>, String)>,
 }
 
 /// See the module documentation.
@@ -63,6 +66,11 @@ pub struct Sent {
 }
 
 impl Link {
+    /// What the secondary last failed to apply during the reintegration.
+    pub fn take_divergence(&self) -> Option<(Vec<u8>, String)> {
+        self.lock().divergence.take()
+    }
+
     /// A link with no secondary yet.
     pub fn new(dirty: Arc<Mutex<DirtyMap>>, hooks: Hooks, lock_timeout: Duration, send_timeout: Duration) -> Self {
         Self {
@@ -76,6 +84,7 @@ impl Link {
                 sent_bytes: 0,
                 listings: HashMap::new(),
                 mirror: false,
+                divergence: None,
             }),
             cv: Condvar::new(),
             dirty,
@@ -278,6 +287,9 @@ impl Link {
                         let _ = dm.mark_whole(&path, seq);
                         let _ = dm.mark_dir(split(&path).0, seq);
                         dm.make_pending(split(&path).0);
+                    }
+                    if !mirror {
+                        self.lock().divergence = Some((path.clone(), error.clone()));
                     }
                     if mirror {
                         (self.hooks.log)(

@@ -288,8 +288,30 @@ fn enumerate_full(r: &Replica) -> Result<(), String> {
     dm.set_full_pending(true).map_err(|e| format!("dirty map: {e}"))
 }
 
-/// Runs a reintegration on connection `epoch`; the statistics line on success.
-pub fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions) -> Result<String, String> {
+/// Errors of the secondary that copying again cannot cure: the
+/// reintegration fails at once with the secondary's error.
+fn lasting(error: &str) -> bool {
+    [nix::errno::Errno::ENOSPC, nix::errno::Errno::EDQUOT, nix::errno::Errno::EROFS, nix::errno::Errno::EFBIG]
+        .iter()
+        .any(|e| e.desc() == error)
+}
+
+/// What the secondary failed to apply: an error that lasts, or the same
+/// path failing three passes in a row, ends the reintegration (with the
+/// secondary's name in the reason) instead of copying again and again.
+fn check_divergence(r: &Replica, peer: &str, seen: &mut HashMap<Vec<u8>, u32>) -> Result<(), String> {
+    let Some((path, error)) = r.link.take_divergence() else { return Ok(()) };
+    let n = seen.entry(path.clone()).or_insert(0);
+    *n += 1;
+    if lasting(&error) || *n >= 3 {
+        return Err(format!("{error} on {peer} (writing {})", String::from_utf8_lossy(&path)));
+    }
+    Ok(())
+}
+
+/// Runs a reintegration on connection `epoch` to secondary `peer`; the
+/// statistics line on success.
+pub fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions, peer: &str) -> Result<String, String> {
     if full {
         enumerate_full(r)?;
     }
@@ -304,8 +326,10 @@ pub fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions) -> Resu
         last_progress: Mutex::new(Instant::now()),
         last_log: Mutex::new(Instant::now()),
     };
+    let mut seen = HashMap::new();
     for _pass in 0..1000 {
         run.alive()?;
+        check_divergence(r, peer, &mut seen)?;
         let pending = r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pending();
         if pending.is_empty() {
             // Barrier: once the secondary applied everything sent so far, any

@@ -412,7 +412,7 @@ fn serve_secondary(
             if merged > 0 { format!(" (+{merged} entries it may hold differently)") } else { String::new() }
         ),
     );
-    match reint::run(r, epoch, full, s.reint) {
+    match reint::run(r, epoch, full, s.reint, &node) {
         Ok(stats) => {
             r.link.set_mirror(epoch);
             r.link.send(&ToSecondary::Reintegrated { stats: stats.clone() });

@@ -84,7 +84,11 @@ impl MirrorEngine {
         match self.phase.clone() {
             Phase::Stopped | Phase::Busy | Phase::AskingWitness { .. } => false,
             Phase::Starting { force } => {
-                let d = self.decide_start(force);
+                let mut d = self.decide_start(force);
+                if matches!(d, Decision::Second(_)) && self.reint_retry_at.is_some_and(|t| self.now < t) {
+                    // The last reintegrations failed: wait before the next.
+                    d = Decision::Hold;
+                }
                 if matches!(d, Decision::Wait(WaitReason::Rule(_))) {
                     self.rule_held_force = force;
                 }

@@ -150,6 +150,8 @@ impl MirrorEngine {
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;
+                    self.reint_failures = 0;
+                    self.reint_retry_at = None;
                     self.log(LogLevel::E, "Reintegration ended (synchronize)");
                     self.seq.extend(marks::second_ready_plan(self.peer_version()));
                     self.phase = Phase::Busy;
@@ -158,6 +160,17 @@ impl MirrorEngine {
             ReplicationEvent::ReintegrationFailed { reason } => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.log(LogLevel::C, format!("Reintegration failed: {reason}"));
+                    // Retried after a wait that doubles with each failure in a
+                    // row: a cause that lasts (a full disk) costs one attempt
+                    // every few minutes, not a copy loop.
+                    self.reint_failures = self.reint_failures.saturating_add(1);
+                    let wait =
+                        std::time::Duration::from_secs(2u64 << (self.reint_failures - 1).min(8)).min(std::time::Duration::from_secs(300));
+                    self.reint_retry_at = Some(self.now + wait);
+                    self.log(
+                        LogLevel::E,
+                        format!("Next reintegration attempt in {} s ({} failed in a row)", wait.as_secs(), self.reint_failures),
+                    );
                     let _ = self.apply_command(Command::by(CommandKind::Stopstart, "rfs"));
                 }
             }

@@ -218,6 +218,10 @@ pub struct MirrorEngine {
     /// a past the peer has left (a swap it abandoned, a state it changed).
     /// Bounded by one heartbeat timeout (a one-way cut never gets fresh).
     stall_hold: Option<Instant>,
+    /// Reintegrations failed in a row (a full disk on this node, say), and
+    /// when the next may begin: each failure doubles the wait (2 s … 5 min).
+    reint_failures: u32,
+    reint_retry_at: Option<Instant>,
 }
 
 impl MirrorEngine {
@@ -265,6 +269,8 @@ impl MirrorEngine {
             secondary_lost: false,
             peer_was_primary: false,
             stall_hold: None,
+            reint_failures: 0,
+            reint_retry_at: None,
         }
     }
 
@@ -427,6 +433,9 @@ impl MirrorEngine {
         }
         if let Some(h) = self.stall_hold {
             t = t.min(h);
+        }
+        if let Some(r) = self.reint_retry_at.filter(|_| matches!(self.phase, Phase::Starting { .. })) {
+            t = t.min(r);
         }
         if let Some(r) = self.rules.due().filter(|_| self.phase != Phase::Stopped) {
             t = t.min(r);

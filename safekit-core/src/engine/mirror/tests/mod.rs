@@ -505,7 +505,24 @@ fn t21_reintegration_failure_restarts_the_module() {
     h.input(Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "disk full".into() }));
     let logs = h.logs();
     assert!(logs.iter().any(|l| l == "Action stopstart called by rfs"), "{logs:?}");
+    assert!(logs.iter().any(|l| l == "Next reintegration attempt in 2 s (1 failed in a row)"), "{logs:?}");
     assert!(h.e.persistent().partial, "still partially synchronised");
+    // The next attempt waits 2 s, then 4 s after a second failure.
+    for (n, wait) in [(1u64, 2u64), (2, 4)] {
+        for _ in 0..(wait * 4 - 1) {
+            h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
+            h.advance(Duration::from_millis(250));
+        }
+        assert_eq!(h.status(), st(State::Wait, Readiness::Transient), "attempt {n}: waiting");
+        assert!(!h.take().iter().any(|s| s.starts_with("reintegrate")), "attempt {n}: too early");
+        h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
+        h.advance(Duration::from_millis(400));
+        assert!(h.take().iter().any(|s| s.starts_with("reintegrate")), "attempt {n}: after {wait} s");
+        if n == 1 {
+            h.input(Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "disk full".into() }));
+            assert!(h.logs().iter().any(|l| l == "Next reintegration attempt in 4 s (2 failed in a row)"));
+        }
+    }
 }
 
 // ---- stop ---------------------------------------------------------------------
