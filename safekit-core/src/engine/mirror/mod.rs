@@ -392,6 +392,11 @@ impl MirrorEngine {
         if self.stall_hold.is_some_and(|t| now >= t) {
             self.stall_hold = None;
         }
+        // The wait before the next reintegration is over: forget it, or the
+        // deadline would stay due forever.
+        if self.reint_retry_at.is_some_and(|t| now >= t) {
+            self.reint_retry_at = None;
+        }
         if now >= self.next_pulse {
             self.send_heartbeat();
         }

@@ -103,6 +103,7 @@ impl H {
                 return;
             }
         }
+        panic!("the engine's timer stays due at {:?} (a deadline never cleared)", self.now);
     }
 
     fn peer(&mut self, status: Status, primary_active: bool, d: DataStatus) {
@@ -523,6 +524,22 @@ fn t21_reintegration_failure_restarts_the_module() {
             assert!(h.logs().iter().any(|l| l == "Next reintegration attempt in 4 s (2 failed in a row)"));
         }
     }
+}
+
+/// A retry deadline that passed while the node was not starting must not stay
+/// due forever once it starts again (it used to spin the runtime's timer).
+#[test]
+fn t21c_a_passed_reintegration_wait_is_forgotten() {
+    let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
+    h.cmd(CommandKind::Start).unwrap();
+    h.input(Input::Replication(ReplicationEvent::ReintegrationFailed { reason: "disk full".into() }));
+    h.cmd(CommandKind::Stop).unwrap();
+    h.advance(Duration::from_secs(5));
+    h.cmd(CommandKind::Start).unwrap();
+    h.advance(Duration::from_secs(1));
+    let now = h.now;
+    assert!(h.e.poll_timeout().is_some_and(|t| t > now), "the timer is due again at once");
 }
 
 // ---- stop ---------------------------------------------------------------------
