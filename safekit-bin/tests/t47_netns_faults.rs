@@ -407,7 +407,13 @@ fn short_cuts_of_the_primary_with_the_interface_check_never_lose_an_acknowledged
         rt.block_on(async {
             let back = demo.wait_state(prim, State::Second, LONG).await.and(demo.wait_state(other, State::Prim, LONG).await);
             if let Err(e) = back {
-                panic!("round {round}: {e}\nnode{}: {:#?}\nnode{}: {:#?}", prim + 1, demo.log(prim, 60).await, other + 1, demo.log(other, 60).await);
+                panic!(
+                    "round {round}: {e}\nnode{}: {:#?}\nnode{}: {:#?}",
+                    prim + 1,
+                    demo.log(prim, 60).await,
+                    other + 1,
+                    demo.log(other, 60).await
+                );
             }
         });
         if exits(&demo, other) != exits_before {
