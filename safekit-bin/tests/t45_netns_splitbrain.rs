@@ -280,8 +280,32 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         let before = w.count();
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(w.count() > before, "node1 writes on alone");
+        // node1's application writes to its replicated directory as it
+        // stops (a database's last checkpoint): with the lease lost that
+        // write must fail at once, not hold the stop until its timeout.
+        let stop_prim = demo.node_dir(0).join("safe/modules/demo/bin/stop_prim");
+        let script = std::fs::read_to_string(&stop_prim).unwrap();
+        let checkpoint = format!("#!/bin/sh\necho checkpoint >> \"{}\" 2>/dev/null\n", shared.join("stop-journal").display());
+        std::fs::write(&stop_prim, script.replacen("#!/bin/sh\n", &checkpoint, 1)).unwrap();
         demo.link(0, false).unwrap();
         wait_log(&demo, 0, "Lease lost: writes the secondary does not have fail until this node is primary again").await;
+        // The stop the lease loss started is over (stop scripts included).
+        let end = Instant::now() + LONG;
+        let log = loop {
+            let log = demo.log(0, 300).await;
+            let lost = log.iter().rposition(|l| l.ends_with("fail until this node is primary again"));
+            if lost.is_some_and(|i| log[i..].iter().any(|l| l.ends_with("Local state WAIT NotReady"))) {
+                break log;
+            }
+            assert!(Instant::now() < end, "node1 never ended its stop after the lease loss: {log:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(!log.iter().any(|l| l.contains("(timeout)")), "a stop script waited for its timeout: {log:#?}");
+        let vip_gone = log.iter().position(|l| l.contains("Virtual IP 10.77.0.100 removed"));
+        let stopped = log.iter().rposition(|l| l.ends_with("Script stop_prim"));
+        assert!(vip_gone.is_some() && vip_gone < stopped, "the VIP goes before stop_prim: {log:#?}");
+        let journal = std::fs::read_to_string(demo.data_dir(0).join("stop-journal")).unwrap_or_default();
+        assert!(!journal.contains("checkpoint"), "a write the secondary cannot have was applied after the lease was lost");
         demo.start_daemon(1, &exe()).unwrap();
         demo.wait_daemon(1, LONG).await.unwrap();
         demo.command(1, CommandKind::Start).await.unwrap();
