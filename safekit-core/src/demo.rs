@@ -36,6 +36,8 @@ pub struct Demo {
     root: PathBuf,
     /// The replicated directory's path (same on both nodes), when enabled.
     shared: Option<PathBuf>,
+    /// Extra environment of the daemons started from now on.
+    env: Vec<(String, String)>,
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -93,7 +95,7 @@ impl Demo {
             return Err("safekit demo needs root (network namespaces and virtual IPs)".into());
         }
         let root = std::env::temp_dir().join(format!("safekit-demo-{}", std::process::id()));
-        let mut demo = Self { nodes: Vec::new(), namespaces: Vec::new(), root: root.clone(), shared: None };
+        let mut demo = Self { nodes: Vec::new(), namespaces: Vec::new(), root: root.clone(), shared: None, env: Vec::new() };
         for ns in ["sw", "n1", "n2", "cl"] {
             let name = format!("{PREFIX}-{ns}");
             // A namespace of that name is a leftover of an interrupted demo.
@@ -143,6 +145,13 @@ impl Demo {
         Ok(demo)
     }
 
+    /// Sets `key=value` in the environment of the daemons started from now
+    /// on (e.g. `SAFEKIT_PASSTHROUGH=0` for the other kernel cache mode).
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
     /// Starts the daemon of node `i` (0 or 1) inside its namespace.
     pub fn start_daemon(&mut self, i: usize, exe: &Path) -> Result<(), String> {
         let n = &mut self.nodes[i];
@@ -159,6 +168,7 @@ impl Demo {
             cmd.arg(exe).arg("daemon");
         }
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("SAFE", n.dir.join("safe"))
             .env("SAFEVAR", n.dir.join("var"))
             .env("SAFEKIT_NODE", n.name)

@@ -3,7 +3,7 @@
 //! applied locally and queued for the secondary.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
@@ -35,6 +35,14 @@ pub use super::dirty::Change as Mark;
 struct Node {
     links: Vec<(u64, Vec<u8>)>,
     lookups: u64,
+    /// FUSE inode numbers are the real ones, which the real file system
+    /// gives again once a file is gone, possibly while the kernel still
+    /// holds the old inode (an rmdir'ed directory stays "dead" there: a new
+    /// directory taken for it refused every entry with ENOENT). A new
+    /// generation tells the kernel it is another file.
+    generation: u64,
+    /// Its last name is gone: the next entry with this number is a new file.
+    dead: bool,
 }
 
 /// See the module documentation.
@@ -58,6 +66,8 @@ pub struct Replica {
     /// The engine's word on unreplicated writes (shared by the module's replicas).
     pub gate: Arc<super::gate::WriteGate>,
     nodes: Mutex<HashMap<u64, Node>>,
+    /// The last generation given (see [`Node::generation`]).
+    generations: AtomicU64,
     root_ino: u64,
 }
 
@@ -70,7 +80,7 @@ impl Replica {
     pub fn new(tree: Tree, dirty: Arc<Mutex<DirtyMap>>, link: Arc<Link>, filter: Filter, secondary_disk_sync: bool, hooks: Hooks) -> Self {
         let root_ino = tree.stat(b"").map_or(1, |s| s.st_ino);
         let mut nodes = HashMap::new();
-        nodes.insert(1, Node { links: vec![(1, Vec::new())], lookups: 1 });
+        nodes.insert(1, Node { links: vec![(1, Vec::new())], lookups: 1, generation: 0, dead: false });
         Self {
             tree,
             order: Mutex::new(()),
@@ -83,6 +93,7 @@ impl Replica {
             lease: None,
             gate: Arc::default(),
             nodes: Mutex::new(nodes),
+            generations: AtomicU64::new(0),
             root_ino,
         }
     }
@@ -145,16 +156,28 @@ impl Replica {
         Ok(join(&p, name))
     }
 
-    /// The kernel looked `ino` up as `name` in `parent`.
-    pub fn remember(&self, ino: u64, parent: u64, name: &[u8]) {
+    /// The kernel looked `ino` up as `name` in `parent`: the generation to
+    /// answer with.
+    pub fn remember(&self, ino: u64, parent: u64, name: &[u8]) -> u64 {
         if ino == 1 {
-            return;
+            return 0;
         }
         let mut nodes = lock(&self.nodes);
-        let n = nodes.entry(ino).or_insert(Node { links: Vec::new(), lookups: 0 });
+        let n = nodes.entry(ino).or_insert_with(|| Node {
+            links: Vec::new(),
+            lookups: 0,
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            dead: false,
+        });
+        if n.dead {
+            n.dead = false;
+            n.links.clear();
+            n.generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        }
         n.links.retain(|(p, m)| !(*p == parent && m == name));
         n.links.push((parent, name.to_vec()));
         n.lookups += 1;
+        n.generation
     }
 
     /// The kernel forgot `n` lookups of `ino`.
@@ -176,10 +199,14 @@ impl Replica {
         }
     }
 
-    /// The name `name` in `parent` is gone; `ino` keeps its other names.
-    pub fn unlinked(&self, ino: u64, parent: u64, name: &[u8]) {
+    /// The name `name` in `parent` is gone; `ino` keeps its other names
+    /// unless that was its `last` (then its number may come back as another
+    /// file). Called under the order lock, before any later entry can take
+    /// the number.
+    pub fn unlinked(&self, ino: u64, parent: u64, name: &[u8], last: bool) {
         if let Some(n) = lock(&self.nodes).get_mut(&ino) {
             n.links.retain(|(p, m)| !(*p == parent && m == name));
+            n.dead |= last;
         }
     }
 

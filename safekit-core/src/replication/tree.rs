@@ -8,7 +8,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, AtFlags, OFlag, OpenHow, RenameFlags, ResolveFlag};
@@ -65,18 +65,19 @@ pub fn kind(mode: u32) -> u32 {
     mode & libc::S_IFMT
 }
 
+/// The longest piece of a path resolved in one call (under PATH_MAX).
+const PIECE: usize = 4000;
+
 /// The replicated directory's real tree.
 pub struct Tree {
     root: OwnedFd,
-    proc_path: PathBuf,
 }
 
 impl Tree {
     /// Holds `dir` (before anything is mounted over it).
     pub fn open(dir: &Path) -> Result<Self, Errno> {
         let root = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
-        Ok(Self { root, proc_path })
+        Ok(Self { root })
     }
 
     fn how(flags: OFlag, mode: u32) -> OpenHow {
@@ -86,16 +87,37 @@ impl Tree {
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS)
     }
 
-    fn at(path: &[u8]) -> Result<&OsStr, Errno> {
-        if !valid(path) {
+    /// Opens directory `dir` (relative, valid) as `flags`. A path longer
+    /// than the kernel takes in one call (PATH_MAX counts from the caller's
+    /// working directory, so a path from the replicated root may be longer)
+    /// is resolved a piece at a time, each piece beneath the last.
+    fn open_dir(&self, dir: &[u8], flags: OFlag) -> Result<OwnedFd, Errno> {
+        if !valid(dir) {
             return Err(Errno::EINVAL);
         }
-        Ok(if path.is_empty() { OsStr::new(".") } else { OsStr::from_bytes(path) })
+        if dir.is_empty() {
+            return openat2(self.root.as_fd(), ".", Self::how(flags | OFlag::O_DIRECTORY, 0));
+        }
+        let mut base: Option<OwnedFd> = None;
+        let mut rest = dir;
+        loop {
+            let at = base.as_ref().map_or(self.root.as_fd(), AsFd::as_fd);
+            if rest.len() < PIECE {
+                return openat2(at, OsStr::from_bytes(rest), Self::how(flags | OFlag::O_DIRECTORY, 0));
+            }
+            let cut = rest[..PIECE].iter().rposition(|b| *b == b'/').ok_or(Errno::ENAMETOOLONG)?;
+            base = Some(openat2(at, OsStr::from_bytes(&rest[..cut]), Self::how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))?);
+            rest = &rest[cut + 1..];
+        }
     }
 
     /// Opens `path` (never following a final symlink).
     pub fn open_file(&self, path: &[u8], flags: OFlag, mode: u32) -> Result<File, Errno> {
-        let fd = openat2(self.root.as_fd(), Self::at(path)?, Self::how(flags | OFlag::O_NOFOLLOW, mode))?;
+        if path.is_empty() {
+            return self.open_dir(path, flags).map(File::from);
+        }
+        let (dir, name) = self.parent(path)?;
+        let fd = openat2(dir.as_fd(), name, Self::how(flags | OFlag::O_NOFOLLOW, mode))?;
         Ok(File::from(fd))
     }
 
@@ -105,36 +127,29 @@ impl Tree {
             return Err(Errno::EINVAL);
         }
         let (dir, name) = split(path);
-        let fd = openat2(self.root.as_fd(), Self::at(dir)?, Self::how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))?;
-        Ok((fd, OsStr::from_bytes(name)))
+        Ok((self.open_dir(dir, OFlag::O_PATH)?, OsStr::from_bytes(name)))
     }
 
     /// lstat.
     pub fn stat(&self, path: &[u8]) -> Result<FileStat, Errno> {
-        if path.is_empty() {
-            return fstatat(self.root.as_fd(), ".", AtFlags::AT_SYMLINK_NOFOLLOW);
-        }
-        let (dir, name) = self.parent(path)?;
+        let (dir, name) = self.parent_or_root(path)?;
         fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
     }
 
-    /// A path usable by path-only system calls (xattrs): through /proc, to
-    /// the real directory, not the mount.
-    pub fn proc_path(&self, path: &[u8]) -> Result<CString, Errno> {
-        if !valid(path) {
-            return Err(Errno::EINVAL);
-        }
-        let mut p = self.proc_path.as_os_str().as_bytes().to_vec();
-        if !path.is_empty() {
-            p.push(b'/');
-            p.extend_from_slice(path);
-        }
-        CString::new(p).map_err(|_| Errno::EINVAL)
+    /// A path usable by path-only system calls (xattrs on symlinks, chmod
+    /// of an O_PATH handle): `/proc/self/fd/DIR/NAME` to the real entry,
+    /// not the mount, short whatever the depth; valid while the returned
+    /// handle lives.
+    pub fn proc_path(&self, path: &[u8]) -> Result<(OwnedFd, CString), Errno> {
+        let (dir, name) = self.parent_or_root(path)?;
+        let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name.as_bytes());
+        Ok((dir, CString::new(p).map_err(|_| Errno::EINVAL)?))
     }
 
     /// Directory entries (without `.` and `..`) with their metadata.
     pub fn list(&self, path: &[u8]) -> Result<Vec<Entry>, Errno> {
-        let fd = openat2(self.root.as_fd(), Self::at(path)?, Self::how(OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0))?;
+        let fd = self.open_dir(path, OFlag::O_RDONLY)?;
         let mut dir = nix::dir::Dir::from_fd(fd)?;
         let dfd = dir.as_raw_fd();
         let mut out = Vec::new();
@@ -158,7 +173,7 @@ impl Tree {
 
     /// Extended attributes of `path` (name, value).
     pub fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
-        let p = self.proc_path(path)?;
+        let (_dir, p) = self.proc_path(path)?;
         let names = xattr_call(|buf, len| unsafe { libc::llistxattr(p.as_ptr(), buf.cast(), len) })?;
         let mut out = Vec::new();
         for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
@@ -174,14 +189,14 @@ impl Tree {
 
     /// setxattr.
     pub fn set_xattr(&self, path: &[u8], name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
-        let p = self.proc_path(path)?;
+        let (_dir, p) = self.proc_path(path)?;
         let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
         Errno::result(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
     }
 
     /// removexattr.
     pub fn remove_xattr(&self, path: &[u8], name: &[u8]) -> Result<(), Errno> {
-        let p = self.proc_path(path)?;
+        let (_dir, p) = self.proc_path(path)?;
         let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
         Errno::result(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
     }
@@ -203,8 +218,7 @@ impl Tree {
 
     fn parent_or_root<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p OsStr), Errno> {
         if path.is_empty() {
-            let fd = openat2(self.root.as_fd(), ".", Self::how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))?;
-            return Ok((fd, OsStr::new(".")));
+            return Ok((self.open_dir(path, OFlag::O_PATH)?, OsStr::new(".")));
         }
         self.parent(path)
     }
@@ -215,9 +229,8 @@ impl Tree {
         if kind(st.st_mode) == libc::S_IFLNK {
             return Ok(());
         }
-        let f = self.open_file(path, OFlag::O_PATH, 0)?;
-        let p = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).map_err(|_| Errno::EINVAL)?;
-        Errno::result(unsafe { libc::chmod(p.as_ptr(), mode & 0o7777) }).map(drop)
+        let (dir, name) = self.parent_or_root(path)?;
+        nix::sys::stat::fchmodat(dir.as_fd(), name, Mode::from_bits_truncate(mode & 0o7777), nix::sys::stat::FchmodatFlags::FollowSymlink)
     }
 
     /// utimensat without following a final symlink; `None` leaves a time as is.
@@ -275,7 +288,7 @@ impl Tree {
             }
             Op::Create { path, mode, uid, gid } => {
                 let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT, *mode & 0o7777)?;
-                nix::unistd::fchown(f.as_fd(), Some((*uid).into()), Some((*gid).into()))
+                own(&f, *mode, *uid, *gid)
             }
             Op::Reset { path, mode, uid, gid } => {
                 let st = self.stat(path);
@@ -283,7 +296,7 @@ impl Tree {
                     self.remove_tree(path)?;
                 }
                 let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, *mode & 0o7777)?;
-                nix::unistd::fchown(f.as_fd(), Some((*uid).into()), Some((*gid).into()))
+                own(&f, *mode, *uid, *gid)
             }
             Op::Mknod { path, mode, rdev, uid, gid } => {
                 let (dir, name) = self.parent(path)?;
@@ -294,7 +307,10 @@ impl Tree {
                     Mode::from_bits_truncate(*mode & 0o7777),
                     *rdev,
                 )?;
-                self.chown(path, Some(*uid), Some(*gid))
+                // The mode exactly, after the owner: neither this process's
+                // umask nor chown's clearing of setuid/setgid applies.
+                self.chown(path, Some(*uid), Some(*gid))?;
+                self.chmod(path, *mode)
             }
             Op::Mkdir { path, mode, uid, gid } => {
                 let (dir, name) = self.parent(path)?;
@@ -302,7 +318,8 @@ impl Tree {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                self.chown(path, Some(*uid), Some(*gid))
+                self.chown(path, Some(*uid), Some(*gid))?;
+                self.chmod(path, *mode)
             }
             Op::Unlink { path } => {
                 let (dir, name) = self.parent(path)?;
@@ -372,6 +389,17 @@ impl Tree {
             }
         }
     }
+}
+
+/// Gives a new file its owner, then exactly `mode` (chown clears
+/// setuid/setgid, and the create call's mode went through this process's
+/// umask).
+pub fn own(f: &File, mode: u32, uid: u32, gid: u32) -> Result<(), Errno> {
+    let st = nix::sys::stat::fstat(f.as_fd())?;
+    if (st.st_uid, st.st_gid) != (uid, gid) {
+        nix::unistd::fchown(f.as_fd(), Some(uid.into()), Some(gid.into()))?;
+    }
+    nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode & 0o7777))
 }
 
 /// The errno of an I/O error (EIO when it has none).

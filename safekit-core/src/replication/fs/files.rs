@@ -21,7 +21,7 @@ use nix::sys::stat::Mode;
 
 use super::super::openmode::{Grant, Waited, WRITER_WAIT};
 use super::super::replica::{LocalRole, Mark};
-use super::super::tree::{io_errno, split};
+use super::super::tree::{io_errno, own, split};
 use super::super::wire::Op;
 use super::{fe, mtime_of, Handle, ReplicatedFs};
 use crate::engine::LogLevel;
@@ -43,6 +43,12 @@ impl Handles {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, Arc::new(h));
         id
+    }
+
+    /// An open handle of inode `ino` (for calls that come without one
+    /// about a file whose last name is gone).
+    pub(super) fn by_ino(&self, ino: u64) -> Option<Arc<Handle>> {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().find(|h| h.ino == ino).cloned()
     }
 
     pub(super) fn remove(&self, fh: FileHandle) -> Option<Arc<Handle>> {
@@ -71,7 +77,7 @@ impl ReplicatedFs {
             Err(e) => return reply.error(fe(e)),
         };
         let sync = flags.0 & (libc::O_SYNC | libc::O_DSYNC) != 0;
-        let handle = Handle { file, sync, writable: writes, wrote: AtomicBool::new(false), passthrough: false };
+        let handle = Handle { ino: ino.0, file, sync, writable: writes, wrote: AtomicBool::new(false), passthrough: false };
         if !self.passthrough {
             self.stats.normal_opens.fetch_add(1, Ordering::Relaxed);
             let fh = self.handles.add(handle);
@@ -154,17 +160,27 @@ impl ReplicatedFs {
         let mode = mode & !umask & 0o7777;
         let tree = &self.r.tree;
         let open = self.backing_flags(OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY) | OFlag::O_CREAT;
+        let excl = OFlag::from_bits_truncate(flags).contains(OFlag::O_EXCL);
         let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path), Mark::Zones(&path, 0, 1)], || {
-            let f = tree.open_file(&path, open, mode)?;
-            let st = nix::sys::stat::fstat(f.as_fd())?;
-            let mut op = None;
-            if st.st_nlink == 1 && st.st_uid == nix::unistd::geteuid().as_raw() && (st.st_uid != uid || st.st_gid != gid) {
-                nix::unistd::fchown(f.as_fd(), Some(uid.into()), Some(gid.into()))?;
+            // Whether this call makes the file decides what the secondary
+            // gets: a new file with the caller's exact mode and owner, or
+            // (the kernel's cache had not seen it) the existing one.
+            let (f, created) = match tree.open_file(&path, open | OFlag::O_EXCL, mode) {
+                Ok(f) => (f, true),
+                Err(Errno::EEXIST) if !excl => (tree.open_file(&path, open & !OFlag::O_CREAT, 0)?, false),
+                Err(e) => return Err(e),
+            };
+            let mut ops = Vec::new();
+            if created {
+                super::names::undo(tree, &path, false, own(&f, mode, uid, gid))?;
+                ops.push(Op::Reset { path: path.clone(), mode, uid, gid });
+                ops.push(super::names::times(tree, &dir)?);
+                ops.push(super::names::times(tree, &path)?);
+            } else if open.contains(OFlag::O_TRUNC) {
+                let st = nix::sys::stat::fstat(f.as_fd())?;
+                ops.push(Op::Truncate { path: path.clone(), size: 0, mtime: mtime_of(&st) });
             }
-            if st.st_size == 0 {
-                op = Some(Op::Reset { path: path.clone(), mode, uid, gid });
-            }
-            Ok((f, op))
+            Ok((f, ops))
         });
         let file = match res {
             Ok((file, _)) => file,
@@ -174,14 +190,14 @@ impl ReplicatedFs {
             Ok(st) => self.attr(&st),
             Err(e) => return reply.error(fe(e)),
         };
-        self.r.remember(a.ino.0, parent.0, name.as_bytes());
+        let generation = self.r.remember(a.ino.0, parent.0, name.as_bytes());
         let sync = flags & (libc::O_SYNC | libc::O_DSYNC) != 0;
-        let handle = Handle { file, sync, writable: true, wrote: AtomicBool::new(true), passthrough: false };
+        let handle = Handle { ino: a.ino.0, file, sync, writable: true, wrote: AtomicBool::new(true), passthrough: false };
         let (handles, stats, ttl) = (self.handles.clone(), self.stats.clone(), self.ttl());
         // Without O_EXCL the file may have existed, even held by readers.
         self.when_writable(a.ino.0, move || {
             stats.normal_opens.fetch_add(1, Ordering::Relaxed);
-            reply.created(&ttl, &a, Generation(0), FileHandle(handles.add(handle)), FopenFlags::empty());
+            reply.created(&ttl, &a, Generation(generation), FileHandle(handles.add(handle)), FopenFlags::empty());
         });
     }
 

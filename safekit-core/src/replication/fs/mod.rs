@@ -7,9 +7,11 @@
 //! [`files`] holds the operations on open files; this file the namespace
 //! (lookups, directories, links, attributes, xattrs).
 
+mod attrs;
 mod cache;
 mod dirs;
 mod files;
+mod names;
 mod xattrs;
 
 pub use cache::{CacheMode, CacheWish, ReadStats};
@@ -31,15 +33,17 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FileStat, Mode};
+use nix::fcntl::OFlag;
+use nix::sys::stat::FileStat;
 
 use super::openmode::OpenModes;
-use super::replica::{LocalRole, Mark, Replica};
-use super::tree::{io_errno, kind, split};
-use super::wire::{Op, Time};
+use super::replica::{LocalRole, Replica};
+use super::tree::kind;
+use super::wire::Time;
 
 struct Handle {
+    /// The inode (as the kernel knows it) this handle is open on.
+    ino: u64,
     file: File,
     sync: bool,
     writable: bool,
@@ -97,6 +101,10 @@ fn to_time(t: SystemTime) -> Time {
 
 fn mtime_of(st: &FileStat) -> Time {
     (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
+}
+
+fn atime_of(st: &FileStat) -> Time {
+    (st.st_atime, u32::try_from(st.st_atime_nsec).unwrap_or(0))
 }
 
 impl ReplicatedFs {
@@ -174,30 +182,9 @@ impl ReplicatedFs {
         match self.r.tree.stat(path) {
             Ok(st) => {
                 let a = self.attr(&st);
-                self.r.remember(a.ino.0, parent.0, name);
-                reply.entry(&self.ttl(), &a, Generation(0));
+                let generation = self.r.remember(a.ino.0, parent.0, name);
+                reply.entry(&self.ttl(), &a, Generation(generation));
             }
-            Err(e) => reply.error(fe(e)),
-        }
-    }
-
-    fn new_entry(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        reply: ReplyEntry,
-        make: impl FnOnce(&[u8], u32, u32, bool) -> Result<Op, Errno>,
-    ) {
-        let path = match self.r.child(parent.0, name.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let dir = split(&path).0.to_vec();
-        let (uid, gid, sgid) = self.owner(req, &dir);
-        let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path)], || make(&path, uid, gid, sgid).map(|op| ((), Some(op))));
-        match res {
-            Ok(_) => self.entry(parent, name.as_bytes(), &path, reply),
             Err(e) => reply.error(fe(e)),
         }
     }
@@ -264,14 +251,7 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let st = match fh.and_then(|f| self.handle(f)) {
-            Some(h) => nix::sys::stat::fstat(h.file.as_fd()),
-            None => self.path_of(ino).and_then(|p| self.r.tree.stat(&p)),
-        };
-        match st {
-            Ok(st) => reply.attr(&self.ttl(), &self.attr(&st)),
-            Err(e) => reply.error(fe(e)),
-        }
+        self.attr_get(ino, fh, reply);
     }
 
     fn setattr(
@@ -292,54 +272,7 @@ impl Filesystem for ReplicatedFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let path = match self.path_of(ino) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let handle = fh.and_then(|f| self.handle(f));
-        let now = SystemTime::now();
-        let t = |x: Option<TimeOrNow>| {
-            x.map(|v| match v {
-                TimeOrNow::SpecificTime(s) => to_time(s),
-                TimeOrNow::Now => to_time(now),
-            })
-        };
-        let (at, mt) = (t(atime), t(mtime));
-        let tree = &self.r.tree;
-        let mut marks = vec![Mark::Meta(&path)];
-        if let Some(s) = size {
-            marks.push(Mark::Zones(&path, s, 1));
-        }
-        let res = self.r.mutate(&marks, || {
-            let mut ops = Vec::new();
-            if let Some(s) = size {
-                match &handle {
-                    Some(h) => h.file.set_len(s).map_err(io_errno)?,
-                    None => tree.open_file(&path, OFlag::O_WRONLY, 0)?.set_len(s).map_err(io_errno)?,
-                }
-                let st = tree.stat(&path)?;
-                ops.push(Op::Truncate { path: path.clone(), size: s, mtime: mtime_of(&st) });
-            }
-            tree.chown(&path, uid, gid)?;
-            if let Some(m) = mode {
-                tree.chmod(&path, m)?;
-            }
-            tree.set_times(&path, at, mt)?;
-            if mode.is_some() || uid.is_some() || gid.is_some() || at.is_some() || mt.is_some() {
-                // chown clears setuid bits: send the mode the primary ended with.
-                let st = tree.stat(&path)?;
-                let m = (mode.is_some() || uid.is_some() || gid.is_some()).then_some(st.st_mode);
-                ops.push(Op::SetAttr { path: path.clone(), mode: m, uid, gid, atime: at, mtime: mt });
-            }
-            Ok(((), ops))
-        });
-        match res {
-            Ok(_) => match tree.stat(&path) {
-                Ok(st) => reply.attr(&self.ttl(), &self.attr(&st)),
-                Err(e) => reply.error(fe(e)),
-            },
-            Err(e) => reply.error(fe(e)),
-        }
+        self.attr_set(ino, mode, uid, gid, size, atime, mtime, fh, reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -354,32 +287,11 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
-        let tree = &self.r.tree;
-        self.new_entry(req, parent, name, reply, |path, uid, gid, _| {
-            let mode = mode & !umask | (mode & libc::S_IFMT);
-            let (d, n) = tree.parent(path)?;
-            nix::sys::stat::mknodat(
-                d.as_fd(),
-                n,
-                nix::sys::stat::SFlag::from_bits_truncate(kind(mode)),
-                Mode::from_bits_truncate(mode & 0o7777),
-                u64::from(rdev),
-            )?;
-            tree.chown(path, Some(uid), Some(gid))?;
-            Ok(Op::Mknod { path: path.to_vec(), mode, rdev: u64::from(rdev), uid, gid })
-        });
+        self.name_mknod(req, parent, name, mode, umask, rdev, reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let tree = &self.r.tree;
-        self.new_entry(req, parent, name, reply, |path, uid, gid, sgid| {
-            let mode = (mode & !umask & 0o7777) | if sgid { libc::S_ISGID } else { 0 };
-            let (d, n) = tree.parent(path)?;
-            nix::sys::stat::mkdirat(d.as_fd(), n, Mode::from_bits_truncate(mode))?;
-            tree.chown(path, Some(uid), Some(gid))?;
-            tree.chmod(path, mode)?;
-            Ok(Op::Mkdir { path: path.to_vec(), mode, uid, gid })
-        });
+        self.name_mkdir(req, parent, name, mode, umask, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -391,13 +303,7 @@ impl Filesystem for ReplicatedFs {
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        let tree = &self.r.tree;
-        self.new_entry(req, parent, link_name, reply, |path, uid, gid, _| {
-            let (d, n) = tree.parent(path)?;
-            nix::unistd::symlinkat(target, d.as_fd(), n)?;
-            tree.chown(path, Some(uid), Some(gid))?;
-            Ok(Op::Symlink { path: path.to_vec(), target: target.as_os_str().as_bytes().to_vec(), uid, gid })
-        });
+        self.name_symlink(req, parent, link_name, target, reply);
     }
 
     fn rename(
@@ -410,65 +316,11 @@ impl Filesystem for ReplicatedFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (from, to) = match (self.r.child(parent.0, name.as_bytes()), self.r.child(newparent.0, newname.as_bytes())) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return reply.error(fe(e)),
-        };
-        let tree = &self.r.tree;
-        let src = tree.stat(&from).map(|s| self.r.fino(s.st_ino));
-        let dst = tree.stat(&to).map(|s| self.r.fino(s.st_ino)).ok();
-        let (fd, td) = (split(&from).0.to_vec(), split(&to).0.to_vec());
-        let moved_out = self.r.excluded(&from) && !self.r.excluded(&to);
-        let res = self.r.mutate(&[Mark::Dir(&fd), Mark::Dir(&td), Mark::Meta(&to)], || {
-            let (d1, n1) = tree.parent(&from)?;
-            let (d2, n2) = tree.parent(&to)?;
-            nix::fcntl::renameat2(d1.as_fd(), n1, d2.as_fd(), n2, nix::fcntl::RenameFlags::from_bits_truncate(flags.bits()))?;
-            Ok(((), (!moved_out).then(|| Op::Rename { from: from.clone(), to: to.clone(), flags: flags.bits() })))
-        });
-        match res {
-            Ok(_) => {
-                if moved_out {
-                    // From a not-replicated place into a replicated one: copy it.
-                    let _ = self.r.dirty.lock().map(|mut d| {
-                        let seq = self.r.link.next_seq();
-                        let _ = d.mark_whole(&to, seq);
-                        let _ = d.mark_dir(&td, seq);
-                        d.make_pending(&td);
-                    });
-                }
-                if let Some(d) = dst {
-                    if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                        self.r.moved(d, newparent.0, newname.as_bytes(), parent.0, name.as_bytes());
-                    } else if Ok(d) != src {
-                        self.r.unlinked(d, newparent.0, newname.as_bytes());
-                    }
-                }
-                if let Ok(s) = src {
-                    self.r.moved(s, parent.0, name.as_bytes(), newparent.0, newname.as_bytes());
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(fe(e)),
-        }
+        self.name_rename(parent, name, newparent, newname, flags, reply);
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        let (existing, path) = match (self.path_of(ino), self.r.child(newparent.0, newname.as_bytes())) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return reply.error(fe(e)),
-        };
-        let tree = &self.r.tree;
-        let dir = split(&path).0.to_vec();
-        let res = self.r.mutate(&[Mark::Dir(&dir)], || {
-            let (d1, n1) = tree.parent(&existing)?;
-            let (d2, n2) = tree.parent(&path)?;
-            nix::unistd::linkat(d1.as_fd(), n1, d2.as_fd(), n2, AtFlags::empty())?;
-            Ok(((), Some(Op::Link { existing: existing.clone(), path: path.clone() })))
-        });
-        match res {
-            Ok(_) => self.entry(newparent, newname.as_bytes(), &path, reply),
-            Err(e) => reply.error(fe(e)),
-        }
+        self.name_link(ino, newparent, newname, reply);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -592,32 +444,5 @@ impl Filesystem for ReplicatedFs {
 
     fn lseek(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
         self.file_lseek(fh, offset, whence, reply);
-    }
-}
-
-impl ReplicatedFs {
-    fn remove(&self, parent: INodeNo, name: &OsStr, dir: bool, reply: ReplyEmpty) {
-        let path = match self.r.child(parent.0, name.as_bytes()) {
-            Ok(p) => p,
-            Err(e) => return reply.error(fe(e)),
-        };
-        let tree = &self.r.tree;
-        let ino = tree.stat(&path).map(|s| self.r.fino(s.st_ino));
-        let pdir = split(&path).0.to_vec();
-        let res = self.r.mutate(&[Mark::Dir(&pdir)], || {
-            let (d, n) = tree.parent(&path)?;
-            let flag = if dir { nix::unistd::UnlinkatFlags::RemoveDir } else { nix::unistd::UnlinkatFlags::NoRemoveDir };
-            nix::unistd::unlinkat(d.as_fd(), n, flag)?;
-            Ok(((), Some(if dir { Op::Rmdir { path: path.clone() } } else { Op::Unlink { path: path.clone() } })))
-        });
-        match res {
-            Ok(_) => {
-                if let Ok(i) = ino {
-                    self.r.unlinked(i, parent.0, name.as_bytes());
-                }
-                reply.ok();
-            }
-            Err(e) => reply.error(fe(e)),
-        }
     }
 }
