@@ -219,6 +219,10 @@ touch -h -d '2002-02-03 04:05:06' tree/a/link
 setfattr -n user.k -v value tree/a/b/file
 touch acl; setfacl -m u:daemon:rw acl
 mkdir acl-dir; setfacl -d -m u:daemon:rwx acl-dir; touch acl-dir/child
+# What the ACL grants is allowed, what it does not is refused, as on ext4.
+setpriv --reuid=daemon --regid=daemon --clear-groups sh -c 'printf granted >> acl'
+if setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c 'printf refused >> acl' 2>/dev/null; then echo "ACL: nobody could write"; exit 1; fi
+setpriv --reuid=daemon --regid=daemon --clear-groups sh -c 'printf inherited > acl-dir/child'
 mv tree/a/b tree/a/moved
 rm tree/a/empty
 rmdir tree/a/b 2>/dev/null || true
@@ -357,7 +361,7 @@ fn conformance(passthrough: bool) {
         &[
             "sh",
             "-c",
-            &format!("cd {work} && stat -c '%n %a' open-dir tree/fifo tree/null umask-file suid sgid sgid-dir/inherits sgid-dir/by-daemon"),
+            &format!("cd {work} && stat -c '%n %a' open-dir tree/fifo tree/null umask-file suid sgid sgid-dir/inherits sgid-dir/by-daemon acl-dir/child"),
         ],
     );
     for want in [
@@ -369,6 +373,7 @@ fn conformance(passthrough: bool) {
         "sgid 2755",
         "sgid-dir/inherits 644",
         "sgid-dir/by-daemon 6755",
+        "acl-dir/child 664",
     ] {
         if !modes.lines().any(|l| l == want) {
             problems.push(format!("expected {want:?} on the mount, got:\n{modes}"));

@@ -187,6 +187,13 @@ impl Tree {
         Ok(out)
     }
 
+    /// Whether directory `dir` has a default POSIX ACL: then a new entry's
+    /// mode comes from it and the caller's umask does not apply.
+    pub fn has_default_acl(&self, dir: &[u8]) -> bool {
+        self.proc_path(dir)
+            .is_ok_and(|(_fd, p)| unsafe { libc::lgetxattr(p.as_ptr(), c"system.posix_acl_default".as_ptr(), std::ptr::null_mut(), 0) > 0 })
+    }
+
     /// setxattr.
     pub fn set_xattr(&self, path: &[u8], name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
         let (_dir, p) = self.proc_path(path)?;
@@ -288,7 +295,7 @@ impl Tree {
             }
             Op::Create { path, mode, uid, gid } => {
                 let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT, *mode & 0o7777)?;
-                own(&f, *mode, *uid, *gid)
+                own(&f, Some(*mode), *uid, *gid)
             }
             Op::Reset { path, mode, uid, gid } => {
                 let st = self.stat(path);
@@ -296,7 +303,7 @@ impl Tree {
                     self.remove_tree(path)?;
                 }
                 let f = self.open_file(path, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, *mode & 0o7777)?;
-                own(&f, *mode, *uid, *gid)
+                own(&f, Some(*mode), *uid, *gid)
             }
             Op::Mknod { path, mode, rdev, uid, gid } => {
                 let (dir, name) = self.parent(path)?;
@@ -391,15 +398,18 @@ impl Tree {
     }
 }
 
-/// Gives a new file its owner, then exactly `mode` (chown clears
+/// Gives a new file its owner, then exactly `mode` if given (chown clears
 /// setuid/setgid, and the create call's mode went through this process's
-/// umask).
-pub fn own(f: &File, mode: u32, uid: u32, gid: u32) -> Result<(), Errno> {
+/// umask); `None` keeps the mode the real file system chose.
+pub fn own(f: &File, mode: Option<u32>, uid: u32, gid: u32) -> Result<(), Errno> {
     let st = nix::sys::stat::fstat(f.as_fd())?;
     if (st.st_uid, st.st_gid) != (uid, gid) {
         nix::unistd::fchown(f.as_fd(), Some(uid.into()), Some(gid.into()))?;
     }
-    nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(mode & 0o7777))
+    match mode {
+        Some(m) => nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(m & 0o7777)),
+        None => Ok(()),
+    }
 }
 
 /// The errno of an I/O error (EIO when it has none).

@@ -157,7 +157,8 @@ impl ReplicatedFs {
         };
         let dir = split(&path).0.to_vec();
         let (uid, gid, _) = self.owner(req, &dir);
-        let mode = mode & !umask & 0o7777;
+        let inherit = self.r.tree.has_default_acl(&dir);
+        let mode = mode & if inherit { 0o7777 } else { !umask & 0o7777 };
         let tree = &self.r.tree;
         let open = self.backing_flags(OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY) | OFlag::O_CREAT;
         let excl = OFlag::from_bits_truncate(flags).contains(OFlag::O_EXCL);
@@ -172,7 +173,8 @@ impl ReplicatedFs {
             };
             let mut ops = Vec::new();
             if created {
-                super::names::undo(tree, &path, false, own(&f, mode, uid, gid))?;
+                let owned = own(&f, (!inherit).then_some(mode), uid, gid).and_then(|()| nix::sys::stat::fstat(f.as_fd()));
+                let mode = super::names::undo(tree, &path, false, owned)?.st_mode & 0o7777;
                 ops.push(Op::Reset { path: path.clone(), mode, uid, gid });
                 ops.push(super::names::times(tree, &dir)?);
                 ops.push(super::names::times(tree, &path)?);

@@ -236,6 +236,11 @@ impl Filesystem for ReplicatedFs {
         // io_uring's non-blocking retries (MariaDB) turned that into ~60
         // GETXATTR round trips per write (measured: 17 writes/s).
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // POSIX ACLs enforced by the kernel (with default_permissions), read
+        // from the real files' xattrs; the umask is applied here, where a
+        // directory's default ACL can replace it.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DONT_MASK);
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_ACL);
         Ok(())
     }
 

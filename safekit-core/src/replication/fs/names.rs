@@ -39,6 +39,21 @@ pub(super) fn undo<T>(tree: &Tree, path: &[u8], dir: bool, r: Result<T, Errno>) 
     r
 }
 
+/// Owner and mode of an entry this call just made at `path`: the caller's
+/// `mode` exactly (the real call went through this process's umask, and
+/// chown clears setuid/setgid), unless its directory has a default ACL
+/// (`inherit`): then the real file system applied it as it would for a
+/// local caller, and its choice stays. Returns the mode the entry ended
+/// with, which the secondary sets; undoes the entry on failure.
+fn settle(tree: &Tree, path: &[u8], dir: bool, mode: u32, uid: u32, gid: u32, inherit: bool) -> Result<u32, Errno> {
+    let r = tree
+        .chown(path, Some(uid), Some(gid))
+        .and_then(|()| if inherit { Ok(()) } else { tree.chmod(path, mode) })
+        .and_then(|()| tree.stat(path))
+        .map(|st| st.st_mode);
+    undo(tree, path, dir, r)
+}
+
 impl ReplicatedFs {
     pub(super) fn new_entry(
         &self,
@@ -69,7 +84,8 @@ impl ReplicatedFs {
     pub(super) fn name_mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
         let tree = &self.r.tree;
         self.new_entry(req, parent, name, reply, |path, uid, gid, _| {
-            let mode = mode & !umask | (mode & libc::S_IFMT);
+            let inherit = tree.has_default_acl(split(path).0);
+            let mode = if inherit { mode } else { mode & !umask | (mode & libc::S_IFMT) };
             let (d, n) = tree.parent(path)?;
             nix::sys::stat::mknodat(
                 d.as_fd(),
@@ -78,8 +94,7 @@ impl ReplicatedFs {
                 Mode::from_bits_truncate(mode & 0o7777),
                 u64::from(rdev),
             )?;
-            // The caller's mode, not this process's umask; owner first (chown clears setuid/setgid).
-            undo(tree, path, false, tree.chown(path, Some(uid), Some(gid)).and_then(|()| tree.chmod(path, mode)))?;
+            let mode = settle(tree, path, false, mode, uid, gid, inherit)?;
             Ok(Op::Mknod { path: path.to_vec(), mode, rdev: u64::from(rdev), uid, gid })
         });
     }
@@ -87,10 +102,11 @@ impl ReplicatedFs {
     pub(super) fn name_mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
         let tree = &self.r.tree;
         self.new_entry(req, parent, name, reply, |path, uid, gid, sgid| {
-            let mode = (mode & !umask & 0o7777) | if sgid { libc::S_ISGID } else { 0 };
+            let inherit = tree.has_default_acl(split(path).0);
+            let mode = (mode & if inherit { 0o7777 } else { !umask & 0o7777 }) | if sgid { libc::S_ISGID } else { 0 };
             let (d, n) = tree.parent(path)?;
             nix::sys::stat::mkdirat(d.as_fd(), n, Mode::from_bits_truncate(mode))?;
-            undo(tree, path, true, tree.chown(path, Some(uid), Some(gid)).and_then(|()| tree.chmod(path, mode)))?;
+            let mode = settle(tree, path, true, mode, uid, gid, inherit)? & 0o7777;
             Ok(Op::Mkdir { path: path.to_vec(), mode, uid, gid })
         });
     }
