@@ -23,7 +23,7 @@ use common::{exe, pair, rt};
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
 use safekit_core::demo::Demo;
-use safekit_core::engine::State;
+use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -228,6 +228,22 @@ rm tree/a/empty
 rmdir tree/a/b 2>/dev/null || true
 "#;
 
+/// What changes while the secondary is away (run twice).
+const WHILE_ALONE: &str = r#"
+cd "$D"
+n=$(ls -d late* 2>/dev/null | wc -l)
+mkdir -p late$n/a/b
+echo x > late$n/a/b/f
+touch late$n/empty
+mkfifo late$n/fifo
+ln -s a late$n/link
+setfacl -d -m u:daemon:rx late$n/a
+touch -d '2003-01-02 03:04:05' late$n/a/b
+rm -rf tree/a/moved
+echo more >> tree/a/hardlink
+chmod 700 open-dir
+"#;
+
 /// A database's temp file: created, unlinked, then used through its handle.
 const TEMP_FILE: &str = r#"
 import os, sys
@@ -381,6 +397,22 @@ fn conformance(passthrough: bool) {
     }
     secondary_kept(&demo, &mut problems, "the workloads");
     problems.extend(settle(&demo).into_iter().map(|x| format!("after the workloads: {x}")));
+
+    // 3. The secondary away while the primary changes things, back with a
+    // full synchronisation, then away again and back with zones only.
+    for (how, command) in [("a full reintegration", CommandKind::Second { fullsync: true }), ("a zone reintegration", CommandKind::Start)] {
+        rt.block_on(async {
+            demo.command(1, CommandKind::Stop).await.unwrap();
+            demo.wait_state(0, State::Alone, common::WAIT).await.unwrap();
+        });
+        run(&demo, &mut problems, "changes while alone", &["env", &format!("D={work}"), "sh", "-euc", WHILE_ALONE]);
+        rt.block_on(async {
+            demo.command(1, command).await.unwrap();
+            demo.wait_state(1, State::Second, common::WAIT).await.unwrap();
+            demo.wait_state(0, State::Prim, common::WAIT).await.unwrap();
+        });
+        problems.extend(settle(&demo).into_iter().map(|x| format!("after {how}: {x}")));
+    }
     if !problems.is_empty() {
         for i in 0..2 {
             println!("node{} log:\n{}", i + 1, rt.block_on(demo.log(i, 40)).join("\n"));

@@ -176,7 +176,10 @@ impl Run<'_> {
                     }
                 }
             }
-            Ok(())
+            // Last, the directory itself: owner, mode, xattrs (default
+            // ACLs) and times, which the entries just added or removed
+            // changed on the secondary.
+            self.finish_now(path)
         })
     }
 
@@ -235,11 +238,33 @@ impl Run<'_> {
     }
 
     fn finish(&self, path: &[u8]) -> Result<(), String> {
+        self.r.ordered(|| self.finish_now(path))
+    }
+
+    /// [`Self::finish`], under the order lock already held.
+    fn finish_now(&self, path: &[u8]) -> Result<(), String> {
         let tree = &self.r.tree;
+        let Ok(st) = tree.stat(path) else { return Ok(()) };
+        let xattrs = if kind(st.st_mode) == libc::S_IFLNK { Vec::new() } else { tree.xattrs(path).unwrap_or_default() };
+        self.send(ToSecondary::Op(Op::Finish { path: path.to_vec(), meta: meta_of(&st), xattrs }))?;
+        Ok(())
+    }
+
+    /// The times of `path`'s directory, sent again after a file copied
+    /// whole (perhaps created there) changed them on the secondary.
+    fn parent_times(&self, path: &[u8]) -> Result<(), String> {
+        let dir = super::tree::split(path).0;
         self.r.ordered(|| -> Result<(), String> {
-            let Ok(st) = tree.stat(path) else { return Ok(()) };
-            let xattrs = if kind(st.st_mode) == libc::S_IFLNK { Vec::new() } else { tree.xattrs(path).unwrap_or_default() };
-            self.send(ToSecondary::Op(Op::Finish { path: path.to_vec(), meta: meta_of(&st), xattrs }))?;
+            let Ok(st) = self.r.tree.stat(dir) else { return Ok(()) };
+            let t = |s: i64, ns: i64| (s, u32::try_from(ns).unwrap_or(0));
+            self.send(ToSecondary::Op(Op::SetAttr {
+                path: dir.to_vec(),
+                mode: None,
+                uid: None,
+                gid: None,
+                atime: Some(t(st.st_atime, st.st_atime_nsec)),
+                mtime: Some(t(st.st_mtime, st.st_mtime_nsec)),
+            }))?;
             Ok(())
         })
     }
@@ -250,6 +275,9 @@ impl Run<'_> {
         }
         if d.whole || !d.zones.is_empty() {
             self.copy_file(path, d)?;
+            if d.whole {
+                self.parent_times(path)?;
+            }
         } else if d.meta && !path.is_empty() {
             self.finish(path)?;
         }
