@@ -183,6 +183,9 @@ fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // A new entry in the same directory: the directory is compared, and the
+    // big file (whose mtime differs) must still be copied by zones only.
+    assert!(demo.in_node(0).unwrap().arg("touch").arg(shared.join("db/new-entry")).status().unwrap().success());
     let diff = String::from_utf8_lossy(&cli(&demo, 0, &["rfsdiff", "-m", "demo"]).stdout).to_string();
     assert!(diff.contains("modified entries") && !diff.contains(" 0 bytes"), "{diff}");
     rt.block_on(async {

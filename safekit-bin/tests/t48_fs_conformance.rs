@@ -27,7 +27,8 @@ use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const RFS: &str = r#"  <rfs locktimeout="5s" sendtimeout="5s">
+// Small zones, so that a reintegration copying too little shows.
+const RFS: &str = r#"  <rfs locktimeout="5s" sendtimeout="5s" ruzone_blocksize="65536">
     <replicated dir="%DIR%" mode="read_only"/>
   </rfs>"#;
 
@@ -225,6 +226,8 @@ if setpriv --reuid=nobody --regid=nogroup --clear-groups sh -c 'printf refused >
 setpriv --reuid=daemon --regid=daemon --clear-groups sh -c 'printf inherited > acl-dir/child'
 mv tree/a/b tree/a/moved
 rm tree/a/empty
+head -c 3000000 /dev/urandom > shrink
+head -c 3000000 /dev/urandom > renamed-over
 rmdir tree/a/b 2>/dev/null || true
 "#;
 
@@ -242,6 +245,9 @@ touch -d '2003-01-02 03:04:05' late$n/a/b
 rm -rf tree/a/moved
 echo more >> tree/a/hardlink
 chmod 700 open-dir
+# Content changes the dirty maps must carry (no whole copy by mtime any more).
+truncate -s 1000 shrink; truncate -s 3000000 shrink
+head -c 3000000 /dev/urandom > newsrc; mv newsrc renamed-over
 "#;
 
 /// A database's temp file: created, unlinked, then used through its handle.
@@ -408,9 +414,9 @@ fn conformance(passthrough: bool) {
     secondary_kept(&demo, &mut problems, "the workloads");
     problems.extend(settle(&demo).into_iter().map(|x| format!("after the workloads: {x}")));
 
-    // 3. The secondary away while the primary changes things, back with a
-    // full synchronisation, then away again and back with zones only.
-    for (how, command) in [("a full reintegration", CommandKind::Second { fullsync: true }), ("a zone reintegration", CommandKind::Start)] {
+    // 3. The secondary away while the primary changes things, back with
+    // zones only, then away again and back with a full synchronisation.
+    for (how, command) in [("a zone reintegration", CommandKind::Start), ("a full reintegration", CommandKind::Second { fullsync: true })] {
         rt.block_on(async {
             demo.command(1, CommandKind::Stop).await.unwrap();
             demo.wait_state(0, State::Alone, common::WAIT).await.unwrap();

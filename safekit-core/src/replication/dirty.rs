@@ -45,6 +45,9 @@ pub enum Change<'a> {
     Dir(&'a [u8]),
     /// Metadata of an entry.
     Meta(&'a [u8]),
+    /// A file's whole content (it was made anew: whatever the secondary
+    /// holds at that name is not it).
+    Whole(&'a [u8]),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -178,6 +181,13 @@ impl DirtyMap {
                         new.push(Rec::Meta(path.to_vec()));
                     }
                 }
+                Change::Whole(path) => {
+                    let d = self.note(path, seq);
+                    if !std::mem::replace(&mut d.whole, true) {
+                        d.zones.clear();
+                        new.push(Rec::Whole(path.to_vec()));
+                    }
+                }
             }
         }
         if new.is_empty() {
@@ -205,6 +215,12 @@ impl DirtyMap {
         }
         d.zones.clear();
         self.append(&[Rec::Whole(path.to_vec())])
+    }
+
+    /// Whether the map holds changes of `path`'s content (zones or whole):
+    /// then a reintegration copies those and nothing else of it.
+    pub fn tracks_data(&self, path: &[u8]) -> bool {
+        self.entries.get(path).is_some_and(|d| d.whole || !d.zones.is_empty())
     }
 
     /// `path` must be copied by the next reintegration (its change was not sent).

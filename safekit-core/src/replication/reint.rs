@@ -104,6 +104,14 @@ impl Run<'_> {
         dm.make_pending(path);
     }
 
+    /// Only `path`'s metadata must be copied.
+    fn mark_meta(&self, path: &[u8]) {
+        let mut dm = self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seq = self.r.link.next_seq();
+        let _ = dm.mark(&[super::dirty::Change::Meta(path)], seq);
+        dm.make_pending(path);
+    }
+
     fn excluded(&self, path: &[u8], meta: &Meta) -> bool {
         self.r.filter.excluded_entry(path, kind(meta.mode) == libc::S_IFDIR)
     }
@@ -153,8 +161,16 @@ impl Run<'_> {
                         }
                     }
                     libc::S_IFREG => {
-                        if !same_kind || t.is_some_and(|t| owner_mode(t) || t.size != m.size || t.mtime != m.mtime) {
+                        // The dirty maps of both nodes (merged at Hello) say
+                        // which zones changed: a file they track is left to
+                        // them; one that differs only in times, mode or owner
+                        // gets its metadata. A whole copy only for a file the
+                        // secondary lacks, or whose size differs untracked.
+                        let tracked = || self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).tracks_data(&child);
+                        if !same_kind || t.is_some_and(|t| t.size != m.size && !tracked()) {
                             self.mark(&child, false);
+                        } else if t.is_some_and(|t| (owner_mode(t) || t.mtime != m.mtime) && !tracked()) {
+                            self.mark_meta(&child);
                         }
                     }
                     _ => {

@@ -314,7 +314,7 @@ impl Replica {
 
 fn mark_path<'a>(m: &Mark<'a>) -> &'a [u8] {
     match m {
-        Mark::Zones(p, ..) | Mark::Dir(p) | Mark::Meta(p) => p,
+        Mark::Zones(p, ..) | Mark::Dir(p) | Mark::Meta(p) | Mark::Whole(p) => p,
     }
 }
 

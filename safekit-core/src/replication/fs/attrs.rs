@@ -104,7 +104,10 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let mut marks = vec![Mark::Meta(&path)];
         if let Some(s) = size {
-            marks.push(Mark::Zones(&path, s, 1));
+            // Every zone whose bytes change: from the new end to the old
+            // one (a shrink zeroes what a later regrowth exposes again).
+            let old = tree.stat(&path).map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+            marks.push(Mark::Zones(&path, s.min(old), s.abs_diff(old).max(1)));
         }
         let res = self.r.mutate(&marks, || {
             let mut ops = Vec::new();

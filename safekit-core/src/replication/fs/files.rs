@@ -162,7 +162,7 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let open = self.backing_flags(OFlag::from_bits_truncate(flags) & !OFlag::O_NOCTTY) | OFlag::O_CREAT;
         let excl = OFlag::from_bits_truncate(flags).contains(OFlag::O_EXCL);
-        let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path), Mark::Zones(&path, 0, 1)], || {
+        let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path), Mark::Whole(&path)], || {
             // Whether this call makes the file decides what the secondary
             // gets: a new file with the caller's exact mode and owner, or
             // (the kernel's cache had not seen it) the existing one.

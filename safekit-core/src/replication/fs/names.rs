@@ -137,7 +137,18 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let (fd, td) = (split(&from).0.to_vec(), split(&to).0.to_vec());
         let moved_out = self.r.excluded(&from) && !self.r.excluded(&to);
-        let res = self.r.mutate(&[Mark::Dir(&fd), Mark::Dir(&td), Mark::Meta(&to)], || {
+        // The name `to` now holds another file (or, with EXCHANGE, both do):
+        // a reintegration copies them whole, their zones were noted elsewhere.
+        let to_whole = tree.stat(&from).is_ok_and(|st| kind(st.st_mode) != libc::S_IFDIR);
+        let from_whole = flags.contains(RenameFlags::RENAME_EXCHANGE) && tree.stat(&to).is_ok_and(|st| kind(st.st_mode) != libc::S_IFDIR);
+        let mut marks = vec![Mark::Dir(&fd), Mark::Dir(&td), Mark::Meta(&to)];
+        if to_whole {
+            marks.push(Mark::Whole(&to));
+        }
+        if from_whole {
+            marks.push(Mark::Whole(&from));
+        }
+        let res = self.r.mutate(&marks, || {
             let (d1, n1) = tree.parent(&from)?;
             let (d2, n2) = tree.parent(&to)?;
             let src = tree.stat(&from).map(|s| self.r.fino(s.st_ino));
