@@ -1,8 +1,10 @@
 //! FUSE passthrough for read-only opens, between two real daemons in
 //! network namespaces (root, FUSE, a kernel with passthrough): reads do not
 //! reach the daemon, a writer waits for passthrough readers of its file, a
-//! reader of a file open for writing goes through safekit, a reader that
-//! stays too long makes the writer fail instead of hang, and the read-only
+//! reader of a file open for writing (or written since the mount) goes
+//! through safekit, so a reader that stays never blocks that file's writer;
+//! a reader that stays on a file never written since the mount makes its
+//! writer fail instead of hang (the limit that remains), and the read-only
 //! secondary serves its copy the same way. Without root these tests say so
 //! and pass, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
@@ -98,8 +100,15 @@ fn read_only_opens_use_passthrough_and_writers_wait_for_them() {
     }
     let f = shared.join("data.bin");
     let (real1, real2) = (demo.data_dir(0).join("data.bin"), demo.data_dir(1).join("data.bin"));
-    let out = sh(&demo, 0, &f, "dd if=/dev/urandom of=\"$F\" bs=64K count=16 conv=fsync 2>/dev/null");
-    assert!(out.status.success(), "{out:?}");
+    // Files not yet opened for writing through this mount (a file written
+    // once since the mount is never passthrough: see below), the same on
+    // both nodes.
+    let g = shared.join("fresh.bin");
+    for (name, len) in [("data.bin", 1 << 20), ("fresh.bin", 4096)] {
+        let bytes: Vec<u8> = (0..len).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        std::fs::write(demo.data_dir(0).join(name), &bytes).unwrap();
+        std::fs::write(demo.data_dir(1).join(name), &bytes).unwrap();
+    }
 
     // A read-only open is served by the kernel: no read request reaches
     // safekit, and the bytes are the primary's (and the secondary's).
@@ -139,15 +148,24 @@ fn read_only_opens_use_passthrough_and_writers_wait_for_them() {
     assert_eq!(later.passthrough, now.passthrough, "{line}");
     assert!(later.normal >= now.normal + 2 && later.served > now.served, "{line}");
 
-    // A reader that stays longer than the writer may wait: the writer gets
-    // an error (it never hangs), the log says why, and once the reader is
-    // gone writing works again.
-    let out = sh(&demo, 0, &f, "exec 3<\"$F\"; if printf x >> \"$F\"; then echo opened; else echo refused; fi; exec 3<&-");
+    // A file written since the mount is never held in passthrough: a reader
+    // that stays (`tail -f`) does not make its writer wait or fail.
+    let out = sh(&demo, 0, &f, "exec 3<\"$F\"; if printf end >> \"$F\"; then echo opened; else echo refused; fi; exec 3<&-");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "opened", "{out:?}");
+    assert!(std::fs::read(&real2).unwrap().ends_with(b"moreend"));
+    let (line, sticky) = reads(&demo, 0);
+    assert_eq!((sticky.passthrough, sticky.waited), (later.passthrough, later.waited), "{line}");
+
+    // The limit that remains: a reader that opened a file never written
+    // since the mount, and stays longer than the writer may wait. The
+    // writer gets an error (it never hangs), the log says why, and once the
+    // reader is gone writing works again.
+    let out = sh(&demo, 0, &g, "exec 3<\"$F\"; if printf x >> \"$F\"; then echo opened; else echo refused; fi; exec 3<&-");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{out:?}");
     rt.block_on(wait_log(&demo, 0, "the kernel refuses mixing them (EIO) until they close"));
-    let out = sh(&demo, 0, &f, "printf end >> \"$F\"");
+    let out = sh(&demo, 0, &g, "printf end >> \"$F\"");
     assert!(out.status.success(), "{out:?}");
-    assert!(std::fs::read(&real2).unwrap().ends_with(b"moreend"));
+    assert!(std::fs::read(demo.data_dir(1).join("fresh.bin")).unwrap().ends_with(b"end"));
 
     // The read-only secondary serves its copy with passthrough too, and a
     // read sees the latest replicated bytes (the real file, no stale cache).

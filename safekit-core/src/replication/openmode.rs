@@ -11,7 +11,10 @@
 //! This book keeps, per FUSE inode, what this daemon granted, so it never
 //! answers with a kind the kernel would refuse:
 //! - a read-only open gets passthrough unless the inode has normal opens (or a
-//!   writer is waiting for the readers to leave): then it is a normal open;
+//!   writer is waiting for the readers to leave), or the file was opened for
+//!   writing once since the mount: then it is a normal open. A file that gets
+//!   writers (a log, a database file) is thus never held in passthrough by a
+//!   reader such as `tail -f` when its writer comes back;
 //! - a writable open gets a normal open at once unless passthrough readers
 //!   hold the inode: then it waits (off the FUSE threads) for them to close,
 //!   at most [`WRITER_WAIT`], and new readers go the normal way meanwhile so
@@ -21,7 +24,7 @@
 //! kernel ends a file's mode before it sends RELEASE, so the kernel's opens
 //! are always a subset of the counted ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -66,11 +69,15 @@ impl<B> Default for Modes<B> {
 pub struct OpenModes<B> {
     inodes: Mutex<HashMap<u64, Modes<B>>>,
     released: Condvar,
+    /// Inodes opened for writing since the mount: never passthrough again
+    /// (a number the real file system gives to a new file keeps the mark:
+    /// that file is only read the normal way).
+    written: Mutex<HashSet<u64>>,
 }
 
 impl<B> Default for OpenModes<B> {
     fn default() -> Self {
-        Self { inodes: Mutex::new(HashMap::new()), released: Condvar::new() }
+        Self { inodes: Mutex::new(HashMap::new()), released: Condvar::new(), written: Mutex::default() }
     }
 }
 
@@ -95,13 +102,14 @@ impl<B> OpenModes<B> {
     /// kernel; it is called only when the inode has no backing yet, and if it
     /// fails the open is a normal one (the error is returned for the log).
     pub fn open_read<E>(&self, ino: u64, backing: impl FnOnce() -> Result<B, E>) -> (Grant<B>, Option<E>) {
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).contains(&ino);
         let mut map = self.lock();
         let m = map.entry(ino).or_default();
         if let Some(b) = &m.backing {
             m.passthrough += 1;
             return (Grant::Passthrough(b.clone()), None);
         }
-        if m.normal > 0 || m.writers_waiting > 0 {
+        if written || m.normal > 0 || m.writers_waiting > 0 {
             m.normal += 1;
             return (Grant::Normal, None);
         }
@@ -122,6 +130,7 @@ impl<B> OpenModes<B> {
     /// Whether a writable open of `ino` can be answered now (it is then
     /// counted); if not, call [`Self::wait_write`] off the FUSE thread.
     pub fn try_open_write(&self, ino: u64) -> bool {
+        self.written.lock().unwrap_or_else(PoisonError::into_inner).insert(ino);
         let mut map = self.lock();
         let m = map.entry(ino).or_default();
         if m.passthrough == 0 {
@@ -231,8 +240,9 @@ mod tests {
         assert!(!read(&b, &made, 3).is_passthrough(), "the normal reader is still open");
         b.release(3, false);
         b.release(3, false);
-        assert!(read(&b, &made, 3).is_passthrough());
-        assert_eq!(b.open_counts(), (2, 0));
+        // Written once since the mount: still the normal way.
+        assert!(!read(&b, &made, 3).is_passthrough());
+        assert_eq!(b.open_counts(), (1, 1));
     }
 
     #[test]
@@ -275,6 +285,19 @@ mod tests {
         assert_eq!(b.wait_write(2, Duration::from_millis(20)), Waited::TimedOut);
         assert_eq!(b.lock()[&2].writers_waiting, 0);
         assert_eq!(b.wait_write(5, Duration::from_millis(20)), Waited::No);
+    }
+
+    #[test]
+    fn a_file_opened_for_writing_once_is_never_passthrough_again() {
+        let (b, made) = book();
+        assert!(b.try_open_write(5));
+        b.release(5, false);
+        // Nobody has it open, yet a reader goes the normal way: a writer
+        // coming back later must not find it held in passthrough.
+        assert!(!read(&b, &made, 5).is_passthrough());
+        b.release(5, false);
+        assert!(b.try_open_write(5), "a writer waited for a reader");
+        assert!(read(&b, &made, 6).is_passthrough(), "another file is unaffected");
     }
 
     #[test]
