@@ -104,10 +104,12 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let mut marks = vec![Mark::Meta(&path)];
         if let Some(s) = size {
-            // Every zone whose bytes change: from the new end to the old
-            // one (a shrink zeroes what a later regrowth exposes again).
+            // A shrink changes every zone from the new end to the old one
+            // (a later regrowth exposes them again as zeros); a growth only
+            // the zone of the old end (past it the final size alone gives
+            // the zeros, never sent).
             let old = tree.stat(&path).map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
-            marks.push(Mark::Zones(&path, s.min(old), s.abs_diff(old).max(1)));
+            marks.push(if s < old { Mark::Zones(&path, s, old - s) } else { Mark::Zones(&path, old, 1) });
         }
         let res = self.r.mutate(&marks, || {
             let mut ops = Vec::new();
