@@ -20,10 +20,11 @@ use super::{atime_of, fe, mtime_of, ReplicatedFs};
 
 /// The primary's times of `path` after a change, for the secondary to set:
 /// otherwise a new entry, or a directory that gained or lost one, would
-/// keep the time the secondary applied the change at.
-pub(super) fn times(tree: &Tree, path: &[u8]) -> Result<Op, Errno> {
-    let st = tree.stat(path)?;
-    Ok(Op::SetAttr { path: path.to_vec(), mode: None, uid: None, gid: None, atime: Some(atime_of(&st)), mtime: Some(mtime_of(&st)) })
+/// keep the time the secondary applied the change at. `None` if it cannot
+/// be read: the change itself happened and is sent all the same.
+pub(super) fn times(tree: &Tree, path: &[u8]) -> Option<Op> {
+    let st = tree.stat(path).ok()?;
+    Some(Op::SetAttr { path: path.to_vec(), mode: None, uid: None, gid: None, atime: Some(atime_of(&st)), mtime: Some(mtime_of(&st)) })
 }
 
 /// Removes an entry this call created when a later step of the same call
@@ -72,7 +73,7 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path)], || {
             let op = make(&path, uid, gid, sgid)?;
-            Ok(((), [op, times(tree, &dir)?, times(tree, &path)?]))
+            Ok(((), [Some(op), times(tree, &dir), times(tree, &path)].into_iter().flatten()))
         });
         match res {
             Ok(_) => self.entry(parent, name.as_bytes(), &path, reply),
@@ -170,14 +171,14 @@ impl ReplicatedFs {
             if !moved_out {
                 ops.push(Op::Rename { from: from.clone(), to: to.clone(), flags: flags.bits() });
             }
-            ops.push(times(tree, &fd)?);
+            ops.extend(times(tree, &fd));
             if td != fd {
-                ops.push(times(tree, &td)?);
+                ops.extend(times(tree, &td));
             }
             if !moved_out {
-                ops.push(times(tree, &to)?);
+                ops.extend(times(tree, &to));
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                    ops.push(times(tree, &from)?);
+                    ops.extend(times(tree, &from));
                 }
             }
             Ok(((), ops))
@@ -210,7 +211,7 @@ impl ReplicatedFs {
             let (d1, n1) = tree.parent(&existing)?;
             let (d2, n2) = tree.parent(&path)?;
             nix::unistd::linkat(d1.as_fd(), n1, d2.as_fd(), n2, AtFlags::empty())?;
-            Ok(((), [Op::Link { existing: existing.clone(), path: path.clone() }, times(tree, &dir)?]))
+            Ok(((), [Some(Op::Link { existing: existing.clone(), path: path.clone() }), times(tree, &dir)].into_iter().flatten()))
         });
         match res {
             Ok(_) => self.entry(newparent, newname.as_bytes(), &path, reply),
@@ -234,7 +235,7 @@ impl ReplicatedFs {
                 self.r.unlinked(self.r.fino(st.st_ino), parent.0, name.as_bytes(), dir || st.st_nlink <= 1);
             }
             let op = if dir { Op::Rmdir { path: path.clone() } } else { Op::Unlink { path: path.clone() } };
-            Ok(((), [op, times(tree, &pdir)?]))
+            Ok(((), [Some(op), times(tree, &pdir)].into_iter().flatten()))
         });
         match res {
             Ok(_) => reply.ok(),
