@@ -357,6 +357,9 @@ fn conformance(passthrough: bool) {
         let text = run(&demo, &mut problems, "pjdfstest", &args.iter().map(String::as_str).collect::<Vec<_>>());
         let summary = text.lines().find(|l| l.starts_with("Summary:")).unwrap_or("no summary").to_string();
         println!("{mode}: pjdfstest {summary}");
+        let skipped: Vec<&str> =
+            text.lines().filter(|l| l.trim_end().ends_with("skipped")).filter_map(|l| l.split_whitespace().next()).collect();
+        println!("{mode}: skipped: {}", skipped.join(" "));
         for l in text.lines().filter(|l| l.trim_end().ends_with("FAILED")) {
             problems.push(format!("pjdfstest round {round}: {}", l.split_whitespace().next().unwrap_or(l)));
         }

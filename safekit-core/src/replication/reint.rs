@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 
-use super::dirty::Dirt;
+use super::dirty::{Change, Dirt};
 use super::replica::Replica;
 use super::tree::{join, kind, meta_of};
 use super::wire::{Entry, Meta, Op, ToSecondary};
@@ -97,19 +97,13 @@ impl Run<'_> {
         }
     }
 
-    fn mark(&self, path: &[u8], dir: bool) {
+    /// Records `change` for the next pass of this reintegration.
+    fn mark(&self, change: Change<'_>) {
         let mut dm = self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let seq = self.r.link.next_seq();
-        let _ = if dir { dm.mark_dir(path, seq) } else { dm.mark_whole(path, seq) };
-        dm.make_pending(path);
-    }
-
-    /// Only `path`'s metadata must be copied.
-    fn mark_meta(&self, path: &[u8]) {
-        let mut dm = self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let seq = self.r.link.next_seq();
-        let _ = dm.mark(&[super::dirty::Change::Meta(path)], seq);
-        dm.make_pending(path);
+        let _ = dm.mark(&[change], seq);
+        let (Change::Dir(p) | Change::Whole(p) | Change::Meta(p) | Change::Zones(p, ..)) = change;
+        dm.make_pending(p);
     }
 
     fn excluded(&self, path: &[u8], meta: &Meta) -> bool {
@@ -148,7 +142,7 @@ impl Run<'_> {
                     libc::S_IFDIR => {
                         if !same_kind {
                             self.send(ToSecondary::Op(Op::Mkdir { path: child.clone(), mode: m.mode, uid: m.uid, gid: m.gid }))?;
-                            self.mark(&child, true);
+                            self.mark(Change::Dir(&child));
                         } else if t.is_some_and(owner_mode) {
                             self.send(ToSecondary::Op(Op::SetAttr {
                                 path: child,
@@ -166,11 +160,12 @@ impl Run<'_> {
                         // them; one that differs only in times, mode or owner
                         // gets its metadata. A whole copy only for a file the
                         // secondary lacks, or whose size differs untracked.
-                        let tracked = || self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).tracks_data(&child);
-                        if !same_kind || t.is_some_and(|t| t.size != m.size && !tracked()) {
-                            self.mark(&child, false);
-                        } else if t.is_some_and(|t| (owner_mode(t) || t.mtime != m.mtime) && !tracked()) {
-                            self.mark_meta(&child);
+                        let tracked =
+                            same_kind && self.r.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).tracks_data(&child);
+                        if !same_kind || t.is_some_and(|t| t.size != m.size && !tracked) {
+                            self.mark(Change::Whole(&child));
+                        } else if t.is_some_and(|t| (owner_mode(t) || t.mtime != m.mtime) && !tracked) {
+                            self.mark(Change::Meta(&child));
                         }
                     }
                     _ => {
@@ -270,18 +265,9 @@ impl Run<'_> {
     /// whole (perhaps created there) changed them on the secondary.
     fn parent_times(&self, path: &[u8]) -> Result<(), String> {
         let dir = super::tree::split(path).0;
-        self.r.ordered(|| -> Result<(), String> {
-            let Ok(st) = self.r.tree.stat(dir) else { return Ok(()) };
-            let t = |s: i64, ns: i64| (s, u32::try_from(ns).unwrap_or(0));
-            self.send(ToSecondary::Op(Op::SetAttr {
-                path: dir.to_vec(),
-                mode: None,
-                uid: None,
-                gid: None,
-                atime: Some(t(st.st_atime, st.st_atime_nsec)),
-                mtime: Some(t(st.st_mtime, st.st_mtime_nsec)),
-            }))?;
-            Ok(())
+        self.r.ordered(|| match self.r.tree.times(dir) {
+            Some(op) => self.send(ToSecondary::Op(op)).map(drop),
+            None => Ok(()),
         })
     }
 

@@ -136,6 +136,22 @@ impl Tree {
         fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
     }
 
+    /// The entry's times now, as an operation that sets them on the
+    /// secondary (where applying a change gave it the apply time). `None` if
+    /// it cannot be read: the change itself is sent all the same.
+    pub fn times(&self, path: &[u8]) -> Option<Op> {
+        let st = self.stat(path).ok()?;
+        let t = |s: i64, ns: i64| (s, u32::try_from(ns).unwrap_or(0));
+        Some(Op::SetAttr {
+            path: path.to_vec(),
+            mode: None,
+            uid: None,
+            gid: None,
+            atime: Some(t(st.st_atime, st.st_atime_nsec)),
+            mtime: Some(t(st.st_mtime, st.st_mtime_nsec)),
+        })
+    }
+
     /// A path usable by path-only system calls (xattrs on symlinks, chmod
     /// of an O_PATH handle): `/proc/self/fd/DIR/NAME` to the real entry,
     /// not the mount, short whatever the depth; valid while the returned
@@ -396,6 +412,11 @@ impl Tree {
             }
         }
     }
+}
+
+/// futimens; `None` leaves a time as is.
+pub fn set_file_times(f: &File, atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+    nix::sys::stat::futimens(f.as_fd(), &atime.map_or(OMIT, ts), &mtime.map_or(OMIT, ts))
 }
 
 /// Gives a new file its owner, then exactly `mode` if given (chown clears

@@ -12,8 +12,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use super::super::replica::Mark;
-use super::super::tree::io_errno;
-use super::super::wire::Op;
+use super::super::tree::{io_errno, set_file_times};
+use super::super::wire::{Op, Time};
 use super::{fe, mtime_of, to_time, ReplicatedFs};
 
 /// setattr on an open file without a name, through its handle.
@@ -23,8 +23,7 @@ fn set_unlinked(
     uid: Option<u32>,
     gid: Option<u32>,
     size: Option<u64>,
-    atime: Option<TimeOrNow>,
-    mtime: Option<TimeOrNow>,
+    times: (Option<Time>, Option<Time>),
 ) -> Result<FileStat, Errno> {
     if let Some(s) = size {
         f.set_len(s).map_err(io_errno)?;
@@ -35,17 +34,7 @@ fn set_unlinked(
     if let Some(m) = mode {
         nix::sys::stat::fchmod(f.as_fd(), Mode::from_bits_truncate(m & 0o7777))?;
     }
-    if atime.is_some() || mtime.is_some() {
-        let spec = |t: Option<TimeOrNow>| match t {
-            None => nix::sys::time::TimeSpec::new(0, libc::UTIME_OMIT),
-            Some(TimeOrNow::Now) => nix::sys::time::TimeSpec::new(0, libc::UTIME_NOW),
-            Some(TimeOrNow::SpecificTime(s)) => {
-                let (sec, ns) = to_time(s);
-                nix::sys::time::TimeSpec::new(sec, i64::from(ns))
-            }
-        };
-        nix::sys::stat::futimens(f.as_fd(), &spec(atime), &spec(mtime))?;
-    }
+    set_file_times(f, times.0, times.1)?;
     nix::sys::stat::fstat(f.as_fd())
 }
 
@@ -79,20 +68,6 @@ impl ReplicatedFs {
         reply: ReplyAttr,
     ) {
         let handle = fh.and_then(|f| self.handle(f));
-        let path = match self.path_of(ino) {
-            Ok(p) => p,
-            Err(e) => {
-                // Open, but its last name is gone: not part of the tree, so
-                // changed here only, through the handle.
-                return match handle.or_else(|| self.handles.by_ino(ino.0)) {
-                    Some(h) => match set_unlinked(&h.file, mode, uid, gid, size, atime, mtime) {
-                        Ok(st) => reply.attr(&self.ttl(), &self.attr(&st)),
-                        Err(e) => reply.error(fe(e)),
-                    },
-                    None => reply.error(fe(e)),
-                };
-            }
-        };
         let now = SystemTime::now();
         let t = |x: Option<TimeOrNow>| {
             x.map(|v| match v {
@@ -101,6 +76,20 @@ impl ReplicatedFs {
             })
         };
         let (at, mt) = (t(atime), t(mtime));
+        let path = match self.path_of(ino) {
+            Ok(p) => p,
+            Err(e) => {
+                // Open, but its last name is gone: not part of the tree, so
+                // changed here only, through the handle.
+                return match handle.or_else(|| self.handles.by_ino(ino.0)) {
+                    Some(h) => match set_unlinked(&h.file, mode, uid, gid, size, (at, mt)) {
+                        Ok(st) => reply.attr(&self.ttl(), &self.attr(&st)),
+                        Err(e) => reply.error(fe(e)),
+                    },
+                    None => reply.error(fe(e)),
+                };
+            }
+        };
         let tree = &self.r.tree;
         let mut marks = vec![Mark::Meta(&path)];
         if let Some(s) = size {

@@ -176,8 +176,8 @@ impl ReplicatedFs {
                 let owned = own(&f, (!inherit).then_some(mode), uid, gid).and_then(|()| nix::sys::stat::fstat(f.as_fd()));
                 let mode = super::names::undo(tree, &path, false, owned)?.st_mode & 0o7777;
                 ops.push(Op::Reset { path: path.clone(), mode, uid, gid });
-                ops.extend(super::names::times(tree, &dir));
-                ops.extend(super::names::times(tree, &path));
+                ops.extend(tree.times(&dir));
+                ops.extend(tree.times(&path));
             } else if open.contains(OFlag::O_TRUNC) {
                 let st = nix::sys::stat::fstat(f.as_fd())?;
                 ops.push(Op::Truncate { path: path.clone(), size: 0, mtime: mtime_of(&st) });

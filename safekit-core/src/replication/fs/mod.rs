@@ -103,10 +103,6 @@ fn mtime_of(st: &FileStat) -> Time {
     (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
 }
 
-fn atime_of(st: &FileStat) -> Time {
-    (st.st_atime, u32::try_from(st.st_atime_nsec).unwrap_or(0))
-}
-
 impl ReplicatedFs {
     /// A file system serving `r`, asking the kernel for `wish` at init.
     /// With passthrough, read-only opens are served by the kernel from the

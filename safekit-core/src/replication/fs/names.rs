@@ -16,16 +16,7 @@ use nix::sys::stat::Mode;
 use super::super::replica::Mark;
 use super::super::tree::{kind, split, Tree};
 use super::super::wire::Op;
-use super::{atime_of, fe, mtime_of, ReplicatedFs};
-
-/// The primary's times of `path` after a change, for the secondary to set:
-/// otherwise a new entry, or a directory that gained or lost one, would
-/// keep the time the secondary applied the change at. `None` if it cannot
-/// be read: the change itself happened and is sent all the same.
-pub(super) fn times(tree: &Tree, path: &[u8]) -> Option<Op> {
-    let st = tree.stat(path).ok()?;
-    Some(Op::SetAttr { path: path.to_vec(), mode: None, uid: None, gid: None, atime: Some(atime_of(&st)), mtime: Some(mtime_of(&st)) })
-}
+use super::{fe, ReplicatedFs};
 
 /// Removes an entry this call created when a later step of the same call
 /// failed: an operation happens whole or not at all (nothing is sent for
@@ -73,7 +64,7 @@ impl ReplicatedFs {
         let tree = &self.r.tree;
         let res = self.r.mutate(&[Mark::Dir(&dir), Mark::Meta(&path)], || {
             let op = make(&path, uid, gid, sgid)?;
-            Ok(((), [Some(op), times(tree, &dir), times(tree, &path)].into_iter().flatten()))
+            Ok(((), [Some(op), tree.times(&dir), tree.times(&path)].into_iter().flatten()))
         });
         match res {
             Ok(_) => self.entry(parent, name.as_bytes(), &path, reply),
@@ -171,14 +162,14 @@ impl ReplicatedFs {
             if !moved_out {
                 ops.push(Op::Rename { from: from.clone(), to: to.clone(), flags: flags.bits() });
             }
-            ops.extend(times(tree, &fd));
+            ops.extend(tree.times(&fd));
             if td != fd {
-                ops.extend(times(tree, &td));
+                ops.extend(tree.times(&td));
             }
             if !moved_out {
-                ops.extend(times(tree, &to));
+                ops.extend(tree.times(&to));
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                    ops.extend(times(tree, &from));
+                    ops.extend(tree.times(&from));
                 }
             }
             Ok(((), ops))
@@ -211,7 +202,7 @@ impl ReplicatedFs {
             let (d1, n1) = tree.parent(&existing)?;
             let (d2, n2) = tree.parent(&path)?;
             nix::unistd::linkat(d1.as_fd(), n1, d2.as_fd(), n2, AtFlags::empty())?;
-            Ok(((), [Some(Op::Link { existing: existing.clone(), path: path.clone() }), times(tree, &dir)].into_iter().flatten()))
+            Ok(((), [Some(Op::Link { existing: existing.clone(), path: path.clone() }), tree.times(&dir)].into_iter().flatten()))
         });
         match res {
             Ok(_) => self.entry(newparent, newname.as_bytes(), &path, reply),
@@ -235,7 +226,7 @@ impl ReplicatedFs {
                 self.r.unlinked(self.r.fino(st.st_ino), parent.0, name.as_bytes(), dir || st.st_nlink <= 1);
             }
             let op = if dir { Op::Rmdir { path: path.clone() } } else { Op::Unlink { path: path.clone() } };
-            Ok(((), [Some(op), times(tree, &pdir)].into_iter().flatten()))
+            Ok(((), [Some(op), tree.times(&pdir)].into_iter().flatten()))
         });
         match res {
             Ok(_) => reply.ok(),
