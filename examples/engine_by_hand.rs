@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.command(now, Command::admin(CommandKind::Start))?;
     for _ in 0..100 {
         let mut scripts = Vec::new();
+        let mut effects = Vec::new();
         while let Some(action) = engine.poll_action() {
             match &action {
                 Action::SendHeartbeat(_) | Action::Persist(_) => {}
@@ -37,12 +38,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     println!("{:>6?}  run {} {}", now - start, run.script.file_name(), run.args().join(" "));
                     scripts.push(run.run);
                 }
+                Action::SetVip(run) | Action::RemoveVip(run) => {
+                    println!("{:>6?}  {action:?}", now - start);
+                    effects.push(*run);
+                }
                 other => println!("{:>6?}  {other:?}", now - start),
             }
         }
-        // Our "runtime": every script succeeds at once.
+        // Our "runtime": every script and every VIP change succeeds at once.
         for run in scripts {
             engine.handle_input(now, Input::ScriptDone { run, success: true });
+        }
+        for run in effects {
+            engine.handle_input(now, Input::EffectDone { run, result: Ok(()) });
         }
         if engine.status().to_string() == "ALONE Ready" {
             println!("status: {}", engine.status());

@@ -89,6 +89,22 @@ pub trait Replicator: Send + Sync {
     }
 }
 
+/// A module without `<rfs>` has no directory to replicate: every request
+/// succeeds at once and a reintegration has nothing to copy.
+pub struct NothingToReplicate;
+
+#[async_trait]
+impl Replicator for NothingToReplicate {
+    async fn start(&self, _role: ReplicaRole) -> Result<(), String> {
+        Ok(())
+    }
+    async fn drop_secondary(&self) {}
+    async fn stop(&self) {}
+    async fn reintegrate(&self, _mode: SyncMode) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// A periodic test setting a resource up or down (errd, tcp, ping, ...).
 #[async_trait]
 pub trait Checker: Send + Sync {

@@ -5,10 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
-use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, ReplicaRole, State, Status, SyncMode};
+use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, State, Status};
 use crate::heartbeat::wire::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
@@ -42,22 +41,6 @@ pub(super) struct Node {
     pub(super) modules: Vec<(Loaded, Option<crate::config::Rfs>)>,
     /// Modules that could not be loaded, with why: the others run anyway.
     pub(super) broken: BTreeMap<String, String>,
-}
-
-/// A module without `<rfs>` has no directory to replicate: every request
-/// succeeds at once and a reintegration has nothing to copy.
-struct NothingToReplicate;
-
-#[async_trait]
-impl Replicator for NothingToReplicate {
-    async fn start(&self, _role: ReplicaRole) -> Result<(), String> {
-        Ok(())
-    }
-    async fn drop_secondary(&self) {}
-    async fn stop(&self) {}
-    async fn reintegrate(&self, _mode: SyncMode) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// The cluster key: `SAFEVAR/cluster/cluster.key` (hex), made by `safekit cluster genkey`.
@@ -242,7 +225,7 @@ pub(super) async fn load_module(
     let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
         .unwrap_or(u64::MAX);
     let now = tokio::time::Instant::now().into_std();
-    let mut replicator: Arc<dyn Replicator> = Arc::new(NothingToReplicate);
+    let mut replicator: Arc<dyn Replicator> = Arc::new(crate::services::NothingToReplicate);
     let (engine, heartbeat) = match cfg.service.mode {
         Mode::Mirror => {
             let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;

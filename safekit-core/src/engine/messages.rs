@@ -71,6 +71,16 @@ pub enum Input {
         /// Exit code 0.
         success: bool,
     },
+    /// An awaited effect ([`Action::SetVip`], [`Action::RemoveVip`]) ended.
+    /// Until it does, the plan that asked for it waits, as for a script:
+    /// the runtime carries effects out beside the heartbeats, never instead
+    /// of them, and a failure is a fact the engine decides on.
+    EffectDone {
+        /// The effect's run.
+        run: RunId,
+        /// `Err(why)` if it failed.
+        result: Result<(), String>,
+    },
     /// Answer of the split-brain witness check.
     WitnessResult {
         /// The check.
@@ -106,10 +116,11 @@ pub enum Action {
     RunScript(ScriptRun),
     /// Kill a running script (forcestop); its result will be ignored.
     CancelScript(RunId),
-    /// Configure the virtual IP addresses (and announce them).
-    SetVip,
-    /// Remove the virtual IP addresses.
-    RemoveVip,
+    /// Configure the virtual IP addresses (and announce them); answer with
+    /// [`Input::EffectDone`] of this run.
+    SetVip(RunId),
+    /// Remove the virtual IP addresses; answer with [`Input::EffectDone`].
+    RemoveVip(RunId),
     /// Start replicating in `role`.
     StartReplication(ReplicaRole),
     /// Primary: continue without the secondary, recording modified zones.

@@ -2,23 +2,26 @@
 //! clock, the sockets and the spawned work, and is the only code that reads
 //! time. The loop is str0m's: apply one input, drain every action, then wait
 //! for the next input or the engine's deadline.
+//!
+//! Two lanes: the main loop (heartbeats in and out, timers, commands)
+//! never awaits anything but channels and a datagram send; every action
+//! that can take time goes, in the engine's order, to the effect lane
+//! ([`effects`]), whose answers come back as inputs.
 
 pub mod checkers;
+mod effects;
 pub mod errd;
 pub mod log;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
-use crate::engine::{
-    Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine, ReplicationEvent, RunId, State, Status,
-};
+use crate::engine::{Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine, State, Status};
 use crate::services::{Heartbeat, Replicator, ScriptRunner, VirtualIp};
 use log::ModuleLog;
 use store::StateStore;
@@ -148,7 +151,6 @@ pub async fn drive<E: Driven>(
 ) {
     let mut svc = svc;
     let (in_tx, mut in_rx) = svc.inputs.take().unwrap_or_else(|| mpsc::channel::<Input>(64));
-    let mut running: HashMap<RunId, JoinHandle<()>> = HashMap::new();
     let classes = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     // Monitors end with the module's runtime (`safekit config` replaces it).
     let mut monitors = Vec::new();
@@ -187,24 +189,29 @@ pub async fn drive<E: Driven>(
             svc.log.write("vip", LogLevel::C, &format!("stale virtual IP not removed: {e}"));
         }
     }
+    let (lane_tx, lane_rx) = mpsc::unbounded_channel::<Action>();
+    let lane = effects::Lane {
+        vip: svc.vip.clone(),
+        scripts: svc.scripts.clone(),
+        replicator: svc.replicator.clone(),
+        witnesses: svc.witnesses.clone(),
+        lease: svc.lease.clone(),
+        store: svc.store.clone(),
+        log: svc.log.clone(),
+        classes: classes.clone(),
+        inputs: in_tx.clone(),
+        report: report.subscribe(),
+    }
+    .spawn(lane_rx);
     loop {
         while let Some(a) = engine.poll_action() {
-            match &a {
-                Action::EnableCheckers(c) => {
-                    if let Ok(mut set) = classes.lock() {
-                        set.insert(*c);
-                    }
-                }
-                Action::DisableCheckers(c) => {
-                    if let Ok(mut set) = classes.lock() {
-                        set.remove(c);
-                    }
-                }
-                _ => {}
+            if effects::is_immediate(&a) {
+                execute_now(a, &svc).await;
+            } else {
+                // The lane lives as long as this loop: a send cannot fail.
+                let _ = lane_tx.send(a);
             }
-            execute(a, &svc, &in_tx, &report, &mut running).await;
         }
-        running.retain(|_, h| !h.is_finished());
         // Most events are heartbeats that change nothing visible: refresh
         // the report (and rebuild the resource map) only on a status change
         // or every quarter second.
@@ -279,6 +286,10 @@ pub async fn drive<E: Driven>(
             Woke::Deadline => engine.handle_timeout(now()),
         }
     }
+    // What the engine asked for last (the stop's own effects) is carried
+    // out before the module's end.
+    drop(lane_tx);
+    let _ = lane.await;
     for m in monitors {
         m.abort();
     }
@@ -315,122 +326,15 @@ async fn drain_heartbeats<E: Driven>(engine: &mut E, h: &dyn Heartbeat) {
     }
 }
 
-async fn execute(
-    a: Action,
-    svc: &ModuleServices,
-    in_tx: &mpsc::Sender<Input>,
-    report: &watch::Sender<ModuleReport>,
-    running: &mut HashMap<RunId, JoinHandle<()>>,
-) {
+/// Carries out an action that never waits (see [`effects::is_immediate`]).
+async fn execute_now(a: Action, svc: &ModuleServices) {
     match a {
-        Action::RunScript(r) => {
-            let (tx, runner, log) = (in_tx.clone(), svc.scripts.clone(), svc.log.clone());
-            let run = r.run;
-            running.insert(
-                run,
-                tokio::spawn(async move {
-                    let out = runner.run(&r).await;
-                    if !out.success {
-                        log.write("userplug", LogLevel::E, &out.detail);
-                    }
-                    let _ = tx.send(Input::ScriptDone { run, success: out.success }).await;
-                }),
-            );
-        }
-        Action::CancelScript(run) => {
-            if let Some(h) = running.remove(&run) {
-                h.abort();
-            }
-        }
-        Action::SetVip => {
-            if let Some(v) = &svc.vip {
-                match v.set().await {
-                    Ok(()) => {
-                        for ip in v.addresses() {
-                            svc.log.write("vip", LogLevel::E, &format!("Virtual IP {ip} set"));
-                        }
-                    }
-                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not set: {e}")),
-                }
-            }
-        }
-        Action::RemoveVip => {
-            if let Some(v) = &svc.vip {
-                match v.remove().await {
-                    Ok(()) => {
-                        for ip in v.addresses() {
-                            svc.log.write("vip", LogLevel::E, &format!("Virtual IP {ip} removed"));
-                        }
-                    }
-                    Err(e) => svc.log.write("vip", LogLevel::C, &format!("Virtual IP not removed: {e}")),
-                }
-            }
-        }
-        Action::StartReplication(role) => {
-            if let Err(e) = svc.replicator.start(role).await {
-                svc.log.write("rfs", LogLevel::C, &format!("replication not started: {e}"));
-                let _ = in_tx.send(Input::Replication(ReplicationEvent::Degraded { reason: e })).await;
-            }
-        }
-        Action::DropSecondary => svc.replicator.drop_secondary().await,
-        Action::UnreplicatedWrites(word) => svc.replicator.unreplicated_writes(word),
-        Action::StopReplication => svc.replicator.stop().await,
-        Action::StartReintegration(mode) => {
-            let (tx, repl) = (in_tx.clone(), svc.replicator.clone());
-            tokio::spawn(async move {
-                let ev = match repl.reintegrate(mode).await {
-                    Ok(()) => ReplicationEvent::ReintegrationDone,
-                    Err(reason) => ReplicationEvent::ReintegrationFailed { reason },
-                };
-                let _ = tx.send(Input::Replication(ev)).await;
-            });
-        }
-        Action::CheckWitness(run) => {
-            let (tx, witnesses, lease, log) = (in_tx.clone(), svc.witnesses.clone(), svc.lease.clone(), svc.log.clone());
-            let version = crate::witness::client::version_of(&report.borrow());
-            tokio::spawn(async move {
-                let reachable = match lease {
-                    // The lease witness: this node may go ALONE only holding the lease.
-                    Some(l) => match l.acquire_patiently(version).await {
-                        Ok(()) => true,
-                        Err(why) => {
-                            log.write("lease", LogLevel::E, &format!("Lease witness {}: {why}", l.witness));
-                            false
-                        }
-                    },
-                    None => {
-                        let mut any = false;
-                        for w in witnesses {
-                            if crate::linux::icmp::echo(w, Duration::from_secs(1)).await {
-                                any = true;
-                                break;
-                            }
-                        }
-                        any
-                    }
-                };
-                let _ = tx.send(Input::WitnessResult { run, reachable }).await;
-            });
-        }
-        Action::QuarantineLocalChanges => match svc.replicator.quarantine().await {
-            Ok(lines) => {
-                for l in lines {
-                    svc.log.write("rfs", LogLevel::E, &l);
-                }
-            }
-            Err(e) => svc.log.write("rfs", LogLevel::C, &format!("quarantine failed: {e}")),
-        },
-        Action::EnableCheckers(_) | Action::DisableCheckers(_) | Action::StateChanged { .. } => {}
-        Action::Persist(p) => {
-            if let Err(e) = svc.store.save(&p) {
-                svc.log.write("heart", LogLevel::C, &format!("state not saved: {e}"));
-            }
-        }
         Action::SendHeartbeat(hb) => {
             if let Some(h) = &svc.heartbeat {
                 h.send(&hb).await;
             }
         }
         Action::Log { level, message } => svc.log.write("heart", level, &message),
+        _ => {}
     }
 }

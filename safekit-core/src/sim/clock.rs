@@ -50,6 +50,7 @@ impl SimCluster {
         let node = match ev {
             Event::Deliver { to, .. } => *to,
             Event::Script { node, .. }
+            | Event::Vip { node, .. }
             | Event::Witness { node, .. }
             | Event::Reintegrated { node, .. }
             | Event::Resource { node, .. }
@@ -135,6 +136,7 @@ impl SimCluster {
     pub(super) fn engine_due_stall(&self, ev: &Event) -> Option<Instant> {
         match ev {
             Event::Script { node, .. }
+            | Event::Vip { node, .. }
             | Event::Witness { node, .. }
             | Event::Reintegrated { node, .. }
             | Event::Resource { node, .. }

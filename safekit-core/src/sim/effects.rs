@@ -93,8 +93,15 @@ impl SimCluster {
                 }
             }
             Action::QuarantineLocalChanges => self.trace.push(format!("{:?} {} quarantine", self.elapsed(), self.nodes[n].name)),
-            Action::SetVip => self.nodes[n].vip = true,
-            Action::RemoveVip => self.nodes[n].vip = false,
+            Action::SetVip(run) | Action::RemoveVip(run) => {
+                let off = matches!(a, Action::RemoveVip(_));
+                if !off {
+                    self.nodes[n].vip = true;
+                }
+                let max = u64::try_from(self.cfg.max_script.as_millis()).unwrap_or(100);
+                let d = Duration::from_millis(self.rng.range(1, max.max(1)));
+                self.schedule(d, Event::Vip { node: n, incarnation: inc, run, off });
+            }
             Action::StartReplication(role) => self.nodes[n].repl = Some(role),
             Action::StopReplication => {
                 self.nodes[n].repl = None;

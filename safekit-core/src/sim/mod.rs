@@ -169,6 +169,14 @@ enum Event {
         incarnation: u64,
         run: RunId,
     },
+    /// A VIP change the engine waits for ends; `off`: the address is gone
+    /// only now (a removal takes effect when done, a set from its request).
+    Vip {
+        node: usize,
+        incarnation: u64,
+        run: RunId,
+        off: bool,
+    },
     Witness {
         node: usize,
         incarnation: u64,
@@ -579,6 +587,14 @@ impl SimCluster {
             Event::Script { node, incarnation, run } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.input(node, Input::ScriptDone { run, success: true });
+                }
+            }
+            Event::Vip { node, incarnation, run, off } => {
+                if self.nodes[node].incarnation == incarnation {
+                    if off {
+                        self.nodes[node].vip = false;
+                    }
+                    self.input(node, Input::EffectDone { run, result: Ok(()) });
                 }
             }
             Event::Resource { node, incarnation, check, state } => {

@@ -29,7 +29,7 @@ impl MirrorEngine {
             }
         } else {
             if self.held.vip {
-                steps.push(m(Mark::Act(Action::RemoveVip)));
+                steps.push(m(Mark::Vip(false)));
             }
             if repl == Some(ReplicaRole::Primary) {
                 steps.push(m(Mark::Act(Action::StopReplication)));
@@ -45,7 +45,7 @@ impl MirrorEngine {
             if from == State::Second {
                 steps.push(m(Mark::ConfirmTakeover));
             }
-            steps.push(m(Mark::Act(Action::SetVip)));
+            steps.push(m(Mark::Vip(true)));
         }
         if starts {
             for part in [CheckerClass::Both, CheckerClass::Prim, CheckerClass::Second, CheckerClass::Sec] {
@@ -85,7 +85,7 @@ impl MirrorEngine {
         }
         steps.push(m(Mark::ForgetApp));
         if self.held.vip {
-            steps.push(m(Mark::Act(Action::RemoveVip)));
+            steps.push(m(Mark::Vip(false)));
         }
         if self.held.repl.is_some() {
             steps.push(m(Mark::Act(Action::StopReplication)));

@@ -71,7 +71,7 @@ impl MirrorEngine {
         if serving && self.held.vip && released {
             let why = if was_live { "the other node released it" } else { "the other node is heard again" };
             self.log(LogLevel::E, format!("Virtual IP announced again: {why}"));
-            self.actions.push_back(Action::SetVip);
+            self.change_vip(true, false);
         }
     }
 
@@ -109,6 +109,30 @@ impl MirrorEngine {
             self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
             // Every remote. resource is unknown now.
             self.evaluate_rules(true);
+        }
+    }
+
+    /// An effect ended. A VIP that could not be set is a local failure:
+    /// this node must not go on as primary believing it serves the address.
+    /// It stops and starts again (the peer, if it is SECOND, takes over),
+    /// counted by the loop guard, so a node that keeps failing ends STOP
+    /// (maxloop). A VIP that could not be removed is logged; the stop goes on
+    /// and removing it is tried again at the next stop.
+    pub(super) fn on_effect_done(&mut self, run: RunId, result: Result<(), String>) {
+        let vip = self.held.vip_run.filter(|(r, _)| *r == run).map(|(_, on)| on);
+        if vip.is_some() {
+            self.held.vip_run = None;
+        }
+        let awaited = self.seq.complete(run);
+        let Err(why) = result else { return };
+        match vip {
+            Some(true) if awaited => {
+                self.log(LogLevel::C, format!("Virtual IP not set: {why}"));
+                let _ = self.apply_command(Command::by(CommandKind::Stopstart, "vip"));
+            }
+            Some(true) => self.log(LogLevel::C, format!("Virtual IP not set: {why}")),
+            Some(false) => self.log(LogLevel::C, format!("Virtual IP not removed: {why}")),
+            None => self.log(LogLevel::C, format!("Virtual IP not announced again: {why}")),
         }
     }
 

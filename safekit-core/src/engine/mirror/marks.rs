@@ -19,6 +19,10 @@ use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 pub(super) enum Mark {
     /// Emit an action (and track what it holds).
     Act(Action),
+    /// Set (`true`) or remove the VIP, and wait until the runtime says it
+    /// is done: the next step (start_prim, the stop scripts) runs only
+    /// once the address is really there or really gone.
+    Vip(bool),
     /// Change the visible status.
     Status(State, Readiness),
     /// Enter a phase.
@@ -367,9 +371,10 @@ impl MirrorEngine {
                 self.held.stop_in_progress = false;
             }
             Mark::CleanStop => self.unclean = false,
+            Mark::Vip(on) => self.change_vip(on, true),
             Mark::ReleaseVip => {
                 if self.held.vip {
-                    self.act(Action::RemoveVip);
+                    self.change_vip(false, true);
                 }
             }
             Mark::ConfirmTakeover => {
@@ -403,11 +408,8 @@ impl MirrorEngine {
             self.p.quarantine = false;
             self.actions.push_back(Action::Persist(self.p.clone()));
         }
-        let announce =
-            matches!(a, Action::SetVip | Action::RemoveVip | Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
+        let announce = matches!(a, Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
         match &a {
-            Action::SetVip => self.held.vip = true,
-            Action::RemoveVip => self.held.vip = false,
             Action::StartReplication(r) => self.held.repl = Some(*r),
             Action::StopReplication => self.held.repl = None,
             Action::EnableCheckers(c) => {
@@ -422,6 +424,22 @@ impl MirrorEngine {
         if announce {
             self.send_heartbeat();
         }
+    }
+
+    /// Asks the runtime to set or remove the VIP. `wait`: the plan waits
+    /// for the answer (a re-announcement of an address already held does
+    /// not hold up what runs meanwhile).
+    pub(super) fn change_vip(&mut self, on: bool, wait: bool) {
+        let run = self.seq.new_run();
+        if wait {
+            self.seq.awaiting = Some(run);
+            self.held.vip_run = Some((run, on));
+        }
+        // Held from the request on: a stop removes whatever part of the
+        // addresses a failed or interrupted set left configured.
+        self.held.vip = on;
+        self.actions.push_back(if on { Action::SetVip(run) } else { Action::RemoveVip(run) });
+        self.send_heartbeat();
     }
 
     fn persist(&mut self, e: &Edit) {

@@ -145,6 +145,8 @@ struct Held {
     stop_in_progress: bool,
     /// Enabled checker classes.
     checkers: BTreeSet<CheckerClass>,
+    /// The VIP change the plan waits for: its run and `true` for a set.
+    vip_run: Option<(RunId, bool)>,
 }
 
 /// One mirror module on one node. See the [module docs](self).
@@ -369,6 +371,7 @@ impl MirrorEngine {
                     self.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
                 }
             }
+            Input::EffectDone { run, result } => self.on_effect_done(run, result),
             Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
             Input::Resource { name, state, by } => self.on_resource(name, state, &by),
             Input::Replication(ev) => self.on_replication(ev),

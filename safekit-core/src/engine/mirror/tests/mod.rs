@@ -44,6 +44,8 @@ struct H {
     log: Vec<String>,
     /// The engine's newest heartbeat, which the simulated peer echoes.
     last_sent: Option<(u64, u64)>,
+    /// While set, every VIP set fails with this reason.
+    vip_fails: Option<String>,
 }
 
 fn st(state: State, r: Readiness) -> Status {
@@ -53,7 +55,7 @@ fn st(state: State, r: Readiness) -> Status {
 impl H {
     fn new(cfg: EngineConfig, p: Persistent) -> Self {
         let now = Instant::now();
-        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new(), last_sent: None }
+        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new(), last_sent: None, vip_fails: None }
     }
 
     fn pump(&mut self) {
@@ -68,16 +70,36 @@ impl H {
         }
     }
 
-    /// Completes every script the engine asks for, in order (bounded).
+    /// Completes every script and VIP change the engine asks for, in order
+    /// (bounded); a VIP set fails while `vip_fails` holds a reason.
     fn scripts(&mut self) {
         for _ in 0..200 {
             self.pump();
-            let pending: Vec<_> = self.out.iter().filter_map(|a| if let Action::RunScript(r) = a { Some(r.run) } else { None }).collect();
-            let Some(run) = pending.into_iter().find(|r| !self.done_runs().contains(r)) else {
+            let pending: Vec<_> = self
+                .out
+                .iter()
+                .filter_map(|a| match a {
+                    Action::RunScript(r) => Some((r.run, false)),
+                    Action::SetVip(run) => Some((*run, true)),
+                    Action::RemoveVip(run) => Some((*run, false)),
+                    _ => None,
+                })
+                .collect();
+            let Some((run, set)) = pending.into_iter().find(|(r, _)| !self.done_runs().contains(r)) else {
                 return;
             };
             self.out.push(Action::Log { level: crate::engine::LogLevel::D, message: format!("done {}", run.0) });
-            self.e.handle_input(self.now, Input::ScriptDone { run, success: true });
+            let script = self.out.iter().any(|a| matches!(a, Action::RunScript(r) if r.run == run));
+            let input = if script {
+                Input::ScriptDone { run, success: true }
+            } else {
+                let result = match (&self.vip_fails, set) {
+                    (Some(why), true) => Err(why.clone()),
+                    _ => Ok(()),
+                };
+                Input::EffectDone { run, result }
+            };
+            self.e.handle_input(self.now, input);
         }
         panic!("scripts did not settle");
     }
@@ -183,8 +205,8 @@ fn render(a: Action) -> Option<String> {
     Some(match a {
         Action::RunScript(r) => format!("{} {}", r.script.file_name(), r.args().join(" ")),
         Action::CancelScript(_) => "cancel".into(),
-        Action::SetVip => "vip+".into(),
-        Action::RemoveVip => "vip-".into(),
+        Action::SetVip(_) => "vip+".into(),
+        Action::RemoveVip(_) => "vip-".into(),
         Action::StartReplication(ReplicaRole::Primary) => "repl primary".into(),
         Action::StartReplication(ReplicaRole::Secondary) => "repl secondary".into(),
         Action::DropSecondary => "repl drop".into(),
@@ -1064,6 +1086,7 @@ fn t47_an_administrator_command_resets_maxloop() {
     assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
 }
 
+mod effects;
 mod faults;
 
 // ---- misc ----------------------------------------------------------------------
