@@ -5,24 +5,52 @@
 //! `cluster.xml`, the STOP/WAIT/ALONE/PRIM/SECOND automaton, `start_prim` and
 //! friends.
 //!
-//! ## Layout
-//! - [`config`]: reads and checks `userconfig.xml` and `cluster.xml`.
-//! - [`layout`]: where a node keeps modules, cluster.xml and state (SAFE, SAFEVAR).
+//! ## Map
+//! - [`config`]: reads and checks `userconfig.xml` and `cluster.xml`
+//!   (errors name `file:line:column` and what was expected).
 //! - [`engine`]: the pure state machine of one module on one node. It
 //!   contains **no I/O, no clock reads, no threads and no randomness**: time
 //!   and events go in through `handle_*`/`command`, effects come out as
 //!   [`engine::Action`] values through `poll_action`, and `poll_timeout`
 //!   says when to call again. The same inputs always give the same outputs,
-//!   which is what lets [`sim`] replay a failing seed exactly.
-//! - [`sim`] (feature `sim`): a deterministic multi-node simulation with a
+//!   which is what lets `sim` replay a failing seed exactly.
+//! - [`heartbeat`]: the authenticated heartbeat datagram (format, keys).
+//! - [`layout`]: where a node keeps modules, cluster.xml and state (SAFE, SAFEVAR).
+//! - [`services`] (feature `linux`): the traits the runtime calls
+//!   (`Heartbeat`, `VirtualIp`, `Replicator`, `ScriptRunner`, `Checker`),
+//!   which a partner implements to embed a module in a product.
+//! - [`runtime`] (feature `linux`): the tokio loop that drives one engine
+//!   with those services: a main lane for heartbeats, timers and commands,
+//!   an effect lane for everything that can take time.
+//! - [`linux`] (feature `linux`): the default implementations (UDP
+//!   heartbeats, netlink VIPs with gratuitous ARP, process scripts, ICMP).
+//! - [`replication`] (feature `linux`): synchronous replication of `<rfs>`
+//!   directories through a FUSE mount, dirty maps and reintegration.
+//! - [`witness`] (feature `linux`): the lease witness that arbitrates a
+//!   split brain, and its client.
+//! - [`modules`] (feature `linux`): `.safe` packages, install and uninstall.
+//! - [`daemon`] (feature `linux`): the node daemon: reads the layout, runs
+//!   every module with the Linux services, answers the CLI.
+//! - [`demo`] (feature `linux`): `safekit demo`, a two-node cluster in
+//!   network namespaces on this machine.
+//! - `sim` (feature `sim`): a deterministic multi-node simulation with a
 //!   seeded lossy network, crashes and admin commands, used by property tests.
 //!
+//! ## The run loop
+//!
 //! ```text
-//!   time, heartbeats, script results,          +--------------+      actions: run script,
-//!   checker resources, replication events ---> |    engine    | ---> set VIP, replicate, persist,
-//!   admin commands (Result back to the CLI)    +--------------+      send heartbeat, log
-//!                                                     |
-//!                                                poll_timeout()
+//!   heartbeats in, timers, commands              +--------------+
+//!   effect results (ScriptDone, EffectDone, ---> |    engine    |  poll_timeout(): when to call again
+//!   WitnessResult), resources, replication       +--------------+
+//!                                                   | poll_action()
+//!                          +------------------------+-------------------------+
+//!                          | never waits                                      | can take time
+//!                          v                                                  v
+//!              main lane: send heartbeat,                 effect lane (serial, in order): scripts,
+//!              write the module log                       VIP, replication, quarantine, persist,
+//!                                                         witness, checker classes
+//!                                                                  |
+//!                                          results come back as inputs (ScriptDone, EffectDone, ...)
 //! ```
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 

@@ -58,7 +58,7 @@ pub(crate) enum Cmd {
     Release,
     /// Run a lease witness for the clusters that share this cluster key
     /// (on a third machine; modules use it with
-    /// <splitbrain ident="witness" exec="lease" arg="host:port"/>).
+    /// `<splitbrain ident="witness" exec="lease" arg="host:port"/>`).
     Witness {
         /// Address and UDP port to answer on.
         #[arg(long, default_value = "0.0.0.0:9455")]
@@ -277,7 +277,7 @@ pub(crate) enum Cmd {
         m: Module,
     },
     /// Check a module's configuration and apply it: the daemon restarts the
-    /// (stopped) module's runtime with it; a changed <rfs> makes the next
+    /// (stopped) module's runtime with it; a changed `<rfs>` makes the next
     /// reintegration full. Apply the same configuration on every node.
     Config {
         #[command(flatten)]

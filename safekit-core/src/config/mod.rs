@@ -2,13 +2,13 @@
 //! `cluster.xml` (one per cluster).
 //!
 //! Reading goes in three steps, each reporting `file:line:column`:
-//! 1. [`xml`]: the file becomes a positioned tree (syntax errors stop here);
-//! 2. [`macros`]: `<macro>` and `%NAME%` are expanded in place;
+//! 1. `xml`: the file becomes a positioned tree (syntax errors stop here);
+//! 2. `macros`: `<macro>` and `%NAME%` are expanded in place;
 //! 3. `userconfig`/`cluster`: the typed value is built and checked. Unknown
 //!    elements are errors, unknown attributes warnings, as in SafeKit.
 //!
 //! No input panics: the parsers are fuzzed (`fuzz/`) and round-tripped with
-//! proptest against [`write`].
+//! proptest against the writer (`write`).
 
 mod cluster;
 mod error;

@@ -273,8 +273,8 @@ impl Command {
         Self { kind, identity: None, admin: None, from_rule: false, at_boot: true }
     }
 
-    /// The end of the log line "Action <name> …": "called by <who>",
-    /// "from failover rule <label>" or "called at boot time".
+    /// The end of the log line "Action `name` …": "called by `who`",
+    /// "from failover rule `label`" or "called at boot time".
     pub fn caller(&self) -> String {
         if self.at_boot {
             return "called at boot time".into();

@@ -71,7 +71,7 @@ pub struct DataStatus {
 }
 
 /// What a node persists crash-safely for one module (the runtime writes it
-/// with temp file + fsync + rename when it sees [`Action::Persist`]).
+/// with temp file + fsync + rename when it sees [`Action::Persist`](super::Action::Persist)).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Persistent {

@@ -180,7 +180,7 @@ impl ScriptAction {
 /// One script execution requested from the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ScriptRun {
-    /// Correlation id for [`Input::ScriptDone`].
+    /// Correlation id for [`Input::ScriptDone`](super::Input::ScriptDone).
     pub run: RunId,
     /// Which script.
     pub script: ScriptKind,

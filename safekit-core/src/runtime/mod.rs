@@ -6,7 +6,7 @@
 //! Two lanes: the main loop (heartbeats in and out, timers, commands)
 //! never awaits anything but channels and a datagram send; every action
 //! that can take time goes, in the engine's order, to the effect lane
-//! ([`effects`]), whose answers come back as inputs.
+//! (`effects`), whose answers come back as inputs.
 
 pub mod checkers;
 mod effects;

@@ -149,7 +149,7 @@ struct Held {
     vip_run: Option<(RunId, bool)>,
 }
 
-/// One mirror module on one node. See the [module docs](self).
+/// One mirror module on one node: see the `engine::mirror` module docs.
 #[derive(Debug, Clone)]
 pub struct MirrorEngine {
     cfg: EngineConfig,

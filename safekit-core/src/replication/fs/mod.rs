@@ -4,7 +4,7 @@
 //! [`super::openmode`]); every mutation goes through [`Replica::mutate`];
 //! fsync, O_SYNC writes and close after a write are sync points.
 //!
-//! [`files`] holds the operations on open files; this file the namespace
+//! `files` holds the operations on open files; this file the namespace
 //! (lookups, directories, links, attributes, xattrs).
 
 mod attrs;
