@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use safekit_core::heartbeat::wire::{decode, encode, sign, ClusterKey};
+use safekit_core::heartbeat::wire::{decode, encode, sign};
+use safekit_core::key::ClusterKey;
 
 fuzz_target!(|data: &[u8]| {
     let key = ClusterKey::new([7; 32]);

@@ -163,7 +163,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
             nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
             let s = UdpSocket::bind("10.77.0.2:0").unwrap();
             let forged = safekit_core::heartbeat::wire::encode(
-                &safekit_core::heartbeat::wire::ClusterKey::new([9; 32]),
+                &safekit_core::key::ClusterKey::new([9; 32]),
                 1,
                 &safekit_core::engine::Heartbeat {
                     node: "node2".into(),

@@ -14,9 +14,11 @@
 //!   [`engine::Action`] values through `poll_action`, and `poll_timeout`
 //!   says when to call again. The same inputs always give the same outputs,
 //!   which is what lets `sim` replay a failing seed exactly.
-//! - [`heartbeat`]: the authenticated heartbeat datagram (format, keys).
+//! - [`heartbeat`]: the authenticated heartbeat datagram.
+//! - [`key`]: the cluster key that authenticates heartbeats, replication
+//!   and the lease witness.
 //! - [`layout`]: where a node keeps modules, cluster.xml and state (SAFE, SAFEVAR).
-//! - [`services`] (feature `linux`): the traits the runtime calls
+//! - [`services`]: the traits the runtime calls
 //!   (`Heartbeat`, `VirtualIp`, `Replicator`, `ScriptRunner`, `Checker`),
 //!   which a partner implements to embed a module in a product.
 //! - [`runtime`] (feature `linux`): the tokio loop that drives one engine
@@ -61,6 +63,7 @@ pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod heartbeat;
+pub mod key;
 pub mod layout;
 #[cfg(feature = "linux")]
 pub mod linux;
@@ -70,7 +73,6 @@ pub mod modules;
 pub mod replication;
 #[cfg(feature = "linux")]
 pub mod runtime;
-#[cfg(feature = "linux")]
 pub mod services;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

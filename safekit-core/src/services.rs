@@ -1,6 +1,7 @@
 //! The services a node runtime needs, as traits partners can implement
 //! (as trait objects) to embed the engine in their own product. The default
-//! Linux implementations are in [`crate::linux`].
+//! Linux implementations are in `crate::linux` (feature `linux`); the
+//! traits themselves need no feature.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -62,7 +63,7 @@ pub trait Replicator: Send + Sync {
     /// Secondary: copies from the primary; `Ok` when the copy is complete.
     async fn reintegrate(&self, mode: SyncMode) -> Result<(), String>;
     /// The engine's word on writes the secondary will not have (see
-    /// [`crate::replication::gate`]); a replicator without a secondary
+    /// `crate::replication::gate`); a replicator without a secondary
     /// ignores it.
     fn unreplicated_writes(&self, _word: crate::engine::UnreplicatedWrites) {}
     /// The next event of the replication (secondary lost, progress, ...);

@@ -41,7 +41,7 @@ pub(super) async fn witness(layout: &Layout, listen: std::net::SocketAddr, key: 
     let path = key.unwrap_or_else(|| layout.safevar.join("cluster").join("cluster.key"));
     let key = match std::fs::read_to_string(&path)
         .map_err(|e| e.to_string())
-        .and_then(|t| safekit_core::heartbeat::wire::ClusterKey::from_hex(&t))
+        .and_then(|t| safekit_core::key::ClusterKey::from_hex(&t).map_err(|e| e.to_string()))
     {
         Ok(k) => k,
         Err(e) => {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::engine::Status;
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 
 /// SafeKit's web-service port.
 pub const PORT: u16 = 9010;

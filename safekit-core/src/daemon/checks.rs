@@ -31,7 +31,7 @@ fn is_local(addr: &str) -> bool {
 /// The module's checkers; adds the generated checkers' rules to `engine`.
 pub(super) fn build(
     layout: &Layout,
-    key: &crate::heartbeat::wire::ClusterKey,
+    key: &crate::key::ClusterKey,
     module: &str,
     cfg: &UserConfig,
     vips: &[VipSpec],

@@ -53,7 +53,7 @@ struct Daemon {
     layout: Layout,
     cluster: crate::config::ClusterConfig,
     node: String,
-    key: crate::heartbeat::wire::ClusterKey,
+    key: crate::key::ClusterKey,
     modules: RwLock<BTreeMap<String, Running>>,
     /// Modules whose configuration could not be loaded, with why (shown by
     /// `safekit state`; `safekit config -m AM` retries).

@@ -5,10 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
-
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
 use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, State, Status};
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;

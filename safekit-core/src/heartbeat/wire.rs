@@ -15,10 +15,10 @@
 //! All integers big-endian. Anything else (short, long, forged, unknown
 //! values) is refused with a [`WireError`] and counted by the receiver.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 
 use crate::engine::{DataStatus, Heartbeat, Readiness, ResourceState, Role, State, Status, SwapKind};
+use crate::key::ClusterKey;
 
 const MAGIC: &[u8; 4] = b"SKHB";
 const VERSION: u8 = 3;
@@ -30,40 +30,6 @@ pub const MAX_RESOURCE_NAME: usize = 64;
 /// No valid heartbeat is longer (a 255-byte node name and all resources included).
 pub const MAX_DATAGRAM: usize =
     4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 1 + 2 + 8 + 8 + 1 + 16 + 1 + MAX_RESOURCES * (1 + MAX_RESOURCE_NAME + 1) + MAC_LEN;
-
-/// The cluster key heartbeats are authenticated with.
-#[derive(Clone)]
-pub struct ClusterKey([u8; 32]);
-
-impl ClusterKey {
-    /// A key from its 32 bytes.
-    pub const fn new(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// Reads the hexadecimal form kept in `SAFEVAR/cluster/cluster.key`.
-    pub fn from_hex(s: &str) -> Result<Self, String> {
-        let bytes = hex::decode(s.trim()).map_err(|e| format!("the cluster key is not hexadecimal: {e}"))?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| "the cluster key must be 32 bytes (64 hex digits)".to_string())?;
-        Ok(Self(arr))
-    }
-
-    /// Hexadecimal form.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    pub(crate) fn mac(&self) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length: this cannot fail.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
-    }
-}
-
-impl std::fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ClusterKey(..)")
-    }
-}
 
 /// Why a datagram was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -370,6 +336,7 @@ impl ReplayGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::ClusterKey;
 
     fn hb() -> Heartbeat {
         Heartbeat {
@@ -496,7 +463,7 @@ mod tests {
     fn key_hex_form() {
         let k = key(0xab);
         assert_eq!(ClusterKey::from_hex(&k.to_hex()).unwrap().to_hex(), k.to_hex());
-        assert!(ClusterKey::from_hex("abcd").unwrap_err().contains("32 bytes"));
+        assert!(ClusterKey::from_hex("abcd").unwrap_err().to_string().contains("32 bytes"));
         assert!(ClusterKey::from_hex("zz").is_err());
     }
 }

@@ -12,7 +12,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::engine::Heartbeat as HeartbeatMsg;
-use crate::heartbeat::wire::{decode, encode, ClusterKey, ReplayGuard, MAX_DATAGRAM};
+use crate::heartbeat::wire::{decode, encode, ReplayGuard, MAX_DATAGRAM};
+use crate::key::ClusterKey;
 use crate::services::Heartbeat;
 
 /// One network: where this node listens and where the peer listens.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::replica::Replica;
 use super::wire::{client_handshake, Sealer, ToPrimary, ToSecondary};
 use crate::engine::{LogLevel, ReplicationEvent};
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 
 /// Where and how to reach the primary.
 #[derive(Clone)]

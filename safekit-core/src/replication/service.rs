@@ -23,7 +23,7 @@ use super::wire::{server_handshake, ToPrimary, ToSecondary};
 use super::Hooks;
 use crate::config::Replicated;
 use crate::engine::{LogLevel, ReplicaRole, ReplicationEvent, SyncMode, UnreplicatedWrites};
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 use crate::services::Replicator;
 
 /// Everything the replicator needs from the configuration.

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 
 /// Largest frame payload accepted (a write request is at most 1 MiB of data).
 pub const MAX_FRAME: usize = 8 << 20;

@@ -76,7 +76,7 @@ pub enum Probe {
         /// The module.
         module: String,
         /// Its answers are authenticated with this cluster key.
-        key: crate::heartbeat::wire::ClusterKey,
+        key: crate::key::ClusterKey,
         /// Answer timeout.
         timeout: Duration,
     },

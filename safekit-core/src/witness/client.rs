@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{open, seal, Answer, Ask, Request, Verdict, MAX_DATAGRAM};
 use crate::engine::{Input, LogLevel, ResourceState, State};
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 use crate::runtime::log::ModuleLog;
 use crate::runtime::ModuleReport;
 

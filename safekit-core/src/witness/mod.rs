@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 
 const MAGIC: &[u8; 4] = b"SKLW";
 const MAC_LEN: usize = 32;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use super::{open, seal, LeaseBook, Request, MAX_DATAGRAM};
-use crate::heartbeat::wire::ClusterKey;
+use crate::key::ClusterKey;
 
 /// Serves on `listen` with `key` until `shutdown` resolves.
 pub async fn serve(listen: SocketAddr, key: ClusterKey, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
