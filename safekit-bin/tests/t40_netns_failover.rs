@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 
 use common::{exe, pair, rt, wait_status};
-use safekit_core::demo::{outage, probe, Demo};
+use safekit_bin::demo::{outage, probe, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
 /// The namespaces have fixed names: one test at a time.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{exe, pair, rt};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{exe, rt, safekit};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{pair, rt, safekit, start_both, wait_log, wait_status};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());

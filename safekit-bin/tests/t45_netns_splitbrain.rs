@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 mod common;
 
 use common::{exe, pair, rt, state, wait_log, wait_log_any, wait_status};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 use safekit_core::linux::clock::log_stamp;
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{pair, rt, wait_log};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 
 const RFS: &str = r#"  <rfs locktimeout="5s" sendtimeout="5s">
     <replicated dir="%DIR%" mode="read_only"/>

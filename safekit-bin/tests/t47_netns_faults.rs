@@ -17,7 +17,7 @@ mod common;
 
 use common::{exe, pair, rt, wait_log};
 use nix::sys::signal::Signal;
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::State;
 
 static SERIAL: Mutex<()> = Mutex::new(());

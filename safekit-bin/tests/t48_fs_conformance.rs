@@ -22,7 +22,7 @@ mod common;
 use common::{exe, pair, rt};
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 static SERIAL: Mutex<()> = Mutex::new(());

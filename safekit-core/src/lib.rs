@@ -33,8 +33,6 @@
 //! - [`modules`] (feature `linux`): `.safe` packages, install and uninstall.
 //! - [`daemon`] (feature `linux`): the node daemon: reads the layout, runs
 //!   every module with the Linux services, answers the CLI.
-//! - [`demo`] (feature `linux`): `safekit demo`, a two-node cluster in
-//!   network namespaces on this machine.
 //! - `sim` (feature `sim`): a deterministic multi-node simulation with a
 //!   seeded lossy network, crashes and admin commands, used by property tests.
 //!
@@ -59,8 +57,6 @@
 pub mod config;
 #[cfg(feature = "linux")]
 pub mod daemon;
-#[cfg(feature = "linux")]
-pub mod demo;
 pub mod engine;
 pub mod heartbeat;
 pub mod key;

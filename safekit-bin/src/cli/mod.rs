@@ -105,7 +105,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::DemoApp { port } => match safekit_core::demo::serve_app(port) {
+        Cmd::DemoApp { port } => match safekit_bin::demo::serve_app(port) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("demo-app: {e}");

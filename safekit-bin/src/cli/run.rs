@@ -69,16 +69,16 @@ pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
     };
     if let Some(runs) = runs {
         let f = match failure {
-            FailureArg::Kill9 => safekit_core::demo::Failure::Kill9,
-            FailureArg::Cut => safekit_core::demo::Failure::Cut,
+            FailureArg::Kill9 => safekit_bin::demo::Failure::Kill9,
+            FailureArg::Cut => safekit_bin::demo::Failure::Cut,
         };
         println!("safekit failover benchmark: {runs} runs, failure {f:?}, pulse 100 ms, timeout 1000 ms, probe every 10 ms");
-        let bench = safekit_core::demo::bench(&exe, runs, f);
+        let bench = safekit_bin::demo::bench(&exe, runs, f);
         return tokio::select! {
             r = bench => match r {
                 Ok(v) => {
                     let max = v.iter().max().copied().unwrap_or_default();
-                    println!("SUMMARY safekit {f:?}: median {} ms, max {} ms over {} runs", safekit_core::demo::median(&v).as_millis(), max.as_millis(), v.len());
+                    println!("SUMMARY safekit {f:?}: median {} ms, max {} ms over {} runs", safekit_bin::demo::median(&v).as_millis(), max.as_millis(), v.len());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -92,7 +92,7 @@ pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
             }
         };
     }
-    let demo = safekit_core::demo::run(&exe);
+    let demo = safekit_bin::demo::run(&exe);
     tokio::select! {
         r = demo => match r {
             Ok(_) => ExitCode::SUCCESS,

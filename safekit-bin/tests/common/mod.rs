@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use safekit_core::demo::Demo;
+use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 
 /// True when the test can run: root, the `tools` on PATH (`ip` must also

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::daemon::control::{call, Request, Response};
-use crate::engine::{CommandKind, Readiness, State, Status};
+use safekit_core::daemon::control::{call, Request, Response};
+use safekit_core::engine::{CommandKind, Readiness, State, Status};
 
 const PREFIX: &str = "skd";
 const VIP: &str = "10.77.0.100";
