@@ -9,19 +9,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use safekit_core::config::DefaultPrim;
 use safekit_core::engine::{
-    Command, CommandKind, EngineConfig, FailoverSpec, Heartbeat as HeartbeatMsg, LanTiming, MirrorEngine, Persistent, Readiness, Role,
+    CommandKind, EngineConfig, FailoverSpec, Heartbeat as HeartbeatMsg, LanTiming, MirrorEngine, Persistent, Readiness, Role,
     ScriptRun, State, Status,
 };
-use safekit_core::runtime::log::ModuleLog;
-use safekit_core::runtime::store::StateStore;
-use safekit_core::runtime::{drive, CommandMsg, ModuleReport, ModuleServices};
-use safekit_core::services::{Heartbeat, NothingToReplicate, ScriptEnv, ScriptOutcome, ScriptRunner, VirtualIp};
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use safekit_core::runtime::module::{Module, RunningModule};
+use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, VirtualIp};
+use tokio::sync::{mpsc, Mutex};
 
 /// One direction of an in-memory heartbeat link.
 struct Link {
@@ -100,86 +99,33 @@ fn cfg(node: &str, peer: &str) -> EngineConfig {
     }
 }
 
-struct Node {
-    commands: mpsc::Sender<CommandMsg>,
-    report: watch::Receiver<ModuleReport>,
-    shutdown: watch::Sender<bool>,
-    dir: std::path::PathBuf,
-    task: tokio::task::JoinHandle<()>,
+/// A module on this machine with the partner VIP, run by the builder.
+fn start(name: &str, peer: &str, p: Persistent, hb: Arc<Link>, vip: Arc<TestVip>) -> (RunningModule, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sk-lane-{}-{name}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let engine = MirrorEngine::new(cfg(name, peer), p, 1, std::time::Instant::now());
+    let module = Module::builder("lane", 1, engine, &dir)
+        .heartbeat(hb, Duration::from_millis(1000))
+        .vip(vip)
+        .scripts(Arc::new(InstantScripts))
+        .spawn();
+    (module, dir)
 }
 
-impl Node {
-    fn start(name: &str, peer: &str, p: Persistent, hb: Arc<Link>, vip: Arc<TestVip>) -> Self {
-        let dir = std::env::temp_dir().join(format!("sk-lane-{}-{name}-{}", std::process::id(), rand_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let engine = MirrorEngine::new(cfg(name, peer), p, 1, std::time::Instant::now());
-        let services = ModuleServices {
-            heartbeat: Some(hb),
-            vip: Some(vip),
-            scripts: Arc::new(InstantScripts),
-            replicator: Arc::new(NothingToReplicate),
-            witnesses: Vec::new(),
-            lease: None,
-            store: StateStore::new(&dir),
-            log: Arc::new(ModuleLog::new(&dir, "lane")),
-            errd: None,
-            self_commands: None,
-            handler_env: ScriptEnv::default(),
-            checkers: Vec::new(),
-            custom: Vec::new(),
-            inputs: None,
-            stall_after: Some(Duration::from_millis(500)),
-        };
-        let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        let first = ModuleReport {
-            name: "lane".into(),
-            id: 1,
-            status: Status::new(State::Stop, Readiness::NotReady),
-            peer: None,
-            resources: Default::default(),
-        };
-        let (rep_tx, rep_rx) = watch::channel(first);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(drive(engine, services, cmd_rx, rep_tx, stop_rx));
-        Self { commands: cmd_tx, report: rep_rx, shutdown: stop_tx, dir, task }
-    }
+fn log(m: &RunningModule) -> String {
+    m.log().tail(10_000, true).join("\n")
+}
 
-    async fn command(&self, kind: CommandKind) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.commands.send((Command::admin(kind), tx)).await.map_err(|e| e.to_string())?;
-        rx.await.map_err(|e| e.to_string())?
+/// Waits (bounded: 30 s) for `want`.
+async fn wait_for(m: &RunningModule, want: Status) {
+    if let Err(now) = m.wait_for(want, Duration::from_secs(30)).await {
+        panic!("never reached {want}: {now}\n{}", log(m));
     }
+}
 
-    fn status(&self) -> Status {
-        self.report.borrow().status
-    }
-
-    /// Waits (bounded: 30 s) for `want`.
-    async fn wait_for(&self, want: Status) {
-        for _ in 0..300 {
-            if self.status() == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} never reached {want}: {}\n{}", self.dir.display(), self.status(), self.log());
-    }
-
-    fn log(&self) -> String {
-        let mut out = String::new();
-        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            if e.path().extension().is_some_and(|x| x == "log") || e.file_name().to_string_lossy().contains("log") {
-                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        out
-    }
-
-    async fn end(self) {
-        let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+async fn end(m: RunningModule, dir: PathBuf) {
+    let _ = tokio::time::timeout(Duration::from_secs(30), m.shutdown()).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn rand_suffix() -> u64 {
@@ -197,25 +143,25 @@ async fn a_slow_vip_removal_does_not_silence_the_primary() {
     let (vip1, vip2) = (Arc::new(TestVip::default()), Arc::new(TestVip::default()));
     let alone = Persistent { gen: 3, uptodate: true, last_role: Some(Role::Alone), ..Persistent::default() };
     let behind = Persistent { gen: 3, uptodate: false, last_role: Some(Role::Second), ..Persistent::default() };
-    let n1 = Node::start("node1", "node2", alone, l1, vip1.clone());
-    let n2 = Node::start("node2", "node1", behind, l2, vip2);
+    let (n1, d1) = start("node1", "node2", alone, l1, vip1.clone());
+    let (n2, d2) = start("node2", "node1", behind, l2, vip2);
     n1.command(CommandKind::Start).await.unwrap();
-    n1.wait_for(ready(State::Alone)).await;
+    wait_for(&n1, ready(State::Alone)).await;
     n2.command(CommandKind::Start).await.unwrap();
-    n2.wait_for(ready(State::Second)).await;
-    n1.wait_for(ready(State::Prim)).await;
+    wait_for(&n2, ready(State::Second)).await;
+    wait_for(&n1, ready(State::Prim)).await;
 
     // The primary's VIP removal now takes three heartbeat timeouts.
     vip1.delay_ms.store(3_000, Ordering::SeqCst);
     n1.command(CommandKind::Stop).await.unwrap();
-    n2.wait_for(ready(State::Alone)).await;
-    n1.wait_for(Status::new(State::Stop, Readiness::NotReady)).await;
+    wait_for(&n2, ready(State::Alone)).await;
+    wait_for(&n1, Status::new(State::Stop, Readiness::NotReady)).await;
 
-    let log2 = n2.log();
+    let log2 = log(&n2);
     assert!(!log2.contains("heartbeat.default set to down"), "the secondary lost the primary's heartbeats during its slow stop:\n{log2}");
     assert!(log2.contains("Remote state WAIT"), "the secondary heard the primary stopping:\n{log2}");
-    n1.end().await;
-    n2.end().await;
+    end(n1, d1).await;
+    end(n2, d2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,17 +170,17 @@ async fn a_vip_that_cannot_be_set_never_leaves_the_node_ready() {
     let vip = Arc::new(TestVip::default());
     vip.fail.store(true, Ordering::SeqCst);
     let alone = Persistent { gen: 3, uptodate: true, last_role: Some(Role::Alone), ..Persistent::default() };
-    let n1 = Node::start("node1", "node2", alone, l1, vip.clone());
+    let (n1, d1) = start("node1", "node2", alone, l1, vip.clone());
     n1.command(CommandKind::Start).await.unwrap();
     // Until it gives up (bounded: 60 s).
     for _ in 0..600 {
-        if n1.status() == Status::new(State::Stop, Readiness::NotReady) && vip.sets.load(Ordering::SeqCst) > 0 {
+        if n1.stopped() && vip.sets.load(Ordering::SeqCst) > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = n1.log();
-    assert_eq!(n1.status(), Status::new(State::Stop, Readiness::NotReady), "{log}");
+    let log = log(&n1);
+    assert!(n1.stopped(), "{log}");
     // The module log has every status the node took.
     assert!(log.contains("Local state ALONE Transient"), "{log}");
     assert!(!log.contains("Local state ALONE Ready"), "ALONE Ready without its VIP:\n{log}");
@@ -242,5 +188,5 @@ async fn a_vip_that_cannot_be_set_never_leaves_the_node_ready() {
     assert!(log.contains("Action stop called by maxloop"), "{log}");
     // The first start and maxloop (3) restarts; the fourth failure stops it.
     assert_eq!(vip.sets.load(Ordering::SeqCst), 4, "one set per start:\n{log}");
-    n1.end().await;
+    end(n1, d1).await;
 }

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch, RwLock};
 use crate::engine::Command;
 use crate::layout::Layout;
 use crate::runtime::log::ModuleLog;
+use crate::runtime::module::{Module, RunningModule};
 use crate::runtime::{CommandMsg, ModuleReport};
 use control::{Request, Response};
 
@@ -38,11 +39,10 @@ struct ModuleHandle {
     inputs: mpsc::Sender<crate::engine::Input>,
 }
 
-/// A module's runtime task and how to end it.
+/// A module's runtime and how to reach it.
 struct Running {
     handle: ModuleHandle,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    module: RunningModule,
     /// The `<rfs>` it runs with: a different one after `safekit config`
     /// means a full reintegration next time.
     rfs: Option<crate::config::Rfs>,
@@ -60,27 +60,21 @@ struct Daemon {
     broken: RwLock<BTreeMap<String, String>>,
 }
 
-fn spawn(mut m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
-    let (tx, rx) = mpsc::channel(16);
-    m.services.self_commands = Some(tx.clone());
-    let (in_tx, in_rx) = mpsc::channel(64);
-    m.services.inputs = Some((in_tx.clone(), in_rx));
-    let (rep_tx, rep_rx) = watch::channel(m.report.clone());
-    let handle = ModuleHandle {
-        commands: tx,
-        report: rep_rx,
-        log: m.services.log.clone(),
-        replicator: m.services.replicator.clone(),
-        inputs: in_tx,
+/// Runs a loaded module: the builder filled with what the daemon loaded.
+fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
+    let (name, id) = (m.report.name.clone(), m.report.id);
+    let module = match m.engine {
+        modules::AnyEngine::Mirror(e) => Module::with_services(&name, id, *e, m.services).spawn(),
+        modules::AnyEngine::Light(e) => Module::with_services(&name, id, *e, m.services).spawn(),
     };
-    let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(async move {
-        match m.engine {
-            modules::AnyEngine::Mirror(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop_rx).await,
-            modules::AnyEngine::Light(e) => crate::runtime::drive(*e, m.services, rx, rep_tx, stop_rx).await,
-        }
-    });
-    Running { handle, stop, task, rfs }
+    let handle = ModuleHandle {
+        commands: module.commands(),
+        report: module.watch(),
+        log: module.log(),
+        replicator: module.replicator(),
+        inputs: module.inputs(),
+    };
+    Running { handle, module, rfs }
 }
 
 /// `safekit release`: removes every module's virtual IPs from this node.
@@ -216,10 +210,10 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     }
     let all = std::mem::take(&mut *daemon.modules.write().await);
     for r in all.values() {
-        let _ = r.stop.send(true);
+        r.module.request_stop();
     }
     for (_, r) in all {
-        let _ = r.task.await;
+        r.module.join().await;
     }
     let _ = std::fs::remove_file(&sock);
     Ok(())
@@ -264,8 +258,7 @@ impl Daemon {
             }
             full = r.rfs != cfg.service.rfs && cfg.service.rfs.is_some();
             if let Some(old) = map.remove(name) {
-                let _ = old.stop.send(true);
-                let _ = old.task.await;
+                old.module.shutdown().await;
             }
         }
         match modules::load_module(&self.layout, &self.cluster, &self.node, &self.key, name.to_string(), id, full).await {

@@ -12,6 +12,7 @@ pub mod checkers;
 mod effects;
 pub mod errd;
 pub mod log;
+pub mod module;
 pub mod store;
 
 use std::collections::BTreeMap;
