@@ -5,23 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use safekit_core::config::{parse_cluster, parse_userconfig, UserConfigOptions};
-use safekit_core::engine::{Action, Command, CommandKind, EngineConfig, Input, MirrorEngine, Persistent};
-
-const CLUSTER: &str = r#"<cluster><lans>
-  <lan name="default"><node name="node1" addr="10.77.0.1"/><node name="node2" addr="10.77.0.2"/></lan>
-</lans></cluster>"#;
-
-const MODULE: &str = r#"<safe><service mode="mirror">
-  <heart pulse="100ms" timeout="1000ms"><heartbeat name="default"/></heart>
-  <rfs><replicated dir="/srv/demo"/></rfs>
-  <user/>
-</service></safe>"#;
+use safekit_core::engine::{Action, Command, CommandKind, Input, MirrorEngine, Persistent};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = parse_cluster(CLUSTER, "cluster.xml")?.value;
-    let module = parse_userconfig(MODULE, UserConfigOptions { cluster: Some(&cluster), ..UserConfigOptions::new() })?.value;
-    let cfg = EngineConfig::from_config(&module, &cluster, "node1");
+    let cfg = safekit_examples::engine_config("node1");
     let start = Instant::now();
     let mut now = start;
     // A node that was ALONE before a clean stop: it may start alone.

@@ -7,16 +7,16 @@
 //! 3 s and its SECOND (timeout 1 s) declared it dead; a VIP that could not
 //! be set left the node ALONE Ready believing it served the address.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use safekit_core::config::DefaultPrim;
 use safekit_core::engine::{
-    CommandKind, EngineConfig, FailoverSpec, Heartbeat as HeartbeatMsg, LanTiming, MirrorEngine, Persistent, Readiness, Role,
-    ScriptRun, State, Status,
+    CommandKind, EngineConfig, FailoverSpec, Heartbeat as HeartbeatMsg, LanTiming, MirrorEngine, Persistent, Readiness, Role, ScriptRun,
+    State, Status,
 };
 use safekit_core::runtime::module::{Module, RunningModule};
 use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, VirtualIp};
