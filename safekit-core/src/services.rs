@@ -106,15 +106,37 @@ impl Replicator for NothingToReplicate {
     }
 }
 
-/// A periodic test setting a resource up or down (errd, tcp, ping, ...).
+/// What one test of a [`Checker`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observation {
+    /// What it tests works: its resource is up.
+    Up,
+    /// It does not: its resource is down (the failover rules decide).
+    Down,
+    /// Another module's status (`None`: unknown), for a checker that
+    /// watches a module (SafeKit's `<module>` checker): the resource is up
+    /// while that module is ALONE, PRIM or UP and Ready, and this module
+    /// is restarted when that one restarts.
+    Module(Option<crate::engine::Status>),
+}
+
+/// A periodic test that sets a resource up or down (tcp, ping, interface,
+/// another module, or the partner's own: an SQL query, an HTTP health
+/// URL). The runtime calls it every [`Checker::period`] while its class is
+/// enabled; the engine's failover rules decide what a down resource does.
 #[async_trait]
 pub trait Checker: Send + Sync {
-    /// Resource name, e.g. `proc.mysqld`.
-    fn resource(&self) -> String;
-    /// Polling period.
+    /// The resource it sets, `<kind>.<ident>` (e.g. `custom.sql`).
+    fn resource(&self) -> &str;
+    /// Who sets it, for the module log ("set to down by tcpcheck").
+    fn component(&self) -> &str {
+        "checker"
+    }
+    /// How often it tests.
     fn period(&self) -> Duration;
-    /// One test: true = up.
-    async fn check(&self) -> bool;
+    /// One test.
+    async fn check(&self) -> Observation;
 }
 
 /// Environment of a module's scripts (SafeKit's variables plus `<var>`).

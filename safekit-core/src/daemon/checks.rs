@@ -8,9 +8,17 @@ use std::time::Duration;
 
 use crate::config::{CheckerKind, UserConfig, When};
 use crate::engine::{CheckerClass, EngineConfig, ResourceRule, RuleAction};
-use crate::layout::Layout;
 use crate::linux::vip::VipSpec;
-use crate::runtime::checkers::{network, CheckerSpec, CustomSpec, Probe};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::engine::Status;
+use crate::linux::checkers::{network, Probe, ProbeChecker};
+use crate::runtime::checkers::{CheckerSpec, CustomSpec};
+use crate::services::{Checker, Observation};
+
+use super::Directory;
 
 const fn class(w: When) -> CheckerClass {
     match w {
@@ -30,7 +38,7 @@ fn is_local(addr: &str) -> bool {
 
 /// The module's checkers; adds the generated checkers' rules to `engine`.
 pub(super) fn build(
-    layout: &Layout,
+    directory: &Arc<Directory>,
     key: &crate::key::ClusterKey,
     module: &str,
     cfg: &UserConfig,
@@ -46,19 +54,15 @@ pub(super) fn build(
             k += 1;
             let net = network(spec.ip, spec.prefix);
             let intf = format!("intf.{net}");
-            if i.check && !out.iter().any(|c| c.resource == intf) {
+            if i.check && !out.iter().any(|c| c.checker.resource() == intf) {
                 engine.rules.push(ResourceRule {
                     resource: intf.clone(),
                     label: "interface_failure".into(),
                     action: RuleAction::Wait,
                     class: CheckerClass::Pre,
                 });
-                out.push(CheckerSpec {
-                    resource: intf,
-                    probe: Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix },
-                    class: CheckerClass::Pre,
-                    period: Duration::from_secs(1),
-                });
+                let probe = Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix };
+                out.push(probe_spec(intf, probe, CheckerClass::Pre, Duration::from_secs(1)));
             }
             if a.check {
                 let resource = format!("ip.{}", spec.ip);
@@ -68,12 +72,7 @@ pub(super) fn build(
                     action: RuleAction::Stopstart,
                     class: CheckerClass::Prim,
                 });
-                out.push(CheckerSpec {
-                    resource,
-                    probe: Probe::Address { ip: spec.ip },
-                    class: CheckerClass::Prim,
-                    period: Duration::from_secs(2),
-                });
+                out.push(probe_spec(resource, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
             }
         }
     }
@@ -107,21 +106,70 @@ pub(super) fn build(
             }
             CheckerKind::Module => {
                 let other = c.module.clone().ok_or_else(|| format!("module checker {resource} names no module"))?;
-                match to.and_then(|t| t.addr.clone()).filter(|a| !is_local(a)) {
+                let watched = match to.and_then(|t| t.addr.clone()).filter(|a| !is_local(a)) {
                     // Another node: through its node API, answers signed with the cluster key.
-                    Some(host) => Probe::RemoteModule {
-                        host,
-                        port: to.and_then(|t| t.port).unwrap_or(super::api::PORT),
-                        module: other,
-                        key: key.clone(),
-                        timeout,
-                    },
+                    Some(host) => {
+                        Watched::Remote { host, port: to.and_then(|t| t.port).unwrap_or(super::api::PORT), key: key.clone(), timeout }
+                    }
                     None if other == module => return Err(format!("module checker {resource} watches its own module")),
-                    None => Probe::Module { socket: super::socket_path(layout), module: other },
-                }
+                    None => Watched::Local(directory.clone()),
+                };
+                let checker = ModuleChecker { resource, period, module: other, watched };
+                out.push(CheckerSpec { checker: Arc::new(checker), class: class(c.when) });
+                continue;
             }
         };
-        out.push(CheckerSpec { resource, probe, class: class(c.when), period });
+        out.push(probe_spec(resource, probe, class(c.when), period));
     }
     Ok((out, custom))
+}
+
+fn probe_spec(resource: String, probe: Probe, class: CheckerClass, period: Duration) -> CheckerSpec {
+    CheckerSpec { checker: Arc::new(ProbeChecker { resource, probe, period }), class }
+}
+
+/// Where the watched module runs.
+enum Watched {
+    /// On this node: its status comes from the daemon's directory of
+    /// running modules (no round trip through the daemon's own socket).
+    Local(Arc<Directory>),
+    /// On another node, asked through that node's API (answers signed with
+    /// the cluster key).
+    Remote { host: String, port: u16, key: crate::key::ClusterKey, timeout: Duration },
+}
+
+/// SafeKit's `<module>` checker: another module's status.
+struct ModuleChecker {
+    resource: String,
+    period: Duration,
+    module: String,
+    watched: Watched,
+}
+
+impl ModuleChecker {
+    async fn status(&self) -> Option<Status> {
+        match &self.watched {
+            Watched::Local(d) => d.status(&self.module),
+            Watched::Remote { host, port, key, timeout } => {
+                let addr = tokio::net::lookup_host((host.as_str(), *port)).await.ok()?.next()?;
+                super::api::ask(addr, key, &self.module, *timeout).await.ok().flatten()
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Checker for ModuleChecker {
+    fn resource(&self) -> &str {
+        &self.resource
+    }
+    fn component(&self) -> &str {
+        "modulecheck"
+    }
+    fn period(&self) -> Duration {
+        self.period
+    }
+    async fn check(&self) -> Observation {
+        Observation::Module(self.status().await)
+    }
 }

@@ -48,6 +48,32 @@ struct Running {
     rfs: Option<crate::config::Rfs>,
 }
 
+/// The modules running on this node, by name: where a `<module>` checker
+/// reads another module's status (injected into the checker, so no module
+/// calls its own daemon's socket) and where the node API answers other
+/// nodes' checkers.
+#[derive(Default)]
+pub(crate) struct Directory(std::sync::RwLock<BTreeMap<String, watch::Receiver<ModuleReport>>>);
+
+impl Directory {
+    fn insert(&self, name: &str, report: watch::Receiver<ModuleReport>) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(name.to_string(), report);
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Ok(mut map) = self.0.write() {
+            map.remove(name);
+        }
+    }
+
+    /// The module's status now, `None` if it does not run here.
+    pub(crate) fn status(&self, module: &str) -> Option<crate::engine::Status> {
+        self.0.read().ok()?.get(module).map(|r| r.borrow().status)
+    }
+}
+
 /// The node: what modules are loaded from, and the running modules.
 struct Daemon {
     layout: Layout,
@@ -55,13 +81,14 @@ struct Daemon {
     node: String,
     key: crate::key::ClusterKey,
     modules: RwLock<BTreeMap<String, Running>>,
+    directory: Arc<Directory>,
     /// Modules whose configuration could not be loaded, with why (shown by
     /// `safekit state`; `safekit config -m AM` retries).
     broken: RwLock<BTreeMap<String, String>>,
 }
 
 /// Runs a loaded module: the builder filled with what the daemon loaded.
-fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
+fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>, directory: &Directory) -> Running {
     let (name, id) = (m.report.name.clone(), m.report.id);
     let module = match m.engine {
         modules::AnyEngine::Mirror(e) => Module::with_services(&name, id, *e, m.services).spawn(),
@@ -74,6 +101,7 @@ fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>) -> Running {
         replicator: module.replicator(),
         inputs: module.inputs(),
     };
+    directory.insert(&name, module.watch());
     Running { handle, module, rfs }
 }
 
@@ -115,11 +143,12 @@ pub async fn release_vips(layout: &Layout) -> Result<Vec<String>, String> {
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
 /// every module (scripts, VIP removal) before returning.
 pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let loaded = modules::load(&layout, node).await?;
+    let directory = Arc::new(Directory::default());
+    let loaded = modules::load(&layout, node, &directory).await?;
     let mut running = BTreeMap::new();
     for (m, rfs) in loaded.modules {
         let boot = m.boot_start;
-        let r = spawn(m, rfs);
+        let r = spawn(m, rfs, &directory);
         if let Some(delay) = boot {
             // SafeKit: "Action start called at boot time" (also when the
             // daemon comes back after a crash: modules start as at a boot).
@@ -147,6 +176,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         node: loaded.node,
         key: loaded.key,
         modules: RwLock::new(running),
+        directory,
         broken: RwLock::new(loaded.broken),
     });
     // The node API on this node's cluster addresses (module checkers of other nodes).
@@ -163,7 +193,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
     }
     for ip in api_addrs {
         let d = daemon.clone();
-        let status_of = move |m: &str| d.modules.try_read().ok().and_then(|map| map.get(m).map(|r| r.handle.report.borrow().status));
+        let status_of = move |m: &str| d.directory.status(m);
         match api::serve(std::net::SocketAddr::new(ip, api::PORT), daemon.key.clone(), status_of).await {
             Ok(task) => api_servers.push(task),
             Err(e) => tracing::warn!(%e, "node API not available: module checkers of other nodes cannot reach this node"),
@@ -258,14 +288,17 @@ impl Daemon {
             }
             full = r.rfs != cfg.service.rfs && cfg.service.rfs.is_some();
             if let Some(old) = map.remove(name) {
+                self.directory.remove(name);
                 old.module.shutdown().await;
             }
         }
-        match modules::load_module(&self.layout, &self.cluster, &self.node, &self.key, name.to_string(), id, full).await {
+        let site =
+            modules::Site { layout: &self.layout, cluster: &self.cluster, node: &self.node, key: &self.key, directory: &self.directory };
+        match modules::load_module(&site, name.to_string(), id, full).await {
             Ok(m) => {
                 self.broken.write().await.remove(name);
                 m.services.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
-                map.insert(name.to_string(), spawn(m, cfg.service.rfs));
+                map.insert(name.to_string(), spawn(m, cfg.service.rfs, &self.directory));
                 Response::Ok
             }
             Err(e) => Response::Error(e),

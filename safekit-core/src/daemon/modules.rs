@@ -126,7 +126,7 @@ fn script_env(layout: &Layout, name: &str, cfg: &UserConfig) -> ScriptEnv {
     }
 }
 
-pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, String> {
+pub(super) async fn load(layout: &Layout, node: Option<String>, directory: &Arc<super::Directory>) -> Result<Node, String> {
     let cluster = layout.load_cluster().map_err(|e| e.to_string())?.value;
     let node = node_name(&cluster, node)?;
     let key = load_key(layout)?;
@@ -142,7 +142,10 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
     for (name, id) in module_ids(layout)? {
         // One bad module must not keep the others from running.
         let loaded = match layout.load_module(&name, &cluster, false) {
-            Ok(cfg) => load_module(layout, &cluster, &node, &key, name.clone(), id, false).await.map(|m| (m, cfg.value.service.rfs)),
+            Ok(cfg) => {
+                let site = Site { layout, cluster: &cluster, node: &node, key: &key, directory };
+                load_module(&site, name.clone(), id, false).await.map(|m| (m, cfg.value.service.rfs))
+            }
             Err(e) => Err(e.to_string()),
         };
         match loaded {
@@ -156,18 +159,22 @@ pub(super) async fn load(layout: &Layout, node: Option<String>) -> Result<Node, 
     Ok(Node { node, cluster, key, modules, broken })
 }
 
+/// What loading a module needs from the node.
+#[derive(Clone, Copy)]
+pub(super) struct Site<'a> {
+    pub(super) layout: &'a Layout,
+    pub(super) cluster: &'a ClusterConfig,
+    pub(super) node: &'a str,
+    pub(super) key: &'a ClusterKey,
+    /// The running modules, for `<module>` checkers of this node.
+    pub(super) directory: &'a Arc<super::Directory>,
+}
+
 /// Loads one module (at daemon start, or again for `safekit config`).
 /// `full_sync`: the configuration changed what is replicated, so the next
 /// reintegration copies everything (SafeKit's rfssyncmode=full after config).
-pub(super) async fn load_module(
-    layout: &Layout,
-    cluster: &ClusterConfig,
-    node: &str,
-    key: &ClusterKey,
-    name: String,
-    id: u16,
-    full_sync: bool,
-) -> Result<Loaded, String> {
+pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_sync: bool) -> Result<Loaded, String> {
+    let Site { layout, cluster, node, key, directory } = *site;
     let cfg = layout.load_module(&name, cluster, false).map_err(|e| e.to_string())?.value;
     let var = layout.module_var(&name);
     let log = Arc::new(ModuleLog::new(&var, &name));
@@ -178,7 +185,7 @@ pub(super) async fn load_module(
     let specs = vip_specs(&name, &cfg).await?;
     let mut engine_cfg = engine_cfg;
     let (checkers, custom) =
-        super::checks::build(layout, key, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
+        super::checks::build(directory, key, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
     let vip: Option<Arc<dyn VirtualIp>> =
         if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
     let splitbrain = cfg.service.check.iter().flat_map(|c| &c.checkers).find(|c| c.kind == CheckerKind::Splitbrain);

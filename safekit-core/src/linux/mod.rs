@@ -1,7 +1,8 @@
 //! Default Linux implementations of the [services](crate::services): UDP
-//! heartbeats, netlink VIPs with gratuitous ARP, process scripts.
+//! heartbeats, netlink VIPs with gratuitous ARP, process scripts, checkers.
 
 pub mod announce;
+pub mod checkers;
 pub mod clock;
 pub mod heartbeat;
 pub mod icmp;

@@ -1,16 +1,16 @@
-//! Periodic checkers (reference §1.9, §6): each tests something every
-//! `interval` and sets its resource `<kind>.<ident>` to up or down through
-//! the engine's input queue, only while its class is enabled and checkers
-//! are on (`safekit checker off` and a disabled class put it back to init).
-//! The engine's failover rules decide what a down resource triggers.
+//! Scheduling of periodic checkers (reference §1.9, §6): each
+//! [`Checker`] tests something every period and sets its resource
+//! `<kind>.<ident>` to up or down through the engine's input queue, only
+//! while its class is enabled and checkers are on (`safekit checker off` and
+//! a disabled class put it back to init). The engine's failover rules
+//! decide what a down resource triggers. The built-in tests are in
+//! [`crate::linux::checkers`]; the `<module>` checker (another module's
+//! status) in the daemon; a partner supplies its own.
 //!
-//! Generated ones: `<interface check="on">` gives `intf.<network>` and
-//! `<virtual_addr check="on">` gives `ip.<vip>`. Configured ones: `<tcp>`,
-//! `<ping>`, `<intf>`, `<ip>`, `<module>`; `<custom>` is a user process
-//! supervised by [`spawn_custom`] that reports through `safekit set`.
+//! `<custom>` is a user process supervised by [`spawn_custom`] that reports
+//! through `safekit set`.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,81 +18,23 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::engine::{CheckerClass, Command, CommandKind, Input, Readiness, ResourceState, State};
+use crate::services::{Checker, Observation};
 
 use super::{CommandMsg, ModuleReport};
 
-/// What a checker tests.
-#[derive(Debug, Clone)]
-pub enum Probe {
-    /// The interface is up and holds a local address in `net`/`prefix`.
-    Interface {
-        /// Interface name.
-        ifname: String,
-        /// Network address of the VIP's subnet.
-        net: IpAddr,
-        /// Prefix length.
-        prefix: u8,
-    },
-    /// `<intf><to local_addr>`: the NIC holding `local` exists and has carrier.
-    Nic {
-        /// The NIC's physical address.
-        local: IpAddr,
-    },
-    /// `ip` is configured on a local interface.
-    Address {
-        /// The virtual address.
-        ip: IpAddr,
-    },
-    /// A TCP connection to `host`:`port` opens within `timeout`.
-    Tcp {
-        /// Address or name.
-        host: String,
-        /// Port.
-        port: u16,
-        /// Connect timeout.
-        timeout: Duration,
-    },
-    /// `host` answers an ICMP echo within `timeout`.
-    Ping {
-        /// Address or name.
-        host: String,
-        /// Answer timeout.
-        timeout: Duration,
-    },
-    /// Another module of this node is ready (ALONE/PRIM or UP, Ready);
-    /// asked through the node's control socket.
-    Module {
-        /// The node's control socket.
-        socket: PathBuf,
-        /// The other module.
-        module: String,
-    },
-    /// A module of another node is ready, asked through that node's API.
-    RemoteModule {
-        /// The node's address or name.
-        host: String,
-        /// Its API port.
-        port: u16,
-        /// The module.
-        module: String,
-        /// Its answers are authenticated with this cluster key.
-        key: crate::key::ClusterKey,
-        /// Answer timeout.
-        timeout: Duration,
-    },
-}
-
-/// One checker: its resource, test, class and period.
-#[derive(Debug, Clone)]
+/// One checker and the class it runs in.
+#[derive(Clone)]
 pub struct CheckerSpec {
-    /// `<kind>.<ident>`.
-    pub resource: String,
     /// The test.
-    pub probe: Probe,
+    pub checker: Arc<dyn Checker>,
     /// Runs while this class is enabled.
     pub class: CheckerClass,
-    /// Test period.
-    pub period: Duration,
+}
+
+impl std::fmt::Debug for CheckerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckerSpec").field("resource", &self.checker.resource()).field("class", &self.class).finish()
+    }
 }
 
 /// `<custom>`: the user's executable, started while its class is enabled.
@@ -108,94 +50,6 @@ pub struct CustomSpec {
     pub class: CheckerClass,
 }
 
-fn in_subnet(a: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (a, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
-            u32::from(a) & m == u32::from(n) & m
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let m = u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0);
-            u128::from(a) & m == u128::from(n) & m
-        }
-        _ => false,
-    }
-}
-
-/// The network address of `ip`/`prefix` (the `intf.` resource's identifier).
-pub fn network(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => {
-            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)))
-        }
-        IpAddr::V6(a) => {
-            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)))
-        }
-    }
-}
-
-async fn lookup(host: &str, port: u16) -> Option<std::net::SocketAddr> {
-    tokio::net::lookup_host((host, port)).await.ok()?.next()
-}
-
-fn carrier(ifname: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{ifname}/carrier")).is_ok_and(|c| c.trim() == "1")
-}
-
-impl Probe {
-    /// Who sets the resource, in SafeKit's log wording.
-    pub const fn component(&self) -> &'static str {
-        match self {
-            Self::Interface { .. } | Self::Nic { .. } => "intfcheck",
-            Self::Address { .. } => "ipcheck",
-            Self::Tcp { .. } => "tcpcheck",
-            Self::Ping { .. } => "pingcheck",
-            Self::Module { .. } | Self::RemoteModule { .. } => "modulecheck",
-        }
-    }
-
-    /// One test: true if the resource is up.
-    pub async fn test(&self) -> bool {
-        match self {
-            Self::Interface { ifname, net, prefix } => {
-                let addrs = if_addrs::get_if_addrs().unwrap_or_default();
-                carrier(ifname) && addrs.iter().any(|i| i.name == *ifname && in_subnet(i.ip(), *net, *prefix))
-            }
-            Self::Nic { local } => {
-                let addrs = if_addrs::get_if_addrs().unwrap_or_default();
-                addrs.iter().find(|i| i.ip() == *local).is_some_and(|i| carrier(&i.name))
-            }
-            Self::Address { ip } => if_addrs::get_if_addrs().unwrap_or_default().iter().any(|i| i.ip() == *ip),
-            Self::Tcp { host, port, timeout } => {
-                let Some(addr) = lookup(host, *port).await else { return false };
-                matches!(tokio::time::timeout(*timeout, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
-            }
-            Self::Ping { host, timeout } => {
-                let Some(addr) = lookup(host, 0).await else { return false };
-                crate::linux::icmp::echo(addr.ip(), *timeout).await
-            }
-            Self::Module { .. } | Self::RemoteModule { .. } => self.module_status().await.is_some_and(module_ready),
-        }
-    }
-
-    async fn module_status(&self) -> Option<crate::engine::Status> {
-        match self {
-            Self::Module { socket, module } => {
-                let req = crate::daemon::control::Request::State { module: Some(module.clone()) };
-                match crate::daemon::control::call(socket, &req).await {
-                    Ok(crate::daemon::control::Response::States(s)) => s.first().map(|r| r.status),
-                    _ => None,
-                }
-            }
-            Self::RemoteModule { host, port, module, key, timeout } => {
-                let addr = lookup(host, *port).await?;
-                crate::daemon::api::ask(addr, key, module, *timeout).await.ok().flatten()
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Ready in SafeKit's sense for the module checker: ALONE/PRIM (mirror) or UP (farm, light), Ready.
 fn module_ready(s: crate::engine::Status) -> bool {
     matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Ready
@@ -207,9 +61,10 @@ fn enabled(class: CheckerClass, classes: &Mutex<BTreeSet<CheckerClass>>, report:
     on && !off
 }
 
-/// Runs `spec` until the returned task is aborted. A module checker also
-/// stopstarts this module when it sees the other module restart (its
-/// status Transient between two Ready ones).
+/// Runs `spec` until the returned task is aborted. A checker that observes
+/// another module ([`Observation::Module`]) keeps its resource up while
+/// that module is ready, and stopstarts this module when it sees the other
+/// one restart (its status Transient between two Ready ones).
 pub fn spawn(
     spec: CheckerSpec,
     classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
@@ -220,10 +75,11 @@ pub fn spawn(
     tokio::spawn(async move {
         // Looks at the class often, tests every period: a checker whose
         // class was just enabled tests at once rather than a period later.
-        let period = spec.period.max(Duration::from_millis(100));
+        let period = spec.checker.period().max(Duration::from_millis(100));
         let mut tick = tokio::time::interval(period.min(Duration::from_millis(250)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let by = spec.probe.component().to_string();
+        let by = spec.checker.component().to_string();
+        let resource = spec.checker.resource().to_string();
         let mut last = None;
         let mut restarting = false;
         let mut next_test = tokio::time::Instant::now();
@@ -232,7 +88,7 @@ pub fn spawn(
             if !enabled(spec.class, &classes, &report) {
                 restarting = false;
                 if last.take().is_some() {
-                    let _ = inputs.send(Input::Resource { name: spec.resource.clone(), state: ResourceState::Init, by: by.clone() }).await;
+                    let _ = inputs.send(Input::Resource { name: resource.clone(), state: ResourceState::Init, by: by.clone() }).await;
                 }
                 continue;
             }
@@ -240,32 +96,33 @@ pub fn spawn(
                 continue;
             }
             next_test = tokio::time::Instant::now() + period;
-            let up = if matches!(spec.probe, Probe::Module { .. } | Probe::RemoteModule { .. }) {
-                let status = spec.probe.module_status().await;
-                let transient = status
-                    .is_some_and(|s| matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Transient);
-                let up = status.is_some_and(module_ready);
-                if last == Some(true) && transient {
-                    restarting = true;
-                } else if !up && !transient {
-                    // Stopped rather than restarting: the wait rule handles it.
-                    restarting = false;
-                }
-                if restarting && up {
-                    restarting = false;
-                    if let Some(c) = &commands {
-                        let (tx, _rx) = tokio::sync::oneshot::channel();
-                        let _ = c.send((Command::by(CommandKind::Stopstart, "modulecheck"), tx)).await;
+            let up = match spec.checker.check().await {
+                Observation::Up => true,
+                Observation::Down => false,
+                Observation::Module(status) => {
+                    let transient = status
+                        .is_some_and(|s| matches!(s.state, State::Alone | State::Prim | State::Up) && s.readiness == Readiness::Transient);
+                    let up = status.is_some_and(module_ready);
+                    if last == Some(true) && transient {
+                        restarting = true;
+                    } else if !up && !transient {
+                        // Stopped rather than restarting: the wait rule handles it.
+                        restarting = false;
                     }
+                    if restarting && up {
+                        restarting = false;
+                        if let Some(c) = &commands {
+                            let (tx, _rx) = tokio::sync::oneshot::channel();
+                            let _ = c.send((Command::by(CommandKind::Stopstart, "modulecheck"), tx)).await;
+                        }
+                    }
+                    up || (restarting && last == Some(true))
                 }
-                up || (restarting && last == Some(true))
-            } else {
-                spec.probe.test().await
             };
             if last != Some(up) {
                 last = Some(up);
                 let state = if up { ResourceState::Up } else { ResourceState::Down };
-                if inputs.send(Input::Resource { name: spec.resource.clone(), state, by: by.clone() }).await.is_err() {
+                if inputs.send(Input::Resource { name: resource.clone(), state, by: by.clone() }).await.is_err() {
                     return;
                 }
             }
@@ -336,30 +193,4 @@ pub fn spawn_custom(
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn networks_and_subnets() {
-        let ip: IpAddr = "192.168.1.77".parse().unwrap();
-        assert_eq!(network(ip, 24), "192.168.1.0".parse::<IpAddr>().unwrap());
-        assert!(in_subnet(ip, "192.168.1.0".parse().unwrap(), 24));
-        assert!(!in_subnet(ip, "192.168.2.0".parse().unwrap(), 24));
-        assert_eq!(network("fd00::1:2".parse().unwrap(), 64), "fd00::".parse::<IpAddr>().unwrap());
-    }
-
-    #[tokio::test]
-    async fn probes_see_loopback() {
-        assert!(Probe::Address { ip: "127.0.0.1".parse().unwrap() }.test().await, "loopback is configured");
-        assert!(!Probe::Address { ip: "192.0.2.77".parse().unwrap() }.test().await, "TEST-NET-1 is not configured here");
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let tcp = |port| Probe::Tcp { host: "127.0.0.1".into(), port, timeout: Duration::from_secs(2) };
-        assert!(tcp(port).test().await, "a listening port answers");
-        drop(l);
-        assert!(!tcp(port).test().await, "a closed port does not");
-    }
 }

@@ -167,7 +167,7 @@ pub async fn drive<E: Driven>(
     let module = report.borrow().name.clone();
     // Checker resources are listed (init) before their first test.
     let checker_resources: Vec<String> =
-        svc.checkers.iter().map(|c| c.resource.clone()).chain(svc.custom.iter().map(|c| c.resource.clone())).collect();
+        svc.checkers.iter().map(|c| c.checker.resource().to_string()).chain(svc.custom.iter().map(|c| c.resource.clone())).collect();
     for spec in svc.custom.clone() {
         monitors.push(checkers::spawn_custom(
             spec,
