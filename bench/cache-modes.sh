@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# cache-modes.sh — the primary mount's two kernel cache modes side by side,
-# in one run: FUSE passthrough for read-only opens (the default; the kernel
-# then refuses its writeback cache) versus the writeback cache without
-# passthrough (SAFEKIT_PASSTHROUGH=0), plus the native directory as the
-# reference. Each repetition starts a fresh two-node mirror per mode
+# cache-modes.sh — the primary mount's kernel cache modes side by side, in
+# one run: the default (neither passthrough nor writeback cache: every open
+# through safekit), FUSE passthrough for read-only opens
+# (SAFEKIT_PASSTHROUGH=1; the kernel then refuses its writeback cache) and
+# the writeback cache (SAFEKIT_WRITEBACK=1), plus the native directory as
+# the reference. Each repetition starts a fresh two-node mirror per mode
 # (bench/replicated-cluster.sh, secondary in another network namespace) and
 # runs, through the primary's mount:
 #   seqread : fio 1 MiB sequential reads of a 1 GiB file, cold page cache
@@ -50,16 +51,16 @@ export -f run_jobs
 
 for r in $(seq 1 "$REPS"); do
   run_jobs "$NAT" native | tee -a "$OUT" >&2
-  for mode in passthrough writeback; do
-    pt=1; [ "$mode" = writeback ] && pt=0
-    SAFEKIT_PASSTHROUGH=$pt BASE="$BASE" bash "$HERE/replicated-cluster.sh" bash -c 'run_jobs "$1" "$2"' sh {} "$mode" | tee -a "$OUT" >&2
+  for mode in default passthrough writeback; do
+    var=SAFEKIT_NONE; [ "$mode" = passthrough ] && var=SAFEKIT_PASSTHROUGH; [ "$mode" = writeback ] && var=SAFEKIT_WRITEBACK
+    env "$var=1" BASE="$BASE" bash "$HERE/replicated-cluster.sh" bash -c 'run_jobs "$1" "$2"' sh {} "$mode" | tee -a "$OUT" >&2
   done
   echo "[cache-modes] repetition $r done" >&2
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo "cache modes, medians of $REPS (one run):"
 printf '%-12s %14s %12s %12s %12s\n' target seqread_MB/s seq1m_MB/s rand4k_IOPS mariadb_TPS
-for t in native passthrough writeback; do
+for t in native default passthrough writeback; do
   row=()
   for j in seqread_MBps seq1m_MBps rand4k_IOPS mariadb_TPS; do row+=("$(awk -v t="$t" -v j="$j" '$1==t && $2==j {print $3}' "$OUT" | median)"); done
   printf '%-12s %14s %12s %12s %12s\n' "$t" "${row[@]}"

@@ -84,10 +84,13 @@ fn sh(demo: &Demo, i: usize, file: &Path, script: &str) -> std::process::Output 
 
 #[test]
 fn read_only_opens_use_passthrough_and_writers_wait_for_them() {
+    let _serial = common::serial();
     if !privileged() {
         return;
     }
     let mut demo = Demo::setup().unwrap();
+    // Passthrough reads are an opt-in (see the next test for the default).
+    demo.set_daemon_env("SAFEKIT_PASSTHROUGH", "1");
     let shared = demo.enable_replication(RFS).unwrap();
     let rt = rt();
     rt.block_on(pair(&mut demo, 0));
@@ -188,4 +191,35 @@ fn read_only_opens_use_passthrough_and_writers_wait_for_them() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(std::fs::read(&real1).unwrap(), std::fs::read(&real2).unwrap());
+}
+
+/// The default mount (no passthrough): a reader that opened a file first
+/// and stays never makes a writer of that file wait or fail. With
+/// passthrough reads on by default, this writer waited 5 s and got EIO.
+#[test]
+fn by_default_a_staying_reader_never_blocks_a_writer() {
+    let _serial = common::serial();
+    if !privileged() {
+        return;
+    }
+    let mut demo = Demo::setup().unwrap();
+    let shared = demo.enable_replication(RFS).unwrap();
+    let rt = rt();
+    rt.block_on(pair(&mut demo, 0));
+    let (line, before) = reads(&demo, 0);
+    assert!(line.contains("no passthrough"), "{line}");
+    // A file present on both nodes and never opened since the mount.
+    let g = shared.join("fresh.bin");
+    for i in 0..2 {
+        std::fs::write(demo.data_dir(i).join("fresh.bin"), b"start").unwrap();
+    }
+    let out = sh(&demo, 0, &g, "exec 3<\"$F\"; if printf x >> \"$F\"; then echo opened; else echo refused; fi; exec 3<&-");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "opened", "{out:?}");
+    let (line, after) = reads(&demo, 0);
+    assert_eq!((after.passthrough, after.waited), (before.passthrough, before.waited), "{line}");
+    let end = Instant::now() + common::WAIT;
+    while std::fs::read(demo.data_dir(1).join("fresh.bin")).unwrap() != b"startx" {
+        assert!(Instant::now() < end, "the append did not reach the secondary");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

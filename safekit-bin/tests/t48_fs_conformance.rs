@@ -6,7 +6,7 @@
 //! create-unlink-use temp file, the exerciser, SQLite in WAL mode), then
 //! both nodes' real trees compared: type, mode, owner, mtime in ns, link
 //! count, size, content, symlink target, every xattr. Both kernel cache
-//! modes (passthrough, writeback). Without root these tests say so and
+//! modes (the default, passthrough reads, writeback cache). Without root these tests say so and
 //! pass, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
 use std::collections::BTreeMap;
@@ -322,16 +322,16 @@ c.execute("pragma wal_checkpoint(truncate)")
 c.close()
 "#;
 
-fn conformance(passthrough: bool) {
+/// `env`: the daemons' switch for the kernel cache mode (none: the default).
+fn conformance(mode: &str, env: Option<&str>) {
     let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !privileged() {
         return;
     }
     let pjd = pjdfstest();
-    let mode = if passthrough { "passthrough" } else { "writeback" };
     let mut demo = Demo::setup().unwrap();
-    if !passthrough {
-        demo.set_daemon_env("SAFEKIT_PASSTHROUGH", "0");
+    if let Some(var) = env {
+        demo.set_daemon_env(var, "1");
     }
     let shared = demo.enable_replication(RFS).unwrap();
     let rt = rt();
@@ -443,11 +443,16 @@ fn conformance(passthrough: bool) {
 }
 
 #[test]
+fn default_mount_conforms_and_copies_are_identical() {
+    conformance("default", None);
+}
+
+#[test]
 fn passthrough_mount_conforms_and_copies_are_identical() {
-    conformance(true);
+    conformance("passthrough", Some("SAFEKIT_PASSTHROUGH"));
 }
 
 #[test]
 fn writeback_mount_conforms_and_copies_are_identical() {
-    conformance(false);
+    conformance("writeback", Some("SAFEKIT_WRITEBACK"));
 }

@@ -101,3 +101,10 @@ pub(crate) async fn wait_status(demo: &Demo, i: usize, want: State) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One demo cluster at a time per test binary: the demos share namespace
+/// and bridge names. Held for the whole test.
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

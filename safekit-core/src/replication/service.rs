@@ -82,13 +82,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// What a mount asks the kernel for: FUSE passthrough for read-only opens
-/// unless `SAFEKIT_PASSTHROUGH=0`; else, on a node mounting as primary, the
-/// writeback cache unless `SAFEKIT_WRITEBACK=0` (the kernel refuses the two
-/// together). Switches for measuring and for workloads that gain from the
-/// other choice; docs/DESIGN.md says why passthrough is the default.
+/// What a mount asks the kernel for. By default neither FUSE passthrough
+/// nor the writeback cache: every open goes through this daemon, so no
+/// reader can ever make a writer of the same file fail (the kernel refuses
+/// a normal open of a file held by a passthrough reader). Opt-ins for
+/// read-mostly trees and for measuring: `SAFEKIT_PASSTHROUGH=1` (read-only
+/// opens of files not written since the mount read the real file at native
+/// speed; a reader that opened such a file first can then make a writer
+/// wait, and fail after 5 s) or, on a node mounting as primary,
+/// `SAFEKIT_WRITEBACK=1` (the kernel refuses the two together).
+/// docs/DESIGN.md and docs/PERFORMANCE.md give the measured costs.
 fn cache_wish(primary: bool) -> CacheWish {
-    let on = |var: &str| std::env::var(var).map_or(true, |v| v != "0");
+    let on = |var: &str| std::env::var(var).is_ok_and(|v| v == "1");
     CacheWish { passthrough: on("SAFEKIT_PASSTHROUGH"), writeback: primary && on("SAFEKIT_WRITEBACK") }
 }
 
