@@ -85,5 +85,5 @@ CMD=("$@")
 # Only an argument that is exactly {} is replaced (a command given as one
 # argument may hold its own {} for an inner tool to replace).
 for i in "${!CMD[@]}"; do [ "${CMD[$i]}" = "{}" ] && CMD[$i]=$DIR; done
-export SK_WORK="$WORK" SK_DIR="$DIR" SAFEKIT
+export SK_WORK="$WORK" SK_DIR="$DIR" SAFEKIT SK_PID1="${PIDS[0]}" SK_PID2="${PIDS[1]}"
 "${CMD[@]}"
