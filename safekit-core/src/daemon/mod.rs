@@ -323,6 +323,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                         status: crate::engine::Status::new(crate::engine::State::Stop, crate::engine::Readiness::NotReady),
                         peer: None,
                         resources: [("config.error".to_string(), why.clone())].into_iter().collect(),
+                        data_version: None,
                     });
                 }
             }

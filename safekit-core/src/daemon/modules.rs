@@ -214,6 +214,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         status: Status::new(State::Stop, Readiness::NotReady),
         peer: None,
         resources: BTreeMap::new(),
+        data_version: None,
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
     let boot_start = match cfg.service.boot {

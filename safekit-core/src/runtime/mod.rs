@@ -45,11 +45,16 @@ pub trait Driven: Send {
     fn peer_status(&self) -> Option<Status>;
     /// Resources for `state -v`.
     fn resources(&self) -> BTreeMap<String, String>;
+    /// The version (epoch, generation) of the replicated data this node
+    /// holds, for engines that replicate (the lease witness compares it).
+    fn data_version(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Both engines have the same inherent methods; the trait only forwards.
 macro_rules! forward_driven {
-    ($engine:ty) => {
+    ($engine:ty, $version:expr) => {
         impl Driven for $engine {
             fn handle_input(&mut self, now: Instant, input: Input) {
                 Self::handle_input(self, now, input);
@@ -75,12 +80,15 @@ macro_rules! forward_driven {
             fn resources(&self) -> BTreeMap<String, String> {
                 Self::resources(self)
             }
+            fn data_version(&self) -> Option<(u64, u64)> {
+                ($version)(self)
+            }
         }
     };
 }
 
-forward_driven!(MirrorEngine);
-forward_driven!(LightEngine);
+forward_driven!(MirrorEngine, |e: &MirrorEngine| Some((e.persistent().epoch, e.persistent().gen)));
+forward_driven!(LightEngine, |_: &LightEngine| None);
 
 /// A module's services.
 pub struct ModuleServices {
@@ -133,6 +141,10 @@ pub struct ModuleReport {
     pub peer: Option<Status>,
     /// Resources.
     pub resources: BTreeMap<String, String>,
+    /// The version (epoch, generation) of the replicated data held here,
+    /// typed (mirror modules; `None` otherwise).
+    #[serde(default)]
+    pub data_version: Option<(u64, u64)>,
 }
 
 /// A command and where to send its answer.
@@ -228,6 +240,7 @@ pub async fn drive<E: Driven>(
                 r.status = status;
                 r.peer = peer;
                 r.resources = engine.resources();
+                r.data_version = engine.data_version();
                 for c in &checker_resources {
                     r.resources.entry(c.clone()).or_insert_with(|| "init".into());
                 }

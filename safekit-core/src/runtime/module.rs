@@ -158,7 +158,14 @@ impl<E: Driven + 'static> ModuleBuilder<E> {
             None => mpsc::channel(64),
         };
         services.inputs = Some((inputs.clone(), input_rx));
-        let first = ModuleReport { name: self.name, id: self.id, status: self.engine.status(), peer: None, resources: Default::default() };
+        let first = ModuleReport {
+            name: self.name,
+            id: self.id,
+            status: self.engine.status(),
+            peer: None,
+            resources: Default::default(),
+            data_version: self.engine.data_version(),
+        };
         let (report_tx, report) = watch::channel(first);
         let (stop, stop_rx) = watch::channel(false);
         let (log, replicator) = (services.log.clone(), services.replicator.clone());

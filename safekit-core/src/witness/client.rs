@@ -221,14 +221,9 @@ impl LeaseClient {
     }
 }
 
-/// The data version a module reports (resource `rfs.generation`, "epoch.gen").
+/// The data version a module reports ((0, 0) for one that replicates nothing).
 pub fn version_of(report: &ModuleReport) -> (u64, u64) {
-    report
-        .resources
-        .get("rfs.generation")
-        .and_then(|v| v.split_once('.'))
-        .and_then(|(e, g)| Some((e.parse().ok()?, g.parse().ok()?)))
-        .unwrap_or((0, 0))
+    report.data_version.unwrap_or((0, 0))
 }
 
 /// Holds the lease while the module is ALONE, tells the witness when it is
