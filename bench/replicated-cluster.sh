@@ -12,6 +12,7 @@
 #
 # Usage: bash bench/replicated-cluster.sh CMD...   (an argument {} = the replicated dir)
 # env: SAFEKIT=path/to/safekit (default target/release/safekit), BASE=/var/tmp,
+#      RFS_ATTRS (extra <rfs> attributes, e.g. ruzone_blocksize="1048576"),
 #      ASYNC=second|none, PRELOAD=DIR (copied into node1's data before start)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +30,8 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   done
-  mountpoint -q "$DIR" && (umount "$DIR" 2>/dev/null || umount -l "$DIR")
+  # A dead FUSE mount (a killed daemon) is not seen by mountpoint(1): try both.
+  umount "$DIR" 2>/dev/null || umount -l "$DIR" 2>/dev/null
   for ns in skb-n1 skb-n2 skb-sw; do ip netns del "$ns" 2>/dev/null; done
   rm -rf "$WORK"
 }
@@ -61,7 +63,7 @@ XML
 <safe>
 <service mode="mirror" failover="on">
   <heart pulse="100ms" timeout="1000ms"><heartbeat name="default"/></heart>
-  <rfs async="$ASYNC" nbrei="4"><replicated dir="$DIR" mode="read_only"/></rfs>
+  <rfs async="$ASYNC" nbrei="4" ${RFS_ATTRS:-}><replicated dir="$DIR" mode="read_only"/></rfs>
 </service>
 </safe>
 XML
