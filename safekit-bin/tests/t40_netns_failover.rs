@@ -17,7 +17,6 @@ use safekit_bin::demo::{outage, probe, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
 /// The namespaces have fixed names: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn privileged() -> bool {
     common::privileged("network-namespace test needs root and iproute2", &["ip"], false)
@@ -56,7 +55,7 @@ fn calls(demo: &Demo, i: usize) -> Vec<String> {
 
 #[test]
 fn failover_after_kill9_then_return_as_second_then_swap() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -128,7 +127,7 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
 
 #[test]
 fn cable_cut_fails_over() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -148,7 +147,7 @@ fn cable_cut_fails_over() {
 
 #[test]
 fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -205,7 +204,7 @@ fn forged_and_garbage_heartbeats_are_dropped_and_counted() {
 
 #[test]
 fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -249,7 +248,7 @@ fn errd_restarts_a_killed_application_and_the_fourth_kill_stops_the_module() {
 
 #[test]
 fn generated_interface_and_ip_checkers() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -298,7 +297,7 @@ fn generated_interface_and_ip_checkers() {
 
 #[test]
 fn errd_special_handler_repairs_and_a_failing_handler_means_stopstart() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }

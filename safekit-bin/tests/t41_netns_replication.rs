@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -17,8 +16,6 @@ mod common;
 use common::{exe, pair, rt};
 use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn privileged() -> bool {
     common::privileged("replication test needs root, FUSE, iproute2 and nsenter", &["ip", "nsenter"], true)
@@ -100,7 +97,7 @@ fn copied_bytes(demo: &Demo, i: usize) -> Vec<u64> {
 
 #[test]
 fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }
@@ -202,7 +199,7 @@ fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
 
 #[test]
 fn no_acknowledged_write_is_lost_when_the_primary_is_killed() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }
@@ -265,7 +262,7 @@ fn no_acknowledged_write_is_lost_when_the_primary_is_killed() {
 
 #[test]
 fn an_interrupted_full_synchronisation_resumes_without_recopying_finished_files() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }

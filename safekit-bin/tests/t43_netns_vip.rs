@@ -10,7 +10,6 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -18,8 +17,6 @@ mod common;
 use common::{exe, rt, safekit};
 use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -55,7 +52,7 @@ fn client_neighbour() -> String {
 
 #[test]
 fn config_apply_one_side_ipv6_announcement_and_tcpreset() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }

@@ -7,7 +7,6 @@
 //! it depends on (on this node, or on the other one through its API) is up.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -15,8 +14,6 @@ mod common;
 use common::{pair, rt, safekit, start_both, wait_log, wait_status};
 use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -48,7 +45,7 @@ async fn wait_get(demo: &Demo, i: usize, resource: &str, value: &str) {
 
 #[test]
 fn tcp_checker_restarts_the_application_and_the_fourth_failure_stops_the_module() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -107,7 +104,7 @@ done
 
 #[test]
 fn ping_checker_waits_while_unreachable_and_a_custom_checker_fails_over() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -178,7 +175,7 @@ done
 
 #[test]
 fn a_flapping_custom_checker_is_held_by_handle_time() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -235,7 +232,7 @@ async fn dependency_holds_node1(demo: &mut Demo, dep_node: usize) {
 
 #[test]
 fn module_checker_holds_the_module_until_its_dependency_is_up() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -253,7 +250,7 @@ fn module_checker_holds_the_module_until_its_dependency_is_up() {
 
 #[test]
 fn a_module_checker_watches_a_module_of_the_other_node_through_its_api() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }

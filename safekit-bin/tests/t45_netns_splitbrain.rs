@@ -20,8 +20,6 @@ use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
 use safekit_core::linux::clock::log_stamp;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const LONG: Duration = Duration::from_secs(60);
 const ADDR: [&str; 2] = ["10.77.0.1", "10.77.0.2"];
 const RFS: &str = r#"  <rfs ruzone_blocksize="1048576" locktimeout="3s" sendtimeout="3s">
@@ -128,7 +126,7 @@ async fn stamp_of(demo: &Demo, i: usize, text: &str) -> String {
 
 #[test]
 fn partition_without_witness_both_alone_then_the_loser_is_resynced_and_its_files_quarantined() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -172,7 +170,7 @@ fn partition_without_witness_both_alone_then_the_loser_is_resynced_and_its_files
 
 #[test]
 fn ping_witness_reachable_by_one_side_and_witness_down() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }
@@ -238,7 +236,7 @@ fn start_witness(demo: &Demo) -> WitnessProcess {
 
 #[test]
 fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
-    let _g = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _g = common::serial();
     if !privileged() {
         return;
     }

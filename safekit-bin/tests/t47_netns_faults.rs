@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -19,8 +19,6 @@ use common::{exe, pair, rt, wait_log};
 use nix::sys::signal::Signal;
 use safekit_bin::demo::Demo;
 use safekit_core::engine::State;
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 fn privileged() -> bool {
     common::privileged("fault test needs root, FUSE, iproute2 and nsenter", &["ip", "nsenter"], true)
@@ -110,7 +108,7 @@ struct Case {
 }
 
 fn paired(replicated: bool) -> Option<Case> {
-    let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let serial = common::serial();
     if !privileged() {
         return None;
     }
@@ -329,7 +327,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_secondary_disk_fails_the_reintegration_with_its_cause_and_retries_later() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }
@@ -370,7 +368,7 @@ fn short_cuts_of_the_primary_with_the_interface_check_never_lose_an_acknowledged
     // Issue 11 item 2: the primary's cable is cut for about two heartbeat
     // timeouts, the other node takes over and takes writes, the cable comes
     // back. SAFEKIT_CUT_ROUNDS sets how many rounds (default 3; 20 locally).
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }

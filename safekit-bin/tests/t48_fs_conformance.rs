@@ -14,7 +14,6 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -24,8 +23,6 @@ use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstatat, Mode};
 use safekit_bin::demo::Demo;
 use safekit_core::engine::{CommandKind, State};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 // Small zones, so that a reintegration copying too little shows.
 const RFS: &str = r#"  <rfs locktimeout="5s" sendtimeout="5s" ruzone_blocksize="65536">
@@ -324,7 +321,7 @@ c.close()
 
 /// `env`: the daemons' switch for the kernel cache mode (none: the default).
 fn conformance(mode: &str, env: Option<&str>) {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = common::serial();
     if !privileged() {
         return;
     }
