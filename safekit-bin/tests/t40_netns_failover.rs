@@ -16,8 +16,6 @@ use common::{exe, pair, rt, wait_status};
 use safekit_bin::demo::{outage, probe, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
-/// The namespaces have fixed names: one test at a time.
-
 fn privileged() -> bool {
     common::privileged("network-namespace test needs root and iproute2", &["ip"], false)
 }

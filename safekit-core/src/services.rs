@@ -106,6 +106,16 @@ impl Replicator for NothingToReplicate {
     }
 }
 
+/// The split-brain witness: asked before a node goes on alone while it
+/// cannot hear its peer (SafeKit's `<splitbrain>` checker: a pinged
+/// address; here also a lease authority, or a partner's own arbiter).
+#[async_trait]
+pub trait Witness: Send + Sync {
+    /// May this node, holding data of `version` (epoch, generation), go on
+    /// alone? `Err(why)`: no, and why, for the module log.
+    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), String>;
+}
+
 /// What one test of a [`Checker`] saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

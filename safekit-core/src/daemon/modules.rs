@@ -200,6 +200,11 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         let timeout = cfg.service.heart.iter().flat_map(|h| &h.heartbeats).map(|h| h.timeout).max().unwrap_or(Duration::from_secs(30));
         Arc::new(crate::witness::client::LeaseClient::new(w.trim().to_string(), key.clone(), id, node.to_string(), timeout))
     });
+    let witness: Option<Arc<dyn crate::services::Witness>> = match &lease {
+        Some(l) => Some(l.clone()),
+        None if !witnesses.is_empty() => Some(Arc::new(crate::linux::icmp::PingWitness { targets: witnesses })),
+        None => None,
+    };
     if lease.is_some() {
         engine_cfg.rules.push(crate::engine::ResourceRule {
             resource: crate::witness::client::RESOURCE.into(),
@@ -303,7 +308,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         vip,
         scripts,
         replicator,
-        witnesses,
+        witness,
         lease,
         store,
         log,

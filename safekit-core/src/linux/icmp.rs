@@ -23,6 +23,26 @@ pub async fn echo(ip: IpAddr, timeout: Duration) -> bool {
     pinger.ping(PingSequence(0), b"safekit").await.is_ok()
 }
 
+/// SafeKit's ping witness: a node may go on alone if any of `targets`
+/// answers an echo within a second.
+pub struct PingWitness {
+    /// The `<splitbrain arg>` addresses.
+    pub targets: Vec<IpAddr>,
+}
+
+#[async_trait::async_trait]
+impl crate::services::Witness for PingWitness {
+    async fn allow_alone(&self, _version: (u64, u64)) -> Result<(), String> {
+        for w in &self.targets {
+            if echo(*w, Duration::from_secs(1)).await {
+                return Ok(());
+            }
+        }
+        let list: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        Err(format!("Split-brain witness: no answer from {}", list.join(" ")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

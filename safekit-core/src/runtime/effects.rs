@@ -9,9 +9,7 @@
 //! [`Input::EffectDone`]; a script with [`Input::ScriptDone`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -20,15 +18,14 @@ use super::log::ModuleLog;
 use super::store::StateStore;
 use super::ModuleReport;
 use crate::engine::{Action, CheckerClass, Input, LogLevel, ReplicationEvent, RunId};
-use crate::services::{Replicator, ScriptRunner, VirtualIp};
+use crate::services::{Replicator, ScriptRunner, VirtualIp, Witness};
 
 /// What the lane needs to carry the actions out.
 pub(super) struct Lane {
     pub(super) vip: Option<Arc<dyn VirtualIp>>,
     pub(super) scripts: Arc<dyn ScriptRunner>,
     pub(super) replicator: Arc<dyn Replicator>,
-    pub(super) witnesses: Vec<IpAddr>,
-    pub(super) lease: Option<Arc<crate::witness::client::LeaseClient>>,
+    pub(super) witness: Option<Arc<dyn Witness>>,
     pub(super) store: StateStore,
     pub(super) log: Arc<ModuleLog>,
     /// Enabled checker classes, read by the checker tasks.
@@ -154,27 +151,22 @@ impl Lane {
     }
 
     fn check_witness(&self, run: RunId) {
-        let (tx, witnesses, lease, log) = (self.inputs.clone(), self.witnesses.clone(), self.lease.clone(), self.log.clone());
+        let (tx, witness, log) = (self.inputs.clone(), self.witness.clone(), self.log.clone());
         let version = crate::witness::client::version_of(&self.report.borrow());
         tokio::spawn(async move {
-            let reachable = match lease {
-                // The lease witness: this node may go ALONE only holding the lease.
-                Some(l) => match l.acquire_patiently(version).await {
+            let reachable = match witness {
+                Some(w) => match w.allow_alone(version).await {
                     Ok(()) => true,
                     Err(why) => {
-                        log.write("lease", LogLevel::E, &format!("Lease witness {}: {why}", l.witness));
+                        log.write("witness", LogLevel::E, &why);
                         false
                     }
                 },
+                // The engine asks only when `<splitbrain>` is configured:
+                // without a witness to answer, going on alone is refused.
                 None => {
-                    let mut any = false;
-                    for w in witnesses {
-                        if crate::linux::icmp::echo(w, Duration::from_secs(1)).await {
-                            any = true;
-                            break;
-                        }
-                    }
-                    any
+                    log.write("witness", LogLevel::E, "Split-brain witness: none configured (no address in <splitbrain arg>)");
+                    false
                 }
             };
             let _ = tx.send(Input::WitnessResult { run, reachable }).await;

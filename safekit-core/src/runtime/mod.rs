@@ -16,7 +16,6 @@ pub mod module;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,9 +99,10 @@ pub struct ModuleServices {
     pub scripts: Arc<dyn ScriptRunner>,
     /// Replication.
     pub replicator: Arc<dyn Replicator>,
-    /// Split-brain witnesses (pinged).
-    pub witnesses: Vec<IpAddr>,
-    /// A lease witness (`<splitbrain exec="lease">`), instead of pinged ones.
+    /// The split-brain witness (`<splitbrain>`), if any.
+    pub witness: Option<Arc<dyn crate::services::Witness>>,
+    /// The lease witness's client (`<splitbrain exec="lease">`), whose
+    /// keeper renews and gives up the lease as the module's state changes.
     pub lease: Option<Arc<crate::witness::client::LeaseClient>>,
     /// Persistent state.
     pub store: StateStore,
@@ -207,8 +207,7 @@ pub async fn drive<E: Driven>(
         vip: svc.vip.clone(),
         scripts: svc.scripts.clone(),
         replicator: svc.replicator.clone(),
-        witnesses: svc.witnesses.clone(),
-        lease: svc.lease.clone(),
+        witness: svc.witness.clone(),
         store: svc.store.clone(),
         log: svc.log.clone(),
         classes: classes.clone(),

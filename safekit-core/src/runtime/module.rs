@@ -22,7 +22,6 @@
 //! replicate, and scripts that succeed at once (an embedding application
 //! usually starts and stops its own service from its [`ScriptRunner`]).
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +62,7 @@ impl Module {
                 vip: None,
                 scripts: Arc::new(NoScripts),
                 replicator: Arc::new(NothingToReplicate),
-                witnesses: Vec::new(),
+                witness: None,
                 lease: None,
                 store: StateStore::new(state_dir),
                 log: Arc::new(ModuleLog::new(state_dir, name)),
@@ -126,10 +125,10 @@ impl<E: Driven + 'static> ModuleBuilder<E> {
         self
     }
 
-    /// Split-brain witnesses answered by ping.
+    /// The split-brain witness asked before this node goes on alone.
     #[must_use]
-    pub fn witnesses(mut self, w: Vec<IpAddr>) -> Self {
-        self.services.witnesses = w;
+    pub fn witness(mut self, w: Arc<dyn crate::services::Witness>) -> Self {
+        self.services.witness = Some(w);
         self
     }
 

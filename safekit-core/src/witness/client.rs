@@ -329,3 +329,11 @@ pub fn spawn_keeper(
         }
     })
 }
+
+#[async_trait::async_trait]
+impl crate::services::Witness for LeaseClient {
+    /// This node may go on alone only holding the lease.
+    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), String> {
+        self.acquire_patiently(version).await.map_err(|why| format!("Lease witness {}: {why}", self.witness))
+    }
+}
