@@ -13,13 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, watch, RwLock};
+use tokio::sync::{oneshot, watch, RwLock};
 
 use crate::engine::Command;
 use crate::layout::Layout;
-use crate::runtime::log::ModuleLog;
-use crate::runtime::module::{Module, RunningModule};
-use crate::runtime::{CommandMsg, ModuleReport};
+use crate::runtime::module::{Module, ModuleHandle, RunningModule};
+use crate::runtime::ModuleReport;
 use control::{Request, Response};
 
 /// The control socket of a node.
@@ -27,21 +26,8 @@ pub fn socket_path(layout: &Layout) -> PathBuf {
     layout.safevar.join("run").join("safekit.sock")
 }
 
-/// What the control socket needs of a running module (cheap to clone, so
-/// that no lock is held while a request waits on the module).
-#[derive(Clone)]
-struct ModuleHandle {
-    commands: mpsc::Sender<CommandMsg>,
-    report: watch::Receiver<ModuleReport>,
-    log: Arc<ModuleLog>,
-    replicator: Arc<dyn crate::services::Replicator>,
-    /// The engine's input queue (`safekit set`).
-    inputs: mpsc::Sender<crate::engine::Input>,
-}
-
 /// A module's runtime and how to reach it.
 struct Running {
-    handle: ModuleHandle,
     module: RunningModule,
     /// The `<rfs>` it runs with: a different one after `safekit config`
     /// means a full reintegration next time.
@@ -94,15 +80,8 @@ fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>, directory: &Direct
         modules::AnyEngine::Mirror(e) => Module::with_services(&name, id, *e, m.services).spawn(),
         modules::AnyEngine::Light(e) => Module::with_services(&name, id, *e, m.services).spawn(),
     };
-    let handle = ModuleHandle {
-        commands: module.commands(),
-        report: module.watch(),
-        log: module.log(),
-        replicator: module.replicator(),
-        inputs: module.inputs(),
-    };
     directory.insert(&name, module.watch());
-    Running { handle, module, rfs }
+    Running { module, rfs }
 }
 
 /// `safekit release`: removes every module's virtual IPs from this node.
@@ -152,14 +131,14 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         if let Some(delay) = boot {
             // SafeKit: "Action start called at boot time" (also when the
             // daemon comes back after a crash: modules start as at a boot).
-            let commands = r.handle.commands.clone();
+            let commands = r.module.commands();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
                 let (tx, _rx) = oneshot::channel();
                 let _ = commands.send((Command::at_boot(crate::engine::CommandKind::Start), tx)).await;
             });
         }
-        let name = r.handle.report.borrow().name.clone();
+        let name = r.module.report().name;
         running.insert(name, r);
     }
     let sock = socket_path(&layout);
@@ -256,7 +235,7 @@ impl Daemon {
         }
         let map = self.modules.read().await;
         map.get(m)
-            .map(|r| r.handle.clone())
+            .map(|r| r.module.handle().clone())
             .ok_or_else(|| format!("no module {m} on this node (running: {})", map.keys().cloned().collect::<Vec<_>>().join(", ")))
     }
 
@@ -282,7 +261,7 @@ impl Daemon {
         let mut map = self.modules.write().await;
         let mut full = cfg.service.rfs.is_some();
         if let Some(r) = map.get(name) {
-            let status = r.handle.report.borrow().status;
+            let status = r.module.status();
             if status.state != crate::engine::State::Stop {
                 return Response::Error(format!("module {name} is {status}: stop it first (safekit stop -m {name})"));
             }
@@ -312,7 +291,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             let mut out = Vec::new();
             for (name, r) in daemon.modules.read().await.iter() {
                 if module.as_ref().is_none_or(|m| m == name) {
-                    out.push(r.handle.report.borrow().clone());
+                    out.push(r.module.report());
                 }
             }
             for (name, why) in daemon.broken.read().await.iter() {
@@ -352,14 +331,14 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                 .or_else(|| resource.starts_with("custom.").then(|| "customscript".to_string()))
                 .or(caller)
                 .unwrap_or_else(|| "admin".into());
-            match h.inputs.send(crate::engine::Input::Resource { name: resource, state, by }).await {
+            match h.inputs().send(crate::engine::Input::Resource { name: resource, state, by }).await {
                 Ok(()) => Response::Ok,
                 Err(_) => Response::Error(format!("module {module} is shutting down")),
             }
         }
         Request::Get { module, resource } => match daemon.get(&module).await {
             Ok(h) => {
-                let all = h.report.borrow().resources.clone();
+                let all = h.report().resources;
                 match resource {
                     Some(r) => match all.get(&r) {
                         Some(v) => Response::Lines(vec![format!("{r}={v}")]),
@@ -376,7 +355,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                 Err(e) => return Response::Error(e),
             };
             let (tx, rx) = oneshot::channel();
-            if h.commands.send((Command { kind, identity, admin: caller, from_rule: false, at_boot: false }, tx)).await.is_err() {
+            if h.commands().send((Command { kind, identity, admin: caller, from_rule: false, at_boot: false }, tx)).await.is_err() {
                 return Response::Error(format!("module {module} is shutting down"));
             }
             match rx.await {
@@ -386,23 +365,23 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             }
         }
         Request::Log { module, lines, verbose } => match daemon.get(&module).await {
-            Ok(h) => Response::Lines(h.log.tail(lines, verbose)),
+            Ok(h) => Response::Lines(h.log().tail(lines, verbose)),
             Err(e) => Response::Error(e),
         },
         Request::Rfsverify { module } => match daemon.get(&module).await {
-            Ok(h) => match h.replicator.verify().await {
+            Ok(h) => match h.replicator().verify().await {
                 Ok(lines) => Response::Lines(lines),
                 Err(e) => Response::Error(e),
             },
             Err(e) => Response::Error(e),
         },
         Request::Rfsdiff { module } => match daemon.get(&module).await {
-            Ok(h) => Response::Lines(h.replicator.estimate()),
+            Ok(h) => Response::Lines(h.replicator().estimate()),
             Err(e) => Response::Error(e),
         },
         Request::Print { module, level, message } => match daemon.get(&module).await {
             Ok(h) => {
-                h.log.write("script", level, &message);
+                h.log().write("script", level, &message);
                 Response::Ok
             }
             Err(e) => Response::Error(e),

@@ -169,22 +169,31 @@ impl<E: Driven + 'static> ModuleBuilder<E> {
         let (stop, stop_rx) = watch::channel(false);
         let (log, replicator) = (services.log.clone(), services.replicator.clone());
         let task = tokio::spawn(drive(self.engine, services, command_rx, report_tx, stop_rx));
-        RunningModule { commands, report, inputs, log, replicator, stop, task }
+        RunningModule { handle: ModuleHandle { commands, report, inputs, log, replicator }, stop, task }
     }
 }
 
-/// A running module: send it commands and inputs, read its report, end it.
+/// A running module's runtime: its [`ModuleHandle`] (through `Deref`) and
+/// how to end it.
 pub struct RunningModule {
+    handle: ModuleHandle,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How to reach a running module: send it commands and inputs, read its
+/// report and log. Cheap to clone, so a caller (the daemon's control
+/// socket) holds no lock while a request waits on the module.
+#[derive(Clone)]
+pub struct ModuleHandle {
     commands: mpsc::Sender<CommandMsg>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
     log: Arc<ModuleLog>,
     replicator: Arc<dyn Replicator>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
 }
 
-impl RunningModule {
+impl ModuleHandle {
     /// An administrator's command (`safekit start`, `prim`, `swap`, ...).
     pub async fn command(&self, kind: CommandKind) -> Result<(), String> {
         self.send(Command::admin(kind)).await
@@ -201,6 +210,11 @@ impl RunningModule {
     /// The module's state, peer and resources now.
     pub fn report(&self) -> ModuleReport {
         self.report.borrow().clone()
+    }
+
+    /// The module's status now.
+    pub fn status(&self) -> Status {
+        self.report.borrow().status
     }
 
     /// Follows every change of the report.
@@ -241,13 +255,27 @@ impl RunningModule {
 
     /// True once the module is STOP NotReady.
     pub fn stopped(&self) -> bool {
-        self.report.borrow().status == Status::new(State::Stop, Readiness::NotReady)
+        self.status() == Status::new(State::Stop, Readiness::NotReady)
     }
 
     /// The command queue, for a caller that sends commands from elsewhere
     /// (a boot-time start, a control socket).
     pub fn commands(&self) -> mpsc::Sender<CommandMsg> {
         self.commands.clone()
+    }
+}
+
+impl std::ops::Deref for RunningModule {
+    type Target = ModuleHandle;
+    fn deref(&self) -> &ModuleHandle {
+        &self.handle
+    }
+}
+
+impl RunningModule {
+    /// How to reach the module (clone it to hand it around).
+    pub const fn handle(&self) -> &ModuleHandle {
+        &self.handle
     }
 
     /// Asks the module to stop (stop scripts, VIP removed, "Action shutdown

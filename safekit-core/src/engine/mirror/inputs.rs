@@ -125,14 +125,15 @@ impl MirrorEngine {
         }
         let awaited = self.seq.complete(run);
         let Err(why) = result else { return };
-        match vip {
-            Some(true) if awaited => {
-                self.log(LogLevel::C, format!("Virtual IP not set: {why}"));
-                let _ = self.apply_command(Command::by(CommandKind::Stopstart, "vip"));
-            }
-            Some(true) => self.log(LogLevel::C, format!("Virtual IP not set: {why}")),
-            Some(false) => self.log(LogLevel::C, format!("Virtual IP not removed: {why}")),
-            None => self.log(LogLevel::C, format!("Virtual IP not announced again: {why}")),
+        let what = match vip {
+            Some(true) => "set",
+            Some(false) => "removed",
+            None => "announced again",
+        };
+        self.log(LogLevel::C, format!("Virtual IP not {what}: {why}"));
+        // A late answer (after a forcestop took the wait away) decides nothing.
+        if vip == Some(true) && awaited {
+            let _ = self.apply_command(Command::by(CommandKind::Stopstart, "vip"));
         }
     }
 
