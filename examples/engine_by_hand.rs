@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use safekit_core::engine::{Action, Command, CommandKind, Input, MirrorEngine, Persistent};
+use safekit_core::engine::{Action, Automaton, Command, CommandKind, Input, MirrorEngine, Persistent};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cfg = safekit_examples::engine_config("node1");

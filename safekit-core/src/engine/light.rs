@@ -5,16 +5,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
 
 use super::config::EngineConfig;
-use super::loops::LoopGuard;
-use super::plan::{forced, script, Next, Sequencer, Step};
-use super::rules::{RuleMachine, RuleVerb, View};
+use super::core::{self, Automaton, Core, Phases};
+use super::plan::{forced, script, Step};
+use super::rules::{RuleVerb, View};
 use super::{
-    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind, State,
-    Status,
+    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind,
+    ScriptRun, State, Status,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Mark {
+pub(crate) enum Mark {
     Act(Action),
     Status(State, Readiness),
     Phase(LightPhase),
@@ -23,7 +23,7 @@ enum Mark {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum LightPhase {
+pub(crate) enum LightPhase {
     Stopped,
     Starting,
     Up,
@@ -34,18 +34,10 @@ enum LightPhase {
 /// One light module on one node: start/stop, checkers, local restart.
 #[derive(Debug, Clone)]
 pub struct LightEngine {
-    cfg: EngineConfig,
-    now: Instant,
-    status: Status,
+    core: Core<Mark>,
     phase: LightPhase,
-    seq: Sequencer<Mark>,
-    actions: VecDeque<Action>,
     started: BTreeSet<CheckerClass>,
     checkers: BTreeSet<CheckerClass>,
-    resources: BTreeMap<String, ResourceState>,
-    /// Generated and user failover rules (local resources only in a light module).
-    rules: RuleMachine,
-    loops: LoopGuard,
     pending: VecDeque<(CommandKind, String)>,
     /// `usersetting.errd` (kept while the daemon runs).
     errd: bool,
@@ -56,177 +48,30 @@ pub struct LightEngine {
 impl LightEngine {
     /// A stopped light module.
     pub fn new(cfg: EngineConfig, now: Instant) -> Self {
-        let rules = RuleMachine::new(
-            if cfg.failover_rules.extends { &cfg.rules } else { &[] },
-            &cfg.failover_rules.user,
-            cfg.failover_rules.timing,
-        );
         Self {
-            rules,
-            cfg,
-            now,
-            status: Status::new(State::Stop, Readiness::NotReady),
+            core: Core::new(cfg, now),
             phase: LightPhase::Stopped,
-            seq: Sequencer::default(),
-            actions: VecDeque::new(),
             started: BTreeSet::new(),
             checkers: BTreeSet::new(),
-            resources: BTreeMap::new(),
-            loops: LoopGuard::default(),
             pending: VecDeque::new(),
             errd: true,
             checker: true,
         }
     }
 
-    /// A light module has no peer.
-    pub const fn peer_status(&self) -> Option<Status> {
-        None
-    }
-
-    /// Resources for `state -v`.
-    pub fn resources(&self) -> BTreeMap<String, String> {
-        let on = |b: bool| if b { "on" } else { "off" }.to_string();
-        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        out.insert("usersetting.errd".into(), on(self.errd));
-        out.insert("usersetting.checker".into(), on(self.checker));
-        out
-    }
-
-    /// Local status.
-    pub const fn status(&self) -> Status {
-        self.status
-    }
-
-    /// Script results and checker resources; heartbeats and replication do not apply.
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.now = now;
-        match input {
-            Input::ScriptDone { run, success } => {
-                if self.seq.complete(run) && !success {
-                    self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
-                }
-            }
-            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
-            _ => {}
-        }
-        self.drive();
-    }
-
-    /// Periodic evaluation of the failover rules.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        self.evaluate_rules(false);
-        self.drive();
-    }
-
-    /// start, stop, forcestop, restart, stopstart.
-    pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
-        self.now = now;
-        let started = self.phase != LightPhase::Stopped;
-        let name = cmd.kind.name();
-        match cmd.kind {
-            CommandKind::Prim { .. }
-            | CommandKind::Second { .. }
-            | CommandKind::Primforce
-            | CommandKind::Swap(_)
-            | CommandKind::Failover(_) => {
-                return Err(CommandError::NotMirror(name));
-            }
-            CommandKind::Errd(on) => {
-                self.errd = on;
-                return Ok(());
-            }
-            CommandKind::Checker(on) => {
-                self.checker = on;
-                return Ok(());
-            }
-            CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.status)),
-            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
-                return Err(CommandError::NotStarted);
-            }
-            CommandKind::Restart if self.status != Status::new(State::Up, Readiness::Ready) => {
-                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
-            }
-            _ => {}
-        }
-        let who = cmd.caller();
-        self.log(LogLevel::U, format!("Action {name} {who}"));
-        let mut kind = cmd.kind;
-        if cmd.identity.is_none() {
-            self.loops.reset();
-        } else if matches!(kind, CommandKind::Restart | CommandKind::Stopstart)
-            && self.loops.exceeded(now, self.cfg.maxloop, self.cfg.loop_interval)
-        {
-            self.log(LogLevel::C, "Action stop called by maxloop");
-            kind = CommandKind::Stop;
-        }
-        match kind {
-            CommandKind::Start => {
-                self.seq.extend([Step::Mark(Mark::Start)]);
-            }
-            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart => {
-                if kind == CommandKind::Forcestop {
-                    if let Some(run) = self.seq.awaiting.take() {
-                        self.actions.push_back(Action::CancelScript(run));
-                    }
-                }
-                self.seq.clear_pending();
-                self.seq.extend([Step::Mark(Mark::Stop {
-                    action: if kind == CommandKind::Stopstart { ScriptAction::Stopstart } else { ScriptAction::Stop },
-                    wait: None,
-                    then_start: kind == CommandKind::Stopstart,
-                    force_only: kind == CommandKind::Forcestop,
-                })]);
-            }
-            _ => {
-                // restart
-                self.seq.extend([
-                    Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
-                    Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))),
-                    script(ScriptKind::StopBoth, State::Up, State::Up, ScriptAction::Restart),
-                    script(ScriptKind::StartBoth, State::Up, State::Up, ScriptAction::Restart),
-                    Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
-                    Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
-                ]);
-            }
-        }
-        self.phase = if self.phase == LightPhase::Stopped && !self.seq.busy() { LightPhase::Stopped } else { self.phase.clone() };
-        self.drive();
-        Ok(())
-    }
-
-    /// Next effect.
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// The failover rules' next evaluation, if any.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.rules.due().filter(|_| self.phase != LightPhase::Stopped)
-    }
-
-    fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.actions.push_back(Action::Log { level, message: message.into() });
-    }
-
     fn on_resource(&mut self, name: String, state: ResourceState, by: &str) {
-        if self.resources.insert(name.clone(), state) == Some(state) {
-            return;
+        if self.core.record_resource(name, state, by) {
+            self.evaluate_rules(true);
         }
-        self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
-        self.evaluate_rules(true);
     }
 
     fn evaluate_rules(&mut self, changed: bool) {
         if self.phase == LightPhase::Stopped {
-            self.rules.reset();
+            self.core.rules.reset();
             return;
         }
-        let view = View { local: &self.resources, remote: None };
-        for (label, verb) in self.rules.evaluate(self.now, &view, &self.checkers, changed) {
+        let view = View { local: &self.core.resources, remote: None };
+        for (label, verb) in self.core.rules.evaluate(self.core.now, &view, &self.checkers, changed) {
             let kind = match verb {
                 RuleVerb::Wait => {
                     self.rule_wait(label);
@@ -236,7 +81,7 @@ impl LightEngine {
                 RuleVerb::Stopstart => CommandKind::Stopstart,
                 RuleVerb::Stop => CommandKind::Stop,
                 RuleVerb::Swap => {
-                    self.log(LogLevel::E, format!("Rule {label}: swap needs a mirror module; ignored"));
+                    self.core.log(LogLevel::E, format!("Rule {label}: swap needs a mirror module; ignored"));
                     continue;
                 }
             };
@@ -248,12 +93,12 @@ impl LightEngine {
         if self.phase != LightPhase::Up {
             return;
         }
-        self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
-        let maxloop = self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval);
+        self.core.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+        let maxloop = self.core.maxloop_exceeded();
         if maxloop {
-            self.log(LogLevel::C, "Action stop called by maxloop");
+            self.core.log(LogLevel::C, "Action stop called by maxloop");
         }
-        self.seq.extend([Step::Mark(Mark::Stop {
+        self.core.seq.extend([Step::Mark(Mark::Stop {
             action: if maxloop { ScriptAction::Stop } else { ScriptAction::Stopwait },
             wait: if maxloop { None } else { Some(label) },
             then_start: false,
@@ -262,40 +107,17 @@ impl LightEngine {
     }
 
     fn drive(&mut self) {
-        for _ in 0..1_000 {
-            match self.seq.next(self.cfg.scripts) {
-                Next::Run(run) => {
-                    match run.script {
-                        ScriptKind::StartBoth => {
-                            self.started.insert(CheckerClass::Both);
-                        }
-                        ScriptKind::StopBoth if !run.force => {
-                            self.started.remove(&CheckerClass::Both);
-                        }
-                        _ => {}
-                    }
-                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
-                    self.actions.push_back(Action::RunScript(run));
-                    return;
-                }
-                Next::Mark(m) => self.apply(m),
-                Next::Idle => {
-                    if self.seq.busy() || !self.decide() {
-                        return;
-                    }
-                }
-            }
-        }
+        core::drive(self);
     }
 
     fn decide(&mut self) -> bool {
         if let Some((kind, who)) = self.pending.pop_front() {
             if self.phase != LightPhase::Stopped {
-                let _ = self.command(self.now, Command::by_rule(kind, &who));
+                let _ = self.command(self.core.now, Command::by_rule(kind, &who));
             }
             return true;
         }
-        let waiting_on = |s: &Self| match s.rules.waiting(&View { local: &s.resources, remote: None }, &s.checkers) {
+        let waiting_on = |s: &Self| match s.core.rules.waiting(&View { local: &s.core.resources, remote: None }, &s.checkers) {
             (_, Some(label)) => Some(Some(label)),
             (true, None) => Some(None),
             (false, None) => None,
@@ -303,7 +125,7 @@ impl LightEngine {
         match self.phase.clone() {
             LightPhase::Starting => match waiting_on(self) {
                 Some(Some(label)) => {
-                    self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+                    self.core.log(LogLevel::E, format!("Action wait from failover rule {label}"));
                     self.phase = LightPhase::Waiting(label);
                     self.set_status(Status::new(State::Wait, Readiness::NotReady));
                     false
@@ -311,7 +133,7 @@ impl LightEngine {
                 Some(None) => false,
                 None => {
                     self.phase = LightPhase::Busy;
-                    self.seq.extend([
+                    self.core.seq.extend([
                         Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
                         script(ScriptKind::StartBoth, State::Wait, State::Up, ScriptAction::Start),
                         Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
@@ -322,7 +144,7 @@ impl LightEngine {
                 }
             },
             LightPhase::Waiting(_) if waiting_on(self).is_none() => {
-                self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                self.core.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                 self.phase = LightPhase::Starting;
                 self.set_status(Status::new(State::Wait, Readiness::Transient));
                 true
@@ -332,12 +154,7 @@ impl LightEngine {
     }
 
     fn set_status(&mut self, to: Status) {
-        if to != self.status {
-            let from = self.status;
-            self.status = to;
-            self.actions.push_back(Action::StateChanged { from, to });
-            self.log(LogLevel::E, format!("Local state {to}"));
-        }
+        self.core.set_status(to);
     }
 
     fn apply(&mut self, m: Mark) {
@@ -352,13 +169,13 @@ impl LightEngine {
                     }
                     _ => {}
                 }
-                self.actions.push_back(a);
+                self.core.emit(a);
             }
             Mark::Status(s, r) => self.set_status(Status::new(s, r)),
             Mark::Phase(p) => self.phase = p,
             Mark::Start => {
                 self.phase = LightPhase::Busy;
-                self.seq.prepend(vec![
+                self.core.seq.prepend(vec![
                     Step::Mark(Mark::Status(State::Wait, Readiness::Transient)),
                     script(ScriptKind::Transition, State::Stop, State::Wait, ScriptAction::Start),
                     script(ScriptKind::Prestart, State::Stop, State::Wait, ScriptAction::Start),
@@ -368,7 +185,7 @@ impl LightEngine {
             }
             Mark::Stop { action, wait, then_start, force_only } => {
                 self.phase = LightPhase::Busy;
-                let from = self.status.state;
+                let from = self.core.status.state;
                 let up = self.started.contains(&CheckerClass::Both);
                 let mut steps = vec![Step::Mark(Mark::Status(State::Wait, Readiness::Transient))];
                 if self.checkers.contains(&CheckerClass::Both) {
@@ -400,9 +217,160 @@ impl LightEngine {
                     }
                 }
                 self.started.remove(&CheckerClass::Both);
-                self.seq.prepend(steps);
+                self.core.seq.prepend(steps);
             }
         }
+    }
+}
+
+impl Phases for LightEngine {
+    type Mark = Mark;
+    fn core(&mut self) -> &mut Core<Mark> {
+        &mut self.core
+    }
+    fn on_script(&mut self, run: &ScriptRun) {
+        match run.script {
+            ScriptKind::StartBoth => {
+                self.started.insert(CheckerClass::Both);
+            }
+            ScriptKind::StopBoth if !run.force => {
+                self.started.remove(&CheckerClass::Both);
+            }
+            _ => {}
+        }
+    }
+    fn apply_mark(&mut self, mark: Mark) {
+        self.apply(mark);
+    }
+    fn decide(&mut self) -> bool {
+        Self::decide(self)
+    }
+}
+
+impl Automaton for LightEngine {
+    /// A light module has no peer.
+    fn peer_status(&self) -> Option<Status> {
+        None
+    }
+
+    /// Resources for `state -v`.
+    fn resources(&self) -> BTreeMap<String, String> {
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        let mut out = self.core.resource_strings();
+        out.insert("usersetting.errd".into(), on(self.errd));
+        out.insert("usersetting.checker".into(), on(self.checker));
+        out
+    }
+
+    /// Local status.
+    fn status(&self) -> Status {
+        self.core.status
+    }
+
+    /// Script results and checker resources; heartbeats and replication do not apply.
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        self.core.now = now;
+        match input {
+            Input::ScriptDone { run, success } => {
+                if self.core.seq.complete(run) && !success {
+                    self.core.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
+                }
+            }
+            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
+            _ => {}
+        }
+        self.drive();
+    }
+
+    /// Periodic evaluation of the failover rules.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.now = now;
+        self.evaluate_rules(false);
+        self.drive();
+    }
+
+    /// start, stop, forcestop, restart, stopstart.
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        self.core.now = now;
+        let started = self.phase != LightPhase::Stopped;
+        let name = cmd.kind.name();
+        match cmd.kind {
+            CommandKind::Prim { .. }
+            | CommandKind::Second { .. }
+            | CommandKind::Primforce
+            | CommandKind::Swap(_)
+            | CommandKind::Failover(_) => {
+                return Err(CommandError::NotMirror(name));
+            }
+            CommandKind::Errd(on) => {
+                self.errd = on;
+                return Ok(());
+            }
+            CommandKind::Checker(on) => {
+                self.checker = on;
+                return Ok(());
+            }
+            CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.core.status)),
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
+                return Err(CommandError::NotStarted);
+            }
+            CommandKind::Restart if self.core.status != Status::new(State::Up, Readiness::Ready) => {
+                return Err(CommandError::NotReady { cmd: "restart", status: self.core.status });
+            }
+            _ => {}
+        }
+        let who = cmd.caller();
+        self.core.log(LogLevel::U, format!("Action {name} {who}"));
+        let mut kind = cmd.kind;
+        if cmd.identity.is_none() {
+            self.core.loops.reset();
+        } else if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) && self.core.maxloop_exceeded() {
+            self.core.log(LogLevel::C, "Action stop called by maxloop");
+            kind = CommandKind::Stop;
+        }
+        match kind {
+            CommandKind::Start => {
+                self.core.seq.extend([Step::Mark(Mark::Start)]);
+            }
+            CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart => {
+                if kind == CommandKind::Forcestop {
+                    if let Some(run) = self.core.seq.awaiting.take() {
+                        self.core.emit(Action::CancelScript(run));
+                    }
+                }
+                self.core.seq.clear_pending();
+                self.core.seq.extend([Step::Mark(Mark::Stop {
+                    action: if kind == CommandKind::Stopstart { ScriptAction::Stopstart } else { ScriptAction::Stop },
+                    wait: None,
+                    then_start: kind == CommandKind::Stopstart,
+                    force_only: kind == CommandKind::Forcestop,
+                })]);
+            }
+            _ => {
+                // restart
+                self.core.seq.extend([
+                    Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
+                    Step::Mark(Mark::Act(Action::DisableCheckers(CheckerClass::Both))),
+                    script(ScriptKind::StopBoth, State::Up, State::Up, ScriptAction::Restart),
+                    script(ScriptKind::StartBoth, State::Up, State::Up, ScriptAction::Restart),
+                    Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
+                    Step::Mark(Mark::Status(State::Up, Readiness::Ready)),
+                ]);
+            }
+        }
+        self.phase = if self.phase == LightPhase::Stopped && !self.core.seq.busy() { LightPhase::Stopped } else { self.phase.clone() };
+        self.drive();
+        Ok(())
+    }
+
+    /// Next effect.
+    fn poll_action(&mut self) -> Option<Action> {
+        self.core.actions.pop_front()
+    }
+
+    /// The failover rules' next evaluation, if any.
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.core.rules.due().filter(|_| self.phase != LightPhase::Stopped)
     }
 }
 

@@ -1,18 +1,16 @@
 //! The pure state machine of one module on one node.
 //!
-//! **Contract.** No I/O, no clock reads, no threads, no randomness. The caller
-//! passes `now` into every call, feeds [`Input`]s and [`Command`]s, and after
-//! each call drains [`MirrorEngine::poll_action`] until it returns `None`,
-//! carrying out each [`Action`] in order (a [`Action::Persist`] must be durable
-//! before the next action runs). Then it sleeps until
-//! [`MirrorEngine::poll_timeout`] or the next input, and calls
-//! `handle_timeout(now)`; early or spurious calls are harmless.
+//! Every module kind is an [`Automaton`] (mirror: [`MirrorEngine`], light:
+//! [`LightEngine`]) built on one shared core (`core.rs`: sequencer, action
+//! queue, resources, rules, maxloop guard and the plan loop); the trait's
+//! docs state the contract: time and events go in, actions come out.
 //!
 //! Only one script runs at a time: the engine waits for the
 //! [`Input::ScriptDone`] of the [`RunId`] it asked for before moving on, and
 //! ignores results of any other run.
 
 mod config;
+mod core;
 mod light;
 mod loops;
 mod messages;
@@ -22,6 +20,7 @@ mod plan;
 pub mod rules;
 mod types;
 
+pub use self::core::Automaton;
 pub use config::{EngineConfig, FailoverSpec, LanTiming, ResourceRule, RuleAction};
 pub use light::LightEngine;
 pub use messages::*;

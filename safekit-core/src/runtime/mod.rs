@@ -21,73 +21,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::{Action, Command, CommandError, CommandKind, Input, LightEngine, LogLevel, MirrorEngine, State, Status};
+use crate::engine::{Action, Automaton, Command, CommandKind, Input, LogLevel, State, Status};
 use crate::services::{Heartbeat, Replicator, ScriptRunner, VirtualIp};
 use log::ModuleLog;
 use store::StateStore;
-
-/// What the runtime needs from an engine (mirror or light).
-pub trait Driven: Send {
-    /// See [`MirrorEngine::handle_input`].
-    fn handle_input(&mut self, now: Instant, input: Input);
-    /// See [`MirrorEngine::handle_timeout`].
-    fn handle_timeout(&mut self, now: Instant);
-    /// See [`MirrorEngine::command`].
-    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError>;
-    /// See [`MirrorEngine::poll_action`].
-    fn poll_action(&mut self) -> Option<Action>;
-    /// See [`MirrorEngine::poll_timeout`].
-    fn poll_timeout(&self) -> Option<Instant>;
-    /// Local status.
-    fn status(&self) -> Status;
-    /// The peer's status, if heard.
-    fn peer_status(&self) -> Option<Status>;
-    /// Resources for `state -v`.
-    fn resources(&self) -> BTreeMap<String, String>;
-    /// The version (epoch, generation) of the replicated data this node
-    /// holds, for engines that replicate (the lease witness compares it).
-    fn data_version(&self) -> Option<(u64, u64)> {
-        None
-    }
-}
-
-/// Both engines have the same inherent methods; the trait only forwards.
-macro_rules! forward_driven {
-    ($engine:ty, $version:expr) => {
-        impl Driven for $engine {
-            fn handle_input(&mut self, now: Instant, input: Input) {
-                Self::handle_input(self, now, input);
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                Self::handle_timeout(self, now);
-            }
-            fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
-                Self::command(self, now, cmd)
-            }
-            fn poll_action(&mut self) -> Option<Action> {
-                Self::poll_action(self)
-            }
-            fn poll_timeout(&self) -> Option<Instant> {
-                Self::poll_timeout(self)
-            }
-            fn status(&self) -> Status {
-                Self::status(self)
-            }
-            fn peer_status(&self) -> Option<Status> {
-                Self::peer_status(self)
-            }
-            fn resources(&self) -> BTreeMap<String, String> {
-                Self::resources(self)
-            }
-            fn data_version(&self) -> Option<(u64, u64)> {
-                ($version)(self)
-            }
-        }
-    };
-}
-
-forward_driven!(MirrorEngine, |e: &MirrorEngine| Some((e.persistent().epoch, e.persistent().gen)));
-forward_driven!(LightEngine, |_: &LightEngine| None);
 
 /// A module's services.
 pub struct ModuleServices {
@@ -155,7 +92,7 @@ fn now() -> Instant {
 }
 
 /// Runs `engine` until `shutdown` turns true and the module is stopped.
-pub async fn drive<E: Driven>(
+pub async fn drive<E: Automaton>(
     mut engine: E,
     svc: ModuleServices,
     mut commands: mpsc::Receiver<CommandMsg>,
@@ -324,7 +261,7 @@ enum Woke {
 /// Feeds the engine every heartbeat that arrives within a short grace
 /// period (the receiving tasks read the socket backlog after a stall),
 /// at most 1,000 and at most one second in all.
-async fn drain_heartbeats<E: Driven>(engine: &mut E, h: &dyn Heartbeat) {
+async fn drain_heartbeats<E: Automaton>(engine: &mut E, h: &dyn Heartbeat) {
     let end = tokio::time::Instant::now() + Duration::from_secs(1);
     let mut grace = Duration::from_millis(50);
     for _ in 0..1_000 {

@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::log::ModuleLog;
 use super::store::StateStore;
-use super::{drive, CommandMsg, Driven, ModuleReport, ModuleServices};
+use super::{drive, CommandMsg, ModuleReport, ModuleServices};
+use crate::engine::Automaton;
 use crate::engine::{Command, CommandKind, Input, Readiness, ScriptRun, State, Status};
 use crate::services::{Heartbeat, NothingToReplicate, Replicator, ScriptEnv, ScriptOutcome, ScriptRunner, VirtualIp};
 
@@ -52,7 +53,7 @@ pub struct Module;
 impl Module {
     /// A module named `name` (id `id`, as in SafeKit's module ids) driven by
     /// `engine`, keeping its persistent state and its log in `state_dir`.
-    pub fn builder<E: Driven + 'static>(name: &str, id: u16, engine: E, state_dir: &Path) -> ModuleBuilder<E> {
+    pub fn builder<E: Automaton + 'static>(name: &str, id: u16, engine: E, state_dir: &Path) -> ModuleBuilder<E> {
         Self::with_services(
             name,
             id,
@@ -79,7 +80,7 @@ impl Module {
 
     /// A module whose every service the caller assembled (the daemon fills
     /// them with the Linux defaults and the module's configuration).
-    pub fn with_services<E: Driven + 'static>(name: &str, id: u16, engine: E, services: ModuleServices) -> ModuleBuilder<E> {
+    pub fn with_services<E: Automaton + 'static>(name: &str, id: u16, engine: E, services: ModuleServices) -> ModuleBuilder<E> {
         ModuleBuilder { engine, name: name.to_string(), id, services }
     }
 }
@@ -92,7 +93,7 @@ pub struct ModuleBuilder<E> {
     services: ModuleServices,
 }
 
-impl<E: Driven + 'static> ModuleBuilder<E> {
+impl<E: Automaton + 'static> ModuleBuilder<E> {
     /// Heartbeats with the peer (mirror modules). The runtime also watches
     /// its own scheduling: waking up later than half of `timeout` after a
     /// deadline counts as a stall (see [`Input::Stalled`]).

@@ -2,6 +2,7 @@
 //! the stalls that hold a node's inputs and release them in a burst (as a
 //! paused runtime reads its socket backlog when it wakes).
 
+use crate::engine::Automaton as _;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};

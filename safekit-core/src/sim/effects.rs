@@ -1,6 +1,7 @@
 //! How the simulated world carries out the engines' actions (fake scripts,
 //! replication, VIP, network) and checks the invariants after each event.
 
+use crate::engine::Automaton as _;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -15,6 +15,7 @@
 //! After every event the invariants of the issue are checked; see
 //! [`SimCluster::violations`].
 
+use crate::engine::Automaton as _;
 mod clock;
 mod effects;
 mod rng;

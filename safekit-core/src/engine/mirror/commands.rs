@@ -4,6 +4,7 @@
 use super::super::{Command, CommandError, CommandKind, LogLevel, Readiness, ScriptAction, State, Status};
 use super::marks::{self, StopThen};
 use super::{Force, Intent, MirrorEngine, Phase, WaitReason};
+use crate::engine::Automaton as _;
 
 impl MirrorEngine {
     /// Checks a command against the current state and queues its plan.
@@ -13,10 +14,10 @@ impl MirrorEngine {
         let started = self.phase != Phase::Stopped;
         match &kind {
             CommandKind::Start | CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce if started => {
-                return Err(CommandError::AlreadyStarted(self.status));
+                return Err(CommandError::AlreadyStarted(self.core.status));
             }
             CommandKind::Prim { .. } | CommandKind::Primforce if self.peer_primary() => {
-                return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.status)));
+                return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.core.status)));
             }
             CommandKind::Prim { .. } if self.p.partial => return Err(CommandError::DataInconsistent),
             CommandKind::Second { .. } if !self.peer_primary() => {
@@ -27,15 +28,15 @@ impl MirrorEngine {
                 return Err(CommandError::NotStarted);
             }
             CommandKind::Restart
-                if !(self.status.readiness == Readiness::Ready
-                    && matches!(self.status.state, State::Alone | State::Prim | State::Second)) =>
+                if !(self.core.status.readiness == Readiness::Ready
+                    && matches!(self.core.status.state, State::Alone | State::Prim | State::Second)) =>
             {
-                return Err(CommandError::NotReady { cmd: "restart", status: self.status });
+                return Err(CommandError::NotReady { cmd: "restart", status: self.core.status });
             }
             CommandKind::Swap(_) => {
                 let remote = self.peer_status();
                 let ok = matches!(
-                    (self.status, remote),
+                    (self.core.status, remote),
                     (
                         Status { state: State::Prim, readiness: Readiness::Ready },
                         Some(Status { state: State::Second, readiness: Readiness::Ready })
@@ -44,9 +45,9 @@ impl MirrorEngine {
                         Some(Status { state: State::Prim, readiness: Readiness::Ready })
                     )
                 );
-                if !ok || self.seq.busy() {
+                if !ok || self.core.seq.busy() {
                     return Err(CommandError::NoPair {
-                        local: self.status,
+                        local: self.core.status,
                         remote: remote.map_or_else(|| "UNKNOWN".into(), |s| s.to_string()),
                     });
                 }
@@ -55,18 +56,18 @@ impl MirrorEngine {
         }
         let who = cmd.caller();
         match &cmd.identity {
-            None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.loops.reset(),
+            None if !matches!(kind, CommandKind::Failover(_) | CommandKind::Errd(_) | CommandKind::Checker(_)) => self.core.loops.reset(),
             Some(_) if matches!(kind, CommandKind::Restart | CommandKind::Stopstart) => {
-                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                    self.log(LogLevel::U, format!("Action {name} {who}"));
-                    self.log(LogLevel::C, "Action stop called by maxloop");
+                if self.core.maxloop_exceeded() {
+                    self.core.log(LogLevel::U, format!("Action {name} {who}"));
+                    self.core.log(LogLevel::C, "Action stop called by maxloop");
                     kind = CommandKind::Stop;
                 }
             }
             _ => {}
         }
         if kind.name() == name {
-            self.log(LogLevel::U, format!("Action {name} {who}"));
+            self.core.log(LogLevel::U, format!("Action {name} {who}"));
         }
         match kind {
             CommandKind::Start => self.begin_start(None),
@@ -75,21 +76,21 @@ impl MirrorEngine {
             CommandKind::Second { fullsync } => self.begin_start(Some(Force::Second { fullsync })),
             CommandKind::Stop => self.begin_stop(ScriptAction::Stop, StopThen::Stop, false),
             CommandKind::Forcestop => {
-                if let Some(run) = self.seq.awaiting.take() {
-                    self.actions.push_back(super::super::Action::CancelScript(run));
+                if let Some(run) = self.core.seq.awaiting.take() {
+                    self.core.emit(super::super::Action::CancelScript(run));
                 }
                 self.begin_stop(ScriptAction::Stop, StopThen::Stop, true);
             }
             CommandKind::Stopstart => self.begin_stop(ScriptAction::Stopstart, StopThen::Start, false),
             CommandKind::Restart => {
-                if self.seq.busy() {
+                if self.core.seq.busy() {
                     self.pending.push_back(Intent::Command(Command { kind: CommandKind::Restart, ..cmd.clone() }));
                 } else {
-                    self.seq.extend(marks::restart_plan());
+                    self.core.seq.extend(marks::restart_plan());
                 }
             }
             CommandKind::Swap(k) => {
-                if self.status.state == State::Prim {
+                if self.core.status.state == State::Prim {
                     self.queue(marks::swap_yield(k));
                 } else {
                     self.swap_request = Some(k);
@@ -98,22 +99,22 @@ impl MirrorEngine {
             }
             CommandKind::Failover(on) => {
                 self.p.failover = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                self.core.emit(super::super::Action::Persist(self.p.clone()));
             }
             CommandKind::Errd(on) => {
                 self.p.errd = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                self.core.emit(super::super::Action::Persist(self.p.clone()));
             }
             CommandKind::Checker(on) => {
                 self.p.checker = on;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                self.core.emit(super::super::Action::Persist(self.p.clone()));
             }
         }
         Ok(())
     }
 
     pub(super) fn begin_start(&mut self, force: Option<Force>) {
-        self.seq.extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
+        self.core.seq.extend([marks::StepKind::Mark(marks::Mark::Start(force))]);
         self.phase = Phase::Busy;
     }
 
@@ -122,12 +123,12 @@ impl MirrorEngine {
             return;
         }
         self.rule_held_force = None;
-        self.rules.reset();
+        self.core.rules.reset();
         // A stop preempts what is left of the running plan; the script being
         // run finishes first, then the stop undoes what was done.
-        self.seq.clear_pending();
+        self.core.seq.clear_pending();
         self.pending.clear();
-        self.seq.extend(marks::stop_plan(action, then, force_only));
+        self.core.seq.extend(marks::stop_plan(action, then, force_only));
         self.phase = Phase::Busy;
     }
 
@@ -137,9 +138,9 @@ impl MirrorEngine {
                 if matches!(self.phase, Phase::Stopped | Phase::Waiting(_)) {
                     return;
                 }
-                self.log(LogLevel::E, format!("Action wait from failover rule {label}"));
-                if self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval) {
-                    self.log(LogLevel::C, "Action stop called by maxloop");
+                self.core.log(LogLevel::E, format!("Action wait from failover rule {label}"));
+                if self.core.maxloop_exceeded() {
+                    self.core.log(LogLevel::C, "Action stop called by maxloop");
                     self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
                 } else if let Phase::Starting { force } = self.phase {
                     self.rule_held_force = force;

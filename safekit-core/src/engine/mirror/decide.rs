@@ -72,7 +72,7 @@ impl MirrorEngine {
     /// One decision once no plan runs; true if something was queued.
     pub(super) fn decide(&mut self) -> bool {
         if let Some(until) = self.stall_hold {
-            if self.now < until && self.any_lan_up() && !self.peer_fresh() {
+            if self.core.now < until && self.any_lan_up() && !self.peer_fresh() {
                 return false;
             }
             self.stall_hold = None;
@@ -85,7 +85,7 @@ impl MirrorEngine {
             Phase::Stopped | Phase::Busy | Phase::AskingWitness { .. } => false,
             Phase::Starting { force } => {
                 let mut d = self.decide_start(force);
-                if matches!(d, Decision::Second(_)) && self.reint_retry_at.is_some_and(|t| self.now < t) {
+                if matches!(d, Decision::Second(_)) && self.reint_retry_at.is_some_and(|t| self.core.now < t) {
                     // The last reintegrations failed: wait before the next.
                     d = Decision::Hold;
                 }
@@ -102,14 +102,14 @@ impl MirrorEngine {
     }
 
     pub(super) fn queue(&mut self, steps: Vec<marks::Step>) -> bool {
-        self.seq.extend(steps);
+        self.core.seq.extend(steps);
         self.phase = Phase::Busy;
         true
     }
 
     fn wait_rules(&self) -> (bool, Option<String>) {
         let remote = self.live_peer().filter(|h| h.status.state != State::Stop).map(|h| &h.resources);
-        self.rules.waiting(&View { local: &self.resources, remote }, &self.held.checkers)
+        self.core.rules.waiting(&View { local: &self.core.resources, remote }, &self.held.checkers)
     }
 
     fn can_start_alone(&self) -> bool {
@@ -167,7 +167,7 @@ impl MirrorEngine {
                 // Beyond SafeKit: going ALONE without hearing the peer could
                 // be the other side of a partition; with a witness
                 // configured, it must answer first.
-                if self.cfg.splitbrain && !self.witness_cleared {
+                if self.core.cfg.splitbrain && !self.witness_cleared {
                     return Decision::AskWitness;
                 }
                 return Decision::Alone { full_sync_required: false, forced: false };
@@ -191,7 +191,7 @@ impl MirrorEngine {
                     Decision::Wait(if self.p.gen == 0 { WaitReason::FirstStart } else { WaitReason::NotUptodate })
                 }
             }
-            State::Wait => match leader(&self.cfg.node, &self.data_status(), &self.cfg.peer, &p.data) {
+            State::Wait => match leader(&self.core.cfg.node, &self.data_status(), &self.core.cfg.peer, &p.data) {
                 Leader::Me => {
                     let resume = p.data.version() == self.p.version()
                         && self.p.last_role == Some(Role::Prim)
@@ -228,14 +228,14 @@ impl MirrorEngine {
             }
             Decision::Alone { full_sync_required, forced } => {
                 if from_wait {
-                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                    self.core.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                 }
                 self.queue(marks::alone_from_wait(full_sync_required, forced))
             }
             Decision::PrimResume => self.queue(marks::prim_from_wait()),
             Decision::Second(mode) => self.queue(marks::second_from_wait(mode)),
             Decision::Abort(msg) => {
-                self.log(LogLevel::E, msg);
+                self.core.log(LogLevel::E, msg);
                 self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false))
             }
             Decision::AskWitness => self.ask_witness(WitnessFor::StartAlone),
@@ -246,7 +246,7 @@ impl MirrorEngine {
         match reason {
             WaitReason::Rule(_) => {
                 if self.wait_rules().1.is_none() {
-                    self.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
+                    self.core.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
                     self.phase = Phase::Starting { force: self.rule_held_force.take() };
                     self.set_status(Status::new(State::Wait, Readiness::Transient));
                     return true;
@@ -270,7 +270,7 @@ impl MirrorEngine {
 
     fn eval_prim(&mut self) -> bool {
         let Some(p) = self.live_peer().cloned() else {
-            if self.cfg.splitbrain {
+            if self.core.cfg.splitbrain {
                 return self.ask_witness(WitnessFor::PrimLostPeer);
             }
             return self.queue(marks::prim_to_alone_plan(false, "no heartbeat"));
@@ -288,9 +288,9 @@ impl MirrorEngine {
             // pause, a one-way cut): its clients wrote there, and nothing
             // this node wrote since was acknowledged (see secondary_lost).
             // Yield: VIP first, then stop, then come back as its secondary.
-            self.log(LogLevel::E, "The other node became primary while this node was unreachable: restarting as secondary");
+            self.core.log(LogLevel::E, "The other node became primary while this node was unreachable: restarting as secondary");
             self.p.uptodate = false;
-            self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            self.core.emit(super::super::Action::Persist(self.p.clone()));
             return self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start));
         }
         if self.peer_wrote_newer(&p) {
@@ -319,7 +319,7 @@ impl MirrorEngine {
             // stays ALONE only if it answers. SafeKit asks on PRIM->ALONE; this
             // also covers a node already ALONE, whose peer, unheard, may be
             // failing over or starting on the other side of a partition.
-            if self.cfg.splitbrain && self.peer.is_some() && !self.witness_asked {
+            if self.core.cfg.splitbrain && self.peer.is_some() && !self.witness_asked {
                 return self.ask_witness(WitnessFor::AloneLostPeer);
             }
             return false;
@@ -333,7 +333,7 @@ impl MirrorEngine {
             // would look newer than the writes made here since.
             self.p.epoch = self.p.epoch.max(p.data.epoch);
             self.p.gen = self.p.gen.max(p.data.gen) + 1;
-            self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+            self.core.emit(super::super::Action::Persist(self.p.clone()));
             self.send_heartbeat();
         }
         if p.primary_active && p.status.state == State::Alone {
@@ -356,10 +356,10 @@ impl MirrorEngine {
                 _ if mine != theirs => theirs,
                 (true, false) => true,
                 (false, true) => false,
-                _ => self.cfg.node > self.cfg.peer,
+                _ => self.core.cfg.node > self.core.cfg.peer,
             };
             if exit {
-                self.log(LogLevel::E, "Split brain recovery: exiting alone");
+                self.core.log(LogLevel::E, "Split brain recovery: exiting alone");
                 // A loser that wrote nothing alone has nothing to keep aside,
                 // and the zones both dirty maps name are all that differ.
                 let diverged = mine || p.data.epoch != self.p.epoch;
@@ -367,12 +367,12 @@ impl MirrorEngine {
                 self.p.uptodate = false;
                 self.p.need_full_sync |= diverged;
                 self.p.quarantine |= diverged;
-                self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                self.core.emit(super::super::Action::Persist(self.p.clone()));
                 return self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start));
             }
             if !self.split_logged {
                 self.split_logged = true;
-                self.log(LogLevel::E, "Split brain recovery: staying alone");
+                self.core.log(LogLevel::E, "Split brain recovery: staying alone");
             }
             return false;
         }
@@ -388,7 +388,7 @@ impl MirrorEngine {
         match s {
             SecondPhase::Reintegrating => {
                 if !peer.as_ref().is_some_and(|p| p.primary_active) {
-                    self.log(LogLevel::E, "Reintegration interrupted: the primary is gone");
+                    self.core.log(LogLevel::E, "Reintegration interrupted: the primary is gone");
                     return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
                 }
                 false
@@ -407,14 +407,14 @@ impl MirrorEngine {
                 let Some(p) = peer else {
                     if !self.p.uptodate {
                         // The primary wrote data this node never received.
-                        self.log(LogLevel::E, "The primary was lost after it continued without this node: no failover");
+                        self.core.log(LogLevel::E, "The primary was lost after it continued without this node: no failover");
                         return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::NotUptodate), false));
                     }
                     return self.failover("no heartbeat", true);
                 };
                 if p.degraded {
                     self.p.uptodate = false;
-                    self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+                    self.core.emit(super::super::Action::Persist(self.p.clone()));
                     return self.queue(marks::stop_plan(ScriptAction::Stopwait, StopThen::Wait(WaitReason::PeerDegraded), false));
                 }
                 if !p.primary_active && matches!(p.status.state, State::Stop | State::Wait) {
@@ -428,8 +428,8 @@ impl MirrorEngine {
                 }
                 if p.primary_active && p.data.version() > self.p.version() {
                     // The primary dropped us and wrote alone: catch up.
-                    self.log(LogLevel::E, "The primary continued without this node: resynchronising");
-                    self.seq.extend([
+                    self.core.log(LogLevel::E, "The primary continued without this node: resynchronising");
+                    self.core.seq.extend([
                         marks::StepKind::Mark(marks::Mark::Status(State::Second, Readiness::Transient)),
                         marks::StepKind::Mark(marks::Mark::Persist(marks::Edit {
                             uptodate: Some(false),
@@ -444,7 +444,7 @@ impl MirrorEngine {
                 }
                 if !self.defaultprim_done && p.status == Status::new(State::Prim, Readiness::Ready) && self.wants_primary() {
                     self.defaultprim_done = true;
-                    self.log(LogLevel::E, "Transition SWAP from defaultprim");
+                    self.core.log(LogLevel::E, "Transition SWAP from defaultprim");
                     self.swap_request = Some(SwapKind::Sync);
                     self.send_heartbeat();
                 }
@@ -468,9 +468,9 @@ impl MirrorEngine {
     /// Gives the primary role up to the node with the newer data: VIP
     /// first, stop, start again (the peer leads, see [`leader`]).
     pub(super) fn yield_to_newer_data(&mut self) -> bool {
-        self.log(LogLevel::E, "The other node wrote data this node does not have: restarting to let it lead");
+        self.core.log(LogLevel::E, "The other node wrote data this node does not have: restarting to let it lead");
         self.p.uptodate = false;
-        self.actions.push_back(super::super::Action::Persist(self.p.clone()));
+        self.core.emit(super::super::Action::Persist(self.p.clone()));
         self.queue(marks::lose_plan(ScriptAction::Stopstart, StopThen::Start))
     }
 
@@ -478,13 +478,13 @@ impl MirrorEngine {
     /// hear it: the link is one-way, not merely healing (right after a heal
     /// the first heartbeats to cross still say "not heard").
     fn peer_deaf_for_long(&self) -> bool {
-        let timeout = self.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
-        self.peer_deaf_since.is_some_and(|t| self.now.saturating_duration_since(t) >= timeout)
+        let timeout = self.core.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
+        self.peer_deaf_since.is_some_and(|t| self.core.now.saturating_duration_since(t) >= timeout)
     }
 
     fn wants_primary(&self) -> bool {
-        match &self.cfg.defaultprim {
-            DefaultPrim::Node(n) => *n == self.cfg.node,
+        match &self.core.cfg.defaultprim {
+            DefaultPrim::Node(n) => *n == self.core.cfg.node,
             DefaultPrim::LastPrim => self.role_before_start.is_some_and(Role::is_primary),
             DefaultPrim::Alone => false,
         }
@@ -492,23 +492,23 @@ impl MirrorEngine {
 
     fn failover(&mut self, cause: &'static str, heartbeats_lost: bool) -> bool {
         if !self.p.failover {
-            self.log(LogLevel::E, "Failover-off configured");
-            self.log(LogLevel::E, "Action stopstart called by failover-off");
-            self.log(LogLevel::E, "Transition STOPSTART from failover-off");
+            self.core.log(LogLevel::E, "Failover-off configured");
+            self.core.log(LogLevel::E, "Action stopstart called by failover-off");
+            self.core.log(LogLevel::E, "Transition STOPSTART from failover-off");
             return self.queue(marks::stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
         }
-        if heartbeats_lost && self.cfg.splitbrain {
+        if heartbeats_lost && self.core.cfg.splitbrain {
             return self.ask_witness(WitnessFor::SecondLostPeer);
         }
         self.queue(marks::failover_plan(cause))
     }
 
     pub(super) fn ask_witness(&mut self, why: WitnessFor) -> bool {
-        let run = self.seq.new_run();
+        let run = self.core.seq.new_run();
         self.witness_asked = true;
         let resume = Box::new(self.phase.clone());
         self.phase = Phase::AskingWitness { run, why, resume };
-        self.actions.push_back(super::super::Action::CheckWitness(run));
+        self.core.emit(super::super::Action::CheckWitness(run));
         false
     }
 }

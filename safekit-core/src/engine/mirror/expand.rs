@@ -59,7 +59,7 @@ impl MirrorEngine {
     }
 
     pub(super) fn expand_stop(&mut self, action: ScriptAction, then: StopThen, force_only: bool) -> Vec<Step> {
-        let from = self.status.state;
+        let from = self.core.status.state;
         let peer_takes_over = match from {
             State::Second => self.peer_primary(),
             State::Prim => self.live_peer().is_some_and(|h| h.status == Status::new(State::Second, Readiness::Ready) && h.failover),
@@ -115,7 +115,7 @@ impl MirrorEngine {
     }
 
     pub(super) fn expand_restart(&mut self) -> Vec<Step> {
-        let st = self.status.state;
+        let st = self.core.status.state;
         let mut steps = vec![status(st, Readiness::Transient)];
         for part in [CheckerClass::Prim, CheckerClass::Second] {
             if self.held.app.contains(&part) {

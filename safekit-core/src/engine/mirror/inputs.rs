@@ -12,21 +12,21 @@ use crate::engine::{
 
 impl MirrorEngine {
     pub(super) fn on_heartbeat(&mut self, lan: usize, hb: Heartbeat) {
-        if lan >= self.lans.len() || hb.node != self.cfg.peer {
-            self.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
+        if lan >= self.lans.len() || hb.node != self.core.cfg.peer {
+            self.core.log(LogLevel::D, format!("heartbeat from unexpected node '{}' on network {lan} dropped", hb.node));
             return;
         }
         let newer =
             self.peer.as_ref().is_none_or(|p| hb.incarnation > p.incarnation || (hb.incarnation == p.incarnation && hb.seq > p.seq));
         let was_live = self.any_lan_up();
         let l = &mut self.lans[lan];
-        l.last_rx = Some(self.now);
+        l.last_rx = Some(self.core.now);
         if !l.up {
             l.up = true;
             self.witness_asked = false;
             self.witness_cleared = false;
-            let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
-            self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
+            let ident = self.core.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+            self.core.log(LogLevel::E, format!("Resource heartbeat.{ident} set to up by heart"));
         }
         if !was_live {
             // Heard again after a loss: what arrives first may have been
@@ -38,17 +38,17 @@ impl MirrorEngine {
             // The peer wrote data we do not have: ours is no longer the newest,
             // even if the peer stops before we start again.
             self.p.uptodate = false;
-            self.actions.push_back(Action::Persist(self.p.clone()));
+            self.core.emit(Action::Persist(self.p.clone()));
         }
         if newer {
             if hb.hears_peer {
                 self.peer_deaf_since = None;
             } else if self.peer_deaf_since.is_none() {
-                self.peer_deaf_since = Some(self.now);
+                self.peer_deaf_since = Some(self.core.now);
             }
             let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
             if changed {
-                self.log(LogLevel::E, format!("Remote state {}", hb.status));
+                self.core.log(LogLevel::E, format!("Remote state {}", hb.status));
             }
             // What `remote.` resources read: the peer's list, or unknown when it stops.
             let resources_changed = changed || self.peer.as_ref().is_none_or(|p| p.resources != hb.resources);
@@ -70,7 +70,7 @@ impl MirrorEngine {
         self.peer_was_primary = hb.primary_active;
         if serving && self.held.vip && released {
             let why = if was_live { "the other node released it" } else { "the other node is heard again" };
-            self.log(LogLevel::E, format!("Virtual IP announced again: {why}"));
+            self.core.log(LogLevel::E, format!("Virtual IP announced again: {why}"));
             self.change_vip(true, false);
         }
     }
@@ -80,19 +80,19 @@ impl MirrorEngine {
     /// in our socket). Every network heard before the stall gets a whole
     /// timeout again, and decisions wait for a report sent after it.
     pub(super) fn on_stall(&mut self, lag: std::time::Duration) {
-        self.log(LogLevel::E, format!("Local stall of {} ms detected: heartbeat deadlines restarted", lag.as_millis()));
+        self.core.log(LogLevel::E, format!("Local stall of {} ms detected: heartbeat deadlines restarted", lag.as_millis()));
         for l in &mut self.lans {
             if l.up {
-                l.last_rx = Some(self.now);
+                l.last_rx = Some(self.core.now);
             }
         }
         if self.listen_until.is_some() {
-            self.listen_until = Some(self.now + self.listen_window());
+            self.listen_until = Some(self.core.now + self.listen_window());
         }
         self.peer_deaf_since = None;
         self.require_fresh();
-        let timeout = self.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
-        self.stall_hold = self.any_lan_up().then_some(self.now + timeout);
+        let timeout = self.core.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
+        self.stall_hold = self.any_lan_up().then_some(self.core.now + timeout);
         // Our next heartbeat is what a fresh report must have heard.
         self.send_heartbeat();
     }
@@ -102,11 +102,11 @@ impl MirrorEngine {
             return;
         }
         self.lans[lan].up = false;
-        let ident = self.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
-        self.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
+        let ident = self.core.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
+        self.core.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
         if !self.any_lan_up() {
             self.peer_deaf_since = None;
-            self.log(LogLevel::E, "Remote state UNKNOWN Unknown");
+            self.core.log(LogLevel::E, "Remote state UNKNOWN Unknown");
             // Every remote. resource is unknown now.
             self.evaluate_rules(true);
         }
@@ -123,14 +123,14 @@ impl MirrorEngine {
         if vip.is_some() {
             self.held.vip_run = None;
         }
-        let awaited = self.seq.complete(run);
+        let awaited = self.core.seq.complete(run);
         let Err(why) = result else { return };
         let what = match vip {
             Some(true) => "set",
             Some(false) => "removed",
             None => "announced again",
         };
-        self.log(LogLevel::C, format!("Virtual IP not {what}: {why}"));
+        self.core.log(LogLevel::C, format!("Virtual IP not {what}: {why}"));
         // A late answer (after a forcestop took the wait away) decides nothing.
         if vip == Some(true) && awaited {
             let _ = self.apply_command(Command::by(CommandKind::Stopstart, "vip"));
@@ -138,12 +138,9 @@ impl MirrorEngine {
     }
 
     pub(super) fn on_resource(&mut self, name: String, state: ResourceState, by: &str) {
-        if self.resources.get(&name) == Some(&state) {
-            return;
+        if self.core.record_resource(name, state, by) {
+            self.evaluate_rules(true);
         }
-        self.log(LogLevel::E, format!("Resource {name} set to {state} by {by}"));
-        self.resources.insert(name, state);
-        self.evaluate_rules(true);
     }
 
     /// Runs the failover machine (see [`super::super::rules`]) and queues
@@ -153,8 +150,8 @@ impl MirrorEngine {
             return;
         }
         let remote = self.live_peer().filter(|h| h.status.state != State::Stop).map(|h| h.resources.clone());
-        let view = View { local: &self.resources, remote: remote.as_ref() };
-        for (label, verb) in self.rules.evaluate(self.now, &view, &self.held.checkers, changed) {
+        let view = View { local: &self.core.resources, remote: remote.as_ref() };
+        for (label, verb) in self.core.rules.evaluate(self.core.now, &view, &self.held.checkers, changed) {
             let kind = match verb {
                 RuleVerb::Wait => {
                     self.pending.push_back(Intent::RuleWait(label));
@@ -177,22 +174,22 @@ impl MirrorEngine {
                     self.progress = None;
                     self.reint_failures = 0;
                     self.reint_retry_at = None;
-                    self.log(LogLevel::E, "Reintegration ended (synchronize)");
-                    self.seq.extend(marks::second_ready_plan(self.peer_version()));
+                    self.core.log(LogLevel::E, "Reintegration ended (synchronize)");
+                    self.core.seq.extend(marks::second_ready_plan(self.peer_version()));
                     self.phase = Phase::Busy;
                 }
             }
             ReplicationEvent::ReintegrationFailed { reason } => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
-                    self.log(LogLevel::C, format!("Reintegration failed: {reason}"));
+                    self.core.log(LogLevel::C, format!("Reintegration failed: {reason}"));
                     // Retried after a wait that doubles with each failure in a
                     // row: a cause that lasts (a full disk) costs one attempt
                     // every few minutes, not a copy loop.
                     self.reint_failures = self.reint_failures.saturating_add(1);
                     let wait =
                         std::time::Duration::from_secs(2u64 << (self.reint_failures - 1).min(8)).min(std::time::Duration::from_secs(300));
-                    self.reint_retry_at = Some(self.now + wait);
-                    self.log(
+                    self.reint_retry_at = Some(self.core.now + wait);
+                    self.core.log(
                         LogLevel::E,
                         format!("Next reintegration attempt in {} s ({} failed in a row)", wait.as_secs(), self.reint_failures),
                     );
@@ -201,12 +198,12 @@ impl MirrorEngine {
             }
             ReplicationEvent::Degraded { reason } => {
                 if matches!(self.phase, Phase::Prim | Phase::Alone { .. }) {
-                    self.log(LogLevel::C, format!("Replication failure: {reason}"));
-                    self.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
+                    self.core.log(LogLevel::C, format!("Replication failure: {reason}"));
+                    self.core.log(LogLevel::E, "Resource rfs.degraded set to up by nfsadmin");
                     self.degraded = true;
                     let via = matches!(self.phase, Phase::Alone { via_failover: true, .. });
                     if self.phase == Phase::Prim {
-                        self.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
+                        self.core.seq.extend(marks::prim_to_alone_plan(true, "degraded replication"));
                         self.phase = Phase::Busy;
                     } else {
                         self.phase = Phase::Alone { via_failover: via, degraded: true };
@@ -216,8 +213,8 @@ impl MirrorEngine {
             }
             ReplicationEvent::SecondaryLost { reason } => {
                 if self.phase == Phase::Prim {
-                    self.log(LogLevel::C, format!("Secondary dropped: {reason}"));
-                    if self.cfg.splitbrain {
+                    self.core.log(LogLevel::C, format!("Secondary dropped: {reason}"));
+                    if self.core.cfg.splitbrain {
                         // The replication link may be the first sign of a
                         // partition: only the witness may let us go on alone.
                         self.ask_witness(WitnessFor::PrimLostReplication);
@@ -226,12 +223,12 @@ impl MirrorEngine {
                         // not reach it (a pause, a cut): writes the secondary
                         // lacks wait until a heartbeat sent after this one
                         // says the peer is not primary (see eval_prim).
-                        self.log(LogLevel::E, "Waiting for the other node's answer before continuing alone");
+                        self.core.log(LogLevel::E, "Waiting for the other node's answer before continuing alone");
                         self.secondary_lost = true;
                         self.require_fresh();
                         self.send_heartbeat();
                     } else {
-                        self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
+                        self.core.seq.extend(marks::prim_to_alone_plan(false, "replication timeout"));
                         self.phase = Phase::Busy;
                     }
                 }
@@ -239,7 +236,7 @@ impl MirrorEngine {
             ReplicationEvent::WroteAlone => {
                 if self.primary_active() && !self.p.wrote_alone {
                     self.p.wrote_alone = true;
-                    self.actions.push_back(Action::Persist(self.p.clone()));
+                    self.core.emit(Action::Persist(self.p.clone()));
                     self.send_heartbeat();
                 }
             }
@@ -273,11 +270,11 @@ impl MirrorEngine {
             return;
         }
         if reachable {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
+            self.core.log(LogLevel::E, "Resource splitbrain.uptodate set to up by splitbraincheck");
             match why {
-                WitnessFor::PrimLostPeer => self.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
-                WitnessFor::PrimLostReplication => self.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
-                WitnessFor::SecondLostPeer => self.seq.extend(marks::failover_plan("no heartbeat")),
+                WitnessFor::PrimLostPeer => self.core.seq.extend(marks::prim_to_alone_plan(false, "no heartbeat")),
+                WitnessFor::PrimLostReplication => self.core.seq.extend(marks::prim_to_alone_plan(false, "replication timeout")),
+                WitnessFor::SecondLostPeer => self.core.seq.extend(marks::failover_plan("no heartbeat")),
                 WitnessFor::AloneLostPeer => {
                     self.phase = *resume;
                     return;
@@ -290,21 +287,21 @@ impl MirrorEngine {
                 }
             }
         } else if why == WitnessFor::StartAlone {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
-            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
-            self.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
+            self.core.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.core.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.core.seq.extend(marks::wait_plan(WaitReason::SplitBrain));
         } else {
-            self.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
-            self.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
+            self.core.log(LogLevel::E, "Resource splitbrain.uptodate set to down by splitbraincheck");
+            self.core.log(LogLevel::E, "Action wait from failover rule splitbrain_failure");
             self.p.uptodate = false;
-            self.actions.push_back(Action::Persist(self.p.clone()));
-            self.seq.extend(marks::lose_plan(crate::engine::ScriptAction::Stopwait, StopThen::Wait(WaitReason::SplitBrain)));
+            self.core.emit(Action::Persist(self.p.clone()));
+            self.core.seq.extend(marks::lose_plan(crate::engine::ScriptAction::Stopwait, StopThen::Wait(WaitReason::SplitBrain)));
         }
         self.phase = Phase::Busy;
     }
 
     pub(super) fn tick_generation(&mut self, now: Instant) {
-        let alone_ready = matches!(self.phase, Phase::Alone { .. }) && self.status.readiness == Readiness::Ready;
+        let alone_ready = matches!(self.phase, Phase::Alone { .. }) && self.core.status.readiness == Readiness::Ready;
         let peer_following = self.live_peer().is_some_and(|h| h.status.state == State::Second);
         if !alone_ready || peer_following {
             self.next_gen_tick = None;
@@ -314,7 +311,7 @@ impl MirrorEngine {
             None => self.next_gen_tick = Some(now + self.alone_tick()),
             Some(t) if now >= t => {
                 self.p.gen += 1;
-                self.actions.push_back(Action::Persist(self.p.clone()));
+                self.core.emit(Action::Persist(self.p.clone()));
                 self.next_gen_tick = Some(now + self.alone_tick());
             }
             Some(_) => {}

@@ -16,7 +16,7 @@ use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason};
 
 /// Engine-specific plan steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Mark {
+pub(in crate::engine) enum Mark {
     /// Emit an action (and track what it holds).
     Act(Action),
     /// Set (`true`) or remove the VIP, and wait until the runtime says it
@@ -55,7 +55,7 @@ pub(super) enum Mark {
 
 /// What follows a [`Mark::StopAll`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum StopThen {
+pub(in crate::engine) enum StopThen {
     Stop,
     Start,
     Wait(WaitReason),
@@ -63,7 +63,7 @@ pub(super) enum StopThen {
 
 /// A change of the persistent state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Edit {
+pub(in crate::engine) struct Edit {
     pub(super) gen: Option<GenEdit>,
     pub(super) uptodate: Option<bool>,
     pub(super) partial: Option<bool>,
@@ -75,7 +75,7 @@ pub(super) struct Edit {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum GenEdit {
+pub(in crate::engine) enum GenEdit {
     /// New writes without a secondary: a generation no one else has.
     Bump,
     /// End of reintegration: same data as the primary (epoch, generation).
@@ -338,16 +338,16 @@ impl MirrorEngine {
             Mark::Persist(e) => self.persist(&e),
             Mark::Become { to, from, action, transition, starts } => {
                 let steps = self.expand_become(to, from, action, transition, starts);
-                self.seq.prepend(steps);
+                self.core.seq.prepend(steps);
             }
             Mark::StopAll { action, then, force_only } => {
                 self.held.stop_in_progress = true;
                 let steps = self.expand_stop(action, then, force_only);
-                self.seq.prepend(steps);
+                self.core.seq.prepend(steps);
             }
             Mark::Restart => {
                 let steps = self.expand_restart();
-                self.seq.prepend(steps);
+                self.core.seq.prepend(steps);
             }
             Mark::Start(force) => {
                 if self.unclean && self.p.uptodate && matches!(self.p.last_role, Some(Role::Prim | Role::Second)) {
@@ -357,14 +357,14 @@ impl MirrorEngine {
                     // after a power loss the first node back waits), even if
                     // an administrator now stops and starts it cleanly.
                     self.p.uptodate = false;
-                    self.actions.push_back(Action::Persist(self.p.clone()));
+                    self.core.emit(Action::Persist(self.p.clone()));
                 }
-                self.listen_until = Some(self.now + self.listen_window());
+                self.listen_until = Some(self.core.now + self.listen_window());
                 self.role_before_start = self.p.last_role;
                 self.defaultprim_done = false;
-                self.seq.prepend(start_plan(force));
+                self.core.seq.prepend(start_plan(force));
             }
-            Mark::Log(l, s) => self.log(l, s),
+            Mark::Log(l, s) => self.core.log(l, s),
             Mark::ForgetApp => {
                 self.held.app.clear();
                 self.held.stopping.clear();
@@ -383,12 +383,12 @@ impl MirrorEngine {
                     // this node, say): nothing was served here, so go back to
                     // being its secondary. The generation bumped for the
                     // failover is not trusted: uptodate is cleared.
-                    self.log(LogLevel::E, "Failover cancelled: the primary is heard again");
-                    self.seq.clear_pending();
+                    self.core.log(LogLevel::E, "Failover cancelled: the primary is heard again");
+                    self.core.seq.clear_pending();
                     self.p.uptodate = false;
                     self.p.last_role = Some(Role::Second);
-                    self.actions.push_back(Action::Persist(self.p.clone()));
-                    self.seq.extend(stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
+                    self.core.emit(Action::Persist(self.p.clone()));
+                    self.core.seq.extend(stop_plan(ScriptAction::Stopstart, StopThen::Start, false));
                 }
             }
         }
@@ -396,17 +396,17 @@ impl MirrorEngine {
 
     /// How long a start listens for the peer before deciding it is absent.
     pub(super) fn listen_window(&self) -> std::time::Duration {
-        let pulse = self.cfg.pulse();
-        let timeout = self.cfg.lans.iter().map(|l| l.timeout).min().unwrap_or(pulse * 3);
+        let pulse = self.core.cfg.pulse();
+        let timeout = self.core.cfg.lans.iter().map(|l| l.timeout).min().unwrap_or(pulse * 3);
         (pulse * 3).min(timeout)
     }
 
     fn act(&mut self, a: Action) {
         if matches!(a, Action::StartReintegration(_)) && self.p.quarantine {
             // What this node wrote alone is kept aside before the copy overwrites it.
-            self.actions.push_back(Action::QuarantineLocalChanges);
+            self.core.emit(Action::QuarantineLocalChanges);
             self.p.quarantine = false;
-            self.actions.push_back(Action::Persist(self.p.clone()));
+            self.core.emit(Action::Persist(self.p.clone()));
         }
         let announce = matches!(a, Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
         match &a {
@@ -420,7 +420,7 @@ impl MirrorEngine {
             }
             _ => {}
         }
-        self.actions.push_back(a);
+        self.core.emit(a);
         if announce {
             self.send_heartbeat();
         }
@@ -430,15 +430,15 @@ impl MirrorEngine {
     /// for the answer (a re-announcement of an address already held does
     /// not hold up what runs meanwhile).
     pub(super) fn change_vip(&mut self, on: bool, wait: bool) {
-        let run = self.seq.new_run();
+        let run = self.core.seq.new_run();
         if wait {
-            self.seq.awaiting = Some(run);
+            self.core.seq.awaiting = Some(run);
             self.held.vip_run = Some((run, on));
         }
         // Held from the request on: a stop removes whatever part of the
         // addresses a failed or interrupted set left configured.
         self.held.vip = on;
-        self.actions.push_back(if on { Action::SetVip(run) } else { Action::RemoveVip(run) });
+        self.core.emit(if on { Action::SetVip(run) } else { Action::RemoveVip(run) });
         self.send_heartbeat();
     }
 
@@ -480,24 +480,26 @@ impl MirrorEngine {
         if let Some(v) = e.wrote_alone {
             self.p.wrote_alone = v;
         }
-        self.actions.push_back(Action::Persist(self.p.clone()));
+        self.core.emit(Action::Persist(self.p.clone()));
     }
 
     pub(super) fn enter_wait(&mut self, reason: WaitReason) {
         match &reason {
             WaitReason::NotUptodate | WaitReason::FirstStart => {
-                self.log(LogLevel::E, "Data may be not uptodate for replicated directories (wait for the start of the remote server)");
-                self.log(LogLevel::E, "Action wait from failover rule notuptodate_server");
-                self.log(
+                self.core.log(LogLevel::E, "Data may be not uptodate for replicated directories (wait for the start of the remote server)");
+                self.core.log(LogLevel::E, "Action wait from failover rule notuptodate_server");
+                self.core.log(
                     LogLevel::I,
                     "If you are sure that this server has valid data, run safekit stop, then safekit prim to force start as primary",
                 );
             }
-            WaitReason::FailoverOff => self.log(LogLevel::E, "Failover-off configured"),
-            WaitReason::Rule(label) => self.log(LogLevel::E, format!("Transition WAIT_TR from failover rule {label}")),
+            WaitReason::FailoverOff => self.core.log(LogLevel::E, "Failover-off configured"),
+            WaitReason::Rule(label) => self.core.log(LogLevel::E, format!("Transition WAIT_TR from failover rule {label}")),
             WaitReason::SplitBrain => {}
-            WaitReason::PeerDegraded => self.log(LogLevel::E, "Action wait from failover rule degraded_server"),
-            WaitReason::PeerLeads => self.log(LogLevel::E, "The other node has the most recent data: waiting for it to become primary"),
+            WaitReason::PeerDegraded => self.core.log(LogLevel::E, "Action wait from failover rule degraded_server"),
+            WaitReason::PeerLeads => {
+                self.core.log(LogLevel::E, "The other node has the most recent data: waiting for it to become primary")
+            }
         }
         self.phase = Phase::Waiting(reason);
         self.set_status(Status::new(State::Wait, Readiness::NotReady));

@@ -24,18 +24,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::config::EngineConfig;
-use super::loops::LoopGuard;
-use super::plan::Sequencer;
-use super::rules::RuleMachine;
+use super::core::{self, Automaton, Core, Phases};
 use super::{
-    Action, CheckerClass, Command, CommandError, DataStatus, Heartbeat, Input, LogLevel, Persistent, Readiness, ReplicaRole, ResourceState,
-    Role, RunId, ScriptKind, State, Status, SwapKind,
+    Action, CheckerClass, Command, CommandError, DataStatus, Heartbeat, Input, LogLevel, Persistent, ReplicaRole, Role, RunId, ScriptKind,
+    ScriptRun, Status, SwapKind,
 };
 use marks::Mark;
 
 /// How a start was requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Force {
+pub(in crate::engine) enum Force {
     /// `prim [fullsync]`.
     Prim { fullsync: bool },
     /// `primforce`.
@@ -65,7 +63,7 @@ pub(crate) enum WaitReason {
 
 /// Sub-states of SECOND.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SecondPhase {
+pub(in crate::engine) enum SecondPhase {
     /// Copying from the primary (Transient).
     Reintegrating,
     /// In sync, ready to fail over.
@@ -76,7 +74,7 @@ enum SecondPhase {
 
 /// What the engine is doing, with per-phase data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Phase {
+pub(in crate::engine) enum Phase {
     Stopped,
     /// WAIT (Transient) after prestart, choosing a role.
     Starting {
@@ -94,7 +92,7 @@ enum Phase {
     AskingWitness {
         run: RunId,
         why: WitnessFor,
-        resume: Box<Phase>,
+        resume: Box<Self>,
     },
     /// A transition plan is running; its last step enters the next phase.
     Busy,
@@ -102,7 +100,7 @@ enum Phase {
 
 /// Why the split-brain witness is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WitnessFor {
+pub(in crate::engine) enum WitnessFor {
     /// PRIM lost every heartbeat.
     PrimLostPeer,
     /// PRIM's secondary stopped answering on the replication link.
@@ -152,28 +150,20 @@ struct Held {
 /// One mirror module on one node: see the `engine::mirror` module docs.
 #[derive(Debug, Clone)]
 pub struct MirrorEngine {
-    cfg: EngineConfig,
+    core: Core<Mark>,
     incarnation: u64,
-    now: Instant,
-    status: Status,
     phase: Phase,
     /// The administrator's `prim`/`second`/`primforce` of a start that a
     /// wait rule interrupted: Implicit_wakeup resumes that start, not a plain one.
     rule_held_force: Option<Force>,
-    /// Generated and user failover rules with their stability state.
-    rules: RuleMachine,
     p: Persistent,
     /// The previous run ended without a clean stop (crash or power loss).
     unclean: bool,
-    seq: Sequencer<Mark>,
-    actions: VecDeque<Action>,
     lans: Vec<LanState>,
     /// The peer's newest heartbeat.
     peer: Option<Heartbeat>,
     held: Held,
     pending: VecDeque<Intent>,
-    loops: LoopGuard,
-    resources: BTreeMap<String, ResourceState>,
     hb_seq: u64,
     next_pulse: Instant,
     /// After a start, how long to listen for the peer before deciding alone.
@@ -231,29 +221,17 @@ impl MirrorEngine {
     /// for a newly installed module). `incarnation` must grow at each daemon start.
     pub fn new(cfg: EngineConfig, persisted: Persistent, incarnation: u64, now: Instant) -> Self {
         let lans = vec![LanState::default(); cfg.lans.len().max(1)];
-        let rules = RuleMachine::new(
-            if cfg.failover_rules.extends { &cfg.rules } else { &[] },
-            &cfg.failover_rules.user,
-            cfg.failover_rules.timing,
-        );
         Self {
             unclean: persisted.running,
-            cfg,
+            core: Core::new(cfg, now),
             incarnation,
-            now,
-            status: Status::new(State::Stop, Readiness::NotReady),
             phase: Phase::Stopped,
             rule_held_force: None,
-            rules,
             p: persisted,
-            seq: Sequencer::default(),
-            actions: VecDeque::new(),
             lans,
             peer: None,
             held: Held::default(),
             pending: VecDeque::new(),
-            loops: LoopGuard::default(),
-            resources: BTreeMap::new(),
             hb_seq: 0,
             next_pulse: now,
             listen_until: None,
@@ -282,29 +260,19 @@ impl MirrorEngine {
     /// each went on writing alone, so after a double failure the one that
     /// kept the application longest, and so wrote last, leads.
     fn alone_tick(&self) -> Duration {
-        (self.cfg.pulse() * 10).max(Duration::from_millis(100))
+        (self.core.cfg.pulse() * 10).max(Duration::from_millis(100))
     }
 
     // ---- getters -------------------------------------------------------
 
-    /// Local status.
-    pub const fn status(&self) -> Status {
-        self.status
-    }
-
     /// The configuration.
     pub const fn config(&self) -> &EngineConfig {
-        &self.cfg
+        &self.core.cfg
     }
 
     /// What is persisted.
     pub const fn persistent(&self) -> &Persistent {
         &self.p
-    }
-
-    /// The peer's status as last heard, `None` when all heartbeats are lost.
-    pub fn peer_status(&self) -> Option<Status> {
-        self.live_peer().map(|h| h.status)
     }
 
     /// The VIP is configured by this node.
@@ -317,31 +285,6 @@ impl MirrorEngine {
         self.held.repl
     }
 
-    /// Resources: `heartbeat.*`, `rfs.*`, `usersetting.*`, checker resources.
-    pub fn resources(&self) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = self.resources.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        for (i, l) in self.cfg.lans.iter().enumerate() {
-            let up = self.lans.get(i).is_some_and(|s| s.up);
-            out.insert(format!("heartbeat.{}", l.ident), if up { "up" } else { "down" }.into());
-        }
-        let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
-        out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
-        out.insert("rfs.generation".into(), format!("{}.{}", self.p.epoch, self.p.gen));
-        out.insert("rfs.degraded".into(), onoff(self.degraded));
-        let on = |b: bool| if b { "on" } else { "off" }.to_string();
-        out.insert("usersetting.failover".into(), on(self.p.failover));
-        out.insert("usersetting.errd".into(), on(self.p.errd));
-        out.insert("usersetting.checker".into(), on(self.p.checker));
-        out.insert("state.local".into(), self.status.state.to_string());
-        out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
-        out.insert("heart.stopstartloop".into(), self.loops.count().to_string());
-        if let Some((done, total, eta)) = self.progress {
-            let eta = eta.map_or(String::new(), |s| format!(", ETA {s} s"));
-            out.insert("rfs.reintegration".into(), format!("{done}/{total} bytes{eta}"));
-        }
-        out
-    }
-
     /// Why the module waits, if it is WAIT (NotReady).
     pub fn wait_reason(&self) -> Option<String> {
         match &self.phase {
@@ -350,112 +293,7 @@ impl MirrorEngine {
         }
     }
 
-    // ---- events ----------------------------------------------------------
-
-    /// Feeds one event. Malformed or irrelevant input is logged (D) and dropped.
-    pub fn handle_input(&mut self, now: Instant, input: Input) {
-        self.now = now;
-        match input {
-            Input::Heartbeat { lan, hb } => self.on_heartbeat(lan, hb),
-            Input::HeartbeatLost { lan } => {
-                if lan < self.lans.len() {
-                    self.lan_down(lan);
-                }
-            }
-            Input::ScriptDone { run, success } => {
-                if self.seq.complete(run) {
-                    if !success {
-                        self.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
-                    }
-                } else {
-                    self.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
-                }
-            }
-            Input::EffectDone { run, result } => self.on_effect_done(run, result),
-            Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
-            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
-            Input::Replication(ev) => self.on_replication(ev),
-            Input::Stalled { lag } => self.on_stall(lag),
-        }
-        self.drive();
-    }
-
-    /// Time passed: heartbeat deadlines, pulses, the start listening window.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
-        for i in 0..self.lans.len() {
-            let timeout = self.cfg.lans.get(i).map_or(Duration::from_secs(30), |l| l.timeout);
-            if self.lans[i].up && self.lans[i].last_rx.is_some_and(|t| now >= t + timeout) {
-                self.lan_down(i);
-            }
-        }
-        if self.listen_until.is_some_and(|t| now >= t) {
-            self.listen_until = None;
-        }
-        if self.stall_hold.is_some_and(|t| now >= t) {
-            self.stall_hold = None;
-        }
-        // The wait before the next reintegration is over: forget it, or the
-        // deadline would stay due forever.
-        if self.reint_retry_at.is_some_and(|t| now >= t) {
-            self.reint_retry_at = None;
-        }
-        if now >= self.next_pulse {
-            self.send_heartbeat();
-        }
-        self.tick_generation(now);
-        self.evaluate_rules(false);
-        self.drive();
-    }
-
-    /// An administrator (or detector, with an identity) command.
-    pub fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
-        self.now = now;
-        let r = self.apply_command(cmd);
-        self.drive();
-        r
-    }
-
-    // ---- outputs -----------------------------------------------------------
-
-    /// The next effect to carry out.
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// When to call `handle_timeout` next.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.next_pulse;
-        for (i, l) in self.lans.iter().enumerate() {
-            if let (true, Some(rx), Some(cfg)) = (l.up, l.last_rx, self.cfg.lans.get(i)) {
-                t = t.min(rx + cfg.timeout);
-            }
-        }
-        if let Some(l) = self.listen_until {
-            t = t.min(l);
-        }
-        if let Some(g) = self.next_gen_tick {
-            t = t.min(g);
-        }
-        if let Some(h) = self.stall_hold {
-            t = t.min(h);
-        }
-        if let Some(r) = self.reint_retry_at.filter(|_| matches!(self.phase, Phase::Starting { .. })) {
-            t = t.min(r);
-        }
-        if let Some(r) = self.rules.due().filter(|_| self.phase != Phase::Stopped) {
-            t = t.min(r);
-        }
-        Some(t)
-    }
-
     // ---- internals -------------------------------------------------------
-
-    fn log(&mut self, level: LogLevel, message: impl Into<String>) {
-        self.actions.push_back(Action::Log { level, message: message.into() });
-    }
 
     fn any_lan_up(&self) -> bool {
         self.lans.iter().any(|l| l.up)
@@ -505,10 +343,10 @@ impl MirrorEngine {
     fn heartbeat(&mut self) -> Heartbeat {
         self.hb_seq += 1;
         Heartbeat {
-            node: self.cfg.node.clone(),
+            node: self.core.cfg.node.clone(),
             incarnation: self.incarnation,
             seq: self.hb_seq,
-            status: self.status,
+            status: self.core.status,
             primary_active: self.primary_active(),
             data: self.data_status(),
             failover: self.p.failover,
@@ -518,36 +356,20 @@ impl MirrorEngine {
             swap_request: self.swap_request,
             handing_over: matches!(self.phase, Phase::Second(SecondPhase::AwaitingPrimary(_))),
             hears_peer: self.any_lan_up(),
-            resources: self.resources.clone(),
+            resources: self.core.resources.clone(),
             heard: self.peer.as_ref().map(|p| (p.incarnation, p.seq)),
         }
     }
 
     fn send_heartbeat(&mut self) {
         let hb = self.heartbeat();
-        self.actions.push_back(Action::SendHeartbeat(hb));
-        self.next_pulse = self.now + self.cfg.pulse();
+        self.core.emit(Action::SendHeartbeat(hb));
+        self.next_pulse = self.core.now + self.core.cfg.pulse();
     }
 
     /// Runs the plan, and decisions when it is over, until it waits.
     fn drive(&mut self) {
-        for _ in 0..1_000 {
-            match self.seq.next(self.cfg.scripts) {
-                super::plan::Next::Run(run) => {
-                    self.track_script(run.script, run.force);
-                    self.log(LogLevel::S, format!("Script {}{}", if run.force { "force " } else { "" }, run.script.file_name()));
-                    self.actions.push_back(Action::RunScript(run));
-                    return;
-                }
-                super::plan::Next::Mark(m) => self.apply_mark(m),
-                super::plan::Next::Idle => {
-                    if self.seq.busy() || !self.decide() {
-                        return;
-                    }
-                }
-            }
-        }
-        self.log(LogLevel::C, "engine decision loop did not settle; waiting for the next event");
+        core::drive(self);
     }
 
     /// Records which application parts are started (start_xx/stop_xx emitted).
@@ -575,13 +397,160 @@ impl MirrorEngine {
 
     /// Status change: state-changed action, log line, immediate heartbeat.
     fn set_status(&mut self, to: Status) {
-        if to == self.status {
-            return;
+        if self.core.set_status(to) {
+            self.send_heartbeat();
         }
-        let from = self.status;
-        self.status = to;
-        self.actions.push_back(Action::StateChanged { from, to });
-        self.log(LogLevel::E, format!("Local state {to}"));
-        self.send_heartbeat();
+    }
+}
+
+impl Phases for MirrorEngine {
+    type Mark = Mark;
+    fn core(&mut self) -> &mut Core<Mark> {
+        &mut self.core
+    }
+    fn on_script(&mut self, run: &ScriptRun) {
+        self.track_script(run.script, run.force);
+    }
+    fn apply_mark(&mut self, mark: Mark) {
+        Self::apply_mark(self, mark);
+    }
+    fn decide(&mut self) -> bool {
+        Self::decide(self)
+    }
+}
+
+impl Automaton for MirrorEngine {
+    /// Local status.
+    fn status(&self) -> Status {
+        self.core.status
+    }
+
+    /// The peer's status as last heard, `None` when all heartbeats are lost.
+    fn peer_status(&self) -> Option<Status> {
+        self.live_peer().map(|h| h.status)
+    }
+
+    /// Resources: `heartbeat.*`, `rfs.*`, `usersetting.*`, checker resources.
+    fn resources(&self) -> BTreeMap<String, String> {
+        let mut out = self.core.resource_strings();
+        for (i, l) in self.core.cfg.lans.iter().enumerate() {
+            let up = self.lans.get(i).is_some_and(|s| s.up);
+            out.insert(format!("heartbeat.{}", l.ident), if up { "up" } else { "down" }.into());
+        }
+        let onoff = |b: bool| if b { "up" } else { "down" }.to_string();
+        out.insert("rfs.uptodate".into(), onoff(self.p.uptodate));
+        out.insert("rfs.generation".into(), format!("{}.{}", self.p.epoch, self.p.gen));
+        out.insert("rfs.degraded".into(), onoff(self.degraded));
+        let on = |b: bool| if b { "on" } else { "off" }.to_string();
+        out.insert("usersetting.failover".into(), on(self.p.failover));
+        out.insert("usersetting.errd".into(), on(self.p.errd));
+        out.insert("usersetting.checker".into(), on(self.p.checker));
+        out.insert("state.local".into(), self.core.status.state.to_string());
+        out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
+        out.insert("heart.stopstartloop".into(), self.core.loops.count().to_string());
+        if let Some((done, total, eta)) = self.progress {
+            let eta = eta.map_or(String::new(), |s| format!(", ETA {s} s"));
+            out.insert("rfs.reintegration".into(), format!("{done}/{total} bytes{eta}"));
+        }
+        out
+    }
+
+    /// Feeds one event. Malformed or irrelevant input is logged (D) and dropped.
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        self.core.now = now;
+        match input {
+            Input::Heartbeat { lan, hb } => self.on_heartbeat(lan, hb),
+            Input::HeartbeatLost { lan } => {
+                if lan < self.lans.len() {
+                    self.lan_down(lan);
+                }
+            }
+            Input::ScriptDone { run, success } => {
+                if self.core.seq.complete(run) {
+                    if !success {
+                        self.core.log(LogLevel::E, format!("Script run {} ended with an error", run.0));
+                    }
+                } else {
+                    self.core.log(LogLevel::D, format!("late result of script run {} ignored", run.0));
+                }
+            }
+            Input::EffectDone { run, result } => self.on_effect_done(run, result),
+            Input::WitnessResult { run, reachable } => self.on_witness(run, reachable),
+            Input::Resource { name, state, by } => self.on_resource(name, state, &by),
+            Input::Replication(ev) => self.on_replication(ev),
+            Input::Stalled { lag } => self.on_stall(lag),
+        }
+        self.drive();
+    }
+
+    /// Time passed: heartbeat deadlines, pulses, the start listening window.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.now = now;
+        for i in 0..self.lans.len() {
+            let timeout = self.core.cfg.lans.get(i).map_or(Duration::from_secs(30), |l| l.timeout);
+            if self.lans[i].up && self.lans[i].last_rx.is_some_and(|t| now >= t + timeout) {
+                self.lan_down(i);
+            }
+        }
+        if self.listen_until.is_some_and(|t| now >= t) {
+            self.listen_until = None;
+        }
+        if self.stall_hold.is_some_and(|t| now >= t) {
+            self.stall_hold = None;
+        }
+        // The wait before the next reintegration is over: forget it, or the
+        // deadline would stay due forever.
+        if self.reint_retry_at.is_some_and(|t| now >= t) {
+            self.reint_retry_at = None;
+        }
+        if now >= self.next_pulse {
+            self.send_heartbeat();
+        }
+        self.tick_generation(now);
+        self.evaluate_rules(false);
+        self.drive();
+    }
+
+    /// An administrator (or detector, with an identity) command.
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        self.core.now = now;
+        let r = self.apply_command(cmd);
+        self.drive();
+        r
+    }
+
+    /// The next effect to carry out.
+    fn poll_action(&mut self) -> Option<Action> {
+        self.core.actions.pop_front()
+    }
+
+    /// When to call `handle_timeout` next.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.next_pulse;
+        for (i, l) in self.lans.iter().enumerate() {
+            if let (true, Some(rx), Some(cfg)) = (l.up, l.last_rx, self.core.cfg.lans.get(i)) {
+                t = t.min(rx + cfg.timeout);
+            }
+        }
+        if let Some(l) = self.listen_until {
+            t = t.min(l);
+        }
+        if let Some(g) = self.next_gen_tick {
+            t = t.min(g);
+        }
+        if let Some(h) = self.stall_hold {
+            t = t.min(h);
+        }
+        if let Some(r) = self.reint_retry_at.filter(|_| matches!(self.phase, Phase::Starting { .. })) {
+            t = t.min(r);
+        }
+        if let Some(r) = self.core.rules.due().filter(|_| self.phase != Phase::Stopped) {
+            t = t.min(r);
+        }
+        Some(t)
+    }
+
+    fn data_version(&self) -> Option<(u64, u64)> {
+        Some((self.p.epoch, self.p.gen))
     }
 }

@@ -4,6 +4,7 @@
 //! heartbeats and persistence are left out of the lists and asserted where
 //! they matter.
 
+use crate::engine::Automaton as _;
 use std::time::{Duration, Instant};
 
 use crate::config::DefaultPrim;
