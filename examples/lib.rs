@@ -24,5 +24,5 @@ pub fn engine_config(node: &str) -> EngineConfig {
     let module = parse_userconfig(MIRROR, UserConfigOptions { cluster: Some(&cluster), ..UserConfigOptions::new() })
         .expect("the example's userconfig.xml")
         .value;
-    EngineConfig::from_config(&module, &cluster, node)
+    safekit_core::convert::engine_config(&module, &cluster, node, &[])
 }

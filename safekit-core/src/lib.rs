@@ -8,11 +8,15 @@
 //! ## Map
 //! - [`config`]: reads and checks `userconfig.xml` and `cluster.xml`
 //!   (errors name `file:line:column` and what was expected).
+//! - [`convert`]: the one conversion from a module's configuration to its
+//!   engine's (generated failover rules included), shared by the daemon,
+//!   the simulation and the examples.
 //! - [`engine`]: the pure state machine of one module on one node. It
 //!   contains **no I/O, no clock reads, no threads and no randomness**: time
 //!   and events go in through `handle_*`/`command`, effects come out as
 //!   [`engine::Action`] values through `poll_action`, and `poll_timeout`
-//!   says when to call again. The same inputs always give the same outputs,
+//!   says when to call again (all on the [`engine::Automaton`] trait,
+//!   which mirror and light implement over one shared core). The same inputs always give the same outputs,
 //!   which is what lets `sim` replay a failing seed exactly.
 //! - [`heartbeat`]: the authenticated heartbeat datagram.
 //! - [`key`]: the cluster key that authenticates heartbeats, replication
@@ -55,6 +59,7 @@
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
 pub mod config;
+pub mod convert;
 #[cfg(feature = "linux")]
 pub mod daemon;
 pub mod engine;

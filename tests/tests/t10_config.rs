@@ -123,7 +123,7 @@ fn failover_rule_errors_name_their_line_and_column_and_lua_is_refused() {
     // A valid set parses and reaches the engine configuration.
     let text = "<safe><service mode=\"light\"><user/><failover extends=\"no\" period=\"1000ms\"><![CDATA[\n r1: if (custom.a == down && !(ping.gw != up)) then stopstart();\n]]></failover></service></safe>";
     let ok = parse_userconfig(text, UserConfigOptions::new()).unwrap();
-    let spec = safekit_core::engine::FailoverSpec::from_config(ok.value.service.failover_rules.as_ref());
+    let spec = safekit_core::convert::failover_spec(ok.value.service.failover_rules.as_ref());
     assert_eq!((spec.user.len(), spec.extends, spec.timing.period), (1, false, Duration::from_secs(1)));
     assert_eq!(spec.timing.handle_time, Duration::from_secs(15), "SafeKit's default handle_time");
 }

@@ -53,17 +53,7 @@ pub enum Boot {
     Ignore,
 }
 
-/// `service/@defaultprim`: who is primary when both could be.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DefaultPrim {
-    /// The node that is ALONE stays primary (no swap).
-    Alone,
-    /// After reintegration, swap so that this node (a cluster node name) is primary.
-    Node(String),
-    /// A restarted module becomes primary again if it was before its last stop.
-    LastPrim,
-}
+pub use crate::engine::DefaultPrim;
 
 /// `<service>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,33 +1,26 @@
 //! Building a module's checkers from its configuration: the ones
 //! `check="on"` generates on the VIP's interface and address, and the
 //! `<check>` section's tcp, ping, intf, ip, module and custom checkers
-//! (their failover rules come from [`EngineConfig::from_config`]).
+//! (their failover rules come from [`crate::convert::engine_config`], which
+//! names the same resources).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::{CheckerKind, UserConfig, When};
-use crate::engine::{CheckerClass, EngineConfig, ResourceRule, RuleAction};
+use crate::config::{CheckerKind, UserConfig};
+use crate::convert::{checker_class as class, network};
+use crate::engine::CheckerClass;
 use crate::linux::vip::VipSpec;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::engine::Status;
-use crate::linux::checkers::{network, Probe, ProbeChecker};
+use crate::linux::checkers::{Probe, ProbeChecker};
 use crate::runtime::checkers::{CheckerSpec, CustomSpec};
 use crate::services::{Checker, Observation};
 
 use super::Directory;
-
-const fn class(w: When) -> CheckerClass {
-    match w {
-        When::Pre => CheckerClass::Pre,
-        When::Prim => CheckerClass::Prim,
-        When::Second => CheckerClass::Second,
-        When::Both => CheckerClass::Both,
-    }
-}
 
 fn is_local(addr: &str) -> bool {
     addr == "localhost"
@@ -36,14 +29,13 @@ fn is_local(addr: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback() || if_addrs::get_if_addrs().unwrap_or_default().iter().any(|i| i.ip() == ip))
 }
 
-/// The module's checkers; adds the generated checkers' rules to `engine`.
+/// The module's checkers.
 pub(super) fn build(
     directory: &Arc<Directory>,
     key: &crate::key::ClusterKey,
     module: &str,
     cfg: &UserConfig,
     vips: &[VipSpec],
-    engine: &mut EngineConfig,
 ) -> Result<(Vec<CheckerSpec>, Vec<CustomSpec>), String> {
     let mut out: Vec<CheckerSpec> = Vec::new();
     let mut custom = Vec::new();
@@ -55,23 +47,11 @@ pub(super) fn build(
             let net = network(spec.ip, spec.prefix);
             let intf = format!("intf.{net}");
             if i.check && !out.iter().any(|c| c.checker.resource() == intf) {
-                engine.rules.push(ResourceRule {
-                    resource: intf.clone(),
-                    label: "interface_failure".into(),
-                    action: RuleAction::Wait,
-                    class: CheckerClass::Pre,
-                });
                 let probe = Probe::Interface { ifname: spec.ifname.clone(), net, prefix: spec.prefix };
                 out.push(probe_spec(intf, probe, CheckerClass::Pre, Duration::from_secs(1)));
             }
             if a.check {
                 let resource = format!("ip.{}", spec.ip);
-                engine.rules.push(ResourceRule {
-                    resource: resource.clone(),
-                    label: "ip_failure".into(),
-                    action: RuleAction::Stopstart,
-                    class: CheckerClass::Prim,
-                });
                 out.push(probe_spec(resource, Probe::Address { ip: spec.ip }, CheckerClass::Prim, Duration::from_secs(2)));
             }
         }

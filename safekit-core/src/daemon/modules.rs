@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
-use crate::engine::{EngineConfig, LightEngine, MirrorEngine, Readiness, State, Status};
+use crate::convert::{self, VipSubnet};
+use crate::engine::{LightEngine, MirrorEngine, Readiness, State, Status};
 use crate::key::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
@@ -179,13 +180,12 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
     let var = layout.module_var(&name);
     let log = Arc::new(ModuleLog::new(&var, &name));
     let store = StateStore::new(&var);
-    let engine_cfg = EngineConfig::from_config(&cfg, cluster, node);
     let handler_env = script_env(layout, &name, &cfg);
     let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
     let specs = vip_specs(&name, &cfg).await?;
-    let mut engine_cfg = engine_cfg;
-    let (checkers, custom) =
-        super::checks::build(directory, key, &name, &cfg, &specs, &mut engine_cfg).map_err(|e| format!("module {name}: {e}"))?;
+    let subnets: Vec<VipSubnet> = specs.iter().map(|v| VipSubnet { ip: v.ip, prefix: v.prefix }).collect();
+    let engine_cfg = convert::engine_config(&cfg, cluster, node, &subnets);
+    let (checkers, custom) = super::checks::build(directory, key, &name, &cfg, &specs).map_err(|e| format!("module {name}: {e}"))?;
     let vip: Option<Arc<dyn VirtualIp>> =
         if specs.is_empty() { None } else { Some(Arc::new(NetlinkVip::new(specs, cfg.service.vip.as_ref().is_some_and(|v| v.tcpreset)))) };
     let splitbrain = cfg.service.check.iter().flat_map(|c| &c.checkers).find(|c| c.kind == CheckerKind::Splitbrain);
@@ -205,14 +205,6 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         None if !witnesses.is_empty() => Some(Arc::new(crate::linux::icmp::PingWitness { targets: witnesses })),
         None => None,
     };
-    if lease.is_some() {
-        engine_cfg.rules.push(crate::engine::ResourceRule {
-            resource: crate::witness::client::RESOURCE.into(),
-            label: crate::engine::LEASE_RULE.into(),
-            action: crate::engine::RuleAction::Wait,
-            class: crate::engine::CheckerClass::Pre,
-        });
-    }
     let report = ModuleReport {
         name: name.clone(),
         id,

@@ -1,10 +1,9 @@
-//! What the engine needs from `userconfig.xml` and `cluster.xml`.
+//! What the engine needs from `userconfig.xml` and `cluster.xml`
+//! (built by [`crate::convert::engine_config`]).
 
 use std::time::Duration;
 
-use crate::config::{CheckAction, CheckerKind, ClusterConfig, DefaultPrim, Mode, UserConfig, When};
-
-use super::CheckerClass;
+use super::{CheckerClass, DefaultPrim};
 
 /// Timing of one heartbeat network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,83 +89,7 @@ impl Default for FailoverSpec {
     }
 }
 
-impl FailoverSpec {
-    /// From `<failover>`; rules that do not parse (the configuration reader
-    /// reports them with their position) are left out.
-    pub fn from_config(f: Option<&crate::config::FailoverRules>) -> Self {
-        f.map_or_else(Self::default, |f| Self {
-            user: super::rules::parse(&f.text).unwrap_or_default(),
-            timing: super::rules::Timing { period: f.period, handle_time: f.handle_time },
-            extends: f.extends,
-        })
-    }
-}
-
 impl EngineConfig {
-    /// Derives the engine configuration of `node` from a module and its cluster.
-    /// The peer is the other node of the first heartbeat lan (mirror).
-    pub fn from_config(user: &UserConfig, cluster: &ClusterConfig, node: &str) -> Self {
-        let s = &user.service;
-        let mut lans = Vec::new();
-        let mut peer = String::new();
-        if let Some(h) = &s.heart {
-            for hb in &h.heartbeats {
-                lans.push(LanTiming { ident: hb.ident.clone(), pulse: hb.pulse, timeout: hb.timeout });
-                if peer.is_empty() {
-                    if let Some(lan) = cluster.lan(&hb.name) {
-                        peer = lan.nodes.iter().find(|n| n.name != node).map(|n| n.name.clone()).unwrap_or_default();
-                    }
-                }
-            }
-        }
-        let mut rules = Vec::new();
-        let mut splitbrain = false;
-        if let Some(check) = &s.check {
-            for c in &check.checkers {
-                let resource = format!("{}.{}", c.kind.as_str(), c.ident);
-                let class = match c.when {
-                    When::Pre => CheckerClass::Pre,
-                    When::Prim => CheckerClass::Prim,
-                    When::Second => CheckerClass::Second,
-                    When::Both => CheckerClass::Both,
-                };
-                let label = match c.kind {
-                    CheckerKind::Tcp => format!("t_{}", c.ident),
-                    CheckerKind::Ping => format!("p_{}", c.ident),
-                    CheckerKind::Custom => format!("c_{}", c.ident),
-                    CheckerKind::Intf => "interface_failure".into(),
-                    CheckerKind::Ip => "ip_failure".into(),
-                    CheckerKind::Module => "module_failure".into(),
-                    CheckerKind::Splitbrain => {
-                        splitbrain = true;
-                        continue;
-                    }
-                };
-                let action = match c.action {
-                    CheckAction::Wait => RuleAction::Wait,
-                    CheckAction::Restart => RuleAction::Restart,
-                    CheckAction::Stopstart => RuleAction::Stopstart,
-                    CheckAction::Stop => RuleAction::Stop,
-                    CheckAction::Noaction => continue,
-                };
-                rules.push(ResourceRule { resource, label, action, class });
-            }
-        }
-        Self {
-            node: node.to_string(),
-            peer,
-            lans,
-            failover: s.failover,
-            defaultprim: s.defaultprim.clone(),
-            maxloop: s.maxloop,
-            loop_interval: s.loop_interval,
-            splitbrain: splitbrain && s.mode == Mode::Mirror,
-            scripts: s.user.is_some(),
-            rules,
-            failover_rules: FailoverSpec::from_config(s.failover_rules.as_ref()),
-        }
-    }
-
     /// The shortest pulse: heartbeats are sent at that rate on every network.
     pub fn pulse(&self) -> Duration {
         self.lans.iter().map(|l| l.pulse).min().unwrap_or(Duration::from_millis(700))

@@ -379,7 +379,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::config::DefaultPrim;
+    use crate::engine::DefaultPrim;
     use crate::engine::{ResourceRule, RuleAction, RunId};
 
     fn cfg(rules: Vec<ResourceRule>) -> EngineConfig {

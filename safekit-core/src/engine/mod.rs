@@ -32,3 +32,7 @@ pub use types::*;
 /// `splitbrain.lease`): the node that loses its lease releases the VIP
 /// before its stop scripts.
 pub const LEASE_RULE: &str = "lease_failure";
+
+/// The resource the lease witness's keeper sets: up while this node holds
+/// the lease.
+pub const LEASE_RESOURCE: &str = "splitbrain.lease";

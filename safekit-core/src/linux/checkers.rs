@@ -96,18 +96,6 @@ fn in_subnet(a: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-/// The network address of `ip`/`prefix` (the `intf.` resource's identifier).
-pub fn network(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => {
-            IpAddr::V4(std::net::Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0)))
-        }
-        IpAddr::V6(a) => {
-            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix.min(128))).unwrap_or(0)))
-        }
-    }
-}
-
 async fn lookup(host: &str, port: u16) -> Option<std::net::SocketAddr> {
     tokio::net::lookup_host((host, port)).await.ok()?.next()
 }
@@ -156,12 +144,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn networks_and_subnets() {
+    fn subnets() {
         let ip: IpAddr = "192.168.1.77".parse().unwrap();
-        assert_eq!(network(ip, 24), "192.168.1.0".parse::<IpAddr>().unwrap());
         assert!(in_subnet(ip, "192.168.1.0".parse().unwrap(), 24));
         assert!(!in_subnet(ip, "192.168.2.0".parse().unwrap(), 24));
-        assert_eq!(network("fd00::1:2".parse().unwrap(), 64), "fd00::".parse::<IpAddr>().unwrap());
     }
 
     #[tokio::test]

@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 pub use rng::Rng;
 
-use crate::config::DefaultPrim;
+use crate::engine::DefaultPrim;
 use crate::engine::{
-    Command, CommandKind, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine, Persistent, ReplicaRole, ReplicationEvent,
-    ResourceState, RunId, State, Status,
+    Command, CommandKind, EngineConfig, Heartbeat, Input, MirrorEngine, Persistent, ReplicaRole, ReplicationEvent, ResourceState, RunId,
+    State, Status,
 };
 
 /// Knobs of a simulated cluster.
@@ -270,48 +270,57 @@ pub struct SimCluster {
     episode_exempt: bool,
 }
 
-fn engine_config(cfg: &SimConfig, node: &str, peer: &str) -> EngineConfig {
-    EngineConfig {
-        node: node.into(),
-        peer: peer.into(),
-        lans: (0..cfg.lans)
-            .map(|i| LanTiming { ident: if i == 0 { "flow".into() } else { format!("lan{i}") }, pulse: cfg.pulse, timeout: cfg.timeout })
-            .collect(),
-        failover: true,
-        defaultprim: cfg.defaultprim.clone(),
-        maxloop: 3,
-        loop_interval: Duration::from_secs(86_400),
-        splitbrain: cfg.splitbrain,
-        scripts: true,
-        rules: if cfg.checkers {
-            vec![
-                crate::engine::ResourceRule {
-                    resource: CHECKERS[0].0.into(),
-                    label: "t_app".into(),
-                    action: crate::engine::RuleAction::Restart,
-                    class: CHECKERS[0].1,
-                },
-                crate::engine::ResourceRule {
-                    resource: CHECKERS[1].0.into(),
-                    label: "p_gw".into(),
-                    action: crate::engine::RuleAction::Wait,
-                    class: CHECKERS[1].1,
-                },
-            ]
-        } else {
-            Vec::new()
-        },
-        failover_rules: crate::engine::FailoverSpec::default(),
+/// The simulated module as an administrator would write it: `cluster.xml`
+/// and `userconfig.xml` texts read by the daemon's configuration reader and
+/// turned into the engine's by the daemon's conversion, so the simulation
+/// runs exactly the failover rules the daemon generates.
+fn config_texts(cfg: &SimConfig) -> (String, String) {
+    let lan_names: Vec<String> = (0..cfg.lans.max(1)).map(|i| if i == 0 { "flow".into() } else { format!("lan{i}") }).collect();
+    let cluster = lan_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!(r#"<lan name="{n}"><node name="node1" addr="10.9.{i}.1"/><node name="node2" addr="10.9.{i}.2"/></lan>"#))
+        .collect::<String>();
+    let heartbeats = lan_names.iter().map(|n| format!(r#"<heartbeat name="{n}"/>"#)).collect::<String>();
+    let defaultprim = match &cfg.defaultprim {
+        DefaultPrim::Alone => "alone".to_string(),
+        DefaultPrim::LastPrim => "lastprim".to_string(),
+        DefaultPrim::Node(n) => n.clone(),
+    };
+    let mut checks = String::new();
+    if cfg.checkers {
+        checks.push_str(r#"<tcp ident="app" when="prim" action="restart"><to addr="127.0.0.1" port="80"/></tcp>"#);
+        checks.push_str(r#"<ping ident="gw" when="pre" action="wait"><to addr="127.0.0.1"/></ping>"#);
     }
+    if cfg.splitbrain {
+        checks.push_str(r#"<splitbrain ident="witness" exec="ping" arg="10.9.0.254"/>"#);
+    }
+    let checks = if checks.is_empty() { String::new() } else { format!("<check>{checks}</check>") };
+    let pulse = cfg.pulse.as_millis();
+    let timeout = cfg.timeout.as_millis();
+    let user = format!(
+        r#"<safe><service mode="mirror" defaultprim="{defaultprim}" maxloop="3" loop_interval="24" failover="on">
+<heart pulse="{pulse}ms" timeout="{timeout}ms">{heartbeats}</heart>{checks}<user/></service></safe>"#
+    );
+    (format!("<cluster><lans>{cluster}</lans></cluster>"), user)
+}
+
+/// The engine configuration of `node` for the simulated module.
+fn engine_config(cfg: &SimConfig, node: &str) -> EngineConfig {
+    let (cluster, user) = config_texts(cfg);
+    let cluster = crate::config::parse_cluster(&cluster, "cluster.xml").expect("the simulation's cluster.xml is valid").value;
+    let opts = crate::config::UserConfigOptions { cluster: Some(&cluster), ..crate::config::UserConfigOptions::new() };
+    let user = crate::config::parse_userconfig(&user, opts).expect("the simulation's userconfig.xml is valid").value;
+    crate::convert::engine_config(&user, &cluster, node, &[])
 }
 
 impl SimCluster {
     /// A cluster of node1 and node2, both stopped, never configured before.
     pub fn new(cfg: SimConfig, seed: u64) -> Self {
         let base = Instant::now();
-        let mk = |name: &str, peer: &str, inc: u64| SimNode {
+        let mk = |name: &str, inc: u64| SimNode {
             name: name.into(),
-            engine: Some(MirrorEngine::new(engine_config(&cfg, name, peer), Persistent::default(), inc, base)),
+            engine: Some(MirrorEngine::new(engine_config(&cfg, name), Persistent::default(), inc, base)),
             persisted: Persistent::default(),
             incarnation: inc,
             vip: false,
@@ -330,7 +339,7 @@ impl SimCluster {
         };
         let lans = cfg.lans;
         let mut sim = Self {
-            nodes: [mk("node1", "node2", 1), mk("node2", "node1", 1)],
+            nodes: [mk("node1", 1), mk("node2", 1)],
             cfg,
             base,
             now: base,
@@ -448,15 +457,10 @@ impl SimCluster {
             }
             Op::Restart(n) => {
                 if self.nodes[*n].engine.is_none() {
-                    let peer = self.nodes[1 - *n].name.clone();
                     let node = &mut self.nodes[*n];
                     node.incarnation += 1;
-                    node.engine = Some(MirrorEngine::new(
-                        engine_config(&self.cfg, &node.name, &peer),
-                        node.persisted.clone(),
-                        node.incarnation,
-                        self.now,
-                    ));
+                    node.engine =
+                        Some(MirrorEngine::new(engine_config(&self.cfg, &node.name), node.persisted.clone(), node.incarnation, self.now));
                     self.disturbed = self.now;
                     self.drain(*n);
                 }

@@ -24,7 +24,7 @@ use crate::runtime::log::ModuleLog;
 use crate::runtime::ModuleReport;
 
 /// The resource the keeper sets and `lease_failure` waits on.
-pub const RESOURCE: &str = "splitbrain.lease";
+pub const RESOURCE: &str = crate::engine::LEASE_RESOURCE;
 
 #[derive(Debug, Default)]
 struct GateState {

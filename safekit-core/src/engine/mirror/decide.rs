@@ -6,7 +6,7 @@ use super::super::rules::View;
 use super::super::{Heartbeat, LogLevel, Readiness, Role, ScriptAction, State, Status, SwapKind, SyncMode};
 use super::marks::{self, StopThen};
 use super::{Force, MirrorEngine, Phase, SecondPhase, WaitReason, WitnessFor};
-use crate::config::DefaultPrim;
+use crate::engine::DefaultPrim;
 
 /// Who should become primary when both nodes start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

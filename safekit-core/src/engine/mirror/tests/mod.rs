@@ -7,7 +7,7 @@
 use crate::engine::Automaton as _;
 use std::time::{Duration, Instant};
 
-use crate::config::DefaultPrim;
+use crate::engine::DefaultPrim;
 use crate::engine::{
     Action, CheckerClass, Command, CommandError, CommandKind, DataStatus, EngineConfig, Heartbeat, Input, LanTiming, MirrorEngine,
     Persistent, Readiness, ReplicaRole, ReplicationEvent, ResourceRule, ResourceState, Role, RuleAction, State, Status, SwapKind, SyncMode,
