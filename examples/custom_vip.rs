@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use safekit_core::engine::{CommandKind, MirrorEngine, Persistent, Readiness, Role, State, Status};
 use safekit_core::runtime::module::Module;
-use safekit_core::services::VirtualIp;
+use safekit_core::services::{ServiceError, VirtualIp};
 
 /// Moves the elastic IP `eip` to instance `me` by rewriting the provider's
 /// association (here a file; in a product, one authenticated HTTPS call).
@@ -32,20 +32,20 @@ struct ElasticIp {
 }
 
 impl ElasticIp {
-    fn associate(&self, instance: &str) -> Result<(), String> {
+    fn associate(&self, instance: &str) -> Result<(), ServiceError> {
         // Write then rename: the provider's table is never half-written.
         let tmp = self.association.with_extension("tmp");
-        std::fs::write(&tmp, format!("{} -> {instance}\n", self.eip)).map_err(|e| format!("cloud API: {e}"))?;
-        std::fs::rename(&tmp, &self.association).map_err(|e| format!("cloud API: {e}"))
+        std::fs::write(&tmp, format!("{} -> {instance}\n", self.eip)).map_err(|e| ServiceError::io("cloud API", e))?;
+        std::fs::rename(&tmp, &self.association).map_err(|e| ServiceError::io("cloud API", e))
     }
 }
 
 #[async_trait]
 impl VirtualIp for ElasticIp {
-    async fn set(&self) -> Result<(), String> {
+    async fn set(&self) -> Result<(), ServiceError> {
         self.associate(&self.me)
     }
-    async fn remove(&self) -> Result<(), String> {
+    async fn remove(&self) -> Result<(), ServiceError> {
         // Only release the address if it is still ours: the other node may
         // already have taken it over.
         let now = std::fs::read_to_string(&self.association).unwrap_or_default();

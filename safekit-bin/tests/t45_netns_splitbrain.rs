@@ -17,8 +17,8 @@ mod common;
 
 use common::{exe, pair, rt, state, wait_log, wait_log_any, wait_status};
 use safekit_bin::demo::Demo;
+use safekit_core::clock::log_stamp;
 use safekit_core::engine::{CommandKind, State};
-use safekit_core::linux::clock::log_stamp;
 
 const LONG: Duration = Duration::from_secs(60);
 const ADDR: [&str; 2] = ["10.77.0.1", "10.77.0.2"];

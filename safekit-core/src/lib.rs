@@ -6,6 +6,7 @@
 //! friends.
 //!
 //! ## Map
+//! - [`clock`]: wall-clock stamps of log lines and file names (UTC).
 //! - [`config`]: reads and checks `userconfig.xml` and `cluster.xml`
 //!   (errors name `file:line:column` and what was expected).
 //! - [`convert`]: the one conversion from a module's configuration to its
@@ -25,7 +26,7 @@
 //! - [`services`]: the traits the runtime calls
 //!   (`Heartbeat`, `VirtualIp`, `Replicator`, `ScriptRunner`, `Checker`),
 //!   which a partner implements to embed a module in a product.
-//! - [`runtime`] (feature `linux`): the tokio loop that drives one engine
+//! - [`runtime`] (feature `runtime`, without the Linux services): the tokio loop that drives one engine
 //!   with those services: a main lane for heartbeats, timers and commands,
 //!   an effect lane for everything that can take time.
 //! - [`linux`] (feature `linux`): the default implementations (UDP
@@ -58,6 +59,7 @@
 //! ```
 #![cfg_attr(not(fuzzing), warn(missing_docs))]
 
+pub mod clock;
 pub mod config;
 pub mod convert;
 #[cfg(feature = "linux")]
@@ -72,7 +74,7 @@ pub mod linux;
 pub mod modules;
 #[cfg(feature = "linux")]
 pub mod replication;
-#[cfg(feature = "linux")]
+#[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod services;
 #[cfg(any(test, feature = "sim"))]

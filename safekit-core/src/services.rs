@@ -9,7 +9,55 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::engine::{Heartbeat as HeartbeatMsg, ReplicaRole, ScriptRun, SyncMode};
+use crate::engine::{Heartbeat as HeartbeatMsg, LogLevel, Persistent, ReplicaRole, ScriptRun, SyncMode};
+
+/// Why a service could not do what the runtime asked. The runtime turns it
+/// into a module log line and a fact for the engine (a VIP that could not
+/// be set, a reintegration that failed, a witness that said no), so its
+/// `Display` is a sentence an administrator reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// An operating-system call failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done (with the path or address involved).
+        what: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A party the service depends on (the peer, a witness, a cloud API)
+    /// did not answer.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The service answered no (a witness that refuses this node, a
+    /// request that makes no sense in the service's state or configuration).
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else, said in one sentence.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ServiceError {
+    /// An operating-system error while doing `what`.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io { what: what.into(), source }
+    }
+}
+
+impl From<String> for ServiceError {
+    fn from(sentence: String) -> Self {
+        Self::Failed(sentence)
+    }
+}
+
+impl From<&str> for ServiceError {
+    fn from(sentence: &str) -> Self {
+        Self::Failed(sentence.to_string())
+    }
+}
 
 /// Sends and receives heartbeats on the module's networks.
 #[async_trait]
@@ -26,9 +74,9 @@ pub trait Heartbeat: Send + Sync {
 #[async_trait]
 pub trait VirtualIp: Send + Sync {
     /// Configures the VIPs and announces them (gratuitous ARP).
-    async fn set(&self) -> Result<(), String>;
+    async fn set(&self) -> Result<(), ServiceError>;
     /// Removes the VIPs (also on the daemon's own shutdown).
-    async fn remove(&self) -> Result<(), String>;
+    async fn remove(&self) -> Result<(), ServiceError>;
     /// The addresses, for log messages.
     fn addresses(&self) -> Vec<std::net::IpAddr> {
         Vec::new()
@@ -55,13 +103,13 @@ pub trait ScriptRunner: Send + Sync {
 #[async_trait]
 pub trait Replicator: Send + Sync {
     /// Starts replicating in `role`.
-    async fn start(&self, role: ReplicaRole) -> Result<(), String>;
+    async fn start(&self, role: ReplicaRole) -> Result<(), ServiceError>;
     /// Primary: goes on without the secondary.
     async fn drop_secondary(&self);
     /// Stops replicating.
     async fn stop(&self);
     /// Secondary: copies from the primary; `Ok` when the copy is complete.
-    async fn reintegrate(&self, mode: SyncMode) -> Result<(), String>;
+    async fn reintegrate(&self, mode: SyncMode) -> Result<(), ServiceError>;
     /// The engine's word on writes the secondary will not have (see
     /// `crate::replication::gate`); a replicator without a secondary
     /// ignores it.
@@ -72,8 +120,8 @@ pub trait Replicator: Send + Sync {
         std::future::pending().await
     }
     /// `safekit rfsverify`: the files that differ from the primary's.
-    async fn verify(&self) -> Result<Vec<String>, String> {
-        Err("this module has no replicated directories".into())
+    async fn verify(&self) -> Result<Vec<String>, ServiceError> {
+        Err(ServiceError::Refused("this module has no replicated directories".into()))
     }
     /// `safekit rfsdiff`: what a reintegration would copy now, one line per directory.
     fn estimate(&self) -> Vec<String> {
@@ -81,7 +129,7 @@ pub trait Replicator: Send + Sync {
     }
     /// Split-brain loser, before its reintegration: keeps aside the files
     /// this node changed while it was alone; one log line per file kept.
-    async fn quarantine(&self) -> Result<Vec<String>, String> {
+    async fn quarantine(&self) -> Result<Vec<String>, ServiceError> {
         Ok(Vec::new())
     }
     /// Resources for `safekit state -v` (e.g. `rfs.quarantine`).
@@ -96,12 +144,12 @@ pub struct NothingToReplicate;
 
 #[async_trait]
 impl Replicator for NothingToReplicate {
-    async fn start(&self, _role: ReplicaRole) -> Result<(), String> {
+    async fn start(&self, _role: ReplicaRole) -> Result<(), ServiceError> {
         Ok(())
     }
     async fn drop_secondary(&self) {}
     async fn stop(&self) {}
-    async fn reintegrate(&self, _mode: SyncMode) -> Result<(), String> {
+    async fn reintegrate(&self, _mode: SyncMode) -> Result<(), ServiceError> {
         Ok(())
     }
 }
@@ -113,7 +161,30 @@ impl Replicator for NothingToReplicate {
 pub trait Witness: Send + Sync {
     /// May this node, holding data of `version` (epoch, generation), go on
     /// alone? `Err(why)`: no, and why, for the module log.
-    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), String>;
+    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), ServiceError>;
+}
+
+/// Where a module keeps what must survive a crash (its role, data
+/// generation and user settings). `save` must be durable when it returns:
+/// the engine moves on as if it were.
+pub trait StateStore: Send + Sync {
+    /// What was saved last; a new module gets [`Persistent::default`]. A
+    /// record that cannot be read back is an error, never a guess: a guess
+    /// could make a stale node primary.
+    fn load(&self) -> Result<Persistent, ServiceError>;
+    /// Saves `p` durably before returning.
+    fn save(&self, p: &Persistent) -> Result<(), ServiceError>;
+}
+
+/// The module log SafeKit users read (`safekit logview`): one line per
+/// engine message, script, resource change and command, with who caused it.
+pub trait LogSink: Send + Sync {
+    /// Appends one message; `component` says who wrote it (`vip`, `rfs`,
+    /// `errd`, ...). Must not block for long: the runtime's lanes call it.
+    fn write(&self, component: &str, level: LogLevel, message: &str);
+    /// The last `n` lines, oldest first; without `verbose`, the I and D
+    /// levels are left out.
+    fn tail(&self, n: usize, verbose: bool) -> Vec<String>;
 }
 
 /// What one test of a [`Checker`] saw.

@@ -19,7 +19,7 @@ use safekit_core::engine::{
     State, Status,
 };
 use safekit_core::runtime::module::{Module, RunningModule};
-use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, VirtualIp};
+use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, ServiceError, VirtualIp};
 use tokio::sync::{mpsc, Mutex};
 
 /// One direction of an in-memory heartbeat link.
@@ -60,15 +60,15 @@ struct TestVip {
 
 #[async_trait]
 impl VirtualIp for TestVip {
-    async fn set(&self) -> Result<(), String> {
+    async fn set(&self) -> Result<(), ServiceError> {
         self.sets.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
         if self.fail.load(Ordering::SeqCst) {
-            return Err("interface eth9 does not exist".into());
+            return Err(ServiceError::Refused("interface eth9 does not exist".into()));
         }
         Ok(())
     }
-    async fn remove(&self) -> Result<(), String> {
+    async fn remove(&self) -> Result<(), ServiceError> {
         tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
         Ok(())
     }

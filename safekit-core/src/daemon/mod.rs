@@ -371,7 +371,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
         Request::Rfsverify { module } => match daemon.get(&module).await {
             Ok(h) => match h.replicator().verify().await {
                 Ok(lines) => Response::Lines(lines),
-                Err(e) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
             },
             Err(e) => Response::Error(e),
         },

@@ -14,8 +14,9 @@ use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;
 use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
 use crate::runtime::log::ModuleLog;
-use crate::runtime::store::StateStore;
+use crate::runtime::store::FileStore;
 use crate::runtime::{ModuleReport, ModuleServices};
+use crate::services::{LogSink as _, StateStore as _};
 use crate::services::{Replicator, ScriptEnv, VirtualIp};
 use std::time::Duration;
 
@@ -179,7 +180,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
     let cfg = layout.load_module(&name, cluster, false).map_err(|e| e.to_string())?.value;
     let var = layout.module_var(&name);
     let log = Arc::new(ModuleLog::new(&var, &name));
-    let store = StateStore::new(&var);
+    let store = FileStore::new(&var);
     let handler_env = script_env(layout, &name, &cfg);
     let scripts = Arc::new(ProcessScripts::new(handler_env.clone()));
     let specs = vip_specs(&name, &cfg).await?;
@@ -301,8 +302,15 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         scripts,
         replicator,
         witness,
-        lease,
-        store,
+        companions: lease
+            .iter()
+            .map(|l| {
+                let l = l.clone();
+                Box::new(move |cx: crate::runtime::CompanionContext| crate::witness::client::spawn_keeper(l, cx.report, cx.inputs, cx.log))
+                    as crate::runtime::Companion
+            })
+            .collect(),
+        store: Arc::new(store),
         log,
         errd: cfg.service.errd.clone(),
         self_commands: None,

@@ -32,14 +32,14 @@ pub struct PingWitness {
 
 #[async_trait::async_trait]
 impl crate::services::Witness for PingWitness {
-    async fn allow_alone(&self, _version: (u64, u64)) -> Result<(), String> {
+    async fn allow_alone(&self, _version: (u64, u64)) -> Result<(), crate::services::ServiceError> {
         for w in &self.targets {
             if echo(*w, Duration::from_secs(1)).await {
                 return Ok(());
             }
         }
         let list: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
-        Err(format!("Split-brain witness: no answer from {}", list.join(" ")))
+        Err(crate::services::ServiceError::Unreachable(format!("Split-brain witness: no answer from {}", list.join(" "))))
     }
 }
 

@@ -3,7 +3,6 @@
 
 pub mod announce;
 pub mod checkers;
-pub mod clock;
 pub mod heartbeat;
 pub mod icmp;
 pub mod scripts;

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use crate::engine::ScriptRun;
 use crate::services::{ScriptEnv, ScriptOutcome, ScriptRunner};
 
-use super::clock::file_stamp;
+use crate::clock::file_stamp;
 
 /// Runs scripts from the module's `bin/`.
 pub struct ProcessScripts {

@@ -17,7 +17,7 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
 use super::announce::{gratuitous_arp, unsolicited_na};
-use crate::services::VirtualIp;
+use crate::services::{ServiceError, VirtualIp};
 
 /// One address as the configuration asks for it.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ fn connect() -> Result<rtnetlink::Handle, String> {
 
 #[async_trait]
 impl VirtualIp for NetlinkVip {
-    async fn set(&self) -> Result<(), String> {
+    async fn set(&self) -> Result<(), ServiceError> {
         let handle = connect()?;
         for s in &self.specs {
             let index = Self::index(&handle, &s.ifname).await?;
@@ -200,7 +200,7 @@ impl VirtualIp for NetlinkVip {
                 Ok(()) => {}
                 // Already there (e.g. set before a daemon restart): fine.
                 Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-                Err(e) => return Err(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname)),
+                Err(e) => return Err(ServiceError::Failed(format!("cannot add {}/{} on {}: {e}", s.ip, s.prefix, s.ifname))),
             }
             if s.one_side {
                 self.prefer(&handle, index, s.ip).await?;
@@ -230,7 +230,7 @@ impl VirtualIp for NetlinkVip {
         Ok(())
     }
 
-    async fn remove(&self) -> Result<(), String> {
+    async fn remove(&self) -> Result<(), ServiceError> {
         if let Ok(mut a) = self.announcers.lock() {
             for t in a.drain(..) {
                 t.abort();
@@ -260,7 +260,7 @@ impl VirtualIp for NetlinkVip {
                 }
             }
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(()), |e| Err(ServiceError::Failed(e)))
     }
 
     fn addresses(&self) -> Vec<IpAddr> {

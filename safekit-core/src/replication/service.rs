@@ -24,7 +24,7 @@ use super::Hooks;
 use crate::config::Replicated;
 use crate::engine::{LogLevel, ReplicaRole, ReplicationEvent, SyncMode, UnreplicatedWrites};
 use crate::key::ClusterKey;
-use crate::services::Replicator;
+use crate::services::{Replicator, ServiceError};
 
 /// Everything the replicator needs from the configuration.
 #[derive(Clone)]
@@ -431,11 +431,16 @@ fn serve_secondary(
     }
 }
 
+/// A blocking task that panicked or was cancelled.
+fn joined(e: tokio::task::JoinError) -> ServiceError {
+    ServiceError::Failed(format!("replication task ended abnormally: {e}"))
+}
+
 #[async_trait]
 impl Replicator for LinuxReplicator {
-    async fn start(&self, role: ReplicaRole) -> Result<(), String> {
+    async fn start(&self, role: ReplicaRole) -> Result<(), ServiceError> {
         let me = self.clone_handle();
-        tokio::task::spawn_blocking(move || me.start_blocking(role)).await.map_err(|e| e.to_string())?
+        Ok(tokio::task::spawn_blocking(move || me.start_blocking(role)).await.map_err(joined)??)
     }
 
     async fn drop_secondary(&self) {
@@ -463,29 +468,29 @@ impl Replicator for LinuxReplicator {
         .await;
     }
 
-    async fn reintegrate(&self, mode: SyncMode) -> Result<(), String> {
+    async fn reintegrate(&self, mode: SyncMode) -> Result<(), ServiceError> {
         let me = self.clone_handle();
-        tokio::task::spawn_blocking(move || me.reintegrate_blocking(mode)).await.map_err(|e| e.to_string())?
+        Ok(tokio::task::spawn_blocking(move || me.reintegrate_blocking(mode)).await.map_err(joined)??)
     }
 
-    async fn verify(&self) -> Result<Vec<String>, String> {
+    async fn verify(&self) -> Result<Vec<String>, ServiceError> {
         let h = self.clone_handle();
-        tokio::task::spawn_blocking(move || h.verify()).await.map_err(|e| e.to_string())?
+        Ok(tokio::task::spawn_blocking(move || h.verify()).await.map_err(joined)??)
     }
 
-    async fn quarantine(&self) -> Result<Vec<String>, String> {
+    async fn quarantine(&self) -> Result<Vec<String>, ServiceError> {
         let h = self.clone_handle();
-        tokio::task::spawn_blocking(move || {
-            let stamp = crate::linux::clock::file_stamp(std::time::SystemTime::now());
+        Ok(tokio::task::spawn_blocking(move || {
+            let stamp = crate::clock::file_stamp(std::time::SystemTime::now());
             let mounts: Vec<(Arc<Replica>, PathBuf)> = lock(&h.inner).mounts.iter().map(|m| (m.replica.clone(), m.dir.clone())).collect();
             let mut lines = Vec::new();
             for (r, dir) in mounts {
                 lines.extend(super::quarantine::keep_aside(&r, &dir, &stamp)?);
             }
-            Ok(lines)
+            Ok::<_, String>(lines)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(joined)??)
     }
 
     fn resources(&self) -> Vec<(String, String)> {

@@ -141,7 +141,7 @@ pub fn spawn_custom(
     classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
-    log: Arc<super::log::ModuleLog>,
+    log: Arc<dyn crate::services::LogSink>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let exe = if spec.exec.is_absolute() { spec.exec.clone() } else { env.bin.join(&spec.exec) };

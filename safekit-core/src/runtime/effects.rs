@@ -8,14 +8,13 @@
 //! slow. Effects the engine waits for are answered with
 //! [`Input::EffectDone`]; a script with [`Input::ScriptDone`].
 
+use crate::services::{LogSink, StateStore};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::log::ModuleLog;
-use super::store::StateStore;
 use super::ModuleReport;
 use crate::engine::{Action, CheckerClass, Input, LogLevel, ReplicationEvent, RunId};
 use crate::services::{Replicator, ScriptRunner, VirtualIp, Witness};
@@ -26,8 +25,8 @@ pub(super) struct Lane {
     pub(super) scripts: Arc<dyn ScriptRunner>,
     pub(super) replicator: Arc<dyn Replicator>,
     pub(super) witness: Option<Arc<dyn Witness>>,
-    pub(super) store: StateStore,
-    pub(super) log: Arc<ModuleLog>,
+    pub(super) store: Arc<dyn StateStore>,
+    pub(super) log: Arc<dyn LogSink>,
     /// Enabled checker classes, read by the checker tasks.
     pub(super) classes: Arc<Mutex<BTreeSet<CheckerClass>>>,
     /// Answers to the engine.
@@ -88,7 +87,7 @@ impl Lane {
             Action::StartReplication(role) => {
                 if let Err(e) = self.replicator.start(role).await {
                     self.log.write("rfs", LogLevel::C, &format!("replication not started: {e}"));
-                    self.answer(Input::Replication(ReplicationEvent::Degraded { reason: e })).await;
+                    self.answer(Input::Replication(ReplicationEvent::Degraded { reason: e.to_string() })).await;
                 }
             }
             Action::DropSecondary => self.replicator.drop_secondary().await,
@@ -99,7 +98,7 @@ impl Lane {
                 tokio::spawn(async move {
                     let ev = match repl.reintegrate(mode).await {
                         Ok(()) => ReplicationEvent::ReintegrationDone,
-                        Err(reason) => ReplicationEvent::ReintegrationFailed { reason },
+                        Err(e) => ReplicationEvent::ReintegrationFailed { reason: e.to_string() },
                     };
                     let _ = tx.send(Input::Replication(ev)).await;
                 });
@@ -147,18 +146,18 @@ impl Lane {
             }
             None => Ok(()),
         };
-        self.answer(Input::EffectDone { run, result }).await;
+        self.answer(Input::EffectDone { run, result: result.map_err(|e| e.to_string()) }).await;
     }
 
     fn check_witness(&self, run: RunId) {
         let (tx, witness, log) = (self.inputs.clone(), self.witness.clone(), self.log.clone());
-        let version = crate::witness::client::version_of(&self.report.borrow());
+        let version = self.report.borrow().data_version.unwrap_or((0, 0));
         tokio::spawn(async move {
             let reachable = match witness {
                 Some(w) => match w.allow_alone(version).await {
                     Ok(()) => true,
                     Err(why) => {
-                        log.write("witness", LogLevel::E, &why);
+                        log.write("witness", LogLevel::E, &why.to_string());
                         false
                     }
                 },

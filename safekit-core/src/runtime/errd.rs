@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{Errd, ErrdAction, Proc};
 use crate::engine::{CheckerClass, Command, CommandKind, Input, LogLevel, Readiness, ResourceState};
 
-use super::log::ModuleLog;
 use super::{CommandMsg, ModuleReport};
+use crate::services::LogSink;
 
 /// The class of a `<proc>`, if it is one the engine toggles.
 fn class_of(c: &str) -> Option<CheckerClass> {
@@ -121,7 +121,7 @@ pub fn spawn(
     report: watch::Receiver<ModuleReport>,
     commands: mpsc::Sender<CommandMsg>,
     inputs: mpsc::Sender<Input>,
-    log: Arc<ModuleLog>,
+    log: Arc<dyn LogSink>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let matchers: Vec<Matcher> = errd.procs.iter().map(Matcher::new).collect();

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::clock::log_stamp;
 use crate::engine::LogLevel;
-use crate::linux::clock::log_stamp;
+use crate::services::LogSink;
 
 const ROTATE_AT: u64 = 10 * 1024 * 1024;
 
-/// One module's log.
+/// One module's log file: the default [`LogSink`].
 #[derive(Debug)]
 pub struct ModuleLog {
     path: PathBuf,
@@ -38,10 +39,12 @@ impl ModuleLog {
         let _ = std::fs::create_dir_all(dir);
         Self { path: dir.join("log.txt"), module: module.to_string(), lock: Mutex::new(()) }
     }
+}
 
+impl LogSink for ModuleLog {
     /// Appends one message (and fsyncs nothing: losing the last lines in a
     /// crash is acceptable, slowing the engine is not).
-    pub fn write(&self, component: &str, level: LogLevel, msg: &str) {
+    fn write(&self, component: &str, level: LogLevel, msg: &str) {
         let line = format!("| {} | {component} | {} | {msg}\n", log_stamp(SystemTime::now()), letter(level));
         match level {
             LogLevel::C => tracing::error!(module = %self.module, component, "{msg}"),
@@ -58,7 +61,7 @@ impl ModuleLog {
     }
 
     /// The last `n` lines; without `verbose`, I and D lines are left out.
-    pub fn tail(&self, n: usize, verbose: bool) -> Vec<String> {
+    fn tail(&self, n: usize, verbose: bool) -> Vec<String> {
         let _g = self.lock.lock();
         let mut lines: Vec<String> = Vec::new();
         for p in [self.path.with_extension("txt.1"), self.path.clone()] {

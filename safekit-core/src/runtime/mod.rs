@@ -23,8 +23,21 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::{Action, Automaton, Command, CommandKind, Input, LogLevel, State, Status};
 use crate::services::{Heartbeat, Replicator, ScriptRunner, VirtualIp};
-use log::ModuleLog;
-use store::StateStore;
+use crate::services::{LogSink, StateStore};
+
+/// What a [`Companion`] gets: the module's reports, its input queue and
+/// its log.
+pub struct CompanionContext {
+    /// The module's reports, newest first seen.
+    pub report: watch::Receiver<ModuleReport>,
+    /// Where to send resources and results to the engine.
+    pub inputs: mpsc::Sender<Input>,
+    /// The module log.
+    pub log: Arc<dyn LogSink>,
+}
+
+/// A task started with the module's runtime and ended with it.
+pub type Companion = Box<dyn FnOnce(CompanionContext) -> tokio::task::JoinHandle<()> + Send + Sync>;
 
 /// A module's services.
 pub struct ModuleServices {
@@ -38,13 +51,14 @@ pub struct ModuleServices {
     pub replicator: Arc<dyn Replicator>,
     /// The split-brain witness (`<splitbrain>`), if any.
     pub witness: Option<Arc<dyn crate::services::Witness>>,
-    /// The lease witness's client (`<splitbrain exec="lease">`), whose
-    /// keeper renews and gives up the lease as the module's state changes.
-    pub lease: Option<Arc<crate::witness::client::LeaseClient>>,
+    /// Tasks that live as long as the runtime and follow the module's
+    /// reports (the lease witness's keeper renews and gives up the lease
+    /// as the module's state changes).
+    pub companions: Vec<Companion>,
     /// Persistent state.
-    pub store: StateStore,
+    pub store: Arc<dyn StateStore>,
     /// Module log.
-    pub log: Arc<ModuleLog>,
+    pub log: Arc<dyn LogSink>,
     /// Process monitoring (`<errd>`).
     pub errd: Option<crate::config::Errd>,
     /// This module's own command queue, for errd's actions.
@@ -110,8 +124,8 @@ pub async fn drive<E: Automaton>(
     for spec in svc.checkers.clone() {
         monitors.push(checkers::spawn(spec, classes.clone(), report.subscribe(), in_tx.clone(), svc.self_commands.clone()));
     }
-    if let Some(l) = svc.lease.clone() {
-        monitors.push(crate::witness::client::spawn_keeper(l, report.subscribe(), in_tx.clone(), svc.log.clone()));
+    for c in std::mem::take(&mut svc.companions) {
+        monitors.push(c(CompanionContext { report: report.subscribe(), inputs: in_tx.clone(), log: svc.log.clone() }));
     }
     let module = report.borrow().name.clone();
     // Checker resources are listed (init) before their first test.

@@ -30,10 +30,11 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::log::ModuleLog;
-use super::store::StateStore;
+use super::store::FileStore;
 use super::{drive, CommandMsg, ModuleReport, ModuleServices};
 use crate::engine::Automaton;
 use crate::engine::{Command, CommandKind, Input, Readiness, ScriptRun, State, Status};
+use crate::services::LogSink;
 use crate::services::{Heartbeat, NothingToReplicate, Replicator, ScriptEnv, ScriptOutcome, ScriptRunner, VirtualIp};
 
 /// Scripts that all succeed at once: the default of a module whose
@@ -64,8 +65,8 @@ impl Module {
                 scripts: Arc::new(NoScripts),
                 replicator: Arc::new(NothingToReplicate),
                 witness: None,
-                lease: None,
-                store: StateStore::new(state_dir),
+                companions: Vec::new(),
+                store: Arc::new(FileStore::new(state_dir)),
                 log: Arc::new(ModuleLog::new(state_dir, name)),
                 errd: None,
                 self_commands: None,
@@ -140,9 +141,24 @@ impl<E: Automaton + 'static> ModuleBuilder<E> {
         self
     }
 
+    /// Where the module keeps what survives a crash (instead of
+    /// `state_dir`'s `state.json`), e.g. a partner's own database.
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn crate::services::StateStore>) -> Self {
+        self.services.store = store;
+        self
+    }
+
+    /// A task to run beside the module (see [`super::Companion`]).
+    #[must_use]
+    pub fn companion(mut self, c: super::Companion) -> Self {
+        self.services.companions.push(c);
+        self
+    }
+
     /// The module log (instead of `state_dir`'s), e.g. shared with a daemon.
     #[must_use]
-    pub fn log(mut self, log: Arc<ModuleLog>) -> Self {
+    pub fn log(mut self, log: Arc<dyn LogSink>) -> Self {
         self.services.log = log;
         self
     }
@@ -190,7 +206,7 @@ pub struct ModuleHandle {
     commands: mpsc::Sender<CommandMsg>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
-    log: Arc<ModuleLog>,
+    log: Arc<dyn LogSink>,
     replicator: Arc<dyn Replicator>,
 }
 
@@ -229,7 +245,7 @@ impl ModuleHandle {
     }
 
     /// Where the module writes its log.
-    pub fn log(&self) -> Arc<ModuleLog> {
+    pub fn log(&self) -> Arc<dyn LogSink> {
         self.log.clone()
     }
 

@@ -20,7 +20,6 @@ use tokio::sync::{mpsc, watch};
 use super::{open, seal, Answer, Ask, Request, Verdict, MAX_DATAGRAM};
 use crate::engine::{Input, LogLevel, ResourceState, State};
 use crate::key::ClusterKey;
-use crate::runtime::log::ModuleLog;
 use crate::runtime::ModuleReport;
 
 /// The resource the keeper sets and `lease_failure` waits on.
@@ -232,7 +231,7 @@ pub fn spawn_keeper(
     client: Arc<LeaseClient>,
     report: watch::Receiver<ModuleReport>,
     inputs: mpsc::Sender<Input>,
-    log: Arc<ModuleLog>,
+    log: Arc<dyn crate::services::LogSink>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let set = |state: ResourceState| {
@@ -333,7 +332,9 @@ pub fn spawn_keeper(
 #[async_trait::async_trait]
 impl crate::services::Witness for LeaseClient {
     /// This node may go on alone only holding the lease.
-    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), String> {
-        self.acquire_patiently(version).await.map_err(|why| format!("Lease witness {}: {why}", self.witness))
+    async fn allow_alone(&self, version: (u64, u64)) -> Result<(), crate::services::ServiceError> {
+        self.acquire_patiently(version)
+            .await
+            .map_err(|why| crate::services::ServiceError::Refused(format!("Lease witness {}: {why}", self.witness)))
     }
 }
