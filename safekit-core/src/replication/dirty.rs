@@ -19,7 +19,7 @@ use sha2::Digest;
 
 /// What may differ at one path.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dirt {
+pub(crate) struct Dirt {
     /// The directory's entries (names, types, metadata) may differ.
     pub dir: bool,
     /// The whole file must be copied.
@@ -38,7 +38,7 @@ pub struct Dirt {
 
 /// A change to record.
 #[derive(Debug, Clone, Copy)]
-pub enum Change<'a> {
+pub(crate) enum Change<'a> {
     /// Bytes `[off, off+len)` of a file.
     Zones(&'a [u8], u64, u64),
     /// Entries of a directory.
@@ -60,7 +60,7 @@ enum Rec {
 }
 
 /// The map and its journal.
-pub struct DirtyMap {
+pub(crate) struct DirtyMap {
     zone: u64,
     path: PathBuf,
     journal: File,
@@ -82,7 +82,7 @@ fn encode(rec: &Rec, out: &mut Vec<u8>) {
 
 impl DirtyMap {
     /// Opens (or creates) the map at `path`; a torn last record is ignored.
-    pub fn open(path: &Path, zone: u64) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path, zone: u64) -> io::Result<Self> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
@@ -145,7 +145,7 @@ impl DirtyMap {
     }
 
     /// Zone size in bytes.
-    pub fn zone_size(&self) -> u64 {
+    pub(crate) fn zone_size(&self) -> u64 {
         self.zone
     }
 
@@ -159,7 +159,7 @@ impl DirtyMap {
 
     /// Records changes (zones of a file, a directory's entries, an entry's
     /// metadata) with at most one journal write for all of them.
-    pub fn mark(&mut self, changes: &[Change<'_>], seq: u64) -> io::Result<()> {
+    pub(crate) fn mark(&mut self, changes: &[Change<'_>], seq: u64) -> io::Result<()> {
         let zone = self.zone;
         let mut new = Vec::new();
         for c in changes {
@@ -196,18 +196,19 @@ impl DirtyMap {
         self.append(&new)
     }
 
+    #[cfg(test)]
     /// Records the zones of `[off, off+len)` of the file at `path`.
-    pub fn mark_zones(&mut self, path: &[u8], off: u64, len: u64, seq: u64) -> io::Result<()> {
+    pub(crate) fn mark_zones(&mut self, path: &[u8], off: u64, len: u64, seq: u64) -> io::Result<()> {
         self.mark(&[Change::Zones(path, off, len)], seq)
     }
 
     /// Records that the directory's entries changed.
-    pub fn mark_dir(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
+    pub(crate) fn mark_dir(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
         self.mark(&[Change::Dir(path)], seq)
     }
 
     /// Records that the whole file must be copied; also makes it pending.
-    pub fn mark_whole(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
+    pub(crate) fn mark_whole(&mut self, path: &[u8], seq: u64) -> io::Result<()> {
         let d = self.note(path, seq);
         d.pending = true;
         if std::mem::replace(&mut d.whole, true) {
@@ -219,12 +220,12 @@ impl DirtyMap {
 
     /// Whether the map holds changes of `path`'s content (zones or whole):
     /// then a reintegration copies those and nothing else of it.
-    pub fn tracks_data(&self, path: &[u8]) -> bool {
+    pub(crate) fn tracks_data(&self, path: &[u8]) -> bool {
         self.entries.get(path).is_some_and(|d| d.whole || !d.zones.is_empty())
     }
 
     /// `path` must be copied by the next reintegration (its change was not sent).
-    pub fn make_pending(&mut self, path: &[u8]) {
+    pub(crate) fn make_pending(&mut self, path: &[u8]) {
         if let Some(d) = self.entries.get_mut(path) {
             d.pending = true;
         }
@@ -232,7 +233,7 @@ impl DirtyMap {
 
     /// Marks every listed directory and whole file as pending, with one
     /// journal write (the start of a full synchronisation).
-    pub fn mark_all(&mut self, dirs: &[Vec<u8>], files: &[Vec<u8>]) -> io::Result<()> {
+    pub(crate) fn mark_all(&mut self, dirs: &[Vec<u8>], files: &[Vec<u8>]) -> io::Result<()> {
         let mut recs = Vec::with_capacity(dirs.len() + files.len());
         for p in dirs {
             let d = self.entries.entry(p.clone()).or_default();
@@ -251,7 +252,7 @@ impl DirtyMap {
     }
 
     /// The secondary went away: whatever it may not hold must be copied.
-    pub fn secondary_gone(&mut self) {
+    pub(crate) fn secondary_gone(&mut self) {
         self.alone = true;
         for d in self.entries.values_mut() {
             d.pending = true;
@@ -259,24 +260,24 @@ impl DirtyMap {
     }
 
     /// A full synchronisation starts (or resumes, if one was interrupted).
-    pub fn full_pending(&self) -> bool {
+    pub(crate) fn full_pending(&self) -> bool {
         self.full_pending
     }
 
     /// Sets or clears the "full synchronisation in progress" flag.
-    pub fn set_full_pending(&mut self, on: bool) -> io::Result<()> {
+    pub(crate) fn set_full_pending(&mut self, on: bool) -> io::Result<()> {
         self.full_pending = on;
         self.append(&[Rec::FullPending(on)])
     }
 
     /// Every path with a recorded change, and whether it is only a
     /// directory's entries.
-    pub fn paths(&self) -> Vec<(Vec<u8>, bool)> {
+    pub(crate) fn paths(&self) -> Vec<(Vec<u8>, bool)> {
         self.entries.iter().map(|(p, d)| (p.clone(), d.dir && !d.whole && !d.meta && d.zones.is_empty())).collect()
     }
 
     /// Pending entries, directories first, shallow before deep.
-    pub fn pending(&self) -> Vec<(Vec<u8>, Dirt)> {
+    pub(crate) fn pending(&self) -> Vec<(Vec<u8>, Dirt)> {
         let mut v: Vec<_> = self.entries.iter().filter(|(_, d)| d.pending).map(|(p, d)| (p.clone(), d.clone())).collect();
         v.sort_by(|a, b| {
             (!a.1.dir, a.0.iter().filter(|c| **c == b'/').count(), &a.0).cmp(&(!b.1.dir, b.0.iter().filter(|c| **c == b'/').count(), &b.0))
@@ -286,7 +287,7 @@ impl DirtyMap {
 
     /// The reintegration copied `path` as it was at `seq`: no longer pending
     /// unless something marked it pending again since `since`.
-    pub fn copied(&mut self, path: &[u8], what: &Dirt, seq: u64) {
+    pub(crate) fn copied(&mut self, path: &[u8], what: &Dirt, seq: u64) {
         if let Some(d) = self.entries.get_mut(path) {
             if d.dir == what.dir && d.whole == what.whole && d.meta == what.meta && d.zones == what.zones {
                 d.pending = false;
@@ -298,7 +299,7 @@ impl DirtyMap {
     /// The secondary made everything up to `seq` durable. Entries not
     /// touched since the previous checkpoint are forgotten (hot zones stay
     /// recorded, so a busy file does not pay a journal write per second).
-    pub fn durable(&mut self, seq: u64) -> io::Result<()> {
+    pub(crate) fn durable(&mut self, seq: u64) -> io::Result<()> {
         let limit = self.prev_durable;
         self.prev_durable = seq;
         let before = self.entries.len();
@@ -310,7 +311,7 @@ impl DirtyMap {
     }
 
     /// Rewrites the journal with the current entries (temp + fsync + rename).
-    pub fn compact(&mut self) -> io::Result<()> {
+    pub(crate) fn compact(&mut self) -> io::Result<()> {
         let mut buf = Vec::new();
         let mut n = 0;
         if self.full_pending {
@@ -339,13 +340,13 @@ impl DirtyMap {
     }
 
     /// Everything, for the peer (the Hello of a returning node).
-    pub fn export(&self) -> Vec<u8> {
+    pub(crate) fn export(&self) -> Vec<u8> {
         let v: Vec<(&Vec<u8>, &Dirt)> = self.entries.iter().collect();
         postcard::to_allocvec(&v).expect("in memory")
     }
 
     /// Adds a peer's map (as pending) and persists it.
-    pub fn merge(&mut self, bytes: &[u8], seq: u64) -> io::Result<usize> {
+    pub(crate) fn merge(&mut self, bytes: &[u8], seq: u64) -> io::Result<usize> {
         let v: Vec<(Vec<u8>, Dirt)> = postcard::from_bytes(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let n = v.len();
         for (p, d) in v {
@@ -369,14 +370,14 @@ impl DirtyMap {
     }
 
     /// Forgets everything (this node's data is about to be replaced).
-    pub fn clear(&mut self) -> io::Result<()> {
+    pub(crate) fn clear(&mut self) -> io::Result<()> {
         self.entries.clear();
         self.full_pending = false;
         self.compact()
     }
 
     /// (entries, bytes to copy at most) for `safekit rfsdiff`; `size` gives a file's size.
-    pub fn estimate(&self, size: impl Fn(&[u8]) -> Option<u64>) -> (usize, u64) {
+    pub(crate) fn estimate(&self, size: impl Fn(&[u8]) -> Option<u64>) -> (usize, u64) {
         let mut bytes = 0;
         for (p, d) in &self.entries {
             let s = size(p).unwrap_or(0);
@@ -385,13 +386,15 @@ impl DirtyMap {
         (self.entries.len(), bytes)
     }
 
+    #[cfg(test)]
     /// Number of entries.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(test)]
     /// No entries.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

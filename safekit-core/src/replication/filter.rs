@@ -9,7 +9,7 @@ use crate::config::NotReplicated;
 
 /// Compiled exclusions of one replicated directory.
 #[derive(Debug, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     paths: Vec<Vec<u8>>,
     exclude: Vec<Regex>,
     only: Vec<Regex>,
@@ -17,7 +17,7 @@ pub struct Filter {
 
 impl Filter {
     /// Compiles the exclusions (a bad expression is a configuration error).
-    pub fn new(rules: &[NotReplicated]) -> Result<Self, String> {
+    pub(crate) fn new(rules: &[NotReplicated]) -> Result<Self, String> {
         let mut f = Self::default();
         for r in rules {
             match r {
@@ -36,7 +36,7 @@ impl Filter {
     }
 
     /// `path` (relative) stays local.
-    pub fn excluded(&self, path: &[u8]) -> bool {
+    pub(crate) fn excluded(&self, path: &[u8]) -> bool {
         if path.is_empty() {
             return false;
         }
@@ -45,12 +45,12 @@ impl Filter {
     }
 
     /// Has `!` (replicate-only) expressions.
-    pub fn has_only(&self) -> bool {
+    pub(crate) fn has_only(&self) -> bool {
         !self.only.is_empty()
     }
 
     /// Like [`Filter::excluded`], knowing whether `path` is a directory.
-    pub fn excluded_entry(&self, path: &[u8], is_dir: bool) -> bool {
+    pub(crate) fn excluded_entry(&self, path: &[u8], is_dir: bool) -> bool {
         self.excluded(path) || (!is_dir && !self.only.is_empty() && !self.only.iter().any(|r| r.is_match(path)))
     }
 }

@@ -27,7 +27,7 @@ struct State {
 
 /// See the module documentation.
 #[derive(Debug)]
-pub struct WriteGate {
+pub(crate) struct WriteGate {
     state: Mutex<State>,
     cv: Condvar,
 }
@@ -45,7 +45,7 @@ impl WriteGate {
     }
 
     /// The engine's decision.
-    pub fn set(&self, word: UnreplicatedWrites) {
+    pub(crate) fn set(&self, word: UnreplicatedWrites) {
         let mut s = self.lock();
         if word == UnreplicatedWrites::Admit {
             // The engine admits once per ALONE episode: its first write is
@@ -56,13 +56,8 @@ impl WriteGate {
         self.cv.notify_all();
     }
 
-    /// Current decision (for `state -v` and tests).
-    pub fn word(&self) -> UnreplicatedWrites {
-        self.lock().word
-    }
-
     /// Replication stops (`closed`) or starts again on this node.
-    pub fn set_closed(&self, closed: bool) {
+    pub(crate) fn set_closed(&self, closed: bool) {
         self.lock().closed = closed;
         self.cv.notify_all();
     }
@@ -70,7 +65,7 @@ impl WriteGate {
     /// Blocks while the engine holds unreplicated writes; true if this one
     /// may proceed. `report` receives `WroteAlone` for the first admitted
     /// write of an ALONE episode.
-    pub fn admit(&self, report: &dyn Fn(ReplicationEvent)) -> bool {
+    pub(crate) fn admit(&self, report: &dyn Fn(ReplicationEvent)) -> bool {
         let mut s = self.lock();
         loop {
             if s.closed {

@@ -33,20 +33,21 @@ use std::time::{Duration, Instant};
 /// open is then answered the normal way and the kernel refuses it (EIO),
 /// which the module log explains. Short, because the application's `open`
 /// blocks meanwhile; long enough for a copy or a checksum of a file.
-pub const WRITER_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WRITER_WAIT: Duration = Duration::from_secs(5);
 
 /// How one open is served.
 #[derive(Debug, Clone)]
-pub enum Grant<B> {
+pub(crate) enum Grant<B> {
     /// Through the kernel straight to the real file (read-only opens).
     Passthrough(Arc<B>),
     /// Through this daemon (every write is replicated).
     Normal,
 }
 
+#[cfg(test)]
 impl<B> Grant<B> {
     /// Whether this is a passthrough open.
-    pub fn is_passthrough(&self) -> bool {
+    pub(crate) fn is_passthrough(&self) -> bool {
         matches!(self, Self::Passthrough(_))
     }
 }
@@ -66,7 +67,7 @@ impl<B> Default for Modes<B> {
 
 /// See the module documentation. `B` is the kernel's backing-file handle
 /// (a fake in tests).
-pub struct OpenModes<B> {
+pub(crate) struct OpenModes<B> {
     inodes: Mutex<HashMap<u64, Modes<B>>>,
     released: Condvar,
     /// Inodes opened for writing since the mount: never passthrough again
@@ -83,7 +84,7 @@ impl<B> Default for OpenModes<B> {
 
 /// What happened to a writer that had to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Waited {
+pub(crate) enum Waited {
     /// It did not have to wait.
     No,
     /// The readers closed within [`WRITER_WAIT`].
@@ -101,7 +102,7 @@ impl<B> OpenModes<B> {
     /// A read-only open of `ino`. `backing` registers the real file with the
     /// kernel; it is called only when the inode has no backing yet, and if it
     /// fails the open is a normal one (the error is returned for the log).
-    pub fn open_read<E>(&self, ino: u64, backing: impl FnOnce() -> Result<B, E>) -> (Grant<B>, Option<E>) {
+    pub(crate) fn open_read<E>(&self, ino: u64, backing: impl FnOnce() -> Result<B, E>) -> (Grant<B>, Option<E>) {
         let written = self.written.lock().unwrap_or_else(PoisonError::into_inner).contains(&ino);
         let mut map = self.lock();
         let m = map.entry(ino).or_default();
@@ -129,7 +130,7 @@ impl<B> OpenModes<B> {
 
     /// Whether a writable open of `ino` can be answered now (it is then
     /// counted); if not, call [`Self::wait_write`] off the FUSE thread.
-    pub fn try_open_write(&self, ino: u64) -> bool {
+    pub(crate) fn try_open_write(&self, ino: u64) -> bool {
         self.written.lock().unwrap_or_else(PoisonError::into_inner).insert(ino);
         let mut map = self.lock();
         let m = map.entry(ino).or_default();
@@ -143,7 +144,7 @@ impl<B> OpenModes<B> {
 
     /// Waits until no passthrough open of `ino` remains, at most `limit`,
     /// then counts a normal open.
-    pub fn wait_write(&self, ino: u64, limit: Duration) -> Waited {
+    pub(crate) fn wait_write(&self, ino: u64, limit: Duration) -> Waited {
         let deadline = Instant::now() + limit;
         let mut map = self.lock();
         let mut waited = false;
@@ -173,7 +174,7 @@ impl<B> OpenModes<B> {
     }
 
     /// An open of `ino` that was granted `passthrough` is released.
-    pub fn release(&self, ino: u64, passthrough: bool) {
+    pub(crate) fn release(&self, ino: u64, passthrough: bool) {
         let mut map = self.lock();
         let Some(m) = map.get_mut(&ino) else { return };
         if passthrough {
@@ -193,7 +194,7 @@ impl<B> OpenModes<B> {
     }
 
     /// (passthrough, normal) opens counted now, over all inodes.
-    pub fn open_counts(&self) -> (u64, u64) {
+    pub(crate) fn open_counts(&self) -> (u64, u64) {
         self.lock().values().fold((0, 0), |(p, n), m| (p + u64::from(m.passthrough), n + u64::from(m.normal)))
     }
 }

@@ -22,14 +22,14 @@ const MAX_FILES: usize = 10_000;
 const MAX_BYTES: u64 = 1 << 30;
 
 /// Where the quarantine of replicated directory `dir` lives.
-pub fn dir_for(dir: &Path) -> PathBuf {
+pub(crate) fn dir_for(dir: &Path) -> PathBuf {
     let name = dir.file_name().map_or_else(|| "root".into(), |n| n.to_string_lossy().into_owned());
     dir.with_file_name(format!("{name}.safekit-quarantine"))
 }
 
 /// Copies the files `replica` recorded as changed into
 /// `dir_for(dir)/stamp/`; one line per file kept (or skipped), then a summary.
-pub fn keep_aside(replica: &Replica, dir: &Path, stamp: &str) -> Result<Vec<String>, String> {
+pub(crate) fn keep_aside(replica: &Replica, dir: &Path, stamp: &str) -> Result<Vec<String>, String> {
     let root = dir_for(dir).join(stamp);
     let paths = replica.dirty.lock().unwrap_or_else(std::sync::PoisonError::into_inner).paths();
     let mut lines = Vec::new();
@@ -80,7 +80,7 @@ pub fn keep_aside(replica: &Replica, dir: &Path, stamp: &str) -> Result<Vec<Stri
 
 /// `rfs.quarantine` for `safekit state -v`: the quarantine directory and
 /// how many recoveries it holds, while an administrator has not removed it.
-pub fn describe(dir: &Path) -> Option<String> {
+pub(crate) fn describe(dir: &Path) -> Option<String> {
     let q = dir_for(dir);
     let n = std::fs::read_dir(&q).ok()?.filter_map(Result::ok).count();
     (n > 0).then(|| format!("{} ({n} recoveries)", q.display()))

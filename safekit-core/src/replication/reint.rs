@@ -33,7 +33,7 @@ pub struct ReintOptions {
 
 /// What a reintegration did.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Data bytes sent.
     pub bytes: AtomicU64,
     /// Files whose data was copied.
@@ -341,7 +341,7 @@ fn check_divergence(r: &Replica, peer: &str, seen: &mut HashMap<Vec<u8>, u32>) -
 
 /// Runs a reintegration on connection `epoch` to secondary `peer`; the
 /// statistics line on success.
-pub fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions, peer: &str) -> Result<String, String> {
+pub(crate) fn run(r: &Arc<Replica>, epoch: u64, full: bool, opts: ReintOptions, peer: &str) -> Result<String, String> {
     if full {
         enumerate_full(r)?;
     }

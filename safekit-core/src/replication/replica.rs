@@ -17,7 +17,7 @@ use super::Hooks;
 
 /// What this node does with local writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LocalRole {
+pub(crate) enum LocalRole {
     /// Applies and replicates them.
     Primary,
     /// Refuses them (EROFS): `mode="read_only"`.
@@ -27,7 +27,7 @@ pub enum LocalRole {
 }
 
 /// A change to record in the dirty map before it is applied.
-pub use super::dirty::Change as Mark;
+pub(crate) use super::dirty::Change as Mark;
 
 /// What this file system knows of an inode: every name the kernel knows it
 /// by (hard links have several), and how many lookups it holds.
@@ -46,7 +46,7 @@ struct Node {
 }
 
 /// See the module documentation.
-pub struct Replica {
+pub(crate) struct Replica {
     /// The real directory.
     pub tree: Tree,
     order: Mutex<()>,
@@ -77,7 +77,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Replica {
     /// A replica over `tree`.
-    pub fn new(tree: Tree, dirty: Arc<Mutex<DirtyMap>>, link: Arc<Link>, filter: Filter, secondary_disk_sync: bool, hooks: Hooks) -> Self {
+    pub(crate) fn new(
+        tree: Tree,
+        dirty: Arc<Mutex<DirtyMap>>,
+        link: Arc<Link>,
+        filter: Filter,
+        secondary_disk_sync: bool,
+        hooks: Hooks,
+    ) -> Self {
         let root_ino = tree.stat(b"").map_or(1, |s| s.st_ino);
         let mut nodes = HashMap::new();
         nodes.insert(1, Node { links: vec![(1, Vec::new())], lookups: 1, generation: 0, dead: false });
@@ -99,7 +106,7 @@ impl Replica {
     }
 
     /// Current role of local writes.
-    pub fn role(&self) -> LocalRole {
+    pub(crate) fn role(&self) -> LocalRole {
         match self.role.load(Ordering::Acquire) {
             0 => LocalRole::Primary,
             1 => LocalRole::ReadOnly,
@@ -108,7 +115,7 @@ impl Replica {
     }
 
     /// Changes it.
-    pub fn set_role(&self, r: LocalRole) {
+    pub(crate) fn set_role(&self, r: LocalRole) {
         self.role.store(
             match r {
                 LocalRole::Primary => 0,
@@ -120,7 +127,7 @@ impl Replica {
     }
 
     /// The FUSE inode number of an underlying inode (the root is 1).
-    pub fn fino(&self, st_ino: u64) -> u64 {
+    pub(crate) fn fino(&self, st_ino: u64) -> u64 {
         if st_ino == self.root_ino {
             1
         } else if st_ino == 1 {
@@ -131,7 +138,7 @@ impl Replica {
     }
 
     /// Path of a FUSE inode, if it still has one.
-    pub fn path(&self, ino: u64) -> Option<Vec<u8>> {
+    pub(crate) fn path(&self, ino: u64) -> Option<Vec<u8>> {
         let nodes = lock(&self.nodes);
         let mut parts = Vec::new();
         let mut cur = ino;
@@ -148,7 +155,7 @@ impl Replica {
     }
 
     /// Path of `name` in directory `parent`.
-    pub fn child(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
+    pub(crate) fn child(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
         let p = self.path(parent).ok_or(Errno::ENOENT)?;
         if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
             return Err(Errno::EINVAL);
@@ -158,7 +165,7 @@ impl Replica {
 
     /// The kernel looked `ino` up as `name` in `parent`: the generation to
     /// answer with.
-    pub fn remember(&self, ino: u64, parent: u64, name: &[u8]) -> u64 {
+    pub(crate) fn remember(&self, ino: u64, parent: u64, name: &[u8]) -> u64 {
         if ino == 1 {
             return 0;
         }
@@ -181,7 +188,7 @@ impl Replica {
     }
 
     /// The kernel forgot `n` lookups of `ino`.
-    pub fn forget(&self, ino: u64, n: u64) {
+    pub(crate) fn forget(&self, ino: u64, n: u64) {
         let mut nodes = lock(&self.nodes);
         if let Some(node) = nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
@@ -192,7 +199,7 @@ impl Replica {
     }
 
     /// `ino`, known as `old_name` in `old_parent`, is now `name` in `parent` (rename).
-    pub fn moved(&self, ino: u64, old_parent: u64, old_name: &[u8], parent: u64, name: &[u8]) {
+    pub(crate) fn moved(&self, ino: u64, old_parent: u64, old_name: &[u8], parent: u64, name: &[u8]) {
         if let Some(n) = lock(&self.nodes).get_mut(&ino) {
             n.links.retain(|(p, m)| !(*p == old_parent && m == old_name) && !(*p == parent && m == name));
             n.links.push((parent, name.to_vec()));
@@ -203,7 +210,7 @@ impl Replica {
     /// unless that was its `last` (then its number may come back as another
     /// file). Called under the order lock, before any later entry can take
     /// the number.
-    pub fn unlinked(&self, ino: u64, parent: u64, name: &[u8], last: bool) {
+    pub(crate) fn unlinked(&self, ino: u64, parent: u64, name: &[u8], last: bool) {
         if let Some(n) = lock(&self.nodes).get_mut(&ino) {
             n.links.retain(|(p, m)| !(*p == parent && m == name));
             n.dead |= last;
@@ -213,7 +220,7 @@ impl Replica {
     /// Records `marks`, applies `local` and queues the operation it returns,
     /// all under the order lock, so the secondary applies mutations in the
     /// order they took effect here. Excluded paths are applied only locally.
-    pub fn mutate<T, O: IntoIterator<Item = Op>>(
+    pub(crate) fn mutate<T, O: IntoIterator<Item = Op>>(
         &self,
         marks: &[Mark<'_>],
         local: impl FnOnce() -> Result<(T, O), Errno>,
@@ -265,7 +272,7 @@ impl Replica {
     /// so far (on its disk with async="none", for `path`). False when what
     /// it would acknowledge is neither on the secondary nor covered by an
     /// ALONE lease (the caller reports EIO).
-    pub fn sync_point(&self, path: Option<&[u8]>) -> bool {
+    pub(crate) fn sync_point(&self, path: Option<&[u8]>) -> bool {
         if self.role() != LocalRole::Primary {
             return true;
         }
@@ -297,7 +304,7 @@ impl Replica {
 
     /// `path` stays local (notreplicated); a directory is never excluded by
     /// a `!` (replicate-only) expression.
-    pub fn excluded(&self, path: &[u8]) -> bool {
+    pub(crate) fn excluded(&self, path: &[u8]) -> bool {
         if self.filter.excluded(path) {
             return true;
         }
@@ -306,7 +313,7 @@ impl Replica {
     }
 
     /// Runs `f` under the order lock (reintegration reads a consistent state).
-    pub fn ordered<T>(&self, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn ordered<T>(&self, f: impl FnOnce() -> T) -> T {
         let _order = lock(&self.order);
         f()
     }
@@ -319,7 +326,7 @@ fn mark_path<'a>(m: &Mark<'a>) -> &'a [u8] {
 }
 
 /// The paths an operation touches.
-pub fn op_paths(op: &Op) -> Vec<&[u8]> {
+pub(crate) fn op_paths(op: &Op) -> Vec<&[u8]> {
     match op {
         Op::Rename { from, to, .. } => vec![from, to],
         Op::Link { existing, path } => vec![existing, path],

@@ -16,7 +16,7 @@ use crate::key::ClusterKey;
 
 /// Where and how to reach the primary.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     /// The primary's replication address.
     pub addr: SocketAddr,
     /// Cluster key.
@@ -37,7 +37,7 @@ fn send(tx: &Tx, msg: &ToPrimary) -> std::io::Result<()> {
 }
 
 /// Connects (retrying until `patience` runs out) and authenticates.
-pub fn connect(up: &Upstream, patience: Duration) -> Result<(TcpStream, (Sealer, Sealer)), String> {
+pub(crate) fn connect(up: &Upstream, patience: Duration) -> Result<(TcpStream, (Sealer, Sealer)), String> {
     let deadline = Instant::now() + patience;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -64,7 +64,7 @@ pub fn connect(up: &Upstream, patience: Duration) -> Result<(TcpStream, (Sealer,
 /// outcome of the reintegration (the statistics line, or why it failed);
 /// the connection then goes on as a mirror until the primary or `stop`
 /// closes it.
-pub fn serve(
+pub(crate) fn serve(
     r: Arc<Replica>,
     up: Upstream,
     full: bool,

@@ -127,8 +127,24 @@ impl LinuxReplicator {
                 let _ = tx.send(e);
             }),
         };
-        let h = Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())), gate: Arc::default(), refused: Arc::default() };
+        let h =
+            Handle { s, hooks, inner: Arc::new(Mutex::new(Inner::default())), gate: Arc::default(), refused: Arc::default(), mount: true };
         Self { h, events: tokio::sync::Mutex::new(rx) }
+    }
+
+    /// The same replicator without FUSE mounts (no root needed): the
+    /// caller writes through the replicas (see `replication::harness`).
+    #[cfg(test)]
+    pub(crate) fn unmounted(s: Settings, log: Arc<dyn Fn(LogLevel, String) + Send + Sync>) -> Self {
+        let mut me = Self::new(s, log);
+        me.h.mount = false;
+        me
+    }
+
+    /// The replicas of the replicated directories, in `<rfs>` order.
+    #[cfg(test)]
+    pub(crate) fn replicas(&self) -> Vec<Arc<Replica>> {
+        lock(&self.h.inner).mounts.iter().map(|m| m.replica.clone()).collect()
     }
 
     /// (files, bytes) that a reintegration would copy now (`safekit rfsdiff`).
@@ -150,7 +166,7 @@ impl Handle {
         }
         for (i, d) in self.s.dirs.iter().enumerate() {
             let dir = PathBuf::from(&d.dir);
-            if detach_stale(&dir) > 0 {
+            if self.mount && detach_stale(&dir) > 0 {
                 (self.hooks.log)(LogLevel::E, format!("Stale replication mount on {} detached", d.dir));
             }
             for t in &d.tocheck {
@@ -179,7 +195,8 @@ impl Handle {
             cfg.clone_fd = true;
             let fs = ReplicatedFs::new(replica.clone(), cache_wish(primary));
             let stats = fs.stats();
-            let session = fuser::spawn_mount(fs, &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?;
+            let session =
+                if self.mount { Some(fuser::spawn_mount(fs, &dir, &cfg).map_err(|e| format!("mount over {}: {e}", d.dir))?) } else { None };
             let ticker = Arc::new(AtomicBool::new(true));
             {
                 let (r, on) = (replica.clone(), ticker.clone());
@@ -193,7 +210,7 @@ impl Handle {
                 });
             }
             (self.hooks.log)(LogLevel::I, format!("Replicated directory {} mounted", d.dir));
-            inner.mounts.push(Mounted { replica, stats, session: Some(session), dir, ticker });
+            inner.mounts.push(Mounted { replica, stats, session, dir, ticker });
         }
         Ok(())
     }
@@ -537,6 +554,9 @@ struct Handle {
     /// Connections to the replication port refused (not the peer, or too
     /// many unauthenticated at once).
     refused: Arc<std::sync::atomic::AtomicU64>,
+    /// Mount the FUSE file system over each directory. Off only in the
+    /// rootless tests, which write through [`Replica::mutate`] themselves.
+    mount: bool,
 }
 
 impl LinuxReplicator {

@@ -18,12 +18,12 @@ use super::wire::{Entry, Meta, Op, Time};
 
 /// A relative path is valid when it has no empty, `.` or `..` component,
 /// no NUL and does not start with `/`. The empty path is the root.
-pub fn valid(path: &[u8]) -> bool {
+pub(crate) fn valid(path: &[u8]) -> bool {
     path.is_empty() || (!path.contains(&0) && path.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."))
 }
 
 /// `a/b` joined with `c`.
-pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
         return name.to_vec();
     }
@@ -35,7 +35,7 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// (`a/b`, `c`) from `a/b/c`.
-pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|b| *b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
@@ -43,7 +43,7 @@ pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Metadata of a stat result, as the protocol carries it.
-pub fn meta_of(st: &FileStat) -> Meta {
+pub(crate) fn meta_of(st: &FileStat) -> Meta {
     Meta {
         mode: st.st_mode,
         uid: st.st_uid,
@@ -61,7 +61,7 @@ fn ts(t: Time) -> nix::sys::time::TimeSpec {
 const OMIT: nix::sys::time::TimeSpec = nix::sys::time::TimeSpec::new(0, libc::UTIME_OMIT);
 
 /// File type bits of a mode.
-pub fn kind(mode: u32) -> u32 {
+pub(crate) fn kind(mode: u32) -> u32 {
     mode & libc::S_IFMT
 }
 
@@ -69,13 +69,13 @@ pub fn kind(mode: u32) -> u32 {
 const PIECE: usize = 4000;
 
 /// The replicated directory's real tree.
-pub struct Tree {
+pub(crate) struct Tree {
     root: OwnedFd,
 }
 
 impl Tree {
     /// Holds `dir` (before anything is mounted over it).
-    pub fn open(dir: &Path) -> Result<Self, Errno> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, Errno> {
         let root = nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(Self { root })
     }
@@ -117,7 +117,7 @@ impl Tree {
     /// opening a device node would reach its driver. Data goes through
     /// neither on a local file system either, so such an open is refused
     /// (ENXIO), and O_NONBLOCK covers a name swapped in between.
-    pub fn open_file(&self, path: &[u8], flags: OFlag, mode: u32) -> Result<File, Errno> {
+    pub(crate) fn open_file(&self, path: &[u8], flags: OFlag, mode: u32) -> Result<File, Errno> {
         if path.is_empty() {
             return self.open_dir(path, flags).map(File::from);
         }
@@ -134,7 +134,7 @@ impl Tree {
     }
 
     /// The directory holding `path` and the last component.
-    pub fn parent<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p OsStr), Errno> {
+    pub(crate) fn parent<'p>(&self, path: &'p [u8]) -> Result<(OwnedFd, &'p OsStr), Errno> {
         if path.is_empty() || !valid(path) {
             return Err(Errno::EINVAL);
         }
@@ -143,7 +143,7 @@ impl Tree {
     }
 
     /// lstat.
-    pub fn stat(&self, path: &[u8]) -> Result<FileStat, Errno> {
+    pub(crate) fn stat(&self, path: &[u8]) -> Result<FileStat, Errno> {
         let (dir, name) = self.parent_or_root(path)?;
         fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
     }
@@ -151,7 +151,7 @@ impl Tree {
     /// The entry's times now, as an operation that sets them on the
     /// secondary (where applying a change gave it the apply time). `None` if
     /// it cannot be read: the change itself is sent all the same.
-    pub fn times(&self, path: &[u8]) -> Option<Op> {
+    pub(crate) fn times(&self, path: &[u8]) -> Option<Op> {
         let st = self.stat(path).ok()?;
         let t = |s: i64, ns: i64| (s, u32::try_from(ns).unwrap_or(0));
         Some(Op::SetAttr {
@@ -168,7 +168,7 @@ impl Tree {
     /// of an O_PATH handle): `/proc/self/fd/DIR/NAME` to the real entry,
     /// not the mount, short whatever the depth; valid while the returned
     /// handle lives.
-    pub fn proc_path(&self, path: &[u8]) -> Result<(OwnedFd, CString), Errno> {
+    pub(crate) fn proc_path(&self, path: &[u8]) -> Result<(OwnedFd, CString), Errno> {
         let (dir, name) = self.parent_or_root(path)?;
         let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
         p.extend_from_slice(name.as_bytes());
@@ -176,7 +176,7 @@ impl Tree {
     }
 
     /// Directory entries (without `.` and `..`) with their metadata.
-    pub fn list(&self, path: &[u8]) -> Result<Vec<Entry>, Errno> {
+    pub(crate) fn list(&self, path: &[u8]) -> Result<Vec<Entry>, Errno> {
         let fd = self.open_dir(path, OFlag::O_RDONLY)?;
         let mut dir = nix::dir::Dir::from_fd(fd)?;
         let dfd = dir.as_raw_fd();
@@ -200,7 +200,7 @@ impl Tree {
     }
 
     /// Extended attributes of `path` (name, value).
-    pub fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+    pub(crate) fn xattrs(&self, path: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
         let (_dir, p) = self.proc_path(path)?;
         let names = xattr_call(|buf, len| unsafe { libc::llistxattr(p.as_ptr(), buf.cast(), len) })?;
         let mut out = Vec::new();
@@ -217,27 +217,27 @@ impl Tree {
 
     /// Whether directory `dir` has a default POSIX ACL: then a new entry's
     /// mode comes from it and the caller's umask does not apply.
-    pub fn has_default_acl(&self, dir: &[u8]) -> bool {
+    pub(crate) fn has_default_acl(&self, dir: &[u8]) -> bool {
         self.proc_path(dir)
             .is_ok_and(|(_fd, p)| unsafe { libc::lgetxattr(p.as_ptr(), c"system.posix_acl_default".as_ptr(), std::ptr::null_mut(), 0) > 0 })
     }
 
     /// setxattr.
-    pub fn set_xattr(&self, path: &[u8], name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
+    pub(crate) fn set_xattr(&self, path: &[u8], name: &[u8], value: &[u8], flags: i32) -> Result<(), Errno> {
         let (_dir, p) = self.proc_path(path)?;
         let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
         Errno::result(unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flags) }).map(drop)
     }
 
     /// removexattr.
-    pub fn remove_xattr(&self, path: &[u8], name: &[u8]) -> Result<(), Errno> {
+    pub(crate) fn remove_xattr(&self, path: &[u8], name: &[u8]) -> Result<(), Errno> {
         let (_dir, p) = self.proc_path(path)?;
         let n = CString::new(name).map_err(|_| Errno::EINVAL)?;
         Errno::result(unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) }).map(drop)
     }
 
     /// chown without following a final symlink.
-    pub fn chown(&self, path: &[u8], uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
+    pub(crate) fn chown(&self, path: &[u8], uid: Option<u32>, gid: Option<u32>) -> Result<(), Errno> {
         if uid.is_none() && gid.is_none() {
             return Ok(());
         }
@@ -259,7 +259,7 @@ impl Tree {
     }
 
     /// chmod (symlinks have no mode of their own: ignored).
-    pub fn chmod(&self, path: &[u8], mode: u32) -> Result<(), Errno> {
+    pub(crate) fn chmod(&self, path: &[u8], mode: u32) -> Result<(), Errno> {
         let st = self.stat(path)?;
         if kind(st.st_mode) == libc::S_IFLNK {
             return Ok(());
@@ -269,7 +269,7 @@ impl Tree {
     }
 
     /// utimensat without following a final symlink; `None` leaves a time as is.
-    pub fn set_times(&self, path: &[u8], atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+    pub(crate) fn set_times(&self, path: &[u8], atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
         if atime.is_none() && mtime.is_none() {
             return Ok(());
         }
@@ -284,7 +284,7 @@ impl Tree {
     }
 
     /// Removes whatever is at `path`, recursively; absent is fine.
-    pub fn remove_tree(&self, path: &[u8]) -> Result<(), Errno> {
+    pub(crate) fn remove_tree(&self, path: &[u8]) -> Result<(), Errno> {
         let st = match self.stat(path) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Ok(()),
@@ -302,13 +302,13 @@ impl Tree {
     }
 
     /// syncfs of the file system holding the tree.
-    pub fn syncfs(&self) -> Result<(), Errno> {
+    pub(crate) fn syncfs(&self) -> Result<(), Errno> {
         let f = self.open_file(b"", OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
         nix::unistd::syncfs(f.as_fd())
     }
 
     /// Applies one replicated operation (the secondary's side).
-    pub fn apply(&self, op: &Op) -> Result<(), Errno> {
+    pub(crate) fn apply(&self, op: &Op) -> Result<(), Errno> {
         use nix::unistd::{linkat, symlinkat, unlinkat, UnlinkatFlags};
         match op {
             Op::Write { path, off, data, mtime } => {
@@ -427,14 +427,14 @@ impl Tree {
 }
 
 /// futimens; `None` leaves a time as is.
-pub fn set_file_times(f: &File, atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
+pub(crate) fn set_file_times(f: &File, atime: Option<Time>, mtime: Option<Time>) -> Result<(), Errno> {
     nix::sys::stat::futimens(f.as_fd(), &atime.map_or(OMIT, ts), &mtime.map_or(OMIT, ts))
 }
 
 /// Gives a new file its owner, then exactly `mode` if given (chown clears
 /// setuid/setgid, and the create call's mode went through this process's
 /// umask); `None` keeps the mode the real file system chose.
-pub fn own(f: &File, mode: Option<u32>, uid: u32, gid: u32) -> Result<(), Errno> {
+pub(crate) fn own(f: &File, mode: Option<u32>, uid: u32, gid: u32) -> Result<(), Errno> {
     let st = nix::sys::stat::fstat(f.as_fd())?;
     if (st.st_uid, st.st_gid) != (uid, gid) {
         nix::unistd::fchown(f.as_fd(), Some(uid.into()), Some(gid.into()))?;
@@ -446,7 +446,7 @@ pub fn own(f: &File, mode: Option<u32>, uid: u32, gid: u32) -> Result<(), Errno>
 }
 
 /// The errno of an I/O error (EIO when it has none).
-pub fn io_errno(e: std::io::Error) -> Errno {
+pub(crate) fn io_errno(e: std::io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_raw)
 }
 

@@ -12,10 +12,10 @@ use super::tree::{join, kind, Tree};
 use super::wire::Meta;
 
 /// One entry's digest: (relative path, metadata, SHA-256 of the content or symlink target).
-pub type Digests = Vec<(Vec<u8>, Meta, [u8; 32])>;
+pub(crate) type Digests = Vec<(Vec<u8>, Meta, [u8; 32])>;
 
 /// Digests of every entry of `tree` that is replicated, sorted by path.
-pub fn digests(tree: &Tree, filter: &Filter) -> Result<Digests, String> {
+pub(crate) fn digests(tree: &Tree, filter: &Filter) -> Result<Digests, String> {
     let mut out = Vec::new();
     let mut dirs = vec![Vec::new()];
     while let Some(d) = dirs.pop() {
@@ -50,7 +50,7 @@ pub fn digests(tree: &Tree, filter: &Filter) -> Result<Digests, String> {
 
 /// Human-readable differences (empty: identical). Directory times are not
 /// compared (they change with every entry on both sides).
-pub fn differences(mine: &Digests, theirs: &Digests) -> Vec<String> {
+pub(crate) fn differences(mine: &Digests, theirs: &Digests) -> Vec<String> {
     let a: BTreeMap<&Vec<u8>, (&Meta, &[u8; 32])> = mine.iter().map(|(p, m, d)| (p, (m, d))).collect();
     let b: BTreeMap<&Vec<u8>, (&Meta, &[u8; 32])> = theirs.iter().map(|(p, m, d)| (p, (m, d))).collect();
     let mut out = Vec::new();

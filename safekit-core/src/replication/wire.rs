@@ -15,16 +15,16 @@ use serde::{Deserialize, Serialize};
 use crate::key::ClusterKey;
 
 /// Largest frame payload accepted (a write request is at most 1 MiB of data).
-pub const MAX_FRAME: usize = 8 << 20;
+pub(crate) const MAX_FRAME: usize = 8 << 20;
 const TAG: usize = 16;
 const MAGIC: &[u8; 6] = b"SKRP1\0";
 
 /// Seconds and nanoseconds since the epoch.
-pub type Time = (i64, u32);
+pub(crate) type Time = (i64, u32);
 
 /// What the secondary knows of one directory entry (reintegration listing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// `S_IFMT` bits and permissions.
     pub mode: u32,
     /// Owner.
@@ -41,7 +41,7 @@ pub struct Meta {
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// File name (bytes, no `/`).
     #[serde(with = "serde_bytes")]
     pub name: Vec<u8>,
@@ -53,7 +53,7 @@ pub struct Entry {
 /// relative to the replicated directory, as bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
-pub enum Op {
+pub(crate) enum Op {
     /// pwrite; `mtime` is the primary's after the write. (`serde_bytes`:
     /// serde would otherwise encode a `Vec<u8>` byte by byte, which cost
     /// more CPU than everything else on the write path.)
@@ -104,7 +104,7 @@ pub enum Op {
 /// Primary → secondary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
-pub enum ToSecondary {
+pub(crate) enum ToSecondary {
     /// The primary persisted the secondary's dirty map: it may forget it.
     Welcome,
     /// A mutation; its sequence number is the frame's.
@@ -126,7 +126,7 @@ pub enum ToSecondary {
 /// Secondary → primary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
-pub enum ToPrimary {
+pub(crate) enum ToPrimary {
     /// First message: who, what it needs, and what it may hold differently
     /// (its own dirty map, from when it was primary).
     Hello {
@@ -149,7 +149,7 @@ pub enum ToPrimary {
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     /// Socket error or EOF.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -162,7 +162,7 @@ pub enum WireError {
 }
 
 /// One authenticated direction of a connection.
-pub struct Sealer {
+pub(crate) struct Sealer {
     key: [u8; 32],
     dir: u8,
     counter: u64,
@@ -183,7 +183,7 @@ impl Sealer {
     }
 
     /// Encodes `msg` as one frame appended to `out`.
-    pub fn seal<T: Serialize>(&mut self, msg: &T, out: &mut Vec<u8>) {
+    pub(crate) fn seal<T: Serialize>(&mut self, msg: &T, out: &mut Vec<u8>) {
         // Serialised in place after a length placeholder: one copy of the data.
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -198,7 +198,7 @@ impl Sealer {
     }
 
     /// Reads and verifies one frame.
-    pub fn open<T: for<'de> Deserialize<'de>>(&mut self, r: &mut impl Read) -> Result<T, WireError> {
+    pub(crate) fn open<T: for<'de> Deserialize<'de>>(&mut self, r: &mut impl Read) -> Result<T, WireError> {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)?;
         let len = u32::from_le_bytes(len) as usize;
@@ -217,12 +217,14 @@ impl Sealer {
 }
 
 /// Decodes a frame payload sent to the secondary (without its tag).
-pub fn decode_to_secondary(payload: &[u8]) -> Result<ToSecondary, WireError> {
+#[cfg_attr(not(fuzzing), allow(dead_code))] // the fuzz targets' entry point
+pub(crate) fn decode_to_secondary(payload: &[u8]) -> Result<ToSecondary, WireError> {
     postcard::from_bytes(payload).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Decodes a frame payload sent to the primary (without its tag).
-pub fn decode_to_primary(payload: &[u8]) -> Result<ToPrimary, WireError> {
+#[cfg_attr(not(fuzzing), allow(dead_code))] // the fuzz targets' entry point
+pub(crate) fn decode_to_primary(payload: &[u8]) -> Result<ToPrimary, WireError> {
     postcard::from_bytes(payload).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
@@ -246,7 +248,7 @@ fn nonce() -> io::Result<[u8; 32]> {
 }
 
 /// The two directions of an authenticated connection: (send, receive).
-pub type Session = (Sealer, Sealer);
+pub(crate) type Session = (Sealer, Sealer);
 
 fn session(key: &ClusterKey, module: u16, c: &[u8; 32], s: &[u8; 32], client: bool) -> Session {
     let k = derive(key, b"safekit-repl-session", module, c, s);
@@ -255,7 +257,7 @@ fn session(key: &ClusterKey, module: u16, c: &[u8; 32], s: &[u8; 32], client: bo
 }
 
 /// Client side of the handshake (the secondary connects to the primary).
-pub fn client_handshake<S: Read + Write>(s: &mut S, key: &ClusterKey, module: u16) -> Result<Session, WireError> {
+pub(crate) fn client_handshake<S: Read + Write>(s: &mut S, key: &ClusterKey, module: u16) -> Result<Session, WireError> {
     let c = nonce()?;
     let mut hello = MAGIC.to_vec();
     hello.extend_from_slice(&module.to_le_bytes());
@@ -275,7 +277,7 @@ pub fn client_handshake<S: Read + Write>(s: &mut S, key: &ClusterKey, module: u1
 }
 
 /// Server side of the handshake (the primary accepts a secondary).
-pub fn server_handshake<S: Read + Write>(s: &mut S, key: &ClusterKey, module: u16) -> Result<Session, WireError> {
+pub(crate) fn server_handshake<S: Read + Write>(s: &mut S, key: &ClusterKey, module: u16) -> Result<Session, WireError> {
     let mut hello = [0u8; 6 + 2 + 32];
     s.read_exact(&mut hello)?;
     if &hello[..6] != MAGIC || u16::from_le_bytes([hello[6], hello[7]]) != module {

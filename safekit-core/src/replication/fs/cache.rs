@@ -10,7 +10,7 @@ use super::super::openmode::OpenModes;
 
 /// How the kernel caches a mount, as negotiated at FUSE init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheMode {
+pub(crate) enum CacheMode {
     /// Not mounted yet.
     Unknown,
     /// Read-only opens use FUSE passthrough (native reads); writes go
@@ -25,7 +25,7 @@ pub enum CacheMode {
 
 /// What the kernel is asked for at mount time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheWish {
+pub(crate) struct CacheWish {
     /// Passthrough for read-only opens, if the kernel offers it.
     pub passthrough: bool,
     /// The writeback cache, if passthrough is not used.
@@ -35,7 +35,7 @@ pub struct CacheWish {
 /// Counters of one mount, shown as the `rfs.reads` resource in
 /// `safekit state -v`, with the mount's open-mode book for the opens
 /// counted now.
-pub struct ReadStats {
+pub(crate) struct ReadStats {
     mode: AtomicU8,
     book: Arc<OpenModes<BackingId>>,
     /// Opens answered with passthrough.
@@ -61,7 +61,7 @@ impl ReadStats {
     }
 
     /// The negotiated mode.
-    pub fn mode(&self) -> CacheMode {
+    pub(crate) fn mode(&self) -> CacheMode {
         match self.mode.load(Ordering::Acquire) {
             1 => CacheMode::Passthrough,
             2 => CacheMode::Writeback,
@@ -81,7 +81,7 @@ impl ReadStats {
     }
 
     /// One line for `safekit state -v`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let open = self.book.open_counts();
         let mode = match self.mode() {
             CacheMode::Passthrough => "passthrough",

@@ -14,7 +14,7 @@ mod files;
 mod names;
 mod xattrs;
 
-pub use cache::{CacheMode, CacheWish, ReadStats};
+pub(crate) use cache::{CacheMode, CacheWish, ReadStats};
 use dirs::Listing;
 use files::Handles;
 
@@ -53,7 +53,7 @@ struct Handle {
 }
 
 /// See the module documentation.
-pub struct ReplicatedFs {
+pub(crate) struct ReplicatedFs {
     r: Arc<Replica>,
     wish: CacheWish,
     /// Negotiated at init.
@@ -111,7 +111,7 @@ impl ReplicatedFs {
     /// large batches, many in flight: sync points still wait for them (fsync
     /// and close write the dirty pages back before they reach this file
     /// system).
-    pub fn new(r: Arc<Replica>, wish: CacheWish) -> Self {
+    pub(crate) fn new(r: Arc<Replica>, wish: CacheWish) -> Self {
         let modes = Arc::default();
         Self {
             r,
@@ -128,7 +128,7 @@ impl ReplicatedFs {
     }
 
     /// The mount's counters (kept by the replicator for `state -v`).
-    pub fn stats(&self) -> Arc<ReadStats> {
+    pub(crate) fn stats(&self) -> Arc<ReadStats> {
         self.stats.clone()
     }
 
