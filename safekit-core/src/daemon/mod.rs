@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch, RwLock};
 
 use crate::engine::Command;
 use crate::layout::Layout;
-use crate::runtime::module::{Module, ModuleHandle, RunningModule};
+use crate::runtime::module::{ModuleHandle, RunningModule};
 use crate::runtime::ModuleReport;
 use control::{Request, Response};
 
@@ -75,11 +75,8 @@ struct Daemon {
 
 /// Runs a loaded module: the builder filled with what the daemon loaded.
 fn spawn(m: modules::Loaded, rfs: Option<crate::config::Rfs>, directory: &Directory) -> Running {
-    let (name, id) = (m.report.name.clone(), m.report.id);
-    let module = match m.engine {
-        modules::AnyEngine::Mirror(e) => Module::with_services(&name, id, *e, m.services).spawn(),
-        modules::AnyEngine::Light(e) => Module::with_services(&name, id, *e, m.services).spawn(),
-    };
+    let name = m.report.name.clone();
+    let module = m.module.spawn();
     directory.insert(&name, module.watch());
     Running { module, rfs }
 }
@@ -276,7 +273,7 @@ impl Daemon {
         match modules::load_module(&site, name.to_string(), id, full).await {
             Ok(m) => {
                 self.broken.write().await.remove(name);
-                m.services.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
+                m.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
                 map.insert(name.to_string(), spawn(m, cfg.service.rfs, &self.directory));
                 Response::Ok
             }

@@ -7,27 +7,24 @@ use std::sync::Arc;
 
 use crate::config::{CheckerKind, ClusterConfig, HostAddr, Mode, Placement, UserConfig, VipAddr};
 use crate::convert::{self, VipSubnet};
-use crate::engine::{LightEngine, MirrorEngine, Readiness, State, Status};
+use crate::engine::{Automaton, LightEngine, MirrorEngine, Readiness, State, Status};
 use crate::key::ClusterKey;
 use crate::layout::Layout;
 use crate::linux::heartbeat::{LanEndpoints, UdpHeartbeat};
 use crate::linux::scripts::ProcessScripts;
 use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
 use crate::runtime::log::ModuleLog;
+use crate::runtime::module::{Module, ModuleBuilder};
 use crate::runtime::store::FileStore;
-use crate::runtime::{ModuleReport, ModuleServices};
-use crate::services::{LogSink as _, StateStore as _};
-use crate::services::{Replicator, ScriptEnv, VirtualIp};
+use crate::runtime::{CompanionContext, ModuleReport};
+use crate::services::StateStore as _;
+use crate::services::{LogSink, Replicator, ScriptEnv, VirtualIp};
 use std::time::Duration;
 
-pub(super) enum AnyEngine {
-    Mirror(Box<MirrorEngine>),
-    Light(Box<LightEngine>),
-}
-
 pub(super) struct Loaded {
-    pub(super) engine: AnyEngine,
-    pub(super) services: ModuleServices,
+    /// The module's runtime, filled with the Linux services.
+    pub(super) module: ModuleBuilder<Box<dyn Automaton>>,
+    pub(super) log: Arc<dyn LogSink>,
     pub(super) report: ModuleReport,
     /// Start the module this long after the daemon starts (`boot="on"`,
     /// or `boot="auto"` when it was running when the daemon last ended).
@@ -291,43 +288,37 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
                 .await
                 .map_err(|e| format!("module {name}: heartbeat socket: {e}"))?;
             let hb: Arc<dyn crate::services::Heartbeat> = Arc::new(hb);
-            (AnyEngine::Mirror(Box::new(MirrorEngine::new(engine_cfg, persisted, incarnation, now))), Some(hb))
+            let engine: Box<dyn Automaton> = Box::new(MirrorEngine::new(engine_cfg, persisted, incarnation, now));
+            (engine, Some(hb))
         }
-        Mode::Light => (AnyEngine::Light(Box::new(LightEngine::new(engine_cfg, now))), None),
+        Mode::Light => (Box::new(LightEngine::new(engine_cfg, now)) as Box<dyn Automaton>, None),
         Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
     };
-    let services = ModuleServices {
-        heartbeat,
-        vip,
-        scripts,
-        replicator,
-        witness,
-        companions: lease
-            .iter()
-            .map(|l| {
-                let l = l.clone();
-                Box::new(move |cx: crate::runtime::CompanionContext| crate::witness::client::spawn_keeper(l, cx.report, cx.inputs, cx.log))
-                    as crate::runtime::Companion
-            })
-            .collect(),
-        store: Arc::new(store),
-        log,
-        errd: cfg.service.errd.clone(),
-        self_commands: None,
-        handler_env,
-        checkers,
-        custom,
-        inputs: None,
-        stall_after: cfg
-            .service
-            .heart
-            .iter()
-            .flat_map(|h| &h.heartbeats)
-            .map(|h| h.timeout / 2)
-            .min()
-            .filter(|_| cfg.service.mode == Mode::Mirror),
-    };
-    Ok(Loaded { engine, services, report, boot_start })
+    let log: Arc<dyn LogSink> = log;
+    let mut module = Module::builder(&name, id, engine, &layout.module_var(&name))
+        .scripts(scripts)
+        .replicator(replicator)
+        .store(Arc::new(store))
+        .log(log.clone())
+        .errd(cfg.service.errd.clone(), handler_env)
+        .checkers(checkers)
+        .custom_checkers(custom);
+    if let Some(hb) = heartbeat {
+        // The runtime counts a wake-up later than half the shortest timeout as a stall.
+        let timeout = cfg.service.heart.iter().flat_map(|h| &h.heartbeats).map(|h| h.timeout).min().unwrap_or(Duration::from_secs(30));
+        module = module.heartbeat(hb, timeout);
+    }
+    if let Some(v) = vip {
+        module = module.vip(v);
+    }
+    if let Some(w) = witness {
+        module = module.witness(w);
+    }
+    if let Some(l) = lease {
+        module =
+            module.companion(Box::new(move |cx: CompanionContext| crate::witness::client::spawn_keeper(l, cx.report, cx.inputs, cx.log)));
+    }
+    Ok(Loaded { module, log, report, boot_start })
 }
 
 /// The module's virtual IPs, resolved to interfaces (none without `<vip>`).

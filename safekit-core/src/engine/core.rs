@@ -55,6 +55,38 @@ pub trait Automaton: Send {
     }
 }
 
+/// A boxed automaton is one, so a daemon can hold modules of every kind
+/// behind one type.
+impl<A: Automaton + ?Sized> Automaton for Box<A> {
+    fn handle_input(&mut self, now: Instant, input: Input) {
+        (**self).handle_input(now, input);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        (**self).handle_timeout(now);
+    }
+    fn command(&mut self, now: Instant, cmd: Command) -> Result<(), CommandError> {
+        (**self).command(now, cmd)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        (**self).poll_action()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        (**self).poll_timeout()
+    }
+    fn status(&self) -> Status {
+        (**self).status()
+    }
+    fn peer_status(&self) -> Option<Status> {
+        (**self).peer_status()
+    }
+    fn resources(&self) -> BTreeMap<String, String> {
+        (**self).resources()
+    }
+    fn data_version(&self) -> Option<(u64, u64)> {
+        (**self).data_version()
+    }
+}
+
 /// The shared half of every automaton (see the module docs).
 #[derive(Debug, Clone)]
 pub(super) struct Core<M> {

@@ -6,15 +6,6 @@ use super::persist::*;
 #[allow(clippy::wildcard_imports)]
 use super::types::*;
 
-/// `swap` or `swap nosync`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum SwapKind {
-    /// Resynchronise the new secondary (zones) after the swap.
-    Sync,
-    /// Swap without synchronising.
-    NoSync,
-}
-
 /// Events reported by the replicator.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ReplicationEvent {

@@ -1,7 +1,6 @@
 //! What a node knows about its data and role across restarts, and what a
 //! heartbeat carries: the facts that decide which node has the newest data.
 
-use super::messages::SwapKind;
 #[allow(clippy::wildcard_imports)]
 use super::types::*;
 

@@ -304,3 +304,12 @@ pub enum DefaultPrim {
     /// A restarted module becomes primary again if it was before its last stop.
     LastPrim,
 }
+
+/// `swap` or `swap nosync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum SwapKind {
+    /// Resynchronise the new secondary (zones) after the swap.
+    Sync,
+    /// Swap without synchronising.
+    NoSync,
+}

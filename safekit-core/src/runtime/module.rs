@@ -134,6 +134,23 @@ impl<E: Automaton + 'static> ModuleBuilder<E> {
         self
     }
 
+    /// Process monitoring (`<errd>`); its special handlers run in
+    /// `handlers`' directory with its environment.
+    #[must_use]
+    pub fn errd(mut self, errd: Option<crate::config::Errd>, handlers: ScriptEnv) -> Self {
+        self.services.errd = errd;
+        self.services.handler_env = handlers;
+        self
+    }
+
+    /// `<custom>` checkers: programs run in the errd handlers' directory
+    /// (see [`ModuleBuilder::errd`]) that set a resource.
+    #[must_use]
+    pub fn custom_checkers(mut self, c: Vec<super::checkers::CustomSpec>) -> Self {
+        self.services.custom = c;
+        self
+    }
+
     /// Periodic checkers (resources `<class>.<ident>` the engine's rules read).
     #[must_use]
     pub fn checkers(mut self, c: Vec<super::checkers::CheckerSpec>) -> Self {
