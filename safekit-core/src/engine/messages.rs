@@ -126,9 +126,10 @@ pub enum Action {
     /// Ask the split-brain witness; answer with [`Input::WitnessResult`].
     CheckWitness(RunId),
     /// Secondary, before a reintegration: move the files this node changed
-    /// while it was (wrongly) alone into the quarantine directory. Must be
-    /// done before the next action.
-    QuarantineLocalChanges,
+    /// while it was (wrongly) alone into the quarantine directory; answer
+    /// with [`Input::EffectDone`]. The reintegration, which overwrites
+    /// them, starts only once they are kept aside.
+    QuarantineLocalChanges(RunId),
     /// Start checkers and errd processes of a class.
     EnableCheckers(CheckerClass),
     /// Stop checkers and errd processes of a class.

@@ -104,14 +104,18 @@ impl Lane {
                 });
             }
             Action::CheckWitness(run) => self.check_witness(run),
-            Action::QuarantineLocalChanges => match self.replicator.quarantine().await {
-                Ok(lines) => {
-                    for l in lines {
-                        self.log.write("rfs", LogLevel::E, &l);
+            Action::QuarantineLocalChanges(run) => {
+                let result = match self.replicator.quarantine().await {
+                    Ok(lines) => {
+                        for l in lines {
+                            self.log.write("rfs", LogLevel::E, &l);
+                        }
+                        Ok(())
                     }
-                }
-                Err(e) => self.log.write("rfs", LogLevel::C, &format!("quarantine failed: {e}")),
-            },
+                    Err(e) => Err(e.to_string()),
+                };
+                self.answer(Input::EffectDone { run, result }).await;
+            }
             Action::EnableCheckers(c) => {
                 if let Ok(mut set) = self.classes.lock() {
                     set.insert(c);

@@ -51,7 +51,7 @@ impl SimCluster {
         let node = match ev {
             Event::Deliver { to, .. } => *to,
             Event::Script { node, .. }
-            | Event::Vip { node, .. }
+            | Event::Effect { node, .. }
             | Event::Witness { node, .. }
             | Event::Reintegrated { node, .. }
             | Event::Resource { node, .. }
@@ -137,7 +137,7 @@ impl SimCluster {
     pub(super) fn engine_due_stall(&self, ev: &Event) -> Option<Instant> {
         match ev {
             Event::Script { node, .. }
-            | Event::Vip { node, .. }
+            | Event::Effect { node, .. }
             | Event::Witness { node, .. }
             | Event::Reintegrated { node, .. }
             | Event::Resource { node, .. }

@@ -93,7 +93,10 @@ impl SimCluster {
                     );
                 }
             }
-            Action::QuarantineLocalChanges => self.trace.push(format!("{:?} {} quarantine", self.elapsed(), self.nodes[n].name)),
+            Action::QuarantineLocalChanges(run) => {
+                self.trace.push(format!("{:?} {} quarantine", self.elapsed(), self.nodes[n].name));
+                self.schedule(Duration::from_millis(5), Event::Effect { node: n, incarnation: inc, run, off: false });
+            }
             Action::SetVip(run) | Action::RemoveVip(run) => {
                 let off = matches!(a, Action::RemoveVip(_));
                 if !off {
@@ -101,7 +104,7 @@ impl SimCluster {
                 }
                 let max = u64::try_from(self.cfg.max_script.as_millis()).unwrap_or(100);
                 let d = Duration::from_millis(self.rng.range(1, max.max(1)));
-                self.schedule(d, Event::Vip { node: n, incarnation: inc, run, off });
+                self.schedule(d, Event::Effect { node: n, incarnation: inc, run, off });
             }
             Action::StartReplication(role) => self.nodes[n].repl = Some(role),
             Action::StopReplication => {

@@ -170,9 +170,10 @@ enum Event {
         incarnation: u64,
         run: RunId,
     },
-    /// A VIP change the engine waits for ends; `off`: the address is gone
-    /// only now (a removal takes effect when done, a set from its request).
-    Vip {
+    /// An effect the engine waits for ends (a VIP change, a quarantine);
+    /// `off`: a VIP is gone only now (a removal takes effect when done, a
+    /// set from its request).
+    Effect {
         node: usize,
         incarnation: u64,
         run: RunId,
@@ -594,7 +595,7 @@ impl SimCluster {
                     self.input(node, Input::ScriptDone { run, success: true });
                 }
             }
-            Event::Vip { node, incarnation, run, off } => {
+            Event::Effect { node, incarnation, run, off } => {
                 if self.nodes[node].incarnation == incarnation {
                     if off {
                         self.nodes[node].vip = false;

@@ -119,6 +119,24 @@ impl MirrorEngine {
     /// (maxloop). A VIP that could not be removed is logged; the stop goes on
     /// and removing it is tried again at the next stop.
     pub(super) fn on_effect_done(&mut self, run: RunId, result: Result<(), String>) {
+        if self.held.quarantine_run == Some(run) {
+            self.held.quarantine_run = None;
+            let awaited = self.core.seq.complete(run);
+            match result {
+                Ok(()) => {
+                    self.p.quarantine = false;
+                    self.core.emit(Action::Persist(self.p.clone()));
+                }
+                // The copy would overwrite what this node wrote alone:
+                // stop instead, still owing the quarantine to the next start.
+                Err(why) if awaited => {
+                    self.core.log(LogLevel::C, format!("Local changes not kept aside: {why}; not reintegrating over them"));
+                    let _ = self.apply_command(Command::by(CommandKind::Stop, "rfs"));
+                }
+                Err(why) => self.core.log(LogLevel::C, format!("Local changes not kept aside: {why}")),
+            }
+            return;
+        }
         let vip = self.held.vip_run.filter(|(r, _)| *r == run).map(|(_, on)| on);
         if vip.is_some() {
             self.held.vip_run = None;

@@ -23,6 +23,9 @@ pub(in crate::engine) enum Mark {
     /// is done: the next step (start_prim, the stop scripts) runs only
     /// once the address is really there or really gone.
     Vip(bool),
+    /// Keep aside what this node wrote alone, and wait: the next step is
+    /// the reintegration that overwrites it.
+    Quarantine,
     /// Change the visible status.
     Status(State, Readiness),
     /// Enter a phase.
@@ -372,6 +375,12 @@ impl MirrorEngine {
             }
             Mark::CleanStop => self.unclean = false,
             Mark::Vip(on) => self.change_vip(on, true),
+            Mark::Quarantine => {
+                let run = self.core.seq.new_run();
+                self.core.seq.awaiting = Some(run);
+                self.held.quarantine_run = Some(run);
+                self.core.emit(Action::QuarantineLocalChanges(run));
+            }
             Mark::ReleaseVip => {
                 if self.held.vip {
                     self.change_vip(false, true);
@@ -402,11 +411,11 @@ impl MirrorEngine {
     }
 
     fn act(&mut self, a: Action) {
-        if matches!(a, Action::StartReintegration(_)) && self.p.quarantine {
-            // What this node wrote alone is kept aside before the copy overwrites it.
-            self.core.emit(Action::QuarantineLocalChanges);
-            self.p.quarantine = false;
-            self.core.emit(Action::Persist(self.p.clone()));
+        if matches!(a, Action::StartReintegration(_)) && self.p.quarantine && self.held.quarantine_run.is_none() {
+            // What this node wrote alone is kept aside before the copy
+            // overwrites it: the reintegration waits for the quarantine.
+            self.core.seq.prepend(vec![StepKind::Mark(Mark::Quarantine), StepKind::Mark(Mark::Act(a))]);
+            return;
         }
         let announce = matches!(a, Action::StopReplication | Action::DropSecondary | Action::StartReplication(_));
         match &a {

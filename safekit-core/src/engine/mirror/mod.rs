@@ -145,6 +145,8 @@ struct Held {
     checkers: BTreeSet<CheckerClass>,
     /// The VIP change the plan waits for: its run and `true` for a set.
     vip_run: Option<(RunId, bool)>,
+    /// The quarantine the plan waits for before its reintegration.
+    quarantine_run: Option<RunId>,
 }
 
 /// One mirror module on one node: see the `engine::mirror` module docs.

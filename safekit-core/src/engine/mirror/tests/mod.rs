@@ -47,6 +47,8 @@ struct H {
     last_sent: Option<(u64, u64)>,
     /// While set, every VIP set fails with this reason.
     vip_fails: Option<String>,
+    /// While set, keeping local changes aside fails with this reason.
+    quarantine_fails: Option<String>,
 }
 
 fn st(state: State, r: Readiness) -> Status {
@@ -56,7 +58,16 @@ fn st(state: State, r: Readiness) -> Status {
 impl H {
     fn new(cfg: EngineConfig, p: Persistent) -> Self {
         let now = Instant::now();
-        Self { e: MirrorEngine::new(cfg, p, 1, now), now, seq: 0, out: Vec::new(), log: Vec::new(), last_sent: None, vip_fails: None }
+        Self {
+            e: MirrorEngine::new(cfg, p, 1, now),
+            now,
+            seq: 0,
+            out: Vec::new(),
+            log: Vec::new(),
+            last_sent: None,
+            vip_fails: None,
+            quarantine_fails: None,
+        }
     }
 
     fn pump(&mut self) {
@@ -83,6 +94,7 @@ impl H {
                     Action::RunScript(r) => Some((r.run, false)),
                     Action::SetVip(run) => Some((*run, true)),
                     Action::RemoveVip(run) => Some((*run, false)),
+                    Action::QuarantineLocalChanges(run) => Some((*run, false)),
                     _ => None,
                 })
                 .collect();
@@ -94,8 +106,10 @@ impl H {
             let input = if script {
                 Input::ScriptDone { run, success: true }
             } else {
-                let result = match (&self.vip_fails, set) {
-                    (Some(why), true) => Err(why.clone()),
+                let quarantine = self.out.iter().any(|a| matches!(a, Action::QuarantineLocalChanges(r) if *r == run));
+                let result = match (&self.vip_fails, set, &self.quarantine_fails) {
+                    (Some(why), true, _) => Err(why.clone()),
+                    (_, _, Some(why)) if quarantine => Err(why.clone()),
                     _ => Ok(()),
                 };
                 Input::EffectDone { run, result }
@@ -215,7 +229,7 @@ fn render(a: Action) -> Option<String> {
         Action::StartReintegration(SyncMode::Full) => "reintegrate full".into(),
         Action::StartReintegration(SyncMode::Zones) => "reintegrate zones".into(),
         Action::CheckWitness(_) => "witness?".into(),
-        Action::QuarantineLocalChanges => "quarantine".into(),
+        Action::QuarantineLocalChanges(_) => "quarantine".into(),
         Action::EnableCheckers(c) => format!("+{}", class(c)),
         Action::DisableCheckers(c) => format!("-{}", class(c)),
         Action::StateChanged { to, .. } => format!("= {to}"),

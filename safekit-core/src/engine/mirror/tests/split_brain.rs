@@ -25,6 +25,23 @@ fn t36_split_brain_both_wrote_the_former_second_exits() {
 }
 
 #[test]
+fn t36b_a_failed_quarantine_stops_instead_of_reintegrating_over_local_changes() {
+    let mut h = second();
+    h.advance(T + Duration::from_millis(50));
+    h.input(Input::Replication(ReplicationEvent::WroteAlone));
+    h.take();
+    h.quarantine_fails = Some("no space left on device".into());
+    let wrote = DataStatus { wrote_alone: true, ..ds(5, true, Some(Role::Alone)) };
+    h.heal_with(st(State::Alone, Readiness::Ready), true, wrote);
+    let out = h.take();
+    assert!(out.iter().any(|s| s == "quarantine"), "{out:?}");
+    assert!(!out.iter().any(|s| s.starts_with("reintegrate")), "nothing is copied over changes that were not kept aside: {out:?}");
+    assert!(h.logs().iter().any(|l| l.starts_with("Local changes not kept aside: no space left on device")), "{:?}", h.logs());
+    assert_eq!(h.status().state, State::Stop);
+    assert!(h.e.persistent().quarantine, "the next start still keeps them aside first");
+}
+
+#[test]
 fn t37_split_brain_the_former_primary_stays() {
     let mut h = prim();
     h.advance(T + Duration::from_millis(50));
