@@ -19,7 +19,7 @@ use safekit_core::engine::{
     State, Status,
 };
 use safekit_core::runtime::module::{Module, RunningModule};
-use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, ServiceError, VirtualIp};
+use safekit_core::services::{Heartbeat, ScriptOutcome, ScriptRunner, ServiceError, StateStore, VirtualIp};
 use tokio::sync::{mpsc, Mutex};
 
 /// One direction of an in-memory heartbeat link.
@@ -189,4 +189,38 @@ async fn a_vip_that_cannot_be_set_never_leaves_the_node_ready() {
     // The first start and maxloop (3) restarts; the fourth failure stops it.
     assert_eq!(vip.sets.load(Ordering::SeqCst), 4, "one set per start:\n{log}");
     end(n1, d1).await;
+}
+
+/// A partner's state store on a disk that has filled up.
+struct FullDisk;
+
+impl StateStore for FullDisk {
+    fn load(&self) -> Result<Persistent, ServiceError> {
+        Ok(Persistent::default())
+    }
+    fn save(&self, _p: &Persistent) -> Result<(), ServiceError> {
+        Err(ServiceError::io("saving state.json", std::io::Error::from_raw_os_error(28)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_store_that_cannot_save_stops_the_module() {
+    let (l1, _l2) = link_pair();
+    let dir = std::env::temp_dir().join(format!("sk-lane-{}-full-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alone = Persistent { gen: 3, uptodate: true, last_role: Some(Role::Alone), ..Persistent::default() };
+    let engine = MirrorEngine::new(cfg("node1", "node2"), alone, 1, std::time::Instant::now());
+    let n1 = Module::builder("lane", 1, engine, &dir)
+        .heartbeat(l1, Duration::from_millis(1000))
+        .vip(Arc::new(TestVip::default()))
+        .scripts(Arc::new(InstantScripts))
+        .store(Arc::new(FullDisk))
+        .spawn();
+    n1.command(CommandKind::Start).await.unwrap();
+    wait_for(&n1, Status::new(State::Stop, Readiness::NotReady)).await;
+    let log = log(&n1);
+    assert!(log.contains("State not saved: saving state.json: No space left on device"), "{log}");
+    assert!(log.contains("Action stop called by heart"), "{log}");
+    assert!(!log.contains("Local state ALONE Ready"), "a node that cannot record its state took a role:\n{log}");
+    end(n1, dir).await;
 }

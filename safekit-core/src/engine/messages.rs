@@ -62,7 +62,15 @@ pub enum Input {
         /// Exit code 0.
         success: bool,
     },
-    /// An awaited effect ([`Action::SetVip`], [`Action::RemoveVip`]) ended.
+    /// An [`Action::Persist`] could not be made durable (a full or failing
+    /// disk): after a crash this node would not remember its role or how
+    /// current its data is, so it must not go on holding one.
+    PersistFailed {
+        /// Why, for the module log.
+        reason: String,
+    },
+    /// An awaited effect ([`Action::SetVip`], [`Action::RemoveVip`],
+    /// [`Action::QuarantineLocalChanges`]) ended.
     /// Until it does, the plan that asked for it waits, as for a script:
     /// the runtime carries effects out beside the heartbeats, never instead
     /// of them, and a failure is a fact the engine decides on.

@@ -128,7 +128,7 @@ impl Lane {
             }
             Action::Persist(p) => {
                 if let Err(e) = self.store.save(&p) {
-                    self.log.write("heart", LogLevel::C, &format!("state not saved: {e}"));
+                    self.answer(Input::PersistFailed { reason: e.to_string() }).await;
                 }
             }
             // Carried out by the main loop (see `is_immediate`).

@@ -155,6 +155,16 @@ impl MirrorEngine {
         }
     }
 
+    /// The module stops: a role this node could not remember after a crash
+    /// is not one it may hold (its peer takes over if it can). A failure
+    /// while stopping only adds a log line.
+    pub(super) fn on_persist_failed(&mut self, reason: &str) {
+        self.core.log(LogLevel::C, format!("State not saved: {reason}"));
+        if self.phase != Phase::Stopped && !self.held.stop_in_progress {
+            let _ = self.apply_command(Command::by(CommandKind::Stop, "heart"));
+        }
+    }
+
     pub(super) fn on_resource(&mut self, name: String, state: ResourceState, by: &str) {
         if self.core.record_resource(name, state, by) {
             self.evaluate_rules(true);

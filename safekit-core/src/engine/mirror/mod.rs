@@ -481,6 +481,7 @@ impl Automaton for MirrorEngine {
             Input::Resource { name, state, by } => self.on_resource(name, state, &by),
             Input::Replication(ev) => self.on_replication(ev),
             Input::Stalled { lag } => self.on_stall(lag),
+            Input::PersistFailed { reason } => self.on_persist_failed(&reason),
         }
         self.drive();
     }

@@ -180,3 +180,19 @@ fn f09_a_lost_lease_releases_the_vip_before_the_stop_scripts() {
     assert!(vip < stop, "VIP removed before stop_prim: {out:?}");
     assert_eq!(h.status(), st(State::Wait, Readiness::NotReady));
 }
+
+#[test]
+fn f20_a_state_that_cannot_be_saved_stops_the_module_once() {
+    let mut h = alone();
+    h.take();
+    h.input(Input::PersistFailed { reason: "No space left on device".into() });
+    let out = h.take();
+    assert!(out.contains(&"vip-".to_string()), "the primary gives up its role: {out:?}");
+    assert_eq!(h.status().state, State::Stop);
+    let logs = h.logs();
+    assert!(logs.iter().any(|l| l == "State not saved: No space left on device"), "{logs:?}");
+    assert_eq!(logs.iter().filter(|l| l.starts_with("Action stop")).count(), 1, "{logs:?}");
+    // The stop's own saves fail too: logged, no second stop.
+    h.input(Input::PersistFailed { reason: "No space left on device".into() });
+    assert_eq!(h.logs().iter().filter(|l| l.starts_with("Action stop")).count(), 1);
+}
