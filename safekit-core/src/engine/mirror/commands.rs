@@ -122,7 +122,7 @@ impl MirrorEngine {
         if matches!(self.phase, Phase::Stopped) {
             return;
         }
-        self.rule_held_force = None;
+        self.start.rule_held_force = None;
         self.core.rules.reset();
         // A stop preempts what is left of the running plan; the script being
         // run finishes first, then the stop undoes what was done.
@@ -143,7 +143,7 @@ impl MirrorEngine {
                     self.core.log(LogLevel::C, "Action stop called by maxloop");
                     self.queue(marks::stop_plan(ScriptAction::Stop, StopThen::Stop, false));
                 } else if let Phase::Starting { force } = self.phase {
-                    self.rule_held_force = force;
+                    self.start.rule_held_force = force;
                     self.queue(marks::wait_plan(WaitReason::Rule(label)));
                 } else if label == crate::engine::LEASE_RULE {
                     // The lease is gone: another node may take over at any

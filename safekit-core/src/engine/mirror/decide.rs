@@ -71,11 +71,11 @@ enum Decision {
 impl MirrorEngine {
     /// One decision once no plan runs; true if something was queued.
     pub(super) fn decide(&mut self) -> bool {
-        if let Some(until) = self.stall_hold {
+        if let Some(until) = self.trust.stall_hold {
             if self.core.now < until && self.any_lan_up() && !self.peer_fresh() {
                 return false;
             }
-            self.stall_hold = None;
+            self.trust.stall_hold = None;
         }
         if let Some(intent) = self.pending.pop_front() {
             self.run_intent(intent);
@@ -90,7 +90,7 @@ impl MirrorEngine {
                     d = Decision::Hold;
                 }
                 if matches!(d, Decision::Wait(WaitReason::Rule(_))) {
-                    self.rule_held_force = force;
+                    self.start.rule_held_force = force;
                 }
                 self.apply_decision(d, false)
             }
@@ -133,7 +133,7 @@ impl MirrorEngine {
             return Decision::Hold;
         }
         let peer = self.live_peer().cloned();
-        let listening = self.listen_until.is_some();
+        let listening = self.start.listen_until.is_some();
         match force {
             Some(Force::Prim { fullsync }) => {
                 if self.peer_primary() {
@@ -247,7 +247,7 @@ impl MirrorEngine {
             WaitReason::Rule(_) => {
                 if self.wait_rules().1.is_none() {
                     self.core.log(LogLevel::E, "Action wakeup from failover rule Implicit_wakeup");
-                    self.phase = Phase::Starting { force: self.rule_held_force.take() };
+                    self.phase = Phase::Starting { force: self.start.rule_held_force.take() };
                     self.set_status(Status::new(State::Wait, Readiness::Transient));
                     return true;
                 }
@@ -442,8 +442,8 @@ impl MirrorEngine {
                     self.phase = Phase::Busy;
                     return true;
                 }
-                if !self.defaultprim_done && p.status == Status::new(State::Prim, Readiness::Ready) && self.wants_primary() {
-                    self.defaultprim_done = true;
+                if !self.start.defaultprim_done && p.status == Status::new(State::Prim, Readiness::Ready) && self.wants_primary() {
+                    self.start.defaultprim_done = true;
                     self.core.log(LogLevel::E, "Transition SWAP from defaultprim");
                     self.swap_request = Some(SwapKind::Sync);
                     self.send_heartbeat();
@@ -479,13 +479,13 @@ impl MirrorEngine {
     /// the first heartbeats to cross still say "not heard").
     fn peer_deaf_for_long(&self) -> bool {
         let timeout = self.core.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
-        self.peer_deaf_since.is_some_and(|t| self.core.now.saturating_duration_since(t) >= timeout)
+        self.trust.peer_deaf_since.is_some_and(|t| self.core.now.saturating_duration_since(t) >= timeout)
     }
 
     fn wants_primary(&self) -> bool {
         match &self.core.cfg.defaultprim {
             DefaultPrim::Node(n) => *n == self.core.cfg.node,
-            DefaultPrim::LastPrim => self.role_before_start.is_some_and(Role::is_primary),
+            DefaultPrim::LastPrim => self.start.role_before_start.is_some_and(Role::is_primary),
             DefaultPrim::Alone => false,
         }
     }

@@ -42,9 +42,9 @@ impl MirrorEngine {
         }
         if newer {
             if hb.hears_peer {
-                self.peer_deaf_since = None;
-            } else if self.peer_deaf_since.is_none() {
-                self.peer_deaf_since = Some(self.core.now);
+                self.trust.peer_deaf_since = None;
+            } else if self.trust.peer_deaf_since.is_none() {
+                self.trust.peer_deaf_since = Some(self.core.now);
             }
             let changed = !was_live || self.peer.as_ref().is_none_or(|p| p.status != hb.status);
             if changed {
@@ -66,8 +66,8 @@ impl MirrorEngine {
     fn reannounce_if_released(&mut self, hb: &Heartbeat, was_live: bool) {
         let serving = matches!(self.phase, Phase::Alone { .. } | Phase::Prim | Phase::AskingWitness { .. });
         // Heard again after a loss (not a first contact), or it stopped holding them.
-        let released = !hb.primary_active && ((!was_live && self.peer.is_some()) || self.peer_was_primary);
-        self.peer_was_primary = hb.primary_active;
+        let released = !hb.primary_active && ((!was_live && self.peer.is_some()) || self.trust.peer_was_primary);
+        self.trust.peer_was_primary = hb.primary_active;
         if serving && self.held.vip && released {
             let why = if was_live { "the other node released it" } else { "the other node is heard again" };
             self.core.log(LogLevel::E, format!("Virtual IP announced again: {why}"));
@@ -86,13 +86,13 @@ impl MirrorEngine {
                 l.last_rx = Some(self.core.now);
             }
         }
-        if self.listen_until.is_some() {
-            self.listen_until = Some(self.core.now + self.listen_window());
+        if self.start.listen_until.is_some() {
+            self.start.listen_until = Some(self.core.now + self.listen_window());
         }
-        self.peer_deaf_since = None;
+        self.trust.peer_deaf_since = None;
         self.require_fresh();
         let timeout = self.core.cfg.lans.iter().map(|l| l.timeout).max().unwrap_or_default();
-        self.stall_hold = self.any_lan_up().then_some(self.core.now + timeout);
+        self.trust.stall_hold = self.any_lan_up().then_some(self.core.now + timeout);
         // Our next heartbeat is what a fresh report must have heard.
         self.send_heartbeat();
     }
@@ -105,7 +105,7 @@ impl MirrorEngine {
         let ident = self.core.cfg.lans.get(lan).map_or_else(|| "default".to_string(), |c| c.ident.clone());
         self.core.log(LogLevel::E, format!("Resource heartbeat.{ident} set to down by heart"));
         if !self.any_lan_up() {
-            self.peer_deaf_since = None;
+            self.trust.peer_deaf_since = None;
             self.core.log(LogLevel::E, "Remote state UNKNOWN Unknown");
             // Every remote. resource is unknown now.
             self.evaluate_rules(true);

@@ -362,9 +362,9 @@ impl MirrorEngine {
                     self.p.uptodate = false;
                     self.core.emit(Action::Persist(self.p.clone()));
                 }
-                self.listen_until = Some(self.core.now + self.listen_window());
-                self.role_before_start = self.p.last_role;
-                self.defaultprim_done = false;
+                self.start.listen_until = Some(self.core.now + self.listen_window());
+                self.start.role_before_start = self.p.last_role;
+                self.start.defaultprim_done = false;
                 self.core.seq.prepend(start_plan(force));
             }
             Mark::Log(l, s) => self.core.log(l, s),

@@ -149,35 +149,66 @@ struct Held {
     quarantine_run: Option<RunId>,
 }
 
+/// What belongs to one start, from the `start` command until the module
+/// stops: it spans the start plan's scripts (phase `Busy`), so it cannot
+/// live in [`Phase::Starting`]. A start sets it again (`Mark::Start`).
+#[derive(Debug, Clone, Default)]
+struct StartContext {
+    /// How long to listen for the peer before deciding it is absent.
+    listen_until: Option<Instant>,
+    /// Role before this start (for `defaultprim="lastprim"`).
+    role_before_start: Option<Role>,
+    /// `defaultprim` already asked for its swap since this start: it asks
+    /// once, so two nodes that both were primary before (lastprim) do not
+    /// swap back and forth.
+    defaultprim_done: bool,
+    /// The administrator's `prim`/`second`/`primforce` of a start that a
+    /// wait rule interrupted: Implicit_wakeup resumes that start, not a plain one.
+    rule_held_force: Option<Force>,
+}
+
+/// How far the peer's reports can be trusted for decisions that end a
+/// split brain or an orphaned PRIM (see [`Heartbeat::heard`]).
+#[derive(Debug, Clone, Default)]
+struct PeerTrust {
+    /// A report counts only if it heard our heartbeat of at least this
+    /// seq: raised when the peer is heard again after a loss, when this
+    /// node enters ALONE and when it loses its secondary.
+    fresh_from: u64,
+    /// The peer's last report said it held primary resources.
+    peer_was_primary: bool,
+    /// Since when the peer's heartbeats say it does not hear us.
+    peer_deaf_since: Option<Instant>,
+    /// After a stall of this node, no decision is made until the peer's
+    /// report is fresh (it heard a heartbeat sent after the stall) or every
+    /// heartbeat is lost: the reports read from the socket backlog describe
+    /// a past the peer has left (a swap it abandoned, a state it changed).
+    /// Bounded by one heartbeat timeout (a one-way cut never gets fresh).
+    stall_hold: Option<Instant>,
+}
+
 /// One mirror module on one node: see the `engine::mirror` module docs.
 #[derive(Debug, Clone)]
 pub struct MirrorEngine {
     core: Core<Mark>,
     incarnation: u64,
     phase: Phase,
-    /// The administrator's `prim`/`second`/`primforce` of a start that a
-    /// wait rule interrupted: Implicit_wakeup resumes that start, not a plain one.
-    rule_held_force: Option<Force>,
     p: Persistent,
     /// The previous run ended without a clean stop (crash or power loss).
     unclean: bool,
     lans: Vec<LanState>,
     /// The peer's newest heartbeat.
     peer: Option<Heartbeat>,
+    /// How far the peer's reports can be trusted.
+    trust: PeerTrust,
+    /// What belongs to the current start (from `start` to the role).
+    start: StartContext,
     held: Held,
     pending: VecDeque<Intent>,
     hb_seq: u64,
     next_pulse: Instant,
-    /// After a start, how long to listen for the peer before deciding alone.
-    listen_until: Option<Instant>,
-    /// Role before this start (for `defaultprim="lastprim"`).
-    role_before_start: Option<Role>,
     /// SECOND asks its primary to swap.
     swap_request: Option<SwapKind>,
-    /// `defaultprim` already asked for its swap since this start: it asks
-    /// once, so two nodes that both were primary before (lastprim) do not
-    /// swap back and forth.
-    defaultprim_done: bool,
     /// "Split brain recovery: staying alone" was logged for this episode.
     split_logged: bool,
     /// Reintegration progress (bytes done, total).
@@ -186,8 +217,6 @@ pub struct MirrorEngine {
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
     degraded: bool,
-    /// Since when the peer's heartbeats say it does not hear us.
-    peer_deaf_since: Option<Instant>,
     /// The witness was asked since the peer was last heard.
     witness_asked: bool,
     /// The witness answered a start that would go ALONE unheard; cleared
@@ -195,23 +224,10 @@ pub struct MirrorEngine {
     witness_cleared: bool,
     /// Next tick of the data generation while ALONE (see [`Self::alone_tick`]).
     next_gen_tick: Option<Instant>,
-    /// The peer's report counts for decisions that end a split brain or an
-    /// orphaned PRIM only if it heard our heartbeat of at least this seq
-    /// (see [`Heartbeat::heard`]): raised when the peer is heard again after
-    /// a loss, when this node enters ALONE and when it loses its secondary.
-    fresh_from: u64,
     /// PRIM lost its secondary on the replication link (no witness): it
     /// goes on ALONE only once a fresh heartbeat says the peer is not
     /// primary, or once every heartbeat is lost.
     secondary_lost: bool,
-    /// The peer's last report said it held primary resources.
-    peer_was_primary: bool,
-    /// After a stall of this node, no decision is made until the peer's
-    /// report is fresh (it heard a heartbeat sent after the stall) or every
-    /// heartbeat is lost: the reports read from the socket backlog describe
-    /// a past the peer has left (a swap it abandoned, a state it changed).
-    /// Bounded by one heartbeat timeout (a one-way cut never gets fresh).
-    stall_hold: Option<Instant>,
     /// Reintegrations failed in a row (a full disk on this node, say), and
     /// when the next may begin: each failure doubles the wait (2 s … 5 min).
     reint_failures: u32,
@@ -228,29 +244,23 @@ impl MirrorEngine {
             core: Core::new(cfg, now),
             incarnation,
             phase: Phase::Stopped,
-            rule_held_force: None,
             p: persisted,
             lans,
             peer: None,
+            trust: PeerTrust::default(),
+            start: StartContext::default(),
             held: Held::default(),
             pending: VecDeque::new(),
             hb_seq: 0,
             next_pulse: now,
-            listen_until: None,
-            role_before_start: None,
             swap_request: None,
-            defaultprim_done: false,
             split_logged: false,
             progress: None,
             next_gen_tick: None,
             degraded: false,
-            peer_deaf_since: None,
             witness_asked: false,
             witness_cleared: false,
-            fresh_from: 0,
             secondary_lost: false,
-            peer_was_primary: false,
-            stall_hold: None,
             reint_failures: 0,
             reint_retry_at: None,
         }
@@ -334,12 +344,12 @@ impl MirrorEngine {
     /// The peer's newest heartbeat was sent after it received our
     /// heartbeat `fresh_from` (so it is not a report queued from before).
     fn peer_fresh(&self) -> bool {
-        self.peer.as_ref().and_then(|p| p.heard).is_some_and(|(inc, seq)| inc == self.incarnation && seq >= self.fresh_from)
+        self.peer.as_ref().and_then(|p| p.heard).is_some_and(|(inc, seq)| inc == self.incarnation && seq >= self.trust.fresh_from)
     }
 
     /// From now on, only peer reports that heard our next heartbeat count.
     fn require_fresh(&mut self) {
-        self.fresh_from = self.hb_seq + 1;
+        self.trust.fresh_from = self.hb_seq + 1;
     }
 
     fn heartbeat(&mut self) -> Heartbeat {
@@ -495,11 +505,11 @@ impl Automaton for MirrorEngine {
                 self.lan_down(i);
             }
         }
-        if self.listen_until.is_some_and(|t| now >= t) {
-            self.listen_until = None;
+        if self.start.listen_until.is_some_and(|t| now >= t) {
+            self.start.listen_until = None;
         }
-        if self.stall_hold.is_some_and(|t| now >= t) {
-            self.stall_hold = None;
+        if self.trust.stall_hold.is_some_and(|t| now >= t) {
+            self.trust.stall_hold = None;
         }
         // The wait before the next reintegration is over: forget it, or the
         // deadline would stay due forever.
@@ -535,13 +545,13 @@ impl Automaton for MirrorEngine {
                 t = t.min(rx + cfg.timeout);
             }
         }
-        if let Some(l) = self.listen_until {
+        if let Some(l) = self.start.listen_until {
             t = t.min(l);
         }
         if let Some(g) = self.next_gen_tick {
             t = t.min(g);
         }
-        if let Some(h) = self.stall_hold {
+        if let Some(h) = self.trust.stall_hold {
             t = t.min(h);
         }
         if let Some(r) = self.reint_retry_at.filter(|_| matches!(self.phase, Phase::Starting { .. })) {
