@@ -192,7 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn();
 
     let result = async {
-        module.command(CommandKind::Start).await?;
+        module.command(CommandKind::Start).await.map_err(|e| e.to_string())?;
         module.wait_for(Status::new(State::Alone, Readiness::Ready), Duration::from_secs(60)).await.map_err(|s| format!("still {s}"))?;
         let end = Instant::now() + Duration::from_secs(30);
         while module.report().resources.get("custom.milestone").map(String::as_str) != Some("up") {
@@ -202,7 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         println!("{}: every service answers (custom.milestone up)", module.report().status);
-        module.command(CommandKind::Stop).await?;
+        module.command(CommandKind::Stop).await.map_err(|e| e.to_string())?;
         module.wait_for(Status::new(State::Stop, Readiness::NotReady), Duration::from_secs(60)).await.map_err(|s| format!("still {s}"))?;
         Ok::<(), String>(())
     }

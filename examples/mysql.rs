@@ -178,7 +178,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn();
 
     let result = async {
-        module.command(CommandKind::Start).await?;
+        module.command(CommandKind::Start).await.map_err(|e| e.to_string())?;
         module.wait_for(Status::new(State::Alone, Readiness::Ready), Duration::from_secs(120)).await.map_err(|s| format!("still {s}"))?;
         let sql_up = || module.report().resources.get("custom.sql").map(String::as_str) == Some("up");
         wait_until("custom.sql up", Duration::from_secs(30), sql_up).await?;
@@ -208,7 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("the row read back is {v:?}, not 42"));
         }
 
-        module.command(CommandKind::Stop).await?;
+        module.command(CommandKind::Stop).await.map_err(|e| e.to_string())?;
         module.wait_for(Status::new(State::Stop, Readiness::NotReady), Duration::from_secs(120)).await.map_err(|s| format!("still {s}"))?;
         println!("{}: mariadbd stopped by stop_prim", module.report().status);
         Ok::<(), String>(())

@@ -357,7 +357,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             }
             match rx.await {
                 Ok(Ok(())) => Response::Ok,
-                Ok(Err(e)) => Response::Error(e),
+                Ok(Err(e)) => Response::Error(e.to_string()),
                 Err(_) => Response::Error(format!("module {module} is shutting down")),
             }
         }

@@ -99,7 +99,7 @@ pub struct ModuleReport {
 }
 
 /// A command and where to send its answer.
-pub type CommandMsg = (Command, oneshot::Sender<Result<(), String>>);
+pub type CommandMsg = (Command, oneshot::Sender<Result<(), crate::engine::CommandError>>);
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -239,7 +239,7 @@ pub async fn drive<E: Automaton>(
             }
             Woke::Shutdown(false) => {}
             Woke::Command((cmd, reply)) => {
-                let r = engine.command(now(), cmd).map_err(|e| e.to_string());
+                let r = engine.command(now(), cmd);
                 let _ = reply.send(r);
                 refresh = true;
             }

@@ -48,6 +48,18 @@ impl ScriptRunner for NoScripts {
     }
 }
 
+/// Why a command sent to a running module did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModuleError {
+    /// The engine refused it (one sentence for the CLI).
+    #[error(transparent)]
+    Refused(#[from] crate::engine::CommandError),
+    /// The module's runtime has ended.
+    #[error("the module has ended")]
+    Ended,
+}
+
 /// Namespace of [`Module::builder`].
 pub struct Module;
 
@@ -229,16 +241,16 @@ pub struct ModuleHandle {
 
 impl ModuleHandle {
     /// An administrator's command (`safekit start`, `prim`, `swap`, ...).
-    pub async fn command(&self, kind: CommandKind) -> Result<(), String> {
+    pub async fn command(&self, kind: CommandKind) -> Result<(), ModuleError> {
         self.send(Command::admin(kind)).await
     }
 
     /// A command with its caller's identity (for the module log and the
     /// loop guard: "Action stopstart called by myapp").
-    pub async fn send(&self, cmd: Command) -> Result<(), String> {
+    pub async fn send(&self, cmd: Command) -> Result<(), ModuleError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send((cmd, tx)).await.map_err(|_| "the module has ended".to_string())?;
-        rx.await.map_err(|_| "the module has ended".to_string())?
+        self.commands.send((cmd, tx)).await.map_err(|_| ModuleError::Ended)?;
+        Ok(rx.await.map_err(|_| ModuleError::Ended)??)
     }
 
     /// The module's state, peer and resources now.
