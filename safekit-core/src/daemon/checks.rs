@@ -89,7 +89,7 @@ pub(super) fn build(
                 let watched = match to.and_then(|t| t.addr.clone()).filter(|a| !is_local(a)) {
                     // Another node: through its node API, answers signed with the cluster key.
                     Some(host) => {
-                        Watched::Remote { host, port: to.and_then(|t| t.port).unwrap_or(super::api::PORT), key: key.clone(), timeout }
+                        Watched::Remote { host, port: to.and_then(|t| t.port).unwrap_or(super::web::PORT), key: key.clone(), timeout }
                     }
                     None if other == module => return Err(format!("module checker {resource} watches its own module")),
                     None => Watched::Local(directory.clone()),
@@ -132,7 +132,7 @@ impl ModuleChecker {
             Watched::Local(d) => d.status(&self.module),
             Watched::Remote { host, port, key, timeout } => {
                 let addr = tokio::net::lookup_host((host.as_str(), *port)).await.ok()?.next()?;
-                super::api::ask(addr, key, &self.module, *timeout).await.ok().flatten()
+                super::web::node::ask(addr, key, &self.module, *timeout).await.ok().flatten()
             }
         }
     }

@@ -1,10 +1,10 @@
 //! The node daemon: reads `cluster.xml` and the modules, runs each module's
 //! engine with the Linux services, and answers the CLI on a Unix socket.
 
-pub mod api;
 mod checks;
 pub mod control;
 mod modules;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -155,9 +155,9 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         directory,
         broken: RwLock::new(loaded.broken),
     });
-    // The node API on this node's cluster addresses (module checkers of other nodes).
+    // The web service on this node's cluster addresses and localhost.
     let mut api_servers = Vec::new();
-    let mut api_addrs = Vec::new();
+    let mut api_addrs = vec![std::net::IpAddr::from([127, 0, 0, 1])];
     for lan in &daemon.cluster.lans {
         for n in lan.nodes.iter().filter(|n| n.name == daemon.node) {
             if let Ok(ip) = modules::resolve_host(n.laddr.as_ref().unwrap_or(&n.addr)).await {
@@ -167,12 +167,12 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
             }
         }
     }
+    let router = web::router(web::Web { key: daemon.key.clone(), directory: daemon.directory.clone() });
     for ip in api_addrs {
-        let d = daemon.clone();
-        let status_of = move |m: &str| d.directory.status(m);
-        match api::serve(std::net::SocketAddr::new(ip, api::PORT), daemon.key.clone(), status_of).await {
+        let listen = std::net::SocketAddr::new(ip, web::PORT);
+        match web::serve(listen, router.clone()).await {
             Ok(task) => api_servers.push(task),
-            Err(e) => tracing::warn!(%e, "node API not available: module checkers of other nodes cannot reach this node"),
+            Err(e) => tracing::warn!(%e, %listen, "web service not available on this address"),
         }
     }
     let server = {

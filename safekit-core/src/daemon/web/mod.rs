@@ -1,0 +1,77 @@
+//! The node's web service on TCP 9010 (SafeKit's port), on the node's
+//! cluster addresses and localhost: the load balancers' health check
+//! (`health`) and the node-to-node API other nodes' `<module>` checkers
+//! call (`node`). axum routes, hyper serves; the accept loop bounds what a
+//! flood can take: at most [`MAX_CONNECTIONS`] connections are served at
+//! once, a request's headers must arrive within [`HEADER_TIME`], a body is
+//! at most [`MAX_BODY`] bytes, and a connection lasts at most
+//! [`CONNECTION_TIME`] (a client reconnects). The module engines run on
+//! their own tasks, so nothing here can delay a heartbeat.
+
+pub(crate) mod health;
+pub mod node;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
+use super::Directory;
+use crate::key::ClusterKey;
+
+/// SafeKit's web-service port.
+pub const PORT: u16 = 9010;
+
+/// Connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Time a client has to send a request's headers.
+pub const HEADER_TIME: Duration = Duration::from_secs(2);
+
+/// Longest life of one connection.
+pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
+
+/// Largest request body.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub(crate) struct Web {
+    pub(crate) key: ClusterKey,
+    pub(crate) directory: Arc<Directory>,
+}
+
+/// Every route of the web service.
+pub(crate) fn router(web: Web) -> Router {
+    Router::new().merge(health::routes()).merge(node::routes()).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).with_state(web)
+}
+
+/// Serves `router` on `listen` until the task is aborted.
+pub(crate) async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let l = tokio::net::TcpListener::bind(listen).await?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok((stream, _)) = l.accept().await else {
+                // Out of descriptors (or a reset): do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let service = TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIME).keep_alive(true);
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                // Whatever a client does, the connection ends within a bound.
+                let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
+            });
+        }
+    }))
+}

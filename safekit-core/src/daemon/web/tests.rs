@@ -1,0 +1,99 @@
+//! The web service served for real on loopback: the health check's codes,
+//! authentic node-to-node answers only, bad requests refused, and a flood
+//! of idle connections that does not stop the answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use super::{node, router, serve, Web, HEADER_TIME, MAX_CONNECTIONS};
+use crate::daemon::Directory;
+use crate::engine::{Readiness, State, Status};
+use crate::key::ClusterKey;
+use crate::runtime::ModuleReport;
+
+fn report(name: &str, status: Status) -> ModuleReport {
+    ModuleReport { name: name.into(), id: 1, status, peer: None, resources: Default::default(), data_version: None }
+}
+
+/// A web service on a free loopback port whose module `m` has the status
+/// the returned sender sets.
+async fn start(status: Status) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>) {
+    let directory = Arc::new(Directory::default());
+    let (tx, rx) = watch::channel(report("m", status));
+    directory.insert("m", rx);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let task = serve(addr, router(Web { key: ClusterKey::new([9; 32]), directory })).await.unwrap();
+    (addr, tx, task)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let resp = client.get(format!("http://{addr}{path}").parse().unwrap()).await.unwrap();
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_health_check_is_200_only_where_clients_are_served() {
+    let (addr, tx, task) = start(Status::new(State::Alone, Readiness::Ready)).await;
+    assert_eq!(get(addr, "/var/modules/m/ready.txt").await.0, 200);
+    for (state, readiness) in [
+        (State::Prim, Readiness::Ready),
+        (State::Up, Readiness::Ready),
+        (State::Second, Readiness::Ready),
+        (State::Alone, Readiness::Transient),
+        (State::Wait, Readiness::NotReady),
+        (State::Stop, Readiness::NotReady),
+    ] {
+        tx.send_replace(report("m", Status::new(state, readiness)));
+        let want = if readiness == Readiness::Ready && state != State::Second { 200 } else { 404 };
+        assert_eq!(get(addr, "/var/modules/m/ready.txt").await.0, want, "{state} {readiness}");
+    }
+    assert_eq!(get(addr, "/var/modules/other/ready.txt").await.0, 404, "a module that does not run here");
+    assert_eq!(get(addr, "/var/modules/..%2F..%2Fetc/ready.txt").await.0, 404, "names are looked up, never opened");
+    task.abort();
+}
+
+#[tokio::test]
+async fn node_answers_are_authentic_and_bad_requests_are_refused() {
+    let status = Status::new(State::Alone, Readiness::Ready);
+    let (addr, _tx, task) = start(status).await;
+    let key = ClusterKey::new([9; 32]);
+    let t = Duration::from_secs(5);
+    assert_eq!(node::ask(addr, &key, "m", t).await, Ok(Some(status)));
+    assert_eq!(node::ask(addr, &key, "nosuch", t).await, Ok(None));
+    let err = node::ask(addr, &ClusterKey::new([1; 32]), "m", t).await.unwrap_err();
+    assert!(err.contains("not authentic"), "{err}");
+    assert!(node::ask(addr, &key, "../m", t).await.is_err());
+    assert_eq!(get(addr, "/api/v1.0/node/modules/m/status?nonce=xyz").await.0, 400, "a nonce that is not hex");
+    assert_eq!(get(addr, "/api/v1.0/node/modules/m/status").await.0, 400, "no nonce");
+    assert_eq!(get(addr, "/api/v1.0/node/modules/m/status?nonce=00112233445566778899&x=1").await.0, 400, "unknown field");
+    assert_eq!(get(addr, "/nothing/here").await.0, 404);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_does_not_stop_the_answers() {
+    let status = Status::new(State::Prim, Readiness::Ready);
+    let (addr, _tx, task) = start(status).await;
+    // More silent connections than slots: each is dropped once its headers
+    // are late, and the slots serve real requests again.
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS + 200 {
+        if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+            idle.push(c);
+        }
+    }
+    let answer = node::ask(addr, &ClusterKey::new([9; 32]), "m", HEADER_TIME * 10).await;
+    assert_eq!(answer, Ok(Some(status)), "answered once the idle connections timed out");
+    drop(idle);
+    task.abort();
+}
