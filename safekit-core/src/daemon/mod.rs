@@ -54,6 +54,11 @@ impl Directory {
         }
     }
 
+    /// Every running module's report now, by name.
+    pub(crate) fn reports(&self) -> Vec<ModuleReport> {
+        self.0.read().map(|m| m.values().map(|r| r.borrow().clone()).collect()).unwrap_or_default()
+    }
+
     /// The module's status now, `None` if it does not run here.
     pub(crate) fn status(&self, module: &str) -> Option<crate::engine::Status> {
         self.0.read().ok()?.get(module).map(|r| r.borrow().status)
@@ -300,6 +305,8 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                         peer: None,
                         resources: [("config.error".to_string(), why.clone())].into_iter().collect(),
                         data_version: None,
+                        metrics: Default::default(),
+                        heartbeats_dropped: 0,
                     });
                 }
             }

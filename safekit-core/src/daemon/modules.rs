@@ -210,6 +210,8 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         peer: None,
         resources: BTreeMap::new(),
         data_version: None,
+        metrics: Default::default(),
+        heartbeats_dropped: 0,
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
     let boot_start = match cfg.service.boot {

@@ -53,6 +53,23 @@ pub trait Automaton: Send {
     fn data_version(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Numbers for monitoring, typed (nothing parses `state -v` back).
+    fn metrics(&self) -> EngineMetrics {
+        EngineMetrics::default()
+    }
+}
+
+/// What an automaton reports for monitoring (`/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineMetrics {
+    /// Each heartbeat network (its `ident`) and whether the peer is heard on it.
+    pub lans: Vec<(String, bool)>,
+    /// Checker resources and their state.
+    pub resources: Vec<(String, ResourceState)>,
+    /// Error-triggered actions counted by the maxloop guard (`heart.stopstartloop`).
+    pub loops: u32,
+    /// A reintegration in progress: bytes copied and to copy.
+    pub reintegration: Option<(u64, u64)>,
 }
 
 /// A boxed automaton is one, so a daemon can hold modules of every kind
@@ -84,6 +101,9 @@ impl<A: Automaton + ?Sized> Automaton for Box<A> {
     }
     fn data_version(&self) -> Option<(u64, u64)> {
         (**self).data_version()
+    }
+    fn metrics(&self) -> EngineMetrics {
+        (**self).metrics()
     }
 }
 
@@ -159,6 +179,15 @@ impl<M> Core<M> {
     /// is one too many and the module must stop instead.
     pub(crate) fn maxloop_exceeded(&mut self) -> bool {
         self.loops.exceeded(self.now, self.cfg.maxloop, self.cfg.loop_interval)
+    }
+
+    /// The metrics every automaton has.
+    pub(crate) fn metrics(&self) -> EngineMetrics {
+        EngineMetrics {
+            resources: self.resources.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            loops: self.loops.count(),
+            ..EngineMetrics::default()
+        }
     }
 
     /// Checker resources as strings, the base of every `state -v`.

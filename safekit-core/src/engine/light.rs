@@ -372,6 +372,9 @@ impl Automaton for LightEngine {
     fn poll_timeout(&self) -> Option<Instant> {
         self.core.rules.due().filter(|_| self.phase != LightPhase::Stopped)
     }
+    fn metrics(&self) -> super::EngineMetrics {
+        self.core.metrics()
+    }
 }
 
 #[cfg(test)]

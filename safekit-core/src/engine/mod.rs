@@ -20,7 +20,7 @@ mod plan;
 pub mod rules;
 mod types;
 
-pub use self::core::Automaton;
+pub use self::core::{Automaton, EngineMetrics};
 pub use config::{EngineConfig, FailoverSpec, LanTiming, ResourceRule, RuleAction};
 pub use light::LightEngine;
 pub use messages::*;

@@ -96,6 +96,12 @@ pub struct ModuleReport {
     /// typed (mirror modules; `None` otherwise).
     #[serde(default)]
     pub data_version: Option<(u64, u64)>,
+    /// The engine's numbers for monitoring.
+    #[serde(default)]
+    pub metrics: crate::engine::EngineMetrics,
+    /// Heartbeat datagrams dropped (forged, replayed, malformed).
+    #[serde(default)]
+    pub heartbeats_dropped: u64,
 }
 
 /// A command and where to send its answer.
@@ -191,12 +197,14 @@ pub async fn drive<E: Automaton>(
                 r.peer = peer;
                 r.resources = engine.resources();
                 r.data_version = engine.data_version();
+                r.metrics = engine.metrics();
                 for c in &checker_resources {
                     r.resources.entry(c.clone()).or_insert_with(|| "init".into());
                 }
                 r.resources.extend(svc.replicator.resources());
                 if let Some(hb) = &svc.heartbeat {
-                    r.resources.insert("heartbeat.dropped".into(), hb.dropped().to_string());
+                    r.heartbeats_dropped = hb.dropped();
+                    r.resources.insert("heartbeat.dropped".into(), r.heartbeats_dropped.to_string());
                 }
             });
         }

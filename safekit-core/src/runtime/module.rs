@@ -210,6 +210,8 @@ impl<E: Automaton + 'static> ModuleBuilder<E> {
             peer: None,
             resources: Default::default(),
             data_version: self.engine.data_version(),
+            metrics: self.engine.metrics(),
+            heartbeats_dropped: 0,
         };
         let (report_tx, report) = watch::channel(first);
         let (stop, stop_rx) = watch::channel(false);

@@ -9,6 +9,7 @@
 //! their own tasks, so nothing here can delay a heartbeat.
 
 pub(crate) mod health;
+pub(crate) mod metrics;
 pub mod node;
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,12 @@ pub(crate) struct Web {
 
 /// Every route of the web service.
 pub(crate) fn router(web: Web) -> Router {
-    Router::new().merge(health::routes()).merge(node::routes()).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)).with_state(web)
+    Router::new()
+        .merge(health::routes())
+        .merge(metrics::routes())
+        .merge(node::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(web)
 }
 
 /// Serves `router` on `listen` until the task is aborted.

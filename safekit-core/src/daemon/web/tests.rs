@@ -16,7 +16,16 @@ use crate::key::ClusterKey;
 use crate::runtime::ModuleReport;
 
 fn report(name: &str, status: Status) -> ModuleReport {
-    ModuleReport { name: name.into(), id: 1, status, peer: None, resources: Default::default(), data_version: None }
+    ModuleReport {
+        name: name.into(),
+        id: 1,
+        status,
+        peer: None,
+        resources: Default::default(),
+        data_version: None,
+        metrics: Default::default(),
+        heartbeats_dropped: 0,
+    }
 }
 
 /// A web service on a free loopback port whose module `m` has the status
@@ -95,5 +104,57 @@ async fn a_flood_of_idle_connections_does_not_stop_the_answers() {
     let answer = node::ask(addr, &ClusterKey::new([9; 32]), "m", HEADER_TIME * 10).await;
     assert_eq!(answer, Ok(Some(status)), "answered once the idle connections timed out");
     drop(idle);
+    task.abort();
+}
+
+/// The value of `name` with every label in `want`, in `text` parsed by a
+/// Prometheus text parser.
+fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the exposition parses");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+#[tokio::test]
+async fn metrics_parse_and_follow_the_module() {
+    let (addr, tx, task) = start(Status::new(State::Second, Readiness::Transient)).await;
+    tx.send_modify(|r| {
+        r.peer = Some(Status::new(State::Prim, Readiness::Ready));
+        r.data_version = Some((2, 41));
+        r.heartbeats_dropped = 3;
+        r.metrics.lans = vec![("flow".into(), true)];
+        r.metrics.reintegration = Some((1000, 4000));
+        r.metrics.resources = vec![("tcp.app".into(), crate::engine::ResourceState::Init)];
+    });
+    let (code, text) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let m = [("module", "m")];
+    assert_eq!(sample(&text, "safekit_module_state", &[("module", "m"), ("state", "SECOND")]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "safekit_module_state", &[("module", "m"), ("state", "ALONE")]), Some(0.0));
+    assert_eq!(sample(&text, "safekit_module_ready", &m), Some(0.0));
+    assert_eq!(sample(&text, "safekit_peer_state", &[("module", "m"), ("state", "PRIM")]), Some(1.0));
+    assert_eq!(sample(&text, "safekit_heartbeat_up", &[("module", "m"), ("lan", "flow")]), Some(1.0));
+    assert_eq!(sample(&text, "safekit_heartbeats_dropped_total", &m), Some(3.0));
+    assert_eq!(sample(&text, "safekit_data_generation", &m), Some(41.0));
+    assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), Some(1000.0));
+    assert_eq!(sample(&text, "safekit_reintegration_bytes_total", &m), Some(4000.0));
+    assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "init")]), Some(1.0));
+
+    // The reintegration ends: SECOND Ready, no progress any more.
+    tx.send_modify(|r| {
+        r.status = Status::new(State::Second, Readiness::Ready);
+        r.metrics.reintegration = None;
+        r.metrics.resources = vec![("tcp.app".into(), crate::engine::ResourceState::Up)];
+    });
+    let (_, text) = get(addr, "/metrics").await;
+    assert_eq!(sample(&text, "safekit_module_ready", &m), Some(1.0));
+    assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), None);
+    assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "up")]), Some(1.0));
     task.abort();
 }

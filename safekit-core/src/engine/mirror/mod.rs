@@ -566,4 +566,8 @@ impl Automaton for MirrorEngine {
     fn data_version(&self) -> Option<(u64, u64)> {
         Some((self.p.epoch, self.p.gen))
     }
+    fn metrics(&self) -> super::EngineMetrics {
+        let lans = self.core.cfg.lans.iter().enumerate().map(|(i, l)| (l.ident.clone(), self.lans.get(i).is_some_and(|s| s.up))).collect();
+        super::EngineMetrics { lans, reintegration: self.progress.map(|(done, total, _)| (done, total)), ..self.core.metrics() }
+    }
 }

@@ -1,0 +1,121 @@
+//! `GET /metrics`: every running module in the Prometheus text format
+//! (prometheus-client), built from the modules' typed reports at each
+//! scrape. The names are documented in docs/API.md. No authentication
+//! yet, like node_exporter's default: it tells what `state` tells.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::Web;
+use crate::engine::{Readiness, ResourceState, State as ModuleState};
+use crate::runtime::ModuleReport;
+
+pub(crate) fn routes() -> Router<Web> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Module {
+    module: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateOf {
+    module: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Lan {
+    module: String,
+    lan: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Resource {
+    module: String,
+    resource: String,
+    state: String,
+}
+
+const STATES: [ModuleState; 6] =
+    [ModuleState::Stop, ModuleState::Wait, ModuleState::Alone, ModuleState::Prim, ModuleState::Second, ModuleState::Up];
+
+/// The text exposition of `reports`.
+pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("safekit");
+    let state = Family::<StateOf, Gauge>::default();
+    let ready = Family::<Module, Gauge>::default();
+    let peer = Family::<StateOf, Gauge>::default();
+    let lan_up = Family::<Lan, Gauge>::default();
+    let dropped = Family::<Module, Counter>::default();
+    let epoch = Family::<Module, Gauge>::default();
+    let generation = Family::<Module, Gauge>::default();
+    let reint_done = Family::<Module, Gauge>::default();
+    let reint_total = Family::<Module, Gauge>::default();
+    let loops = Family::<Module, Gauge>::default();
+    let resource = Family::<Resource, Gauge>::default();
+    registry.register("module_state", "1 for the module's current state on this node, 0 for the others", state.clone());
+    registry.register("module_ready", "1 while the module's state is Ready (not Transient or NotReady)", ready.clone());
+    registry.register("peer_state", "1 for the peer's state as last heard (UNKNOWN: no heartbeat)", peer.clone());
+    registry.register("heartbeat_up", "1 while the peer is heard on this heartbeat network", lan_up.clone());
+    registry.register("heartbeats_dropped", "Heartbeat datagrams dropped (forged, replayed, malformed)", dropped.clone());
+    registry.register("data_epoch", "Administrator epoch of the replicated data held here", epoch.clone());
+    registry.register("data_generation", "Generation of the replicated data held here", generation.clone());
+    registry.register("reintegration_bytes_done", "Bytes copied by the reintegration in progress", reint_done.clone());
+    registry.register("reintegration_bytes_total", "Bytes the reintegration in progress copies", reint_total.clone());
+    registry.register("stopstart_loops", "Error-triggered actions counted against maxloop", loops.clone());
+    registry.register("resource_state", "1 for a checker resource's current state (up, down, init)", resource.clone());
+    for r in reports {
+        let m = Module { module: r.name.clone() };
+        for s in STATES {
+            let on = i64::from(r.status.state == s);
+            state.get_or_create(&StateOf { module: r.name.clone(), state: s.to_string() }).set(on);
+        }
+        ready.get_or_create(&m).set(i64::from(r.status.readiness == Readiness::Ready));
+        let heard = r.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.state.to_string());
+        peer.get_or_create(&StateOf { module: r.name.clone(), state: heard }).set(1);
+        for (lan, up) in &r.metrics.lans {
+            lan_up.get_or_create(&Lan { module: r.name.clone(), lan: lan.clone() }).set(i64::from(*up));
+        }
+        dropped.get_or_create(&m).inc_by(r.heartbeats_dropped);
+        if let Some((e, g)) = r.data_version {
+            epoch.get_or_create(&m).set(i64::try_from(e).unwrap_or(i64::MAX));
+            generation.get_or_create(&m).set(i64::try_from(g).unwrap_or(i64::MAX));
+        }
+        if let Some((done, total)) = r.metrics.reintegration {
+            reint_done.get_or_create(&m).set(i64::try_from(done).unwrap_or(i64::MAX));
+            reint_total.get_or_create(&m).set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+        loops.get_or_create(&m).set(i64::from(r.metrics.loops));
+        for (name, st) in &r.metrics.resources {
+            for s in [ResourceState::Up, ResourceState::Down, ResourceState::Init] {
+                let labels = Resource { module: r.name.clone(), resource: name.clone(), state: s.to_string() };
+                resource.get_or_create(&labels).set(i64::from(*st == s));
+            }
+        }
+    }
+    let mut out = String::new();
+    encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+async fn metrics(State(web): State<Web>) -> impl IntoResponse {
+    match render(&web.directory.reports()) {
+        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            String::from("metrics not encoded\n"),
+        ),
+    }
+}
