@@ -424,6 +424,29 @@ pub fn probe_from(
     }))
 }
 
+/// `GET path` on node `i`'s web service (port 9010), from the client's
+/// namespace: the status code and the body, `None` if nothing answered
+/// within two seconds.
+pub fn web_get(i: usize, path: &str) -> Option<(u16, String)> {
+    let ns = Demo::client_ns();
+    let file = std::fs::File::open(format!("/run/netns/{ns}")).ok()?;
+    let addr = SocketAddr::from(([10, 77, 0, u8::try_from(i + 1).unwrap_or(1)], 9010));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 10.77.0.{}\r\n\r\n", i + 1);
+    std::thread::spawn(move || -> Option<(u16, String)> {
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut r = String::new();
+        s.read_to_string(&mut r).ok()?;
+        let code = r.split(' ').nth(1)?.parse().ok()?;
+        Some((code, r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
 /// The outage seen by the probe: from the last answer of `from` to the first
 /// answer of another node.
 pub fn outage(samples: &[Sample], from: &str) -> Option<Duration> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 
 use common::{exe, pair, rt, wait_status};
-use safekit_bin::demo::{outage, probe, Demo};
+use safekit_bin::demo::{outage, probe, web_get, Demo};
 use safekit_core::engine::{CommandKind, State, SwapKind};
 
 fn privileged() -> bool {
@@ -89,6 +89,9 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
                 "start_sec SECOND SECOND start",
             ]
         );
+        // Load balancers' health check: only the primary answers 200.
+        assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
+        assert_eq!(web_get(1, "/var/modules/demo/ready.txt").map(|r| r.0), Some(404));
         // The client reaches the VIP on node1.
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -107,12 +110,19 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
             "the client switched from node1 to node2 (its neighbour entry updated by the gratuitous ARP)"
         );
         assert!(demo.log(1, 300).await.iter().any(|l| l.ends_with("Action alone called by heart: no heartbeat")));
+        // The health check followed the failover, and the metrics say ALONE.
+        assert_eq!(web_get(1, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
+        let metrics = web_get(1, "/metrics").map(|r| r.1).unwrap_or_default();
+        assert!(metrics.contains(r#"safekit_module_state{module="demo",state="ALONE"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"safekit_peer_state{module="demo",state="UNKNOWN"} 1"#), "{metrics}");
         // node1 restarts: it resynchronises and becomes SECOND.
         demo.start_daemon(0, &exe()).unwrap();
         demo.wait_daemon(0, LONG).await.unwrap();
         demo.command(0, CommandKind::Start).await.unwrap();
         demo.wait_state(0, State::Second, LONG).await.unwrap();
         demo.wait_state(1, State::Prim, LONG).await.unwrap();
+        assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(404), "the returned node is SECOND");
+        assert_eq!(web_get(1, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
         // swap: node1 primary again.
         demo.command(1, CommandKind::Swap(SwapKind::Sync)).await.unwrap();
         demo.wait_state(0, State::Prim, LONG).await.unwrap();

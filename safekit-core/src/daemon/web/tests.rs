@@ -111,14 +111,10 @@ async fn a_flood_of_idle_connections_does_not_stop_the_answers() {
 /// Prometheus text parser.
 fn sample(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("the exposition parses");
-    scrape
-        .samples
-        .iter()
-        .find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
+    scrape.samples.iter().find(|s| s.metric == name && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| match s.value {
+        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+        _ => f64::NAN,
+    })
 }
 
 #[tokio::test]
