@@ -10,7 +10,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    // SafeKit spells `webservercfg -passwd PWD -user NAME` with one dash.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "webservercfg") {
+        for a in argv.iter_mut().skip(2) {
+            if a == "-passwd" || a == "-user" {
+                *a = format!("-{}", a.to_string_lossy()).into();
+            }
+        }
+    }
+    let args = cli::Cli::parse_from(argv);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

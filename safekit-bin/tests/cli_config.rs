@@ -196,3 +196,32 @@ fn one_invalid_module_does_not_keep_the_daemon_from_running_the_others() {
     assert!(out.contains("config.error") && out.contains("nosuchlan"), "the invalid one is reported: {out}\n{stderr}");
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn webservercfg_sets_hashed_passwords_in_safekits_syntax() {
+    let d = tempdir::Dir::new("webservercfg");
+    let (code, out, err) = safekit(d.path(), &["webservercfg", "-passwd", "first-password"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("web-service user admin"), "{out}");
+    let path = d.path().join("safe/web/conf/user.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("admin:$argon2id$") && !text.contains("first-password"), "{text}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "readable by root only");
+    // -passwd - reads the password from the standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_safekit"))
+        .args(["webservercfg", "-passwd", "-", "-user", "operator1"])
+        .env("SAFE", d.path().join("safe"))
+        .env("SAFEVAR", d.path().join("var"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"from-stdin-pw\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("operator1:$argon2id$")) && text.lines().count() == 2, "{text}");
+    let (code, _, err) = safekit(d.path(), &["webservercfg", "-passwd", "short"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 8 characters"), "{err}");
+}

@@ -38,6 +38,12 @@ impl Layout {
         self.module_dir(module).join("conf").join("userconfig.xml")
     }
 
+    /// `SAFE/web/conf`: the web service's users (`user.conf`) and roles
+    /// (`group.conf`), as SafeKit keeps them.
+    pub fn web_conf(&self) -> PathBuf {
+        self.safe.join("web").join("conf")
+    }
+
     /// `SAFEVAR/modules/AM` (`SAFEUSERVAR`: state, logs, userlogs).
     pub fn module_var(&self, module: &str) -> PathBuf {
         self.safevar.join("modules").join(module)

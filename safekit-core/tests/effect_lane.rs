@@ -217,6 +217,14 @@ async fn a_state_store_that_cannot_save_stops_the_module() {
         .store(Arc::new(FullDisk))
         .spawn();
     n1.command(CommandKind::Start).await.unwrap();
+    // The report says STOP before the start shows in it: wait (bounded:
+    // 30 s) for the stop the failed save causes, then for STOP.
+    for _ in 0..300 {
+        if log(&n1).contains("Action stop called by heart") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for(&n1, Status::new(State::Stop, Readiness::NotReady)).await;
     let log = log(&n1);
     assert!(log.contains("State not saved: saving state.json: No space left on device"), "{log}");

@@ -53,6 +53,20 @@ pub(crate) enum Cmd {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Set the password of a web-service user (SafeKit's `webservercfg
+    /// -passwd PWD [-user NAME]`): an argon2 hash in SAFE/web/conf/user.conf,
+    /// readable by root only. `-passwd -` reads it from the standard input
+    /// (not shown by ps). Roles come from SAFE/web/conf/group.conf
+    /// (`Admin : admin`, `Control : …`, `Monitor : …`); without it every
+    /// user is Admin.
+    Webservercfg {
+        /// The password, or `-` to read one line from the standard input.
+        #[arg(long = "passwd")]
+        passwd: String,
+        /// The user (default admin).
+        #[arg(long = "user", default_value = "admin")]
+        user: String,
+    },
     /// Remove every module's virtual IP from this node when no daemon runs
     /// (the systemd unit runs it after the daemon died, even by SIGKILL).
     Release,

@@ -147,3 +147,28 @@ pub(super) async fn apply_config(layout: &Layout, module: &str) -> ExitCode {
         }
     }
 }
+
+/// `safekit webservercfg -passwd PWD [-user NAME]`.
+pub(super) fn webservercfg(layout: &Layout, passwd: &str, user: &str) -> ExitCode {
+    let password = if passwd == "-" {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() {
+            eprintln!("safekit webservercfg: cannot read the password from the standard input");
+            return ExitCode::FAILURE;
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        passwd.to_string()
+    };
+    let accounts = safekit_core::daemon::web::accounts::Accounts::new(&layout.web_conf());
+    match accounts.set_password(user, &password) {
+        Ok(()) => {
+            println!("password of web-service user {user} set in {}", layout.web_conf().join("user.conf").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("safekit webservercfg: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

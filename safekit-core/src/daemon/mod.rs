@@ -65,6 +65,20 @@ impl Directory {
     }
 }
 
+/// The web service's actions: the CLI's command path.
+struct CliActions(Arc<Daemon>);
+
+#[async_trait::async_trait]
+impl web::Actions for CliActions {
+    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String> {
+        match answer(&self.0, Request::Command { module: module.to_string(), kind, identity: None }, Some(by)).await {
+            Response::Ok => Ok(()),
+            Response::Error(e) => Err(e),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+}
+
 /// The node: what modules are loaded from, and the running modules.
 struct Daemon {
     layout: Layout,
@@ -172,7 +186,13 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
             }
         }
     }
-    let router = web::router(web::Web { key: daemon.key.clone(), directory: daemon.directory.clone() });
+    let router = web::router(web::Web {
+        key: daemon.key.clone(),
+        directory: daemon.directory.clone(),
+        accounts: web::accounts::Accounts::new(&daemon.layout.web_conf()),
+        sessions: Arc::default(),
+        actions: Arc::new(CliActions(daemon.clone())),
+    });
     for ip in api_addrs {
         let listen = std::net::SocketAddr::new(ip, web::PORT);
         match web::serve(listen, router.clone()).await {

@@ -8,6 +8,8 @@
 //! [`CONNECTION_TIME`] (a client reconnects). The module engines run on
 //! their own tasks, so nothing here can delay a heartbeat.
 
+pub mod accounts;
+pub(crate) mod api;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
@@ -40,11 +42,21 @@ pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// What an action of the API does: the CLI's own command path.
+#[async_trait::async_trait]
+pub(crate) trait Actions: Send + Sync {
+    /// Runs `kind` on `module`; `by` names the caller in the module log.
+    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String>;
+}
+
 /// What the handlers read.
 #[derive(Clone)]
 pub(crate) struct Web {
     pub(crate) key: ClusterKey,
     pub(crate) directory: Arc<Directory>,
+    pub(crate) accounts: accounts::Accounts,
+    pub(crate) sessions: Arc<api::Sessions>,
+    pub(crate) actions: Arc<dyn Actions>,
 }
 
 /// Every route of the web service.
@@ -53,6 +65,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(node::routes())
+        .merge(api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web)
 }
@@ -64,12 +77,12 @@ pub(crate) async fn serve(listen: SocketAddr, router: Router) -> std::io::Result
     Ok(tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let Ok((stream, _)) = l.accept().await else {
+            let Ok((stream, peer)) = l.accept().await else {
                 // Out of descriptors (or a reset): do not spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let service = TowerToHyperService::new(router.clone());
+            let service = TowerToHyperService::new(router.clone().layer(axum::Extension(api::Peer(peer))));
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut http = hyper::server::conn::http1::Builder::new();

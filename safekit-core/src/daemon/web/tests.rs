@@ -28,17 +28,49 @@ fn report(name: &str, status: Status) -> ModuleReport {
     }
 }
 
+/// Records the actions the API asks for.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, crate::engine::CommandKind, String)>>);
+
+#[async_trait::async_trait]
+impl super::Actions for Recorder {
+    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String> {
+        if module != "m" {
+            return Err(format!("no module {module}"));
+        }
+        self.0.lock().unwrap().push((module.to_string(), kind, by));
+        Ok(())
+    }
+}
+
 /// A web service on a free loopback port whose module `m` has the status
 /// the returned sender sets.
 async fn start(status: Status) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>) {
+    let (addr, tx, task, _) = start_with(status, &std::env::temp_dir().join("safekit-web-no-users")).await;
+    (addr, tx, task)
+}
+
+/// [`start`] with the accounts of `conf` and the recorder of actions.
+async fn start_with(
+    status: Status,
+    conf: &std::path::Path,
+) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>, Arc<Recorder>) {
     let directory = Arc::new(Directory::default());
     let (tx, rx) = watch::channel(report("m", status));
     directory.insert("m", rx);
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
-    let task = serve(addr, router(Web { key: ClusterKey::new([9; 32]), directory })).await.unwrap();
-    (addr, tx, task)
+    let recorder = Arc::new(Recorder::default());
+    let web = Web {
+        key: ClusterKey::new([9; 32]),
+        directory,
+        accounts: super::accounts::Accounts::new(conf),
+        sessions: Arc::default(),
+        actions: recorder.clone(),
+    };
+    let task = serve(addr, router(web)).await.unwrap();
+    (addr, tx, task, recorder)
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -153,4 +185,97 @@ async fn metrics_parse_and_follow_the_module() {
     assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), None);
     assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "up")]), Some(1.0));
     task.abort();
+}
+
+/// One request with a method, headers and a body: (code, headers, body).
+async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, hyper::HeaderMap, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string()))).unwrap()).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Logs in: the session cookie and the CSRF token.
+async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<(String, String), u16> {
+    let form = format!("httpd_username={user}&httpd_password={password}&login=Login");
+    let (code, headers, body) = call(addr, "POST", "/login", &[("content-type", "application/x-www-form-urlencoded")], &form).await;
+    if code != 200 {
+        return Err(code);
+    }
+    let set = headers.get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
+    Ok((cookie, csrf))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_roles_and_csrf_guard_the_api() {
+    let conf = std::env::temp_dir().join(format!("safekit-web-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&conf);
+    let accounts = super::accounts::Accounts::new(&conf);
+    accounts.set_password("admin", "admin-password").unwrap();
+    accounts.set_password("op", "operator-password").unwrap();
+    std::fs::write(conf.join("group.conf"), "Admin : admin\nMonitor : op\n").unwrap();
+    let (addr, _tx, task, recorder) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules", &[], "").await.0, 401, "no session");
+    assert_eq!(login(addr, "admin", "wrong").await, Err(401));
+
+    // Monitor reads, cannot act.
+    let (cookie, csrf) = login(addr, "op", "operator-password").await.unwrap();
+    let (code, _, body) = call(addr, "GET", "/api/v1.0/modules/m", &[("cookie", &cookie)], "").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("\"Alone\"") || body.contains("ALONE"), "{body}");
+    let stop = call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &[("cookie", &cookie), ("x-csrf-token", &csrf)], "").await;
+    assert_eq!(stop.0, 403, "a Monitor cannot stop: {}", stop.2);
+
+    // Admin acts, only with the CSRF token.
+    let (cookie, csrf) = login(addr, "admin", "admin-password").await.unwrap();
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &[("cookie", &cookie)], "").await.0, 403, "no CSRF token");
+    let bad = [("cookie", cookie.as_str()), ("x-csrf-token", "0000")];
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &bad, "").await.0, 403, "a wrong CSRF token");
+    let ok = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/prim", &ok, r#"{"fullsync": true}"#).await.0, 204);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/failover", &ok, r#"{"on": false}"#).await.0, 204);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/failover", &ok, "").await.0, 400, "failover needs on");
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/dance", &ok, "").await.0, 400);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &ok, r#"{"colour": 1}"#).await.0, 400, "unknown field");
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &ok, "{not json").await.0, 400);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/other/actions/stop", &ok, "").await.0, 409, "the command's own refusal");
+    let done = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        done.iter().map(|(m, k, by)| (m.as_str(), k.clone(), by.as_str())).collect::<Vec<_>>(),
+        [
+            ("m", crate::engine::CommandKind::Prim { fullsync: true }, "admin@127.0.0.1"),
+            ("m", crate::engine::CommandKind::Failover(false), "admin@127.0.0.1")
+        ],
+        "the module log will name the caller"
+    );
+
+    // Logged out: the cookie no longer works.
+    assert_eq!(call(addr, "POST", "/logout", &[("cookie", &cookie)], "").await.0, 204);
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules", &[("cookie", &cookie)], "").await.0, 401);
+    task.abort();
+    let _ = std::fs::remove_dir_all(&conf);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failed_logins_block_the_address() {
+    let conf = std::env::temp_dir().join(format!("safekit-web-throttle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&conf);
+    super::accounts::Accounts::new(&conf).set_password("admin", "admin-password").unwrap();
+    let (addr, _tx, task, _) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    for _ in 0..super::api::MAX_FAILURES {
+        assert_eq!(login(addr, "admin", "guess").await, Err(401));
+    }
+    assert_eq!(login(addr, "admin", "admin-password").await, Err(429), "blocked, even with the right password");
+    task.abort();
+    let _ = std::fs::remove_dir_all(&conf);
 }

@@ -1,0 +1,282 @@
+//! The REST API for people and their scripts (`/api/v1.0/…`) and its login
+//! (SafeKit's `POST /login` form, cookie `sessionSK`). A session lasts 8 h
+//! from its last use; every state-changing call must carry the session's
+//! CSRF token in `X-CSRF-Token` (a page of another site can make the
+//! browser send the cookie, never read the token). Five failed logins from
+//! one address within five minutes block it for the rest of the five
+//! minutes. Monitor reads, Control also acts on modules; every refused call
+//! is logged. An action goes through the same code as the CLI's command,
+//! and the module log names the caller ("called by admin@10.0.0.7").
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Form, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::accounts::Role;
+use super::Web;
+use crate::engine::{CommandKind, SwapKind};
+
+/// Idle time after which a session ends.
+pub(crate) const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
+/// Failed logins from one address that block it.
+pub(crate) const MAX_FAILURES: u32 = 5;
+/// The window of [`MAX_FAILURES`], and how long a block lasts.
+pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+const COOKIE: &str = "sessionSK";
+
+/// The client's address, set by the accept loop on each connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
+
+struct Session {
+    user: String,
+    role: Role,
+    csrf: String,
+    last: Instant,
+}
+
+/// Open sessions and failed logins (in memory: a restarted daemon asks
+/// everyone to log in again).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    open: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+fn token() -> String {
+    let mut b = [0u8; 32];
+    // getrandom fails only without a kernel source of randomness; an
+    // all-zero token would then be refused by its length check below.
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+impl Sessions {
+    fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(mut f) = self.failures.lock() else { return true };
+        f.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+        f.get(&ip).is_some_and(|(n, _)| *n >= MAX_FAILURES)
+    }
+
+    fn failed(&self, ip: IpAddr, now: Instant) {
+        if let Ok(mut f) = self.failures.lock() {
+            let e = f.entry(ip).or_insert((0, now));
+            e.0 += 1;
+        }
+    }
+
+    fn open(&self, user: String, role: Role, now: Instant) -> (String, String) {
+        let (id, csrf) = (token(), token());
+        if let Ok(mut s) = self.open.lock() {
+            s.retain(|_, v| now.duration_since(v.last) < SESSION_IDLE);
+            s.insert(id.clone(), Session { user, role, csrf: csrf.clone(), last: now });
+        }
+        (id, csrf)
+    }
+
+    /// The session of `id`, refreshed, if it has not expired.
+    fn get(&self, id: &str, now: Instant) -> Option<(String, Role, String)> {
+        let mut s = self.open.lock().ok()?;
+        let v = s.get_mut(id)?;
+        if now.duration_since(v.last) >= SESSION_IDLE {
+            s.remove(id);
+            return None;
+        }
+        v.last = now;
+        Some((v.user.clone(), v.role, v.csrf.clone()))
+    }
+
+    fn close(&self, id: &str) {
+        if let Ok(mut s) = self.open.lock() {
+            s.remove(id);
+        }
+    }
+}
+
+/// An authenticated caller.
+struct Caller {
+    user: String,
+    role: Role,
+    ip: IpAddr,
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value().to_string())
+        .filter(|v| v.len() == 64)
+}
+
+fn refuse(code: StatusCode, why: &str, ip: IpAddr, path: &str) -> Response {
+    tracing::warn!(%ip, path, why, "web service call refused");
+    (code, Json(serde_json::json!({ "error": why }))).into_response()
+}
+
+/// The caller of a request: a valid session with at least `need`, and for
+/// a state-changing call its CSRF token.
+fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool, path: &str) -> Result<Caller, Box<Response>> {
+    let ip = peer.0.ip();
+    let Some((user, role, csrf)) = session_id(headers).and_then(|id| web.sessions.get(&id, Instant::now())) else {
+        return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "log in first (POST /login)", ip, path)));
+    };
+    if changes && headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) != Some(csrf.as_str()) {
+        return Err(Box::new(refuse(StatusCode::FORBIDDEN, "missing or wrong X-CSRF-Token", ip, path)));
+    }
+    if role < need {
+        return Err(Box::new(refuse(StatusCode::FORBIDDEN, &format!("{user} ({role:?}) may not do this: it needs {need:?}"), ip, path)));
+    }
+    Ok(Caller { user, role, ip })
+}
+
+pub(crate) fn routes() -> Router<Web> {
+    Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/api/v1.0/session", get(session))
+        .route("/api/v1.0/modules", get(modules))
+        .route("/api/v1.0/modules/{module}", get(module))
+        .route("/api/v1.0/modules/{module}/actions/{action}", post(action))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    httpd_username: String,
+    httpd_password: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    login: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Who {
+    user: String,
+    role: Role,
+    csrf: String,
+}
+
+async fn login(State(web): State<Web>, Extension(peer): Extension<Peer>, Form(f): Form<Login>) -> Response {
+    let (ip, now) = (peer.0.ip(), Instant::now());
+    if web.sessions.blocked(ip, now) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address: wait five minutes", ip, "/login");
+    }
+    // argon2 takes tens of milliseconds: off the async workers.
+    let (accounts, user, password) = (web.accounts.clone(), f.httpd_username.clone(), f.httpd_password);
+    let role = tokio::task::spawn_blocking(move || accounts.verify(&user, &password)).await.ok().flatten();
+    let Some(role) = role else {
+        web.sessions.failed(ip, now);
+        return refuse(StatusCode::UNAUTHORIZED, "wrong user name or password", ip, "/login");
+    };
+    let (id, csrf) = web.sessions.open(f.httpd_username.clone(), role, now);
+    let cookie = cookie::Cookie::build((COOKIE, id)).path("/").http_only(true).same_site(cookie::SameSite::Strict).build();
+    ([(header::SET_COOKIE, cookie.to_string())], Json(Who { user: f.httpd_username, role, csrf })).into_response()
+}
+
+async fn logout(State(web): State<Web>, headers: HeaderMap) -> StatusCode {
+    if let Some(id) = session_id(&headers) {
+        web.sessions.close(&id);
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn session(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
+    let Some((user, role, csrf)) = session_id(&headers).and_then(|id| web.sessions.get(&id, Instant::now())) else {
+        return refuse(StatusCode::UNAUTHORIZED, "log in first (POST /login)", peer.0.ip(), "/api/v1.0/session");
+    };
+    Json(Who { user, role, csrf }).into_response()
+}
+
+async fn modules(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules") {
+        return *r;
+    }
+    Json(web.directory.reports()).into_response()
+}
+
+async fn module(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap, Path(module): Path<String>) -> Response {
+    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules/…") {
+        return *r;
+    }
+    match web.directory.reports().into_iter().find(|r| r.name == module) {
+        Some(r) => Json(r).into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no module {module} runs on this node") }))).into_response()
+        }
+    }
+}
+
+/// Options of an action (`fullsync` for prim/second, `nosync` for swap,
+/// `on` for failover, errd and checker).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default)]
+    fullsync: bool,
+    #[serde(default)]
+    nosync: bool,
+    on: Option<bool>,
+}
+
+/// The command an action names, as the CLI spells it.
+fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
+    let on = || o.on.ok_or_else(|| format!("{action} needs {{\"on\": true|false}}"));
+    Ok(match action {
+        "start" => CommandKind::Start,
+        "stop" => CommandKind::Stop,
+        "forcestop" => CommandKind::Forcestop,
+        "restart" => CommandKind::Restart,
+        "stopstart" => CommandKind::Stopstart,
+        "prim" => CommandKind::Prim { fullsync: o.fullsync },
+        "second" => CommandKind::Second { fullsync: o.fullsync },
+        "primforce" => CommandKind::Primforce,
+        "swap" => CommandKind::Swap(if o.nosync { SwapKind::NoSync } else { SwapKind::Sync }),
+        "failover" => CommandKind::Failover(on()?),
+        "errd" => CommandKind::Errd(on()?),
+        "checker" => CommandKind::Checker(on()?),
+        _ => return Err(format!("unknown action {action}")),
+    })
+}
+
+async fn action(
+    State(web): State<Web>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path((module, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let who = match caller(&web, &headers, peer, Role::Control, true, "/api/v1.0/modules/…/actions/…") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let options: Options = if body.is_empty() {
+        Options::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(o) => o,
+            Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": format!("options: {e}") }))).into_response(),
+        }
+    };
+    let kind = match command(&action, &options) {
+        Ok(k) => k,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+    };
+    let by = format!("{}@{}", who.user, who.ip);
+    tracing::info!(user = who.user, role = ?who.role, %module, action, "web service action");
+    match web.actions.command(&module, kind, by).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
