@@ -428,11 +428,18 @@ pub fn probe_from(
 /// namespace: the status code and the body, `None` if nothing answered
 /// within two seconds.
 pub fn web_get(i: usize, path: &str) -> Option<(u16, String)> {
+    web_call(i, "GET", path, &[], "").map(|(code, _, body)| (code, body))
+}
+
+/// One HTTP/1.0 request to node `i`'s web service from the client's
+/// namespace: the status code, the response headers and the body.
+pub fn web_call(i: usize, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String, String)> {
     let ns = Demo::client_ns();
     let file = std::fs::File::open(format!("/run/netns/{ns}")).ok()?;
     let addr = SocketAddr::from(([10, 77, 0, u8::try_from(i + 1).unwrap_or(1)], 9010));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 10.77.0.{}\r\n\r\n", i + 1);
-    std::thread::spawn(move || -> Option<(u16, String)> {
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let request = format!("{method} {path} HTTP/1.0\r\nHost: 10.77.0.{}\r\nContent-Length: {}\r\n{extra}\r\n{body}", i + 1, body.len());
+    std::thread::spawn(move || -> Option<(u16, String, String)> {
         nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -440,7 +447,8 @@ pub fn web_get(i: usize, path: &str) -> Option<(u16, String)> {
         let mut r = String::new();
         s.read_to_string(&mut r).ok()?;
         let code = r.split(' ').nth(1)?.parse().ok()?;
-        Some((code, r.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+        let (head, body) = r.split_once("\r\n\r\n").unwrap_or((&r, ""));
+        Some((code, head.to_string(), body.to_string()))
     })
     .join()
     .ok()

@@ -13,8 +13,8 @@ use std::time::Duration;
 mod common;
 
 use common::{exe, pair, rt, wait_status};
-use safekit_bin::demo::{outage, probe, web_get, Demo};
-use safekit_core::engine::{CommandKind, State, SwapKind};
+use safekit_bin::demo::{outage, probe, web_call, web_get, Demo};
+use safekit_core::engine::{CommandKind, State};
 
 fn privileged() -> bool {
     common::privileged("network-namespace test needs root and iproute2", &["ip"], false)
@@ -123,10 +123,23 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
         demo.wait_state(1, State::Prim, LONG).await.unwrap();
         assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(404), "the returned node is SECOND");
         assert_eq!(web_get(1, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
-        // swap: node1 primary again.
-        demo.command(1, CommandKind::Swap(SwapKind::Sync)).await.unwrap();
+        // swap through the REST API: node1 primary again, and node2's
+        // module log names who asked from where.
+        safekit_core::daemon::web::accounts::Accounts::new(&demo.node_dir(1).join("safe/web/conf"))
+            .set_password("admin", "admin-password")
+            .unwrap();
+        let form = "httpd_username=admin&httpd_password=admin-password&login=Login";
+        let (code, head, body) =
+            web_call(1, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], form).expect("node2 answers");
+        assert_eq!(code, 200, "{head}{body}");
+        let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).and_then(|c| c.split(';').next()).unwrap().to_string();
+        let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
+        let swap = web_call(1, "POST", "/api/v1.0/modules/demo/actions/swap", &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)], "");
+        assert_eq!(swap.map(|r| r.0), Some(204));
         demo.wait_state(0, State::Prim, LONG).await.unwrap();
         demo.wait_state(1, State::Second, LONG).await.unwrap();
+        let log2 = demo.log(1, 300).await;
+        assert!(log2.iter().any(|l| l.ends_with("Action swap called by admin@10.77.0.10")), "{log2:?}");
         // A refused command is one sentence.
         let e = demo.command(1, CommandKind::Prim { fullsync: false }).await.unwrap_err();
         assert!(e.contains("already started"), "{e}");
