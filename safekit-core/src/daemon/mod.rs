@@ -77,6 +77,14 @@ impl web::Actions for CliActions {
             other => Err(format!("unexpected answer {other:?}")),
         }
     }
+
+    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String> {
+        match answer(&self.0, Request::Log { module: module.to_string(), lines, verbose }, None).await {
+            Response::Lines(l) => Ok(l),
+            Response::Error(e) => Err(e),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
 }
 
 /// The node: what modules are loaded from, and the running modules.

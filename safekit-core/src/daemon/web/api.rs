@@ -149,6 +149,7 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/session", get(session))
         .route("/api/v1.0/modules", get(modules))
         .route("/api/v1.0/modules/{module}", get(module))
+        .route("/api/v1.0/modules/{module}/log", get(log))
         .route("/api/v1.0/modules/{module}/actions/{action}", post(action))
 }
 
@@ -215,6 +216,46 @@ async fn module(State(web): State<Web>, Extension(peer): Extension<Peer>, header
         None => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no module {module} runs on this node") }))).into_response()
         }
+    }
+}
+
+/// `?lines=N&levels=EUSC`: the last N lines (default 100, at most 10,000)
+/// whose level letter is in `levels` (default: every level but D).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    lines: Option<usize>,
+    levels: Option<String>,
+}
+
+/// The level letter of a module log line (`| date | component | L | message`).
+fn level_of(line: &str) -> Option<char> {
+    line.split(" | ").nth(2).filter(|l| l.len() == 1).and_then(|l| l.chars().next())
+}
+
+async fn log(
+    State(web): State<Web>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path(module): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+) -> Response {
+    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules/…/log") {
+        return *r;
+    }
+    let lines = q.lines.unwrap_or(100).min(10_000);
+    let levels = q.levels.unwrap_or_else(|| "IEUSC".into());
+    if !levels.chars().all(|c| "DIEUSC".contains(c)) {
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "levels: letters among D I E U S C" }))).into_response();
+    }
+    // Read enough to find `lines` matching lines among the others.
+    match web.actions.log(&module, 10_000, levels.contains('D') || levels.contains('I')).await {
+        Ok(all) => {
+            let mut kept: Vec<String> = all.into_iter().filter(|l| level_of(l).is_some_and(|c| levels.contains(c))).collect();
+            let start = kept.len().saturating_sub(lines);
+            Json(kept.split_off(start)).into_response()
+        }
+        Err(e) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": e }))).into_response(),
     }
 }
 

@@ -47,6 +47,8 @@ pub const MAX_BODY: usize = 1 << 20;
 pub(crate) trait Actions: Send + Sync {
     /// Runs `kind` on `module`; `by` names the caller in the module log.
     async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String>;
+    /// The last `lines` lines of `module`'s log (`verbose`: with I and D).
+    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String>;
 }
 
 /// What the handlers read.

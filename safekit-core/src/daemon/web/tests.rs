@@ -41,6 +41,22 @@ impl super::Actions for Recorder {
         self.0.lock().unwrap().push((module.to_string(), kind, by));
         Ok(())
     }
+
+    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String> {
+        if module != "m" {
+            return Err(format!("no module {module}"));
+        }
+        let all = [
+            "| 2026-12-02 10:00:00 | heart | I | Heartbeat sent",
+            "| 2026-12-02 10:00:01 | heart | E | Local state ALONE Ready",
+            "| 2026-12-02 10:00:02 | userplug | S | Script start_prim",
+            "| 2026-12-02 10:00:03 | heart | D | debug detail",
+            "| 2026-12-02 10:00:04 | cli | U | Action swap called by admin@127.0.0.1",
+        ];
+        let kept: Vec<String> =
+            all.iter().filter(|l| verbose || !(l.contains(" | I | ") || l.contains(" | D | "))).map(|l| l.to_string()).collect();
+        Ok(kept[kept.len().saturating_sub(lines)..].to_vec())
+    }
 }
 
 /// A web service on a free loopback port whose module `m` has the status
@@ -258,6 +274,18 @@ async fn logins_roles_and_csrf_guard_the_api() {
         ],
         "the module log will name the caller"
     );
+
+    // The module log, filtered by level and cut to the last lines.
+    let (code, _, body) = call(addr, "GET", "/api/v1.0/modules/m/log?levels=EU", &[("cookie", &cookie)], "").await;
+    assert_eq!(code, 200);
+    let lines: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].ends_with("Local state ALONE Ready") && lines[1].ends_with("called by admin@127.0.0.1"), "{lines:?}");
+    let (_, _, body) = call(addr, "GET", "/api/v1.0/modules/m/log?levels=DIEUSC&lines=2", &[("cookie", &cookie)], "").await;
+    let lines: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert!(lines.len() == 2 && lines[0].ends_with("debug detail"), "{lines:?}");
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules/m/log?levels=X", &[("cookie", &cookie)], "").await.0, 400);
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules/other/log", &[("cookie", &cookie)], "").await.0, 404);
 
     // Logged out: the cookie no longer works.
     assert_eq!(call(addr, "POST", "/logout", &[("cookie", &cookie)], "").await.0, 204);
