@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// What a user may do: Monitor reads, Control also acts on modules, Admin
 /// also configures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub enum Role {
     /// Read only.
     Monitor,

@@ -153,8 +153,9 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/modules/{module}/actions/{action}", post(action))
 }
 
-#[derive(Deserialize)]
-struct Login {
+/// SafeKit's login form.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Login {
     httpd_username: String,
     httpd_password: String,
     #[serde(default)]
@@ -162,13 +163,25 @@ struct Login {
     login: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Who {
+/// Who is logged in, and the CSRF token of the session.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Who {
     user: String,
     role: Role,
     csrf: String,
 }
 
+/// `{"error": "…"}`: why a call was refused, one sentence.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    error: String,
+}
+
+#[utoipa::path(post, path = "/login", tag = "session",
+    request_body(content = Login, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Logged in; sets the cookie sessionSK", body = Who),
+        (status = 401, description = "Wrong user name or password", body = ErrorBody),
+        (status = 429, description = "Too many failed logins from this address", body = ErrorBody)))]
 async fn login(State(web): State<Web>, Extension(peer): Extension<Peer>, Form(f): Form<Login>) -> Response {
     let (ip, now) = (peer.0.ip(), Instant::now());
     if web.sessions.blocked(ip, now) {
@@ -186,6 +199,7 @@ async fn login(State(web): State<Web>, Extension(peer): Extension<Peer>, Form(f)
     ([(header::SET_COOKIE, cookie.to_string())], Json(Who { user: f.httpd_username, role, csrf })).into_response()
 }
 
+#[utoipa::path(post, path = "/logout", tag = "session", responses((status = 204, description = "The session is closed")))]
 async fn logout(State(web): State<Web>, headers: HeaderMap) -> StatusCode {
     if let Some(id) = session_id(&headers) {
         web.sessions.close(&id);
@@ -193,6 +207,9 @@ async fn logout(State(web): State<Web>, headers: HeaderMap) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+#[utoipa::path(get, path = "/api/v1.0/session", tag = "session",
+    responses((status = 200, description = "The session's user, role and CSRF token", body = Who),
+        (status = 401, description = "No session", body = ErrorBody)))]
 async fn session(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
     let Some((user, role, csrf)) = session_id(&headers).and_then(|id| web.sessions.get(&id, Instant::now())) else {
         return refuse(StatusCode::UNAUTHORIZED, "log in first (POST /login)", peer.0.ip(), "/api/v1.0/session");
@@ -200,6 +217,9 @@ async fn session(State(web): State<Web>, Extension(peer): Extension<Peer>, heade
     Json(Who { user, role, csrf }).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1.0/modules", tag = "modules",
+    responses((status = 200, description = "Every module running on this node: status, peer, resources, metrics (Monitor)"),
+        (status = 401, description = "No session", body = ErrorBody)))]
 async fn modules(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
     if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules") {
         return *r;
@@ -207,6 +227,10 @@ async fn modules(State(web): State<Web>, Extension(peer): Extension<Peer>, heade
     Json(web.directory.reports()).into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1.0/modules/{module}", tag = "modules",
+    params(("module" = String, Path, description = "Module name")),
+    responses((status = 200, description = "The module's report: status, peer, resources, metrics (Monitor)"),
+        (status = 404, description = "No such module on this node", body = ErrorBody)))]
 async fn module(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap, Path(module): Path<String>) -> Response {
     if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules/…") {
         return *r;
@@ -233,6 +257,13 @@ fn level_of(line: &str) -> Option<char> {
     line.split(" | ").nth(2).filter(|l| l.len() == 1).and_then(|l| l.chars().next())
 }
 
+#[utoipa::path(get, path = "/api/v1.0/modules/{module}/log", tag = "modules",
+    params(("module" = String, Path, description = "Module name"),
+        ("lines" = Option<usize>, Query, description = "How many lines, default 100, at most 10000"),
+        ("levels" = Option<String>, Query, description = "Level letters to keep among D I E U S C, default IEUSC")),
+    responses((status = 200, description = "The last lines of the module log (Monitor)", body = [String]),
+        (status = 400, description = "Unknown level letter", body = ErrorBody),
+        (status = 404, description = "No such module", body = ErrorBody)))]
 async fn log(
     State(web): State<Web>,
     Extension(peer): Extension<Peer>,
@@ -261,9 +292,9 @@ async fn log(
 
 /// Options of an action (`fullsync` for prim/second, `nosync` for swap,
 /// `on` for failover, errd and checker).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Options {
+pub(crate) struct Options {
     #[serde(default)]
     fullsync: bool,
     #[serde(default)]
@@ -291,6 +322,15 @@ fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
     })
 }
 
+#[utoipa::path(post, path = "/api/v1.0/modules/{module}/actions/{action}", tag = "actions",
+    params(("module" = String, Path, description = "Module name"),
+        ("action" = String, Path, description = "start, stop, forcestop, restart, stopstart, prim, second, primforce, swap, failover, errd, checker"),
+        ("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    request_body(content = Option<Options>, description = "fullsync (prim, second), nosync (swap), on (failover, errd, checker)"),
+    responses((status = 204, description = "Done, as the CLI's command (Control)"),
+        (status = 400, description = "Unknown action or option", body = ErrorBody),
+        (status = 403, description = "Missing role or CSRF token", body = ErrorBody),
+        (status = 409, description = "The command refused, with its sentence", body = ErrorBody)))]
 async fn action(
     State(web): State<Web>,
     Extension(peer): Extension<Peer>,

@@ -17,7 +17,11 @@ pub(crate) fn routes() -> Router<Web> {
     Router::new().route("/var/modules/{module}/ready.txt", get(ready))
 }
 
-async fn ready(State(web): State<Web>, Path(module): Path<String>) -> (StatusCode, &'static str) {
+#[utoipa::path(get, path = "/var/modules/{module}/ready.txt", tag = "health",
+    params(("module" = String, Path, description = "Module name")),
+    responses((status = 200, description = "PRIM, ALONE or UP Ready on this node", content_type = "text/plain"),
+        (status = 404, description = "Not serving clients here", content_type = "text/plain")))]
+pub(crate) async fn ready(State(web): State<Web>, Path(module): Path<String>) -> (StatusCode, &'static str) {
     match web.directory.status(&module) {
         Some(s) if s.readiness == Readiness::Ready && matches!(s.state, ModuleState::Prim | ModuleState::Alone | ModuleState::Up) => {
             (StatusCode::OK, "ready\n")

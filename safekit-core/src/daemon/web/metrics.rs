@@ -109,7 +109,9 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     Ok(out)
 }
 
-async fn metrics(State(web): State<Web>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Every module in the Prometheus text format (names in docs/API.md)", content_type = "application/openmetrics-text")))]
+pub(crate) async fn metrics(State(web): State<Web>) -> impl IntoResponse {
     match render(&web.directory.reports()) {
         Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text),
         Err(_) => (

@@ -61,6 +61,31 @@ pub(crate) struct Web {
     pub(crate) actions: Arc<dyn Actions>,
 }
 
+/// The OpenAPI document of every route, served at `/api/v1.0/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "safekit web service", description = "SafeKit-compatible REST API of one node (docs/API.md)"),
+    paths(
+        api::login,
+        api::logout,
+        api::session,
+        api::modules,
+        api::module,
+        api::log,
+        api::action,
+        health::ready,
+        metrics::metrics,
+        node::status,
+        openapi
+    )
+)]
+pub(crate) struct ApiDoc;
+
+#[utoipa::path(get, path = "/api/v1.0/openapi.json", tag = "meta", responses((status = 200, description = "This document")))]
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
 /// Every route of the web service.
 pub(crate) fn router(web: Web) -> Router {
     Router::new()
@@ -68,6 +93,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(metrics::routes())
         .merge(node::routes())
         .merge(api::routes())
+        .route("/api/v1.0/openapi.json", axum::routing::get(openapi))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web)
 }

@@ -22,13 +22,13 @@ use crate::key::ClusterKey;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Ask {
+pub(crate) struct Ask {
     nonce: String,
 }
 
 /// The answer: the status (`None`: no such module here) and its MAC.
 #[derive(Debug, Serialize, Deserialize)]
-struct Answer {
+pub(crate) struct Answer {
     status: Option<Status>,
     mac: String,
 }
@@ -52,7 +52,16 @@ pub(crate) fn routes() -> Router<Web> {
     Router::new().route("/api/v1.0/node/modules/{module}/status", get(status))
 }
 
-async fn status(State(web): State<Web>, Path(module): Path<String>, Query(ask): Query<Ask>) -> Result<Json<Answer>, (StatusCode, String)> {
+#[utoipa::path(get, path = "/api/v1.0/node/modules/{module}/status", tag = "node",
+    params(("module" = String, Path, description = "Module name"),
+        ("nonce" = String, Query, description = "16 to 128 hexadecimal digits, fresh for each question")),
+    responses((status = 200, description = "The status and its HMAC-SHA256 under the cluster key over nonce, module and status"),
+        (status = 400, description = "Invalid module name or nonce")))]
+pub(crate) async fn status(
+    State(web): State<Web>,
+    Path(module): Path<String>,
+    Query(ask): Query<Ask>,
+) -> Result<Json<Answer>, (StatusCode, String)> {
     if !valid_module(&module) {
         return Err((StatusCode::BAD_REQUEST, "invalid module name".into()));
     }

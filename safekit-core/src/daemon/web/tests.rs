@@ -307,3 +307,34 @@ async fn repeated_failed_logins_block_the_address() {
     task.abort();
     let _ = std::fs::remove_dir_all(&conf);
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let (addr, _tx, task) = start(Status::new(State::Alone, Readiness::Ready)).await;
+    let (code, body) = get(addr, "/api/v1.0/openapi.json").await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/login", "post"),
+        ("/logout", "post"),
+        ("/api/v1.0/session", "get"),
+        ("/api/v1.0/modules", "get"),
+        ("/api/v1.0/modules/{module}", "get"),
+        ("/api/v1.0/modules/{module}/log", "get"),
+        ("/api/v1.0/modules/{module}/actions/{action}", "post"),
+        ("/var/modules/{module}/ready.txt", "get"),
+        ("/metrics", "get"),
+        ("/api/v1.0/node/modules/{module}/status", "get"),
+        ("/api/v1.0/openapi.json", "get"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
+        // And the route exists: anything but 404/405 for a request without a session
+        // (the health check's 404 is its answer for a module not ready).
+        let concrete = path.replace("{module}", "m").replace("{action}", "start");
+        let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
+        assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
+    }
+    assert_eq!(paths.len(), 11, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    task.abort();
+}
