@@ -198,6 +198,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         key: daemon.key.clone(),
         directory: daemon.directory.clone(),
         accounts: web::accounts::Accounts::new(&daemon.layout.web_conf()),
+        keys: web::accounts::ApiKeys::new(&daemon.layout.web_conf()),
         sessions: Arc::default(),
         actions: Arc::new(CliActions(daemon.clone())),
     });

@@ -24,7 +24,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(s: &str) -> Option<Self> {
+    /// `Admin`, `Control` or `Monitor`.
+    pub fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "Admin" => Some(Self::Admin),
             "Control" => Some(Self::Control),
@@ -92,23 +93,113 @@ impl Accounts {
         let mut lines: Vec<String> =
             self.users().lines().filter(|l| l.split_once(':').is_none_or(|(n, _)| n != user)).map(str::to_string).collect();
         lines.push(format!("{user}:{hash}"));
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let path = self.dir.join("user.conf");
-        let tmp = self.dir.join("user.conf.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| format!("{}: {e}", tmp.display()))?;
-            f.write_all((lines.join("\n") + "\n").as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+        write_private(&self.dir.join("user.conf"), &(lines.join("\n") + "\n"))
     }
+}
+
+/// API keys for scripts (`Authorization: Bearer <key>`), one role each,
+/// in `SAFE/web/conf/apikeys.conf` (`name:Role:sha256`, root only): the
+/// key itself is shown once, when made, and never stored.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    path: PathBuf,
+}
+
+/// One API key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+}
+
+fn digest(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+impl ApiKeys {
+    /// The keys kept in `dir` (`SAFE/web/conf`).
+    pub fn new(dir: &Path) -> Self {
+        Self { path: dir.join("apikeys.conf") }
+    }
+
+    fn entries(&self) -> Vec<(String, Role, String)> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ':');
+                Some((f.next()?.to_string(), Role::parse(f.next()?)?, f.next()?.trim().to_string()))
+            })
+            .collect()
+    }
+
+    fn save(&self, entries: &[(String, Role, String)]) -> Result<(), String> {
+        let text: String = entries.iter().map(|(n, r, h)| format!("{n}:{r:?}:{h}\n")).collect();
+        write_private(&self.path, &text)
+    }
+
+    /// The keys, without their secrets.
+    pub fn list(&self) -> Vec<ApiKey> {
+        self.entries().into_iter().map(|(name, role, _)| ApiKey { name, role }).collect()
+    }
+
+    /// Makes key `name` with `role`; returns the key, which is not kept.
+    pub fn create(&self, name: &str, role: Role) -> Result<String, String> {
+        if !valid_user(name) {
+            return Err(format!("invalid key name {name:?}: letters, digits, '_', '.', '-'"));
+        }
+        let mut entries = self.entries();
+        if entries.iter().any(|(n, ..)| n == name) {
+            return Err(format!("an API key named {name} exists: revoke it first"));
+        }
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).map_err(|e| e.to_string())?;
+        let key = format!("sk_{}", hex::encode(b));
+        entries.push((name.to_string(), role, digest(&key)));
+        self.save(&entries)?;
+        Ok(key)
+    }
+
+    /// Revokes key `name`; false if there is none.
+    pub fn revoke(&self, name: &str) -> Result<bool, String> {
+        let mut entries = self.entries();
+        let before = entries.len();
+        entries.retain(|(n, ..)| n != name);
+        if entries.len() == before {
+            return Ok(false);
+        }
+        self.save(&entries)?;
+        Ok(true)
+    }
+
+    /// The name and role of `key`, if it is a valid key.
+    pub fn verify(&self, key: &str) -> Option<ApiKey> {
+        let d = digest(key);
+        self.entries().into_iter().find(|(_, _, h)| *h == d).map(|(name, role, _)| ApiKey { name, role })
+    }
+}
+
+/// Writes `text` to `path` through a temporary file, readable by root only.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

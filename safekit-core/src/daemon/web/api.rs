@@ -130,6 +130,17 @@ fn refuse(code: StatusCode, why: &str, ip: IpAddr, path: &str) -> Response {
 /// a state-changing call its CSRF token.
 fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool, path: &str) -> Result<Caller, Box<Response>> {
     let ip = peer.0.ip();
+    // A script's API key: no cookie, so no CSRF to fear.
+    if let Some(bearer) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
+        let Some(key) = web.keys.verify(bearer.trim()) else {
+            return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "unknown or revoked API key", ip, path)));
+        };
+        if key.role < need {
+            let why = format!("API key {} ({:?}) may not do this: it needs {need:?}", key.name, key.role);
+            return Err(Box::new(refuse(StatusCode::FORBIDDEN, &why, ip, path)));
+        }
+        return Ok(Caller { user: format!("apikey:{}", key.name), role: key.role, ip });
+    }
     let Some((user, role, csrf)) = session_id(headers).and_then(|id| web.sessions.get(&id, Instant::now())) else {
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "log in first (POST /login)", ip, path)));
     };
@@ -151,6 +162,9 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/modules/{module}", get(module))
         .route("/api/v1.0/modules/{module}/log", get(log))
         .route("/api/v1.0/modules/{module}/actions/{action}", post(action))
+        .route("/api/v1.0/apikey", get(list_keys))
+        .route("/api/v1.0/apikey/{role}/{name}", post(create_key))
+        .route("/api/v1.0/apikey/{name}", axum::routing::delete(revoke_key))
 }
 
 /// SafeKit's login form.
@@ -240,6 +254,68 @@ async fn module(State(web): State<Web>, Extension(peer): Extension<Peer>, header
         None => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no module {module} runs on this node") }))).into_response()
         }
+    }
+}
+
+/// A new API key, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct NewKey {
+    name: String,
+    role: Role,
+    key: String,
+}
+
+#[utoipa::path(get, path = "/api/v1.0/apikey", tag = "apikeys",
+    responses((status = 200, description = "The API keys, without their secrets (Admin)", body = [super::accounts::ApiKey])))]
+async fn list_keys(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
+    if let Err(r) = caller(&web, &headers, peer, Role::Admin, false, "/api/v1.0/apikey") {
+        return *r;
+    }
+    Json(web.keys.list()).into_response()
+}
+
+#[utoipa::path(post, path = "/api/v1.0/apikey/{role}/{name}", tag = "apikeys",
+    params(("role" = String, Path, description = "Admin, Control or Monitor"), ("name" = String, Path, description = "Key name")),
+    responses((status = 201, description = "The key, shown once (Admin)", body = NewKey),
+        (status = 400, description = "Unknown role", body = ErrorBody),
+        (status = 409, description = "A key of that name exists", body = ErrorBody)))]
+async fn create_key(
+    State(web): State<Web>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    Path((role, name)): Path<(String, String)>,
+) -> Response {
+    let who = match caller(&web, &headers, peer, Role::Admin, true, "/api/v1.0/apikey/…") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let Some(role) = Role::parse(&role) else {
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "role: Admin, Control or Monitor" }))).into_response();
+    };
+    match web.keys.create(&name, role) {
+        Ok(key) => {
+            tracing::info!(user = who.user, name, ?role, "API key created");
+            (StatusCode::CREATED, Json(NewKey { name, role, key })).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+    }
+}
+
+#[utoipa::path(delete, path = "/api/v1.0/apikey/{name}", tag = "apikeys",
+    params(("name" = String, Path, description = "Key name")),
+    responses((status = 204, description = "Revoked (Admin)"), (status = 404, description = "No such key", body = ErrorBody)))]
+async fn revoke_key(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    let who = match caller(&web, &headers, peer, Role::Admin, true, "/api/v1.0/apikey/…") {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    match web.keys.revoke(&name) {
+        Ok(true) => {
+            tracing::info!(user = who.user, name, "API key revoked");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no API key {name}") }))).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
     }
 }
 

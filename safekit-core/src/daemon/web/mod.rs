@@ -57,6 +57,7 @@ pub(crate) struct Web {
     pub(crate) key: ClusterKey,
     pub(crate) directory: Arc<Directory>,
     pub(crate) accounts: accounts::Accounts,
+    pub(crate) keys: accounts::ApiKeys,
     pub(crate) sessions: Arc<api::Sessions>,
     pub(crate) actions: Arc<dyn Actions>,
 }
@@ -67,6 +68,9 @@ pub(crate) struct Web {
     info(title = "safekit web service", description = "SafeKit-compatible REST API of one node (docs/API.md)"),
     paths(
         api::login,
+        api::list_keys,
+        api::create_key,
+        api::revoke_key,
         api::logout,
         api::session,
         api::modules,

@@ -82,6 +82,7 @@ async fn start_with(
         key: ClusterKey::new([9; 32]),
         directory,
         accounts: super::accounts::Accounts::new(conf),
+        keys: super::accounts::ApiKeys::new(conf),
         sessions: Arc::default(),
         actions: recorder.clone(),
     };
@@ -327,14 +328,59 @@ async fn the_openapi_document_covers_every_route() {
         ("/metrics", "get"),
         ("/api/v1.0/node/modules/{module}/status", "get"),
         ("/api/v1.0/openapi.json", "get"),
+        ("/api/v1.0/apikey", "get"),
+        ("/api/v1.0/apikey/{role}/{name}", "post"),
+        ("/api/v1.0/apikey/{name}", "delete"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
         // (the health check's 404 is its answer for a module not ready).
-        let concrete = path.replace("{module}", "m").replace("{action}", "start");
+        let concrete = path.replace("{module}", "m").replace("{action}", "start").replace("{role}", "Monitor").replace("{name}", "k");
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 11, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 14, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_shown_once_act_with_their_role_and_can_be_revoked() {
+    let conf = std::env::temp_dir().join(format!("safekit-web-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&conf);
+    super::accounts::Accounts::new(&conf).set_password("admin", "admin-password").unwrap();
+    let (addr, _tx, task, recorder) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    let (cookie, csrf) = login(addr, "admin", "admin-password").await.unwrap();
+    let admin = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    let made = |role: &str, name: &str| format!("/api/v1.0/apikey/{role}/{name}");
+    let (code, _, body) = call(addr, "POST", &made("Monitor", "grafana"), &admin, "").await;
+    assert_eq!(code, 201, "{body}");
+    let monitor_key = serde_json::from_str::<serde_json::Value>(&body).unwrap()["key"].as_str().unwrap().to_string();
+    let (_, _, body) = call(addr, "POST", &made("Control", "runbook"), &admin, "").await;
+    let control_key = serde_json::from_str::<serde_json::Value>(&body).unwrap()["key"].as_str().unwrap().to_string();
+    assert_eq!(call(addr, "POST", &made("Control", "runbook"), &admin, "").await.0, 409, "names are unique");
+    assert_eq!(call(addr, "POST", &made("Root", "x"), &admin, "").await.0, 400);
+    let stored = std::fs::read_to_string(conf.join("apikeys.conf")).unwrap();
+    assert!(!stored.contains(&monitor_key) && !stored.contains(&control_key), "only digests are kept: {stored}");
+    let (_, _, list) = call(addr, "GET", "/api/v1.0/apikey", &[("cookie", &cookie)], "").await;
+    assert!(list.contains("grafana") && list.contains("runbook") && !list.contains("sk_"), "{list}");
+
+    let bearer = |k: &str| format!("Bearer {k}");
+    let m = bearer(&monitor_key);
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules/m", &[("authorization", &m)], "").await.0, 200, "a Monitor key reads");
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &[("authorization", &m)], "").await.0, 403, "and cannot act");
+    let c = bearer(&control_key);
+    assert_eq!(
+        call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &[("authorization", &c)], "").await.0,
+        204,
+        "no CSRF token for a key"
+    );
+    assert_eq!(call(addr, "POST", &made("Admin", "escalate"), &[("authorization", &c)], "").await.0, 403, "Control cannot make keys");
+    assert_eq!(recorder.0.lock().unwrap().last().map(|r| r.2.clone()), Some("apikey:runbook@127.0.0.1".to_string()));
+
+    assert_eq!(call(addr, "DELETE", "/api/v1.0/apikey/runbook", &admin, "").await.0, 204);
+    assert_eq!(call(addr, "DELETE", "/api/v1.0/apikey/runbook", &admin, "").await.0, 404);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &[("authorization", &c)], "").await.0, 401, "revoked");
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules", &[("authorization", "Bearer sk_forged")], "").await.0, 401);
+    task.abort();
+    let _ = std::fs::remove_dir_all(&conf);
 }
