@@ -153,6 +153,29 @@ fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool,
     Ok(Caller { user, role, ip })
 }
 
+/// Which calls a handler serves: the least role, and whether the call
+/// changes something (then a session must also send its CSRF token).
+pub(crate) struct Need<const ROLE: u8, const CHANGES: bool>(Caller);
+
+/// [`Need`]'s roles as numbers (const generics take no enums).
+pub(crate) const MONITOR: u8 = 0;
+pub(crate) const CONTROL: u8 = 1;
+pub(crate) const ADMIN: u8 = 2;
+
+impl<const ROLE: u8, const CHANGES: bool> axum::extract::FromRequestParts<Web> for Need<ROLE, CHANGES> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, web: &Web) -> Result<Self, Response> {
+        let need = match ROLE {
+            MONITOR => Role::Monitor,
+            CONTROL => Role::Control,
+            _ => Role::Admin,
+        };
+        let peer = parts.extensions.get::<Peer>().copied().unwrap_or(Peer(SocketAddr::from(([0, 0, 0, 0], 0))));
+        caller(web, &parts.headers, peer, need, CHANGES, parts.uri.path()).map(Need).map_err(|r| *r)
+    }
+}
+
 pub(crate) fn routes() -> Router<Web> {
     Router::new()
         .route("/login", post(login))
@@ -234,10 +257,7 @@ async fn session(State(web): State<Web>, Extension(peer): Extension<Peer>, heade
 #[utoipa::path(get, path = "/api/v1.0/modules", tag = "modules",
     responses((status = 200, description = "Every module running on this node: status, peer, resources, metrics (Monitor)"),
         (status = 401, description = "No session", body = ErrorBody)))]
-async fn modules(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
-    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules") {
-        return *r;
-    }
+async fn modules(State(web): State<Web>, _: Need<MONITOR, false>) -> Response {
     Json(web.directory.reports()).into_response()
 }
 
@@ -245,10 +265,7 @@ async fn modules(State(web): State<Web>, Extension(peer): Extension<Peer>, heade
     params(("module" = String, Path, description = "Module name")),
     responses((status = 200, description = "The module's report: status, peer, resources, metrics (Monitor)"),
         (status = 404, description = "No such module on this node", body = ErrorBody)))]
-async fn module(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap, Path(module): Path<String>) -> Response {
-    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules/…") {
-        return *r;
-    }
+async fn module(State(web): State<Web>, _: Need<MONITOR, false>, Path(module): Path<String>) -> Response {
     match web.directory.reports().into_iter().find(|r| r.name == module) {
         Some(r) => Json(r).into_response(),
         None => {
@@ -267,10 +284,7 @@ pub(crate) struct NewKey {
 
 #[utoipa::path(get, path = "/api/v1.0/apikey", tag = "apikeys",
     responses((status = 200, description = "The API keys, without their secrets (Admin)", body = [super::accounts::ApiKey])))]
-async fn list_keys(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap) -> Response {
-    if let Err(r) = caller(&web, &headers, peer, Role::Admin, false, "/api/v1.0/apikey") {
-        return *r;
-    }
+async fn list_keys(State(web): State<Web>, _: Need<ADMIN, false>) -> Response {
     Json(web.keys.list()).into_response()
 }
 
@@ -279,16 +293,7 @@ async fn list_keys(State(web): State<Web>, Extension(peer): Extension<Peer>, hea
     responses((status = 201, description = "The key, shown once (Admin)", body = NewKey),
         (status = 400, description = "Unknown role", body = ErrorBody),
         (status = 409, description = "A key of that name exists", body = ErrorBody)))]
-async fn create_key(
-    State(web): State<Web>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    Path((role, name)): Path<(String, String)>,
-) -> Response {
-    let who = match caller(&web, &headers, peer, Role::Admin, true, "/api/v1.0/apikey/…") {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+async fn create_key(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path((role, name)): Path<(String, String)>) -> Response {
     let Some(role) = Role::parse(&role) else {
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "role: Admin, Control or Monitor" }))).into_response();
     };
@@ -304,11 +309,7 @@ async fn create_key(
 #[utoipa::path(delete, path = "/api/v1.0/apikey/{name}", tag = "apikeys",
     params(("name" = String, Path, description = "Key name")),
     responses((status = 204, description = "Revoked (Admin)"), (status = 404, description = "No such key", body = ErrorBody)))]
-async fn revoke_key(State(web): State<Web>, Extension(peer): Extension<Peer>, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    let who = match caller(&web, &headers, peer, Role::Admin, true, "/api/v1.0/apikey/…") {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
+async fn revoke_key(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path(name): Path<String>) -> Response {
     match web.keys.revoke(&name) {
         Ok(true) => {
             tracing::info!(user = who.user, name, "API key revoked");
@@ -342,14 +343,10 @@ fn level_of(line: &str) -> Option<char> {
         (status = 404, description = "No such module", body = ErrorBody)))]
 async fn log(
     State(web): State<Web>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
+    _: Need<MONITOR, false>,
     Path(module): Path<String>,
     axum::extract::Query(q): axum::extract::Query<LogQuery>,
 ) -> Response {
-    if let Err(r) = caller(&web, &headers, peer, Role::Monitor, false, "/api/v1.0/modules/…/log") {
-        return *r;
-    }
     let lines = q.lines.unwrap_or(100).min(10_000);
     let levels = q.levels.unwrap_or_else(|| "IEUSC".into());
     if !levels.chars().all(|c| "DIEUSC".contains(c)) {
@@ -409,15 +406,10 @@ fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
         (status = 409, description = "The command refused, with its sentence", body = ErrorBody)))]
 async fn action(
     State(web): State<Web>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
+    Need(who): Need<CONTROL, true>,
     Path((module, action)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match caller(&web, &headers, peer, Role::Control, true, "/api/v1.0/modules/…/actions/…") {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
     let options: Options = if body.is_empty() {
         Options::default()
     } else {
