@@ -225,3 +225,18 @@ fn webservercfg_sets_hashed_passwords_in_safekits_syntax() {
     assert_ne!(code, 0);
     assert!(err.contains("at least 8 characters"), "{err}");
 }
+
+#[test]
+fn snapshot_writes_a_zip_without_a_running_daemon() {
+    let d = node_dir("snapshot", "<safe><service mode=\"light\"><user/></service></safe>");
+    std::fs::write(d.path().join("var/cluster/cluster.key"), "00").unwrap();
+    let zip = d.path().join("snap.zip");
+    let (code, out, err) = safekit(d.path(), &["snapshot", "-m", "mariadb", zip.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut a = zip::ZipArchive::new(std::fs::File::open(&zip).unwrap()).expect("a zip");
+    assert!(a.by_name("mariadb/SAFE/conf/userconfig.xml").is_ok());
+    assert!(a.by_name("mariadb/system.txt").is_ok());
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut a.by_name("mariadb/report.json").unwrap(), &mut report).unwrap();
+    assert!(report.contains("does not run"), "{report}");
+}

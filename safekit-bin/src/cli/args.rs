@@ -67,6 +67,16 @@ pub(crate) enum Cmd {
         #[arg(long = "user", default_value = "admin")]
         user: String,
     },
+    /// Write one zip with what support needs about a module on this node:
+    /// its configuration and scripts, logs, state, userlogs, cluster.xml,
+    /// its state and resources, and system facts (never the cluster key
+    /// or the web service's users and API keys).
+    Snapshot {
+        #[command(flatten)]
+        m: Module,
+        /// The zip file to write.
+        file: PathBuf,
+    },
     /// Remove every module's virtual IP from this node when no daemon runs
     /// (the systemd unit runs it after the daemon died, even by SIGKILL).
     Release,

@@ -42,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> ExitCode {
         Cmd::Daemon { node } => run::daemon(layout, node).await,
         Cmd::Witness { listen, key } => run::witness(&layout, listen, key).await,
         Cmd::Webservercfg { passwd, user } => setup::webservercfg(&layout, &passwd, &user),
+        Cmd::Snapshot { m, file } => status::snapshot(&layout, &m.module, &file).await,
         Cmd::Start { m, i } => command(&layout, m.module, CommandKind::Start, i.identity).await,
         Cmd::Stop { m, i } => command(&layout, m.module, CommandKind::Stop, i.identity).await,
         Cmd::Forcestop { m } => command(&layout, m.module, CommandKind::Forcestop, None).await,

@@ -125,3 +125,30 @@ pub(super) async fn wait_for(layout: &Layout, module: &str, timeout: u64, what: 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `safekit snapshot -m AM file.zip`: with the module's report when the
+/// daemon answers, without it otherwise (a snapshot is most wanted when
+/// something is wrong).
+pub(super) async fn snapshot(layout: &Layout, module: &str, file: &std::path::Path) -> ExitCode {
+    let report = match call(&socket_path(layout), &Request::State { module: Some(module.to_string()) }).await {
+        Ok(Response::States(s)) => s.into_iter().find(|r| r.name == module),
+        _ => None,
+    };
+    let out = match std::fs::File::create(file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("safekit snapshot: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match safekit_core::daemon::snapshot::write(layout, module, report.as_ref(), out) {
+        Ok(_) => {
+            println!("snapshot of module {module} written to {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("safekit snapshot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -4,6 +4,7 @@
 mod checks;
 pub mod control;
 mod modules;
+pub mod snapshot;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -199,6 +200,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         directory: daemon.directory.clone(),
         accounts: web::accounts::Accounts::new(&daemon.layout.web_conf()),
         keys: web::accounts::ApiKeys::new(&daemon.layout.web_conf()),
+        layout: daemon.layout.clone(),
         sessions: Arc::default(),
         actions: Arc::new(CliActions(daemon.clone())),
     });

@@ -185,6 +185,7 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/modules/{module}", get(module))
         .route("/api/v1.0/modules/{module}/log", get(log))
         .route("/api/v1.0/modules/{module}/actions/{action}", post(action))
+        .route("/api/v1.0/modules/{module}/snapshot", get(snapshot))
         .route("/api/v1.0/apikey", get(list_keys))
         .route("/api/v1.0/apikey/{role}/{name}", post(create_key))
         .route("/api/v1.0/apikey/{name}", axum::routing::delete(revoke_key))
@@ -271,6 +272,34 @@ async fn module(State(web): State<Web>, _: Need<MONITOR, false>, Path(module): P
         None => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no module {module} runs on this node") }))).into_response()
         }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1.0/modules/{module}/snapshot", tag = "modules",
+    params(("module" = String, Path, description = "Module name")),
+    responses((status = 200, description = "One zip for support: configuration, scripts, logs, state, system facts; no secret (Admin)", content_type = "application/zip"),
+        (status = 400, description = "Invalid module name", body = ErrorBody)))]
+async fn snapshot(State(web): State<Web>, Need(who): Need<ADMIN, false>, Path(module): Path<String>) -> Response {
+    if !super::node::valid_module(&module) {
+        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "invalid module name" }))).into_response();
+    }
+    let report = web.directory.reports().into_iter().find(|r| r.name == module);
+    let layout = web.layout.clone();
+    let name = module.clone();
+    let zip = tokio::task::spawn_blocking(move || {
+        super::super::snapshot::write(&layout, &name, report.as_ref(), std::io::Cursor::new(Vec::new()))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match zip {
+        Ok(c) => {
+            tracing::info!(user = who.user, module, "snapshot taken");
+            let disposition = format!("attachment; filename=\"snapshot-{module}.zip\"");
+            ([(header::CONTENT_TYPE, "application/zip".to_string()), (header::CONTENT_DISPOSITION, disposition)], c.into_inner())
+                .into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct Web {
     pub(crate) directory: Arc<Directory>,
     pub(crate) accounts: accounts::Accounts,
     pub(crate) keys: accounts::ApiKeys,
+    /// Where the node keeps its modules (snapshots read them).
+    pub(crate) layout: crate::layout::Layout,
     pub(crate) sessions: Arc<api::Sessions>,
     pub(crate) actions: Arc<dyn Actions>,
 }
@@ -69,6 +71,7 @@ pub(crate) struct Web {
     paths(
         api::login,
         api::list_keys,
+        api::snapshot,
         api::create_key,
         api::revoke_key,
         api::logout,

@@ -44,7 +44,7 @@ fn mac(key: &ClusterKey, nonce: &str, module: &str, status: Option<Status>) -> S
 }
 
 /// A module name as SafeKit allows it (and safe in a URL path).
-fn valid_module(name: &str) -> bool {
+pub(crate) fn valid_module(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 

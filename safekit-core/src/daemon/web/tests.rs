@@ -83,6 +83,7 @@ async fn start_with(
         directory,
         accounts: super::accounts::Accounts::new(conf),
         keys: super::accounts::ApiKeys::new(conf),
+        layout: crate::layout::Layout { safe: conf.join("safe"), safevar: conf.join("var") },
         sessions: Arc::default(),
         actions: recorder.clone(),
     };
@@ -288,6 +289,23 @@ async fn logins_roles_and_csrf_guard_the_api() {
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/m/log?levels=X", &[("cookie", &cookie)], "").await.0, 400);
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/other/log", &[("cookie", &cookie)], "").await.0, 404);
 
+    // A snapshot for support: a zip, for an Admin only.
+    std::fs::create_dir_all(conf.join("var/modules/m")).unwrap();
+    std::fs::write(conf.join("var/modules/m/log.txt"), "| d | heart | E | Local state ALONE Ready\n").unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let req = hyper::Request::get(format!("http://{addr}/api/v1.0/modules/m/snapshot"))
+        .header("cookie", &cookie)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let zip = resp.into_body().collect().await.unwrap().to_bytes();
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).expect("a zip");
+    assert!(a.by_name("m/SAFEVAR/log.txt").is_ok() && a.by_name("m/report.json").is_ok());
+    let (op_cookie, _) = login(addr, "op", "operator-password").await.unwrap();
+    assert_eq!(call(addr, "GET", "/api/v1.0/modules/m/snapshot", &[("cookie", &op_cookie)], "").await.0, 403, "Monitor: no snapshot");
+
     // Logged out: the cookie no longer works.
     assert_eq!(call(addr, "POST", "/logout", &[("cookie", &cookie)], "").await.0, 204);
     assert_eq!(call(addr, "GET", "/api/v1.0/modules", &[("cookie", &cookie)], "").await.0, 401);
@@ -329,6 +347,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/node/modules/{module}/status", "get"),
         ("/api/v1.0/openapi.json", "get"),
         ("/api/v1.0/apikey", "get"),
+        ("/api/v1.0/modules/{module}/snapshot", "get"),
         ("/api/v1.0/apikey/{role}/{name}", "post"),
         ("/api/v1.0/apikey/{name}", "delete"),
     ] {
@@ -339,7 +358,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 14, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 15, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 
