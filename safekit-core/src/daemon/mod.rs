@@ -201,6 +201,8 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         accounts: web::accounts::Accounts::new(&daemon.layout.web_conf()),
         keys: web::accounts::ApiKeys::new(&daemon.layout.web_conf()),
         layout: daemon.layout.clone(),
+        cluster: Arc::new(daemon.cluster.clone()),
+        node: daemon.node.clone(),
         sessions: Arc::default(),
         actions: Arc::new(CliActions(daemon.clone())),
     });

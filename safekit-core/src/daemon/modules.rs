@@ -60,7 +60,7 @@ fn node_name(cluster: &ClusterConfig, node: Option<String>) -> Result<String, St
     }
 }
 
-pub(super) async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
+pub(crate) async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
     match h {
         HostAddr::Ip(ip) => Ok(*ip),
         HostAddr::Dns(name) => tokio::net::lookup_host((name.as_str(), 0))

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub(crate) mod api;
+pub(crate) mod cluster;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
@@ -60,6 +61,9 @@ pub(crate) struct Web {
     pub(crate) keys: accounts::ApiKeys,
     /// Where the node keeps its modules (snapshots read them).
     pub(crate) layout: crate::layout::Layout,
+    /// The cluster and this node's name in it.
+    pub(crate) cluster: Arc<crate::config::ClusterConfig>,
+    pub(crate) node: String,
     pub(crate) sessions: Arc<api::Sessions>,
     pub(crate) actions: Arc<dyn Actions>,
 }
@@ -71,6 +75,7 @@ pub(crate) struct Web {
     paths(
         api::login,
         api::list_keys,
+        cluster::cluster,
         api::snapshot,
         api::create_key,
         api::revoke_key,
@@ -100,6 +105,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(metrics::routes())
         .merge(node::routes())
         .merge(api::routes())
+        .merge(cluster::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web)

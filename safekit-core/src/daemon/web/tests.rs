@@ -84,6 +84,15 @@ async fn start_with(
         accounts: super::accounts::Accounts::new(conf),
         keys: super::accounts::ApiKeys::new(conf),
         layout: crate::layout::Layout { safe: conf.join("safe"), safevar: conf.join("var") },
+        cluster: Arc::new(
+            crate::config::parse_cluster(
+                &format!(r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#),
+                "cluster.xml",
+            )
+            .unwrap()
+            .value,
+        ),
+        node: "node1".into(),
         sessions: Arc::default(),
         actions: recorder.clone(),
     };
@@ -289,6 +298,17 @@ async fn logins_roles_and_csrf_guard_the_api() {
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/m/log?levels=X", &[("cookie", &cookie)], "").await.0, 400);
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/other/log", &[("cookie", &cookie)], "").await.0, 404);
 
+    // The cluster: both nodes, this one reachable, the other not listening.
+    let (code, _, body) = call(addr, "GET", "/api/v1.0/cluster", &[("cookie", &cookie)], "").await;
+    assert_eq!(code, 200, "{body}");
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(c["node"], "node1");
+    assert_eq!(c["nodes"][0]["name"], "node1");
+    assert_eq!(c["nodes"][0]["reachable"], true);
+    assert_eq!(c["nodes"][1]["name"], "node2");
+    assert_eq!(c["nodes"][1]["addresses"][0][1], "127.0.0.2");
+    assert_eq!(c["nodes"][1]["reachable"], false, "nothing answers on 127.0.0.2:9010");
+
     // A snapshot for support: a zip, for an Admin only.
     std::fs::create_dir_all(conf.join("var/modules/m")).unwrap();
     std::fs::write(conf.join("var/modules/m/log.txt"), "| d | heart | E | Local state ALONE Ready\n").unwrap();
@@ -347,6 +367,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/node/modules/{module}/status", "get"),
         ("/api/v1.0/openapi.json", "get"),
         ("/api/v1.0/apikey", "get"),
+        ("/api/v1.0/cluster", "get"),
         ("/api/v1.0/modules/{module}/snapshot", "get"),
         ("/api/v1.0/apikey/{role}/{name}", "post"),
         ("/api/v1.0/apikey/{name}", "delete"),
@@ -358,7 +379,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 15, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 16, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 
