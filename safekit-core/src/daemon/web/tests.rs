@@ -86,7 +86,7 @@ async fn start_with(
         layout: crate::layout::Layout { safe: conf.join("safe"), safevar: conf.join("var") },
         cluster: Arc::new(
             crate::config::parse_cluster(
-                &format!(r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#),
+                r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#,
                 "cluster.xml",
             )
             .unwrap()
