@@ -46,10 +46,18 @@ struct Session {
 
 /// Open sessions and failed logins (in memory: a restarted daemon asks
 /// everyone to log in again).
-#[derive(Default)]
 pub(crate) struct Sessions {
     open: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// One password check at a time: argon2 is made to be costly, and a
+    /// flood of logins must not take the CPU the heartbeats need.
+    checking: tokio::sync::Semaphore,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self { open: Mutex::default(), failures: Mutex::default(), checking: tokio::sync::Semaphore::new(1) }
+    }
 }
 
 fn token() -> String {
@@ -225,7 +233,11 @@ async fn login(State(web): State<Web>, Extension(peer): Extension<Peer>, Form(f)
     if web.sessions.blocked(ip, now) {
         return refuse(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address: wait five minutes", ip, "/login");
     }
-    // argon2 takes tens of milliseconds: off the async workers.
+    // argon2 takes tens of milliseconds: off the async workers, one at a
+    // time, and a login that would queue behind many others is refused.
+    let Ok(_checking) = tokio::time::timeout(Duration::from_secs(2), web.sessions.checking.acquire()).await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many logins at once: try again", ip, "/login");
+    };
     let (accounts, user, password) = (web.accounts.clone(), f.httpd_username.clone(), f.httpd_password);
     let role = tokio::task::spawn_blocking(move || accounts.verify(&user, &password)).await.ok().flatten();
     let Some(role) = role else {
