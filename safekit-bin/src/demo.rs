@@ -434,13 +434,10 @@ pub fn web_get(i: usize, path: &str) -> Option<(u16, String)> {
 /// One HTTP/1.0 request to node `i`'s web service from the client's
 /// namespace: the status code, the response headers and the body.
 pub fn web_call(i: usize, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Option<(u16, String, String)> {
-    let ns = Demo::client_ns();
-    let file = std::fs::File::open(format!("/run/netns/{ns}")).ok()?;
     let addr = SocketAddr::from(([10, 77, 0, u8::try_from(i + 1).unwrap_or(1)], 9010));
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let request = format!("{method} {path} HTTP/1.0\r\nHost: 10.77.0.{}\r\nContent-Length: {}\r\n{extra}\r\n{body}", i + 1, body.len());
-    std::thread::spawn(move || -> Option<(u16, String, String)> {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+    in_client_ns(move || -> Option<(u16, String, String)> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         s.write_all(request.as_bytes()).ok()?;
@@ -453,6 +450,18 @@ pub fn web_call(i: usize, method: &str, path: &str, headers: &[(&str, &str)], bo
     .join()
     .ok()
     .flatten()
+    .flatten()
+}
+
+/// Runs `f` on a thread of its own inside the client's namespace (its
+/// sockets reach only 10.77.0.0/24); `None` if the namespace cannot be
+/// entered.
+pub fn in_client_ns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<Option<T>> {
+    let file = std::fs::File::open(format!("/run/netns/{}", Demo::client_ns()));
+    std::thread::spawn(move || {
+        nix::sched::setns(file.ok()?.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        Some(f())
+    })
 }
 
 /// The outage seen by the probe: from the last answer of `from` to the first

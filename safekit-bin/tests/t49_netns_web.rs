@@ -7,11 +7,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use common::{pair, rt};
-use safekit_bin::demo::{web_get, Demo};
+use safekit_bin::demo::{in_client_ns, web_get, Demo};
 use safekit_core::engine::State;
 
 fn privileged() -> bool {
@@ -22,31 +21,19 @@ fn privileged() -> bool {
 /// held for `hold`, while one thread sends requests one after another.
 /// Returns (connections made, requests answered 200).
 fn flood(idle: usize, hold: Duration) -> (usize, usize) {
-    let ns = Demo::client_ns();
     let addr = SocketAddr::from(([10, 77, 0, 1], 9010));
-    let open = std::thread::spawn({
-        let ns = ns.clone();
-        move || {
-            let Ok(file) = std::fs::File::open(format!("/run/netns/{ns}")) else { return 0 };
-            if nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
-                return 0;
+    let open = in_client_ns(move || {
+        let mut held = Vec::new();
+        for _ in 0..idle {
+            if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+                held.push(s);
             }
-            let mut held = Vec::new();
-            for _ in 0..idle {
-                if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-                    held.push(s);
-                }
-            }
-            let n = held.len();
-            std::thread::sleep(hold);
-            n
         }
+        let n = held.len();
+        std::thread::sleep(hold);
+        n
     });
-    let ask = std::thread::spawn(move || {
-        let Ok(file) = std::fs::File::open(format!("/run/netns/{ns}")) else { return 0 };
-        if nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
-            return 0;
-        }
+    let ask = in_client_ns(move || {
         let end = Instant::now() + hold;
         let mut ok = 0;
         // Bounded by time and count.
@@ -66,7 +53,7 @@ fn flood(idle: usize, hold: Duration) -> (usize, usize) {
         }
         ok
     });
-    (open.join().unwrap_or(0), ask.join().unwrap_or(0))
+    (open.join().ok().flatten().unwrap_or(0), ask.join().ok().flatten().unwrap_or(0))
 }
 
 #[test]

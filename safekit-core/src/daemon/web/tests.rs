@@ -101,12 +101,8 @@ async fn start_with(
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
-    let resp = client.get(format!("http://{addr}{path}").parse().unwrap()).await.unwrap();
-    let code = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (code, String::from_utf8_lossy(&body).into_owned())
+    let (code, _, body) = call(addr, "GET", path, &[], "").await;
+    (code, body)
 }
 
 #[tokio::test]
@@ -214,6 +210,26 @@ async fn metrics_parse_and_follow_the_module() {
     task.abort();
 }
 
+/// A web service whose accounts (in a fresh directory named after `test`)
+/// hold `users` (name, password) and, if given, `group.conf`.
+async fn start_with_users(
+    test: &str,
+    users: &[(&str, &str)],
+    groups: Option<&str>,
+) -> (std::path::PathBuf, SocketAddr, tokio::task::JoinHandle<()>, Arc<Recorder>) {
+    let conf = std::env::temp_dir().join(format!("safekit-web-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&conf);
+    let accounts = super::accounts::Accounts::new(&conf);
+    for (user, password) in users {
+        accounts.set_password(user, password).unwrap();
+    }
+    if let Some(g) = groups {
+        std::fs::write(conf.join("group.conf"), g).unwrap();
+    }
+    let (addr, _tx, task, recorder) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    (conf, addr, task, recorder)
+}
+
 /// One request with a method, headers and a body: (code, headers, body).
 async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, hyper::HeaderMap, String) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -244,13 +260,8 @@ async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<(String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_roles_and_csrf_guard_the_api() {
-    let conf = std::env::temp_dir().join(format!("safekit-web-accounts-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&conf);
-    let accounts = super::accounts::Accounts::new(&conf);
-    accounts.set_password("admin", "admin-password").unwrap();
-    accounts.set_password("op", "operator-password").unwrap();
-    std::fs::write(conf.join("group.conf"), "Admin : admin\nMonitor : op\n").unwrap();
-    let (addr, _tx, task, recorder) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    let users = [("admin", "admin-password"), ("op", "operator-password")];
+    let (conf, addr, task, recorder) = start_with_users("accounts", &users, Some("Admin : admin\nMonitor : op\n")).await;
 
     assert_eq!(call(addr, "GET", "/api/v1.0/modules", &[], "").await.0, 401, "no session");
     assert_eq!(login(addr, "admin", "wrong").await, Err(401));
@@ -335,10 +346,7 @@ async fn logins_roles_and_csrf_guard_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failed_logins_block_the_address() {
-    let conf = std::env::temp_dir().join(format!("safekit-web-throttle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&conf);
-    super::accounts::Accounts::new(&conf).set_password("admin", "admin-password").unwrap();
-    let (addr, _tx, task, _) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    let (conf, addr, task, _) = start_with_users("throttle", &[("admin", "admin-password")], None).await;
     for _ in 0..super::api::MAX_FAILURES {
         assert_eq!(login(addr, "admin", "guess").await, Err(401));
     }
@@ -385,10 +393,7 @@ async fn the_openapi_document_covers_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_are_shown_once_act_with_their_role_and_can_be_revoked() {
-    let conf = std::env::temp_dir().join(format!("safekit-web-keys-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&conf);
-    super::accounts::Accounts::new(&conf).set_password("admin", "admin-password").unwrap();
-    let (addr, _tx, task, recorder) = start_with(Status::new(State::Alone, Readiness::Ready), &conf).await;
+    let (conf, addr, task, recorder) = start_with_users("keys", &[("admin", "admin-password")], None).await;
     let (cookie, csrf) = login(addr, "admin", "admin-password").await.unwrap();
     let admin = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     let made = |role: &str, name: &str| format!("/api/v1.0/apikey/{role}/{name}");
