@@ -1,7 +1,7 @@
-//! The web service under load on a real two-node cluster (network
-//! namespaces): thousands of idle connections and a stream of requests on
-//! the primary's port 9010 cost its peer no heartbeat and leave the
-//! service answering.
+//! The web service on a real two-node cluster (network namespaces):
+//! thousands of idle connections and a stream of requests on the
+//! primary's port 9010 cost its peer no heartbeat and leave the service
+//! answering; then, from one node, the proxy and `safekit -H` reach both.
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{pair, rt};
-use safekit_bin::demo::{in_client_ns, web_get, Demo};
+use common::{pair, rt, safekit_in_ns};
+use safekit_bin::demo::{in_client_ns, web_call, web_get, Demo};
 use safekit_core::engine::State;
 
 fn privileged() -> bool {
@@ -56,8 +56,59 @@ fn flood(idle: usize, hold: Duration) -> (usize, usize) {
     (open.join().ok().flatten().unwrap_or(0), ask.join().ok().flatten().unwrap_or(0))
 }
 
+/// Logs in on node `i` from the client: (cookie, CSRF token).
+fn login(demo: &Demo, i: usize) -> (String, String) {
+    safekit_core::daemon::web::accounts::Accounts::new(&demo.node_dir(i).join("safe/web/conf"))
+        .set_password("admin", "admin-password")
+        .unwrap();
+    let form = "httpd_username=admin&httpd_password=admin-password&login=Login";
+    let (code, head, body) =
+        web_call(i, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded")], form).expect("node answers");
+    assert_eq!(code, 200, "{head}{body}");
+    let cookie = head.lines().find_map(|l| l.strip_prefix("set-cookie: ")).and_then(|c| c.split(';').next()).unwrap().to_string();
+    let csrf = serde_json::from_str::<serde_json::Value>(&body).unwrap()["csrf"].as_str().unwrap().to_string();
+    (cookie, csrf)
+}
+
+/// The proxy of node1 and `safekit -H` run on node2 as the caller.
+async fn one_node_reaches_both(demo: &Demo) {
+    let (cookie, csrf) = login(demo, 0);
+    let auth = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let (code, _, body) = web_call(0, "GET", "/api/v1.0/nodes/node2/modules/demo", &auth, "").expect("node1 answers");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"]["state"], "Second", "node2's module, through node1");
+    let off = web_call(0, "POST", "/api/v1.0/nodes/node2/modules/demo/actions/failover", &auth, r#"{"on":false}"#);
+    assert_eq!(off.as_ref().map(|r| r.0), Some(204), "{off:?}");
+    let log2 = demo.log(1, 300).await;
+    assert!(log2.iter().any(|l| l.ends_with("Action failover called by admin@10.77.0.10 via node1")), "{log2:?}");
+    let (code, _, body) = web_call(0, "GET", "/api/v1.0/nodes/*/modules/demo", &auth, "").expect("node1 answers");
+    assert_eq!(code, 200, "{body}");
+    let states: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{} {}", a["node"].as_str().unwrap_or("?"), a["body"]["status"]["state"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(states, ["node1 Prim", "node2 Second"], "{body}");
+
+    // safekit -H from node1: the command runs on each node, as root@node1.
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "*", "state", "-m", "demo"]);
+    assert_eq!(code, 0, "{out}");
+    let n1 = out.find("node1").unwrap_or(usize::MAX);
+    let n2 = out.find("node2").unwrap_or(usize::MAX);
+    assert!(n1 < n2 && out[n1..n2].contains("PRIM") && out[n2..].contains("SECOND"), "{out}");
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "node2", "failover", "on", "-m", "demo"]);
+    assert_eq!(code, 0, "{out}");
+    let log2 = demo.log(1, 300).await;
+    assert!(log2.iter().any(|l| l.ends_with("Action failover called by root@node1")), "{log2:?}");
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "node3", "state"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("no node node3"), "{out}");
+}
+
 #[test]
-fn a_flooded_web_service_costs_the_peer_no_heartbeat() {
+fn a_flooded_web_service_costs_the_peer_no_heartbeat_and_one_node_reaches_both() {
     let _g = common::serial();
     if !privileged() {
         return;
@@ -77,5 +128,6 @@ fn a_flooded_web_service_costs_the_peer_no_heartbeat() {
         demo.wait_state(1, State::Second, Duration::from_secs(5)).await.unwrap();
         // After the flood, the service answers at once.
         assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
+        one_node_reaches_both(&demo).await;
     });
 }

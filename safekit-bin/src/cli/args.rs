@@ -10,6 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(name = "safekit", version)]
 pub(crate) struct Cli {
+    /// Run the command on these nodes of cluster.xml through their web
+    /// services (`*` for all, or `node1,node2`), one after the other, each
+    /// answer under the node's name; works for the commands the daemon
+    /// answers (state, start, stop, swap, log, config, ...).
+    #[arg(short = 'H', value_name = "NODES")]
+    pub(crate) hosts: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Cmd,
 }
@@ -45,7 +51,7 @@ pub(crate) enum OnOff {
     Off,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub(crate) enum Cmd {
     /// Run the node daemon (normally started by systemd).
     Daemon {
@@ -368,7 +374,7 @@ pub(crate) struct Message {
     pub(crate) message: String,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub(crate) enum ModuleCmd {
     /// Install a module from a .safe (zip) file or a directory into SAFE/modules.
     Install {
@@ -393,7 +399,7 @@ pub(crate) enum ModuleCmd {
     List,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Clone)]
 pub(crate) enum ClusterCmd {
     /// Check a cluster.xml file (default: SAFEVAR/cluster/cluster.xml).
     Confcheck {

@@ -1,14 +1,14 @@
 //! What each command calls; the arguments are in [`args`].
 
 mod args;
+mod nodes;
 mod run;
 mod setup;
 mod status;
 
 use std::process::ExitCode;
 
-use safekit_core::daemon::control::{call, Request, Response};
-use safekit_core::daemon::socket_path;
+use safekit_core::daemon::control::{Request, Response};
 use safekit_core::engine::{CommandKind, LogLevel, Readiness, State, SwapKind};
 use safekit_core::layout::Layout;
 
@@ -16,7 +16,7 @@ pub(crate) use args::Cli;
 use args::{ClusterCmd, Cmd, Message, Module, ModuleCmd, OnOff};
 
 async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
-    match call(&socket_path(layout), &req).await {
+    match nodes::send(layout, &req).await {
         Ok(Response::Error(e)) => {
             eprintln!("{e}");
             Err(ExitCode::FAILURE)
@@ -38,7 +38,15 @@ async fn command(layout: &Layout, module: String, kind: CommandKind, identity: O
 
 pub(crate) async fn run(cli: Cli) -> ExitCode {
     let layout = Layout::from_env();
-    match cli.command {
+    match cli.hosts {
+        Some(hosts) => nodes::run(layout, &hosts, cli.command).await,
+        None => run_here(layout, cli.command).await,
+    }
+}
+
+/// Runs `cmd`: on this node, or under `-H` on the node [`nodes`] chose.
+async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
+    match cmd {
         Cmd::Daemon { node } => run::daemon(layout, node).await,
         Cmd::Witness { listen, key } => run::witness(&layout, listen, key).await,
         Cmd::Webservercfg { passwd, user } => setup::webservercfg(&layout, &passwd, &user),

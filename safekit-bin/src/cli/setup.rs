@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use safekit_core::config::{ConfigError, Diagnostic};
-use safekit_core::daemon::control::{call, Request, Response};
-use safekit_core::daemon::socket_path;
+use safekit_core::daemon::control::{Request, Response};
 use safekit_core::layout::{load_cluster_file, Layout};
 
 pub(super) fn print_diagnostics(ds: &[Diagnostic]) {
@@ -132,7 +131,7 @@ pub(super) async fn apply_config(layout: &Layout, module: &str) -> ExitCode {
     if code != ExitCode::SUCCESS {
         return code;
     }
-    match call(&socket_path(layout), &Request::Config { module: module.to_string() }).await {
+    match super::nodes::send(layout, &Request::Config { module: module.to_string() }).await {
         Ok(Response::Error(e)) => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use safekit_core::daemon::control::{call, Request, Response};
-use safekit_core::daemon::socket_path;
+use safekit_core::daemon::control::{Request, Response};
 use safekit_core::engine::Status;
 use safekit_core::layout::Layout;
 
@@ -99,7 +98,7 @@ pub(super) async fn logview(layout: &Layout, m: super::args::Module, lines: usiz
 pub(super) async fn wait_for(layout: &Layout, module: &str, timeout: u64, what: &str, done: impl Fn(Status) -> Option<bool>) -> ExitCode {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     loop {
-        match call(&socket_path(layout), &Request::State { module: Some(module.to_string()) }).await {
+        match super::nodes::send(layout, &Request::State { module: Some(module.to_string()) }).await {
             Ok(Response::States(s)) => {
                 if let Some(st) = s.first().map(|s| s.status) {
                     match done(st) {
@@ -130,7 +129,7 @@ pub(super) async fn wait_for(layout: &Layout, module: &str, timeout: u64, what: 
 /// daemon answers, without it otherwise (a snapshot is most wanted when
 /// something is wrong).
 pub(super) async fn snapshot(layout: &Layout, module: &str, file: &std::path::Path) -> ExitCode {
-    let report = match call(&socket_path(layout), &Request::State { module: Some(module.to_string()) }).await {
+    let report = match super::nodes::send(layout, &Request::State { module: Some(module.to_string()) }).await {
         Ok(Response::States(s)) => s.into_iter().find(|r| r.name == module),
         _ => None,
     };

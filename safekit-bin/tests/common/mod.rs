@@ -74,6 +74,22 @@ pub(crate) fn safekit(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
     (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
 }
 
+/// Runs the `safekit` command as node `i` inside its network namespace
+/// (where the other nodes' addresses are reachable): exit code, output.
+#[allow(dead_code)]
+pub(crate) fn safekit_in_ns(demo: &Demo, i: usize, args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", demo.node_ns(i)])
+        .arg(exe())
+        .args(args)
+        .env("SAFE", demo.node_dir(i).join("safe"))
+        .env("SAFEVAR", demo.node_dir(i).join("var"))
+        .env("SAFEKIT_NODE", format!("node{}", i + 1))
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+}
+
 /// Waits until node `i`'s module log has a line ending with one of `texts`.
 pub(crate) async fn wait_log_any(demo: &Demo, i: usize, texts: &[&str]) {
     let end = Instant::now() + WAIT;

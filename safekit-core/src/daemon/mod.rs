@@ -21,6 +21,7 @@ use crate::layout::Layout;
 use crate::runtime::module::{ModuleHandle, RunningModule};
 use crate::runtime::ModuleReport;
 use control::{Request, Response};
+pub use modules::load_key;
 
 /// The control socket of a node.
 pub fn socket_path(layout: &Layout) -> PathBuf {
@@ -71,20 +72,8 @@ struct CliActions(Arc<Daemon>);
 
 #[async_trait::async_trait]
 impl web::Actions for CliActions {
-    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String> {
-        match answer(&self.0, Request::Command { module: module.to_string(), kind, identity: None }, Some(by)).await {
-            Response::Ok => Ok(()),
-            Response::Error(e) => Err(e),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
-    }
-
-    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String> {
-        match answer(&self.0, Request::Log { module: module.to_string(), lines, verbose }, None).await {
-            Response::Lines(l) => Ok(l),
-            Response::Error(e) => Err(e),
-            other => Err(format!("unexpected answer {other:?}")),
-        }
+    async fn control(&self, req: Request, by: String) -> Response {
+        answer(&self.0, req, (!by.is_empty()).then_some(by)).await
     }
 }
 
@@ -204,6 +193,8 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         cluster: Arc::new(daemon.cluster.clone()),
         node: daemon.node.clone(),
         sessions: Arc::default(),
+        challenges: Arc::default(),
+        port: web::PORT,
         actions: Arc::new(CliActions(daemon.clone())),
     });
     for ip in api_addrs {

@@ -42,7 +42,7 @@ pub(super) struct Node {
 }
 
 /// The cluster key: `SAFEVAR/cluster/cluster.key` (hex), made by `safekit cluster genkey`.
-pub(crate) fn load_key(layout: &Layout) -> Result<ClusterKey, String> {
+pub fn load_key(layout: &Layout) -> Result<ClusterKey, String> {
     let path = layout.safevar.join("cluster").join("cluster.key");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (run safekit cluster genkey, then copy the key to every node)", path.display()))?;

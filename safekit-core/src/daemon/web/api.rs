@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::Role;
 use super::Web;
+use crate::daemon::control::{Request, Response as ControlResponse};
 use crate::engine::{CommandKind, SwapKind};
 
 /// Idle time after which a session ends.
@@ -111,10 +112,14 @@ impl Sessions {
 }
 
 /// An authenticated caller.
-struct Caller {
-    user: String,
-    role: Role,
-    ip: IpAddr,
+pub(crate) struct Caller {
+    pub(crate) user: String,
+    pub(crate) role: Role,
+    /// How the module log names the caller: `admin@10.0.0.7`, or for a
+    /// call through another node `admin@10.0.0.7 via node1`.
+    pub(crate) by: String,
+    /// The call came from another node on a user's behalf.
+    pub(crate) forwarded: bool,
 }
 
 fn session_id(headers: &HeaderMap) -> Option<String> {
@@ -129,15 +134,24 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .filter(|v| v.len() == 64)
 }
 
-fn refuse(code: StatusCode, why: &str, ip: IpAddr, path: &str) -> Response {
+pub(crate) fn refuse(code: StatusCode, why: &str, ip: IpAddr, path: &str) -> Response {
     tracing::warn!(%ip, path, why, "web service call refused");
     (code, Json(serde_json::json!({ "error": why }))).into_response()
 }
 
-/// The caller of a request: a valid session with at least `need`, and for
-/// a state-changing call its CSRF token.
-fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool, path: &str) -> Result<Caller, Box<Response>> {
-    let ip = peer.0.ip();
+/// The caller of a request: another node acting for a user (checked by
+/// [`super::signed::verify`]), an API key, or a valid session (then, for a
+/// state-changing call, with its CSRF token); with at least `need`.
+pub(crate) fn caller(web: &Web, parts: &axum::http::request::Parts, need: Role, changes: bool) -> Result<Caller, Box<Response>> {
+    let (headers, path) = (&parts.headers, parts.uri.path());
+    let ip = parts.extensions.get::<Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
+    if let Some(who) = parts.extensions.get::<super::signed::OnBehalf>() {
+        if who.role < need {
+            let why = format!("{} ({:?}) may not do this: it needs {need:?}", who.user, who.role);
+            return Err(Box::new(refuse(StatusCode::FORBIDDEN, &why, ip, path)));
+        }
+        return Ok(Caller { user: who.user.clone(), role: who.role, by: who.user.clone(), forwarded: true });
+    }
     // A script's API key: no cookie, so no CSRF to fear.
     if let Some(bearer) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) {
         let Some(key) = web.keys.verify(bearer.trim()) else {
@@ -147,7 +161,8 @@ fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool,
             let why = format!("API key {} ({:?}) may not do this: it needs {need:?}", key.name, key.role);
             return Err(Box::new(refuse(StatusCode::FORBIDDEN, &why, ip, path)));
         }
-        return Ok(Caller { user: format!("apikey:{}", key.name), role: key.role, ip });
+        let user = format!("apikey:{}", key.name);
+        return Ok(Caller { by: format!("{user}@{ip}"), user, role: key.role, forwarded: false });
     }
     let Some((user, role, csrf)) = session_id(headers).and_then(|id| web.sessions.get(&id, Instant::now())) else {
         return Err(Box::new(refuse(StatusCode::UNAUTHORIZED, "log in first (POST /login)", ip, path)));
@@ -158,12 +173,12 @@ fn caller(web: &Web, headers: &HeaderMap, peer: Peer, need: Role, changes: bool,
     if role < need {
         return Err(Box::new(refuse(StatusCode::FORBIDDEN, &format!("{user} ({role:?}) may not do this: it needs {need:?}"), ip, path)));
     }
-    Ok(Caller { user, role, ip })
+    Ok(Caller { by: format!("{user}@{ip}"), user, role, forwarded: false })
 }
 
 /// Which calls a handler serves: the least role, and whether the call
 /// changes something (then a session must also send its CSRF token).
-pub(crate) struct Need<const ROLE: u8, const CHANGES: bool>(Caller);
+pub(crate) struct Need<const ROLE: u8, const CHANGES: bool>(pub(crate) Caller);
 
 /// [`Need`]'s roles as numbers (const generics take no enums).
 pub(crate) const MONITOR: u8 = 0;
@@ -179,8 +194,7 @@ impl<const ROLE: u8, const CHANGES: bool> axum::extract::FromRequestParts<Web> f
             CONTROL => Role::Control,
             _ => Role::Admin,
         };
-        let peer = parts.extensions.get::<Peer>().copied().unwrap_or(Peer(SocketAddr::from(([0, 0, 0, 0], 0))));
-        caller(web, &parts.headers, peer, need, CHANGES, parts.uri.path()).map(Need).map_err(|r| *r)
+        caller(web, parts, need, CHANGES).map(Need).map_err(|r| *r)
     }
 }
 
@@ -394,13 +408,16 @@ async fn log(
         return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "levels: letters among D I E U S C" }))).into_response();
     }
     // Read enough to find `lines` matching lines among the others.
-    match web.actions.log(&module, 10_000, levels.contains('D') || levels.contains('I')).await {
-        Ok(all) => {
+    let verbose = levels.contains('D') || levels.contains('I');
+    match web.actions.control(Request::Log { module, lines: 10_000, verbose }, String::new()).await {
+        ControlResponse::Lines(all) => {
             let mut kept: Vec<String> = all.into_iter().filter(|l| level_of(l).is_some_and(|c| levels.contains(c))).collect();
             let start = kept.len().saturating_sub(lines);
             Json(kept.split_off(start)).into_response()
         }
-        Err(e) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": e }))).into_response(),
+        ControlResponse::Error(e) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": e }))).into_response(),
+        other => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": format!("unexpected answer {other:?}") })))
+            .into_response(),
     }
 }
 
@@ -463,10 +480,10 @@ async fn action(
         Ok(k) => k,
         Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
     };
-    let by = format!("{}@{}", who.user, who.ip);
+    let by = who.by.clone();
     tracing::info!(user = who.user, role = ?who.role, %module, action, "web service action");
-    match web.actions.command(&module, kind, by).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+    match web.actions.control(Request::Command { module, kind, identity: None }, by).await {
+        ControlResponse::Error(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
     }
 }

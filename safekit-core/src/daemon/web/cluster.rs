@@ -42,12 +42,7 @@ pub(crate) struct Cluster {
 #[utoipa::path(get, path = "/api/v1.0/cluster", tag = "cluster",
     responses((status = 200, description = "Nodes, addresses, this node's version, reachability (Monitor)", body = Cluster)))]
 pub(crate) async fn cluster(State(web): State<Web>, _: Need<MONITOR, false>) -> Response {
-    let mut names: Vec<String> = Vec::new();
-    for n in web.cluster.lans.iter().flat_map(|l| &l.nodes) {
-        if !names.contains(&n.name) {
-            names.push(n.name.clone());
-        }
-    }
+    let names: Vec<String> = web.cluster.node_names().into_iter().map(str::to_string).collect();
     let mut nodes = Vec::new();
     for name in names {
         let addresses: Vec<(String, String)> = web

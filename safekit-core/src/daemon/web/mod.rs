@@ -10,12 +10,17 @@
 
 pub mod accounts;
 pub(crate) mod api;
+pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
+pub mod proxy;
+pub mod signed;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nodes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,13 +48,12 @@ pub const CONNECTION_TIME: Duration = Duration::from_secs(60);
 /// Largest request body.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// What an action of the API does: the CLI's own command path.
+/// What the API asks of the node's modules: the CLI's own requests,
+/// answered by the same code as the control socket's.
 #[async_trait::async_trait]
 pub(crate) trait Actions: Send + Sync {
-    /// Runs `kind` on `module`; `by` names the caller in the module log.
-    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String>;
-    /// The last `lines` lines of `module`'s log (`verbose`: with I and D).
-    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String>;
+    /// Answers `req`; `by` names the caller in the module log.
+    async fn control(&self, req: crate::daemon::control::Request, by: String) -> crate::daemon::control::Response;
 }
 
 /// What the handlers read.
@@ -65,6 +69,10 @@ pub(crate) struct Web {
     pub(crate) cluster: Arc<crate::config::ClusterConfig>,
     pub(crate) node: String,
     pub(crate) sessions: Arc<api::Sessions>,
+    /// Challenges issued to other nodes' calls.
+    pub(crate) challenges: Arc<signed::Challenges>,
+    /// The port the other nodes' web services listen on.
+    pub(crate) port: u16,
     pub(crate) actions: Arc<dyn Actions>,
 }
 
@@ -88,6 +96,9 @@ pub(crate) struct Web {
         health::ready,
         metrics::metrics,
         node::status,
+        signed::challenge,
+        cli::cli,
+        proxy::proxy,
         openapi
     )
 )]
@@ -106,7 +117,11 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(node::routes())
         .merge(api::routes())
         .merge(cluster::routes())
+        .merge(signed::routes())
+        .merge(cli::routes())
+        .merge(proxy::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi))
+        .layer(axum::middleware::from_fn_with_state(web.clone(), signed::verify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web)
 }

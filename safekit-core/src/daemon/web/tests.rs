@@ -10,12 +10,13 @@ use http_body_util::BodyExt;
 use tokio::sync::watch;
 
 use super::{node, router, serve, Web, HEADER_TIME, MAX_CONNECTIONS};
+use crate::daemon::control::{Request, Response};
 use crate::daemon::Directory;
 use crate::engine::{Readiness, State, Status};
 use crate::key::ClusterKey;
 use crate::runtime::ModuleReport;
 
-fn report(name: &str, status: Status) -> ModuleReport {
+pub(super) fn report(name: &str, status: Status) -> ModuleReport {
     ModuleReport {
         name: name.into(),
         id: 1,
@@ -30,32 +31,34 @@ fn report(name: &str, status: Status) -> ModuleReport {
 
 /// Records the actions the API asks for.
 #[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<(String, crate::engine::CommandKind, String)>>);
+pub(super) struct Recorder(pub(super) std::sync::Mutex<Vec<(String, crate::engine::CommandKind, String)>>);
 
 #[async_trait::async_trait]
 impl super::Actions for Recorder {
-    async fn command(&self, module: &str, kind: crate::engine::CommandKind, by: String) -> Result<(), String> {
-        if module != "m" {
-            return Err(format!("no module {module}"));
+    async fn control(&self, req: Request, by: String) -> Response {
+        match req {
+            Request::Command { module, .. } | Request::Log { module, .. } if module != "m" => {
+                Response::Error(format!("no module {module}"))
+            }
+            Request::Command { module, kind, .. } => {
+                self.0.lock().unwrap().push((module, kind, by));
+                Response::Ok
+            }
+            Request::Log { lines, verbose, .. } => {
+                let all = [
+                    "| 2026-12-02 10:00:00 | heart | I | Heartbeat sent",
+                    "| 2026-12-02 10:00:01 | heart | E | Local state ALONE Ready",
+                    "| 2026-12-02 10:00:02 | userplug | S | Script start_prim",
+                    "| 2026-12-02 10:00:03 | heart | D | debug detail",
+                    "| 2026-12-02 10:00:04 | cli | U | Action swap called by admin@127.0.0.1",
+                ];
+                let kept: Vec<String> =
+                    all.iter().filter(|l| verbose || !(l.contains(" | I | ") || l.contains(" | D | "))).map(|l| l.to_string()).collect();
+                Response::Lines(kept[kept.len().saturating_sub(lines)..].to_vec())
+            }
+            Request::State { .. } => Response::States(vec![report("m", Status::new(State::Alone, Readiness::Ready))]),
+            other => Response::Error(format!("the recorder does not answer {other:?}")),
         }
-        self.0.lock().unwrap().push((module.to_string(), kind, by));
-        Ok(())
-    }
-
-    async fn log(&self, module: &str, lines: usize, verbose: bool) -> Result<Vec<String>, String> {
-        if module != "m" {
-            return Err(format!("no module {module}"));
-        }
-        let all = [
-            "| 2026-12-02 10:00:00 | heart | I | Heartbeat sent",
-            "| 2026-12-02 10:00:01 | heart | E | Local state ALONE Ready",
-            "| 2026-12-02 10:00:02 | userplug | S | Script start_prim",
-            "| 2026-12-02 10:00:03 | heart | D | debug detail",
-            "| 2026-12-02 10:00:04 | cli | U | Action swap called by admin@127.0.0.1",
-        ];
-        let kept: Vec<String> =
-            all.iter().filter(|l| verbose || !(l.contains(" | I | ") || l.contains(" | D | "))).map(|l| l.to_string()).collect();
-        Ok(kept[kept.len().saturating_sub(lines)..].to_vec())
     }
 }
 
@@ -66,17 +69,31 @@ async fn start(status: Status) -> (SocketAddr, watch::Sender<ModuleReport>, toki
     (addr, tx, task)
 }
 
+const CLUSTER: &str = r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#;
+
 /// [`start`] with the accounts of `conf` and the recorder of actions.
 async fn start_with(
     status: Status,
     conf: &std::path::Path,
 ) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>, Arc<Recorder>) {
-    let directory = Arc::new(Directory::default());
-    let (tx, rx) = watch::channel(report("m", status));
-    directory.insert("m", rx);
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
+    start_on(status, conf, "node1", addr, CLUSTER).await
+}
+
+/// Node `node` of `cluster_xml` serving on `addr` (the other nodes are
+/// called on the same port), its module `m` in `status`, accounts in `conf`.
+pub(super) async fn start_on(
+    status: Status,
+    conf: &std::path::Path,
+    node: &str,
+    addr: SocketAddr,
+    cluster_xml: &str,
+) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>, Arc<Recorder>) {
+    let directory = Arc::new(Directory::default());
+    let (tx, rx) = watch::channel(report("m", status));
+    directory.insert("m", rx);
     let recorder = Arc::new(Recorder::default());
     let web = Web {
         key: ClusterKey::new([9; 32]),
@@ -84,16 +101,11 @@ async fn start_with(
         accounts: super::accounts::Accounts::new(conf),
         keys: super::accounts::ApiKeys::new(conf),
         layout: crate::layout::Layout { safe: conf.join("safe"), safevar: conf.join("var") },
-        cluster: Arc::new(
-            crate::config::parse_cluster(
-                r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#,
-                "cluster.xml",
-            )
-            .unwrap()
-            .value,
-        ),
-        node: "node1".into(),
+        cluster: Arc::new(crate::config::parse_cluster(cluster_xml, "cluster.xml").unwrap().value),
+        node: node.into(),
         sessions: Arc::default(),
+        challenges: Arc::default(),
+        port: addr.port(),
         actions: recorder.clone(),
     };
     let task = serve(addr, router(web)).await.unwrap();
@@ -231,7 +243,13 @@ async fn start_with_users(
 }
 
 /// One request with a method, headers and a body: (code, headers, body).
-async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, hyper::HeaderMap, String) {
+pub(super) async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, hyper::HeaderMap, String) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<hyper::body::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
@@ -245,7 +263,7 @@ async fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
 }
 
 /// Logs in: the session cookie and the CSRF token.
-async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<(String, String), u16> {
+pub(super) async fn login(addr: SocketAddr, user: &str, password: &str) -> Result<(String, String), u16> {
     let form = format!("httpd_username={user}&httpd_password={password}&login=Login");
     let (code, headers, body) = call(addr, "POST", "/login", &[("content-type", "application/x-www-form-urlencoded")], &form).await;
     if code != 200 {
@@ -379,15 +397,24 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/modules/{module}/snapshot", "get"),
         ("/api/v1.0/apikey/{role}/{name}", "post"),
         ("/api/v1.0/apikey/{name}", "delete"),
+        ("/api/v1.0/node/challenge", "get"),
+        ("/api/v1.0/cli", "post"),
+        ("/api/v1.0/nodes/{nodes}/{rest}", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
         // (the health check's 404 is its answer for a module not ready).
-        let concrete = path.replace("{module}", "m").replace("{action}", "start").replace("{role}", "Monitor").replace("{name}", "k");
+        let concrete = path
+            .replace("{module}", "m")
+            .replace("{action}", "start")
+            .replace("{role}", "Monitor")
+            .replace("{name}", "k")
+            .replace("{nodes}", "node2")
+            .replace("{rest}", "modules");
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 16, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 19, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 

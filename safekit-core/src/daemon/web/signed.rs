@@ -1,0 +1,272 @@
+//! Node-to-node calls: one node (or `safekit -H` run as root on a node)
+//! calls any endpoint of another node's web service on behalf of a user.
+//! The caller first fetches a fresh challenge (`GET
+//! /api/v1.0/node/challenge`), then sends its request with an HMAC-SHA256
+//! under the cluster key over the challenge, the method, the path and
+//! query, the user it acts for, that user's role and the body's digest.
+//! The callee accepts each challenge once, within [`CHALLENGE_TTL`]: a
+//! recorded call cannot be replayed, and no clock needs to agree between
+//! nodes. The callee then serves the call as that user with that role: the
+//! roles are enforced where the endpoint is, the same as for a local call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hmac::Mac;
+use http_body_util::BodyExt;
+use sha2::Digest;
+
+use super::accounts::Role;
+use super::Web;
+use crate::key::ClusterKey;
+
+/// How long a challenge may wait for its call.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
+
+/// Challenges outstanding at once; past it new ones are refused (503)
+/// until the oldest expire, so a flood of questions cannot grow memory.
+pub const MAX_CHALLENGES: usize = 4096;
+
+const H_NONCE: &str = "x-safekit-nonce";
+const H_USER: &str = "x-safekit-user";
+const H_ROLE: &str = "x-safekit-role";
+const H_MAC: &str = "x-safekit-mac";
+
+/// The challenges this node issued and not yet seen used.
+#[derive(Default)]
+pub(crate) struct Challenges(Mutex<HashMap<String, Instant>>);
+
+impl Challenges {
+    fn issue(&self, now: Instant) -> Option<String> {
+        let mut map = self.0.lock().ok()?;
+        map.retain(|_, at| now.duration_since(*at) < CHALLENGE_TTL);
+        if map.len() >= MAX_CHALLENGES {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).ok()?;
+        let nonce = hex::encode(b);
+        map.insert(nonce.clone(), now);
+        Some(nonce)
+    }
+
+    /// Whether `nonce` was issued here, is fresh, and was not used before
+    /// (it cannot be used again).
+    fn consume(&self, nonce: &str, now: Instant) -> bool {
+        let Ok(mut map) = self.0.lock() else { return false };
+        map.remove(nonce).is_some_and(|at| now.duration_since(at) < CHALLENGE_TTL)
+    }
+}
+
+/// The user a node call acts for (`admin@10.0.0.7 via node1`) and the
+/// role that user has where the call came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnBehalf {
+    /// Who, and from where, as the module log shows it.
+    pub user: String,
+    /// What they may do.
+    pub role: Role,
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Admin => "Admin",
+        Role::Control => "Control",
+        Role::Monitor => "Monitor",
+    }
+}
+
+fn mac(key: &ClusterKey, nonce: &str, method: &Method, target: &str, who: &OnBehalf, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut m = key.mac();
+    for part in [b"safekit node call v1".as_slice(), nonce.as_bytes(), method.as_str().as_bytes(), target.as_bytes()] {
+        m.update(part);
+        m.update(b"\0");
+    }
+    m.update(who.user.as_bytes());
+    m.update(b"\0");
+    m.update(role_name(who.role).as_bytes());
+    m.update(b"\0");
+    m.update(&sha2::Sha256::digest(body));
+    m
+}
+
+pub(crate) fn routes() -> Router<Web> {
+    Router::new().route("/api/v1.0/node/challenge", get(challenge))
+}
+
+/// A fresh challenge for one node call.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct Challenge {
+    nonce: String,
+}
+
+#[utoipa::path(get, path = "/api/v1.0/node/challenge", tag = "node",
+    responses((status = 200, description = "A challenge for one node-to-node call, valid 30 s, usable once", body = Challenge),
+        (status = 503, description = "Too many challenges outstanding")))]
+pub(crate) async fn challenge(State(web): State<Web>) -> Response {
+    match web.challenges.issue(Instant::now()) {
+        Some(nonce) => Json(Challenge { nonce }).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": "too many node calls at once" }))).into_response(),
+    }
+}
+
+/// The middleware that checks a node call: a request that carries
+/// `X-Safekit-Mac` is served only if the MAC is right and its challenge is
+/// fresh and unused, and then as [`OnBehalf`]'s user and role (an
+/// extension the endpoints' role checks read). Other requests pass as
+/// they are.
+pub(crate) async fn verify(State(web): State<Web>, req: Request, next: Next) -> Response {
+    if !req.headers().contains_key(H_MAC) {
+        return next.run(req).await;
+    }
+    let peer = req.extensions().get::<super::api::Peer>().map(|p| p.0.ip());
+    let refuse = |why: &str| {
+        tracing::warn!(?peer, why, "node call refused");
+        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({ "error": why }))).into_response()
+    };
+    let (mut parts, body) = req.into_parts();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (Some(nonce), Some(user), Some(role), Some(sent)) = (header(H_NONCE), header(H_USER), header(H_ROLE), header(H_MAC)) else {
+        return refuse("a node call needs X-Safekit-Nonce, -User, -Role and -Mac");
+    };
+    let Some(role) = Role::parse(&role) else { return refuse("X-Safekit-Role: Admin, Control or Monitor") };
+    let Ok(sent) = hex::decode(sent) else { return refuse("X-Safekit-Mac: hexadecimal expected") };
+    let Ok(body) = axum::body::to_bytes(body, super::MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(serde_json::json!({ "error": "body too large" }))).into_response();
+    };
+    let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let who = OnBehalf { user, role };
+    if mac(&web.key, &nonce, &parts.method, &target, &who, &body).verify_slice(&sent).is_err() {
+        return refuse("the node call is not authentic (another cluster key?)");
+    }
+    if !web.challenges.consume(&nonce, Instant::now()) {
+        return refuse("the node call's challenge is unknown, used or expired");
+    }
+    parts.extensions.insert(who);
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// What a node answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its HTTP status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its body (at most the call's limit).
+    pub body: Bytes,
+}
+
+type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>>;
+
+fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn send(client: &Client, req: hyper::Request<http_body_util::Full<Bytes>>, limit: usize) -> Result<Answer, String> {
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| format!("answer: {e}"))?.to_bytes();
+    Ok(Answer { status: parts.status, headers: parts.headers, body })
+}
+
+/// One call to make on another node.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// GET, POST, PUT, DELETE.
+    pub method: Method,
+    /// Path and query, e.g. `/api/v1.0/modules/mysql`.
+    pub target: String,
+    /// The body (sent as JSON when not empty).
+    pub body: Bytes,
+    /// The answer's body is cut at this many bytes.
+    pub limit: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+impl Call {
+    /// A call without a body, answers up to 16 MiB, 10 s.
+    pub fn new(method: Method, target: impl Into<String>) -> Self {
+        Self { method, target: target.into(), body: Bytes::new(), limit: 16 << 20, timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Makes `c` on the node at `addr` for `who`. `Err` when the node does not
+/// answer within the call's timeout.
+pub async fn call(addr: SocketAddr, key: &ClusterKey, who: &OnBehalf, c: &Call) -> Result<Answer, String> {
+    let (method, target, body, limit, timeout) = (c.method.clone(), c.target.as_str(), c.body.clone(), c.limit, c.timeout);
+    let work = async {
+        let client = client();
+        let ask = hyper::Request::get(format!("http://{addr}/api/v1.0/node/challenge"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let a = send(&client, ask, 4096).await?;
+        if !a.status.is_success() {
+            return Err(format!("{addr} gave no challenge: {}", a.status));
+        }
+        let Challenge { nonce } = serde_json::from_slice(&a.body).map_err(|e| format!("malformed challenge: {e}"))?;
+        let tag = hex::encode(mac(key, &nonce, &method, target, who, &body).finalize().into_bytes());
+        let user = HeaderValue::from_str(&who.user).map_err(|_| format!("user {:?} cannot be sent in a header", who.user))?;
+        let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{target}"));
+        if let Some(h) = req.headers_mut() {
+            h.insert(H_NONCE, HeaderValue::from_str(&nonce).map_err(|e| e.to_string())?);
+            h.insert(H_USER, user);
+            h.insert(H_ROLE, HeaderValue::from_static(role_name(who.role)));
+            h.insert(H_MAC, HeaderValue::from_str(&tag).map_err(|e| e.to_string())?);
+            if !body.is_empty() {
+                h.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+        }
+        let req = req.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
+        send(&client, req, limit).await
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
+}
+
+/// The addresses of `node`'s web service, one per network of cluster.xml
+/// it is on, in cluster.xml's order.
+pub async fn node_addresses(cluster: &crate::config::ClusterConfig, node: &str, port: u16) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for n in cluster.lans.iter().flat_map(|l| &l.nodes).filter(|n| n.name == node) {
+        if let Ok(ip) = crate::daemon::modules::resolve_host(&n.addr).await {
+            let a = SocketAddr::new(ip, port);
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// [`call`] on `node`, trying each of its addresses until one answers.
+pub async fn call_node(
+    cluster: &crate::config::ClusterConfig,
+    port: u16,
+    node: &str,
+    key: &ClusterKey,
+    who: &OnBehalf,
+    c: &Call,
+) -> Result<Answer, String> {
+    let addrs = node_addresses(cluster, node, port).await;
+    if addrs.is_empty() {
+        return Err(format!("no node {node} in cluster.xml (nodes: {})", cluster.node_names().join(", ")));
+    }
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match call(addr, key, who, c).await {
+            Ok(a) => return Ok(a),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(format!("node {node} did not answer: {}", errors.join("; ")))
+}
