@@ -107,8 +107,48 @@ async fn one_node_reaches_both(demo: &Demo) {
     assert!(out.contains("no node node3"), "{out}");
 }
 
+/// A configuration applied to both nodes through node1: refused while
+/// the module runs, applied (and kept) on both once stopped.
+async fn configuration_applied_to_both_nodes(demo: &Demo) {
+    let (cookie, csrf) = login(demo, 0);
+    let auth = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str()), ("Content-Type", "application/json")];
+    let conf = std::fs::read_to_string(demo.node_dir(0).join("safe/modules/demo/conf/userconfig.xml")).unwrap();
+    let changed = conf.replace(r#"nicestoptimeout="10s""#, r#"nicestoptimeout="12s""#);
+    assert_ne!(conf, changed, "the demo's userconfig.xml has nicestoptimeout=\"10s\"");
+    let body = serde_json::json!({ "files": { "conf/userconfig.xml": changed, "bin/start_both": "#!/bin/sh\nexit 0\n" } }).to_string();
+    let per_node = |answer: Option<(u16, String, String)>| -> Vec<(String, u64)> {
+        let (code, _, body) = answer.expect("node1 answers");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["node"].as_str().unwrap_or("?").to_string(), a["status"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let running = per_node(web_call(0, "PUT", "/api/v1.0/nodes/*/config/modules/demo", &auth, &body));
+    assert_eq!(running, [("node1".to_string(), 409), ("node2".to_string(), 409)], "refused while the module runs");
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "node2,node1", "stop", "-m", "demo"]);
+    assert_eq!(code, 0, "{out}");
+    common::wait_status(demo, 0, State::Stop).await;
+    common::wait_status(demo, 1, State::Stop).await;
+    let applied = per_node(web_call(0, "PUT", "/api/v1.0/nodes/*/config/modules/demo", &auth, &body));
+    assert_eq!(applied, [("node1".to_string(), 200), ("node2".to_string(), 200)]);
+    for i in 0..2 {
+        let dir = demo.node_dir(i).join("safe/modules/demo");
+        assert_eq!(std::fs::read_to_string(dir.join("conf/userconfig.xml")).unwrap(), changed, "node{}", i + 1);
+        assert!(dir.join("bin/start_both").exists(), "node{}", i + 1);
+        let log = demo.log(i, 300).await;
+        assert!(log.iter().any(|l| l.ends_with("Configuration applied by admin@10.77.0.10 via node1")), "{log:?}");
+    }
+    let (code, _, kept) = web_call(0, "GET", "/api/v1.0/nodes/node2/config/modules/demo/history", &auth, "").expect("answers");
+    assert_eq!(code, 200, "{kept}");
+    assert!(kept.contains("admin@10.77.0.10 via node1"), "{kept}");
+}
+
 #[test]
-fn a_flooded_web_service_costs_the_peer_no_heartbeat_and_one_node_reaches_both() {
+fn the_web_service_under_a_flood_and_across_both_nodes() {
     let _g = common::serial();
     if !privileged() {
         return;
@@ -129,5 +169,6 @@ fn a_flooded_web_service_costs_the_peer_no_heartbeat_and_one_node_reaches_both()
         // After the flood, the service answers at once.
         assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
         one_node_reaches_both(&demo).await;
+        configuration_applied_to_both_nodes(&demo).await;
     });
 }

@@ -131,7 +131,7 @@ pub(super) async fn apply_config(layout: &Layout, module: &str) -> ExitCode {
     if code != ExitCode::SUCCESS {
         return code;
     }
-    match super::nodes::send(layout, &Request::Config { module: module.to_string() }).await {
+    match super::nodes::send(layout, &Request::Config { module: module.to_string(), files: None }).await {
         Ok(Response::Error(e)) => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -45,10 +45,15 @@ pub enum Request {
         /// Module.
         module: String,
     },
-    /// `safekit config -m AM`: check and apply the module's configuration.
+    /// `safekit config -m AM`: check and apply the module's configuration;
+    /// with `files`, first make them the module's files (the web service's
+    /// configuration endpoints), put back if they do not apply.
     Config {
         /// Module.
         module: String,
+        /// The module's new files (all of them), or `None`: as installed.
+        #[serde(default)]
+        files: Option<crate::modules::files::Files>,
     },
     /// `safekit set -r R -v V -m AM [-i name]`: set a resource (custom checkers).
     Set {

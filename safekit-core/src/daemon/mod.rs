@@ -267,9 +267,13 @@ impl Daemon {
 
     /// `safekit config -m AM`: checks the module's userconfig.xml and
     /// (re)starts its runtime with it. The module must be stopped; a changed
-    /// `<rfs>` makes the next reintegration full. cluster.xml changes need a
-    /// restart of the daemon.
-    async fn apply_config(&self, name: &str) -> Response {
+    /// `<rfs>` makes the next reintegration full. With `files`, they first
+    /// become the module's files, and the previous ones are put back if
+    /// they do not apply. An applied configuration is kept in the module's
+    /// history (the last 3). cluster.xml changes need a restart of the
+    /// daemon.
+    async fn apply_config(&self, name: &str, files: Option<crate::modules::files::Files>, by: &str) -> Response {
+        use crate::modules::files;
         let ids = match modules::module_ids(&self.layout) {
             Ok(ids) => ids,
             Err(e) => return Response::Error(e),
@@ -280,34 +284,86 @@ impl Daemon {
                 self.layout.module_dir(name).display()
             ));
         };
-        let cfg = match self.layout.load_module(name, &self.cluster, true) {
-            Ok(p) => p.value,
-            Err(e) => return Response::Error(e.to_string()),
-        };
         let mut map = self.modules.write().await;
-        let mut full = cfg.service.rfs.is_some();
         if let Some(r) = map.get(name) {
             let status = r.module.status();
             if status.state != crate::engine::State::Stop {
                 return Response::Error(format!("module {name} is {status}: stop it first (safekit stop -m {name})"));
             }
-            full = r.rfs != cfg.service.rfs && cfg.service.rfs.is_some();
-            if let Some(old) = map.remove(name) {
-                self.directory.remove(name);
-                old.module.shutdown().await;
-            }
         }
+        let previous = match &files {
+            Some(new) => {
+                let old = match files::current(&self.layout, name) {
+                    Ok(old) => old,
+                    Err(e) => return Response::Error(e),
+                };
+                if let Err(e) = files::replace(&self.layout, name, new) {
+                    let _ = files::replace(&self.layout, name, &old);
+                    return Response::Error(e);
+                }
+                Some(old)
+            }
+            None => None,
+        };
+        let put_back = |why: String| {
+            if let Some(old) = &previous {
+                let _ = files::replace(&self.layout, name, old);
+            }
+            Response::Error(why)
+        };
+        let cfg = match self.layout.load_module(name, &self.cluster, true) {
+            Ok(p) => p.value,
+            Err(e) => return put_back(e.to_string()),
+        };
+        let mut full = cfg.service.rfs.is_some();
+        if let Some(r) = map.get(name) {
+            full = r.rfs != cfg.service.rfs && cfg.service.rfs.is_some();
+        }
+        // The old runtime goes first: the new one binds the same ports
+        // and mounts the same directories.
+        let old_rfs = map.remove(name).map(|old| {
+            self.directory.remove(name);
+            (old.module, old.rfs)
+        });
+        let old_rfs = match old_rfs {
+            Some((module, rfs)) => {
+                module.shutdown().await;
+                Some(rfs)
+            }
+            None => None,
+        };
         let site =
             modules::Site { layout: &self.layout, cluster: &self.cluster, node: &self.node, key: &self.key, directory: &self.directory };
-        match modules::load_module(&site, name.to_string(), id, full).await {
-            Ok(m) => {
-                self.broken.write().await.remove(name);
-                m.log.write("config", crate::engine::LogLevel::U, "Configuration applied");
-                map.insert(name.to_string(), spawn(m, cfg.service.rfs, &self.directory));
-                Response::Ok
+        let loaded = match modules::load_module(&site, name.to_string(), id, full).await {
+            Ok(m) => m,
+            Err(e) => {
+                let answer = put_back(e.clone());
+                // Back to the configuration it had, stopped, if there was one.
+                match (previous.is_some(), old_rfs) {
+                    (true, Some(rfs)) => match modules::load_module(&site, name.to_string(), id, false).await {
+                        Ok(m) => {
+                            map.insert(name.to_string(), spawn(m, rfs, &self.directory));
+                        }
+                        Err(e2) => {
+                            self.broken.write().await.insert(name.to_string(), e2);
+                        }
+                    },
+                    _ => {
+                        self.broken.write().await.insert(name.to_string(), e);
+                    }
+                }
+                return answer;
             }
-            Err(e) => Response::Error(e),
+        };
+        self.broken.write().await.remove(name);
+        loaded.log.write("config", crate::engine::LogLevel::U, &format!("Configuration applied by {by}"));
+        map.insert(name.to_string(), spawn(loaded, cfg.service.rfs, &self.directory));
+        if let Ok(now) = files::current(&self.layout, name) {
+            if let Err(e) = files::record(&self.layout, name, &now, by) {
+                tracing::warn!(module = name, e, "applied configuration not kept in the history");
+            }
         }
+        Response::Ok
     }
 }
 
@@ -341,7 +397,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             }
             Response::States(out)
         }
-        Request::Config { module } => daemon.apply_config(&module).await,
+        Request::Config { module, files } => daemon.apply_config(&module, files, caller.as_deref().unwrap_or("admin")).await,
         Request::Set { module, resource, value, identity } => {
             let h = match daemon.get(&module).await {
                 Ok(h) => h,

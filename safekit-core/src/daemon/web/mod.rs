@@ -12,6 +12,7 @@ pub mod accounts;
 pub(crate) mod api;
 pub mod cli;
 pub(crate) mod cluster;
+pub(crate) mod config;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
@@ -19,6 +20,8 @@ pub mod proxy;
 pub mod signed;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_config;
 #[cfg(test)]
 mod tests_nodes;
 
@@ -99,6 +102,14 @@ pub(crate) struct Web {
         signed::challenge,
         cli::cli,
         proxy::proxy,
+        config::cluster,
+        config::check_cluster,
+        config::save_cluster,
+        config::module,
+        config::check,
+        config::apply,
+        config::history,
+        config::restore,
         openapi
     )
 )]
@@ -120,6 +131,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(signed::routes())
         .merge(cli::routes())
         .merge(proxy::routes())
+        .merge(config::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi))
         .layer(axum::middleware::from_fn_with_state(web.clone(), signed::verify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

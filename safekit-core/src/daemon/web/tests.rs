@@ -57,6 +57,8 @@ impl super::Actions for Recorder {
                 Response::Lines(kept[kept.len().saturating_sub(lines)..].to_vec())
             }
             Request::State { .. } => Response::States(vec![report("m", Status::new(State::Alone, Readiness::Ready))]),
+            // The daemon's answer while the module runs.
+            Request::Config { module, .. } => Response::Error(format!("module {module} is ALONE (Ready): stop it first")),
             other => Response::Error(format!("the recorder does not answer {other:?}")),
         }
     }
@@ -400,6 +402,14 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/node/challenge", "get"),
         ("/api/v1.0/cli", "post"),
         ("/api/v1.0/nodes/{nodes}/{rest}", "get"),
+        ("/api/v1.0/config/cluster", "get"),
+        ("/api/v1.0/config/cluster", "put"),
+        ("/api/v1.0/config/cluster/check", "post"),
+        ("/api/v1.0/config/modules/{module}", "get"),
+        ("/api/v1.0/config/modules/{module}", "put"),
+        ("/api/v1.0/config/modules/{module}/check", "post"),
+        ("/api/v1.0/config/modules/{module}/history", "get"),
+        ("/api/v1.0/config/modules/{module}/history/{id}/restore", "post"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
@@ -410,11 +420,12 @@ async fn the_openapi_document_covers_every_route() {
             .replace("{role}", "Monitor")
             .replace("{name}", "k")
             .replace("{nodes}", "node2")
-            .replace("{rest}", "modules");
+            .replace("{rest}", "modules")
+            .replace("{id}", "1");
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 19, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 25, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 

@@ -2,6 +2,8 @@
 //! zip of `conf/userconfig.xml` and `bin/` scripts) or a directory of the
 //! same layout, installed into `SAFE/modules/AM`.
 
+pub mod files;
+
 use std::path::{Path, PathBuf};
 
 use crate::config::{parse_userconfig, UserConfigOptions};
