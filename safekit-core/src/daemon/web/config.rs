@@ -36,11 +36,11 @@ fn error(code: StatusCode, why: impl Into<String>) -> Response {
 }
 
 /// Refuses a module name that is not one (so no path is built from it).
-fn checked(module: &str) -> Result<(), Response> {
+fn checked(module: &str) -> Result<(), Box<Response>> {
     if super::node::valid_module(module) {
         Ok(())
     } else {
-        Err(error(StatusCode::BAD_REQUEST, "invalid module name"))
+        Err(Box::new(error(StatusCode::BAD_REQUEST, "invalid module name")))
     }
 }
 
@@ -136,7 +136,7 @@ pub(crate) struct Changes {
         (status = 404, description = "Not installed", body = super::api::ErrorBody)))]
 pub(crate) async fn module(State(web): State<Web>, _: Need<ADMIN, false>, Path(module): Path<String>) -> Response {
     if let Err(r) = checked(&module) {
-        return r;
+        return *r;
     }
     match files::current(&web.layout, &module) {
         Ok(files) => Json(ModuleFiles { files }).into_response(),
@@ -145,10 +145,10 @@ pub(crate) async fn module(State(web): State<Web>, _: Need<ADMIN, false>, Path(m
 }
 
 /// The module's files with `changes`, checked: the new set, or the answer.
-fn proposed(web: &Web, module: &str, changes: &Changes) -> Result<(Files, Checked), Response> {
+fn proposed(web: &Web, module: &str, changes: &Changes) -> Result<(Files, Checked), Box<Response>> {
     checked(module)?;
-    let now = files::current(&web.layout, module).map_err(|e| error(StatusCode::NOT_FOUND, e))?;
-    let new = files::merge(now, &changes.files).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    let now = files::current(&web.layout, module).map_err(|e| Box::new(error(StatusCode::NOT_FOUND, e)))?;
+    let new = files::merge(now, &changes.files).map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, e)))?;
     let c = Checked::of(files::check(&new, &web.cluster));
     Ok((new, c))
 }
@@ -160,7 +160,7 @@ fn proposed(web: &Web, module: &str, changes: &Changes) -> Result<(Files, Checke
 pub(crate) async fn check(State(web): State<Web>, _: Need<ADMIN, true>, Path(module): Path<String>, Json(c): Json<Changes>) -> Response {
     match proposed(&web, &module, &c) {
         Ok((_, checked)) => checked.response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -188,7 +188,7 @@ pub(crate) async fn apply(
 ) -> Response {
     match proposed(&web, &module, &c) {
         Ok((new, checked)) => apply_files(&web, module, new, checked, who.by).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -207,7 +207,7 @@ pub(crate) struct Kept {
     responses((status = 200, description = "The last 3 applied configurations, newest first (Admin)", body = [Kept])))]
 pub(crate) async fn history(State(web): State<Web>, _: Need<ADMIN, false>, Path(module): Path<String>) -> Response {
     if let Err(r) = checked(&module) {
-        return r;
+        return *r;
     }
     let kept: Vec<Kept> = files::history(&web.layout, &module)
         .into_iter()
@@ -223,7 +223,7 @@ pub(crate) async fn history(State(web): State<Web>, _: Need<ADMIN, false>, Path(
         (status = 409, description = "Not applied: the module is not STOP, or the daemon refused", body = super::api::ErrorBody)))]
 pub(crate) async fn restore(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path((module, id)): Path<(String, u64)>) -> Response {
     if let Err(r) = checked(&module) {
-        return r;
+        return *r;
     }
     let Some(kept) = files::history(&web.layout, &module).into_iter().find(|a| a.id == id) else {
         return error(StatusCode::NOT_FOUND, format!("module {module} has no kept configuration {id}"));
