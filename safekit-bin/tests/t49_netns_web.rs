@@ -14,7 +14,7 @@ use safekit_bin::demo::{in_client_ns, web_call, web_get, Demo};
 use safekit_core::engine::State;
 
 fn privileged() -> bool {
-    common::privileged("network-namespace test needs root and iproute2", &["ip"], false)
+    common::privileged("network-namespace test needs root, iproute2 and curl", &["ip", "curl"], false)
 }
 
 /// From the client's namespace: `idle` silent connections to node1:9010
@@ -147,6 +147,56 @@ async fn configuration_applied_to_both_nodes(demo: &Demo) {
     assert!(kept.contains("admin@10.77.0.10 via node1"), "{kept}");
 }
 
+/// curl from the client's namespace: (exit code, stdout).
+fn curl(args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &Demo::client_ns(), "curl", "-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+}
+
+/// HTTPS with the cluster's CA: made on node1, node2's certificate from
+/// node1, both daemons restarted; a real client (curl) checks the chain.
+async fn https_with_the_cluster_ca(demo: &mut Demo) {
+    let (code, out) = safekit_in_ns(demo, 0, &["initssl", "ca"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = safekit_in_ns(demo, 1, &["initssl", "req", "--ca", "node1"]);
+    assert_eq!(code, 0, "{out}");
+    for i in 0..2 {
+        demo.stop_daemon(i);
+        demo.start_daemon(i, &common::exe()).unwrap();
+        demo.wait_daemon(i, Duration::from_secs(30)).await.unwrap();
+    }
+    let ca = demo.node_dir(0).join("safe/web/conf/ssl/ca.crt");
+    let ca = ca.to_str().unwrap();
+    for node in ["10.77.0.1", "10.77.0.2"] {
+        let (code, out) = curl(&["--cacert", ca, "-w", " %{http_code}", &format!("https://{node}:9453/api/v1.0/session")]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.ends_with(" 401") && out.contains("log in first"), "{node}: {out}");
+    }
+    let (code, out) = curl(&["https://10.77.0.1:9453/api/v1.0/session"]);
+    assert_ne!(code, 0, "a client without the cluster's CA does not trust the node: {out}");
+    let (_, out) = curl(&["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "http://10.77.0.1:9010/api/v1.0/modules"]);
+    assert_eq!(out, "308 https://10.77.0.1:9453/api/v1.0/modules");
+    let (_, out) = curl(&["-o", "/dev/null", "-w", "%{http_code}", "http://10.77.0.1:9010/metrics"]);
+    assert_eq!(out, "200", "metrics stay on 9010");
+    // A login over HTTPS: the session cookie is Secure.
+    safekit_core::daemon::web::accounts::Accounts::new(&demo.node_dir(1).join("safe/web/conf"))
+        .set_password("admin", "admin-password")
+        .unwrap();
+    let (code, out) =
+        curl(&["--cacert", ca, "-i", "-d", "httpd_username=admin&httpd_password=admin-password", "https://10.77.0.2:9453/login"]);
+    assert_eq!(code, 0, "{out}");
+    let cookie = out.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default().to_string();
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{out}");
+    // safekit -H over HTTPS.
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "*", "state"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("node1") && out.contains("node2") && out.lines().filter(|l| l.starts_with("demo")).count() == 2, "{out}");
+}
+
 #[test]
 fn the_web_service_under_a_flood_and_across_both_nodes() {
     let _g = common::serial();
@@ -170,5 +220,6 @@ fn the_web_service_under_a_flood_and_across_both_nodes() {
         assert_eq!(web_get(0, "/var/modules/demo/ready.txt").map(|r| r.0), Some(200));
         one_node_reaches_both(&demo).await;
         configuration_applied_to_both_nodes(&demo).await;
+        https_with_the_cluster_ca(&mut demo).await;
     });
 }

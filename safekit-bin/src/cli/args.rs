@@ -73,6 +73,15 @@ pub(crate) enum Cmd {
         #[arg(long = "user", default_value = "admin")]
         user: String,
     },
+    /// HTTPS for the web service: `initssl ca` makes the cluster's CA and
+    /// this node's certificate; `initssl req --ca NODE` on each other node
+    /// gets its certificate from NODE (its key never leaves it). Restart
+    /// the daemons: HTTPS on 9453, and 9010 redirects (but the health check,
+    /// metrics and node endpoints). Certificates in SAFE/web/conf/ssl.
+    #[command(subcommand)]
+    Initssl(InitsslCmd),
+    /// Remove this node's certificates: HTTP on 9010 again once the daemon restarts.
+    Rmcerts,
     /// Write one zip with what support needs about a module on this node:
     /// its configuration and scripts, logs, state, userlogs, cluster.xml,
     /// its state and resources, and system facts (never the cluster key
@@ -397,6 +406,18 @@ pub(crate) enum ModuleCmd {
     },
     /// List installed modules.
     List,
+}
+
+#[derive(Subcommand, Clone)]
+pub(crate) enum InitsslCmd {
+    /// Make the cluster's CA here, and this node's certificate.
+    Ca,
+    /// Get this node's certificate from the CA node (its daemon must run).
+    Req {
+        /// The CA node's name in cluster.xml.
+        #[arg(long)]
+        ca: String,
+    },
 }
 
 #[derive(Subcommand, Clone)]

@@ -13,7 +13,7 @@ use safekit_core::engine::{CommandKind, LogLevel, Readiness, State, SwapKind};
 use safekit_core::layout::Layout;
 
 pub(crate) use args::Cli;
-use args::{ClusterCmd, Cmd, Message, Module, ModuleCmd, OnOff};
+use args::{ClusterCmd, Cmd, InitsslCmd, Message, Module, ModuleCmd, OnOff};
 
 async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
     match nodes::send(layout, &req).await {
@@ -50,6 +50,18 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Daemon { node } => run::daemon(layout, node).await,
         Cmd::Witness { listen, key } => run::witness(&layout, listen, key).await,
         Cmd::Webservercfg { passwd, user } => setup::webservercfg(&layout, &passwd, &user),
+        Cmd::Initssl(InitsslCmd::Ca) => setup::initssl(&layout, None).await,
+        Cmd::Initssl(InitsslCmd::Req { ca }) => setup::initssl(&layout, Some(&ca)).await,
+        Cmd::Rmcerts => match safekit_core::daemon::web::tls::remove(&layout) {
+            Ok(()) => {
+                println!("certificates removed: restart the daemon to serve HTTP on 9010");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("safekit rmcerts: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Snapshot { m, file } => status::snapshot(&layout, &m.module, &file).await,
         Cmd::Start { m, i } => command(&layout, m.module, CommandKind::Start, i.identity).await,
         Cmd::Stop { m, i } => command(&layout, m.module, CommandKind::Stop, i.identity).await,

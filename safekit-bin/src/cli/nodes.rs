@@ -31,7 +31,10 @@ tokio::task_local! {
 /// Sends `req` to this node's daemon, or to the node `-H` chose.
 pub(super) async fn send(layout: &Layout, req: &Request) -> Result<Response, String> {
     match REMOTE.try_with(Clone::clone) {
-        Ok(r) => safekit_core::daemon::web::cli::remote(&r.cluster, safekit_core::daemon::web::PORT, &r.node, &r.key, &r.by, req).await,
+        Ok(r) => {
+            let transport = safekit_core::daemon::web::signed::Transport::of(layout)?;
+            safekit_core::daemon::web::cli::remote(&r.cluster, &transport, &r.node, &r.key, &r.by, req).await
+        }
         Err(_) => call(&socket_path(layout), req).await,
     }
 }

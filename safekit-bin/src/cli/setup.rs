@@ -171,3 +171,43 @@ pub(super) fn webservercfg(layout: &Layout, passwd: &str, user: &str) -> ExitCod
         }
     }
 }
+
+/// `safekit initssl ca` (`ca_node` None) or `safekit initssl req --ca NODE`.
+pub(super) async fn initssl(layout: &Layout, ca_node: Option<&str>) -> ExitCode {
+    use safekit_core::daemon::web::tls;
+    let work = async {
+        let cluster: safekit_core::config::ClusterConfig = layout.load_cluster().map_err(|e| e.to_string())?.value;
+        let node = safekit_core::daemon::node_name(&cluster, None)?;
+        match ca_node {
+            None => {
+                let names = tls::node_names(&cluster, &node).await;
+                let dir = tls::make_ca(layout, names.clone())?;
+                Ok(format!(
+                    "cluster CA and the certificate of {node} ({}) written in {}; on each other node run `safekit initssl req --ca {node}`, then restart the daemons: HTTPS on {}",
+                    names.join(", "),
+                    dir.display(),
+                    tls::HTTPS_PORT
+                ))
+            }
+            Some(ca) => {
+                let key = safekit_core::daemon::load_key(layout)?;
+                let dir = tls::request(layout, &cluster, &key, &node, ca, safekit_core::daemon::web::PORT).await?;
+                Ok::<String, String>(format!(
+                    "certificate of {node} from {ca} written in {}; restart the daemon: HTTPS on {}",
+                    dir.display(),
+                    tls::HTTPS_PORT
+                ))
+            }
+        }
+    };
+    match work.await {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("safekit initssl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

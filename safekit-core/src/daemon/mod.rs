@@ -21,7 +21,7 @@ use crate::layout::Layout;
 use crate::runtime::module::{ModuleHandle, RunningModule};
 use crate::runtime::ModuleReport;
 use control::{Request, Response};
-pub use modules::load_key;
+pub use modules::{load_key, node_name};
 
 /// The control socket of a node.
 pub fn socket_path(layout: &Layout) -> PathBuf {
@@ -136,6 +136,18 @@ pub async fn release_vips(layout: &Layout) -> Result<Vec<String>, String> {
 /// Runs the daemon of node `node` until `shutdown` resolves; then stops
 /// every module (scripts, VIP removal) before returning.
 pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    // HTTPS on 9453 when the node has certificates (then 9010 keeps the
+    // health check, the metrics and the node endpoints, and redirects the
+    // rest); HTTP on 9010 otherwise. Bad certificates stop the daemon
+    // before any module starts, rather than fall back to HTTP.
+    let tls = match web::tls::server_config(&layout) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            return Err(format!("HTTPS: {e} (fix the certificates in {}, or safekit rmcerts)", web::tls::ssl_dir(&layout).display()))
+        }
+        None => None,
+    };
+    let peers = web::signed::Transport::of(&layout)?;
     let directory = Arc::new(Directory::default());
     let loaded = modules::load(&layout, node, &directory).await?;
     let mut running = BTreeMap::new();
@@ -184,7 +196,7 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
             }
         }
     }
-    let router = web::router(web::Web {
+    let site = web::Web {
         key: daemon.key.clone(),
         directory: daemon.directory.clone(),
         accounts: web::accounts::Accounts::new(&daemon.layout.web_conf()),
@@ -194,14 +206,25 @@ pub async fn run(layout: Layout, node: Option<String>, shutdown: impl Future<Out
         node: daemon.node.clone(),
         sessions: Arc::default(),
         challenges: Arc::default(),
-        port: web::PORT,
+        peers,
+        https: tls.is_some(),
         actions: Arc::new(CliActions(daemon.clone())),
-    });
+    };
+    let mut listeners = Vec::new();
+    match &tls {
+        Some(config) => {
+            listeners.push((web::tls::HTTPS_PORT, web::router(site.clone()), Some(config.clone())));
+            listeners.push((web::PORT, web::redirecting_router(site), None));
+        }
+        None => listeners.push((web::PORT, web::router(site), None)),
+    }
     for ip in api_addrs {
-        let listen = std::net::SocketAddr::new(ip, web::PORT);
-        match web::serve(listen, router.clone()).await {
-            Ok(task) => api_servers.push(task),
-            Err(e) => tracing::warn!(%e, %listen, "web service not available on this address"),
+        for (port, router, tls) in &listeners {
+            let listen = std::net::SocketAddr::new(ip, *port);
+            match web::serve(listen, router.clone(), tls.clone()).await {
+                Ok(task) => api_servers.push(task),
+                Err(e) => tracing::warn!(%e, %listen, "web service not available on this address"),
+            }
         }
     }
     let server = {

@@ -49,7 +49,8 @@ pub fn load_key(layout: &Layout) -> Result<ClusterKey, String> {
     ClusterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn node_name(cluster: &ClusterConfig, node: Option<String>) -> Result<String, String> {
+/// This node's name in cluster.xml: `node`, else `SAFEKIT_NODE`, else the host name.
+pub fn node_name(cluster: &ClusterConfig, node: Option<String>) -> Result<String, String> {
     let names = cluster.node_names();
     let candidate =
         node.or_else(|| std::env::var("SAFEKIT_NODE").ok()).or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()));

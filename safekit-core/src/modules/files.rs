@@ -89,7 +89,9 @@ pub fn check(files: &Files, cluster: &ClusterConfig) -> Result<Vec<Diagnostic>, 
     parse_userconfig(text, UserConfigOptions { file: USERCONFIG, cluster: Some(cluster), env: &env, confcheck: true }).map(|p| p.warnings)
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+/// Replaces `path` whole with `text` (written aside, then renamed) with
+/// permissions `mode`.
+pub(crate) fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = path.with_extension("safekit-new");
     std::fs::write(&tmp, text)

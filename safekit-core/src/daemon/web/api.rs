@@ -259,7 +259,8 @@ async fn login(State(web): State<Web>, Extension(peer): Extension<Peer>, Form(f)
         return refuse(StatusCode::UNAUTHORIZED, "wrong user name or password", ip, "/login");
     };
     let (id, csrf) = web.sessions.open(f.httpd_username.clone(), role, now);
-    let cookie = cookie::Cookie::build((COOKIE, id)).path("/").http_only(true).same_site(cookie::SameSite::Strict).build();
+    let cookie =
+        cookie::Cookie::build((COOKIE, id)).path("/").http_only(true).same_site(cookie::SameSite::Strict).secure(web.https).build();
     ([(header::SET_COOKIE, cookie.to_string())], Json(Who { user: f.httpd_username, role, csrf })).into_response()
 }
 

@@ -50,11 +50,11 @@ pub(crate) async fn cli(State(web): State<Web>, parts: axum::http::request::Part
     Json(web.actions.control(req, who.by).await).into_response()
 }
 
-/// Sends `req` to `node`'s daemon through its web service on `port`, as
-/// `by` (an Admin: the caller holds the cluster key, so is root on a node).
+/// Sends `req` to `node`'s daemon through its web service, as `by` (an
+/// Admin: the caller holds the cluster key, so is root on a node).
 pub async fn remote(
     cluster: &ClusterConfig,
-    port: u16,
+    transport: &super::signed::Transport,
     node: &str,
     key: &ClusterKey,
     by: &str,
@@ -64,7 +64,7 @@ pub async fn remote(
     let mut call = Call::new(axum::http::Method::POST, "/api/v1.0/cli");
     call.body = serde_json::to_vec(req).map_err(|e| e.to_string())?.into();
     call.timeout = std::time::Duration::from_secs(60);
-    let a = super::signed::call_node(cluster, port, node, key, &who, &call).await?;
+    let a = super::signed::call_node(cluster, transport, node, key, &who, &call).await?;
     if !a.status.is_success() {
         return Err(format!("node {node} answered {}: {}", a.status, String::from_utf8_lossy(&a.body)));
     }

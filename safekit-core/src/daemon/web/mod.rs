@@ -24,6 +24,9 @@ mod tests;
 mod tests_config;
 #[cfg(test)]
 mod tests_nodes;
+#[cfg(test)]
+mod tests_tls;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -74,8 +77,10 @@ pub(crate) struct Web {
     pub(crate) sessions: Arc<api::Sessions>,
     /// Challenges issued to other nodes' calls.
     pub(crate) challenges: Arc<signed::Challenges>,
-    /// The port the other nodes' web services listen on.
-    pub(crate) port: u16,
+    /// How the other nodes' web services are reached.
+    pub(crate) peers: signed::Transport,
+    /// This node serves HTTPS: session cookies are `Secure`.
+    pub(crate) https: bool,
     pub(crate) actions: Arc<dyn Actions>,
 }
 
@@ -110,6 +115,7 @@ pub(crate) struct Web {
         config::apply,
         config::history,
         config::restore,
+        tls::certificate,
         openapi
     )
 )]
@@ -120,28 +126,65 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
-/// Every route of the web service.
-pub(crate) fn router(web: Web) -> Router {
-    Router::new()
-        .merge(health::routes())
-        .merge(metrics::routes())
-        .merge(node::routes())
-        .merge(api::routes())
-        .merge(cluster::routes())
-        .merge(signed::routes())
-        .merge(cli::routes())
-        .merge(proxy::routes())
-        .merge(config::routes())
-        .route("/api/v1.0/openapi.json", axum::routing::get(openapi))
+/// What every port serves, HTTP or HTTPS: the load balancers' health
+/// check, the metrics and the node-to-node endpoints (their answers need
+/// no secret or are authenticated with the cluster key).
+fn open_routes() -> Router<Web> {
+    Router::new().merge(health::routes()).merge(metrics::routes()).merge(node::routes()).merge(signed::routes()).merge(tls::routes())
+}
+
+/// `routes` with node calls checked, bodies bounded, and the state.
+fn finish(routes: Router<Web>, web: Web) -> Router {
+    routes
         .layer(axum::middleware::from_fn_with_state(web.clone(), signed::verify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(web)
 }
 
-/// Serves `router` on `listen` until the task is aborted.
-pub(crate) async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Every route of the web service.
+pub(crate) fn router(web: Web) -> Router {
+    let routes = open_routes()
+        .merge(api::routes())
+        .merge(cluster::routes())
+        .merge(cli::routes())
+        .merge(proxy::routes())
+        .merge(config::routes())
+        .route("/api/v1.0/openapi.json", axum::routing::get(openapi));
+    finish(routes, web)
+}
+
+/// What port 9010 still serves when the node serves HTTPS: the open
+/// routes; everything else is redirected to HTTPS.
+pub(crate) fn redirecting_router(web: Web) -> Router {
+    finish(open_routes().fallback(to_https), web)
+}
+
+async fn to_https(headers: axum::http::HeaderMap, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    // The host without its port (an IPv6 literal keeps its brackets).
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{name}:{}{target}", tls::HTTPS_PORT);
+    match axum::http::HeaderValue::from_str(&location) {
+        Ok(v) => (axum::http::StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, v)]).into_response(),
+        Err(_) => axum::http::StatusCode::BAD_REQUEST.into_response(),
+    }
+}
+
+/// Serves `router` on `listen` (over TLS with `tls`) until the task is
+/// aborted.
+pub(crate) async fn serve(
+    listen: SocketAddr,
+    router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let l = tokio::net::TcpListener::bind(listen).await?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     Ok(tokio::spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
@@ -151,14 +194,30 @@ pub(crate) async fn serve(listen: SocketAddr, router: Router) -> std::io::Result
                 continue;
             };
             let service = TowerToHyperService::new(router.clone().layer(axum::Extension(api::Peer(peer))));
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let mut http = hyper::server::conn::http1::Builder::new();
-                http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIME).keep_alive(true);
-                let conn = http.serve_connection(TokioIo::new(stream), service);
-                // Whatever a client does, the connection ends within a bound.
-                let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
+                match acceptor {
+                    // The handshake has the same time as a request's headers.
+                    Some(a) => {
+                        if let Ok(Ok(s)) = tokio::time::timeout(HEADER_TIME, a.accept(stream)).await {
+                            serve_connection(s, service).await;
+                        }
+                    }
+                    None => serve_connection(stream, service).await,
+                }
             });
         }
     }))
+}
+
+async fn serve_connection<S>(stream: S, service: TowerToHyperService<Router>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIME).keep_alive(true);
+    let conn = http.serve_connection(TokioIo::new(stream), service);
+    // Whatever a client does, the connection ends within a bound.
+    let _ = tokio::time::timeout(CONNECTION_TIME, conn).await;
 }

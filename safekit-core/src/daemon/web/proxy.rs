@@ -101,7 +101,7 @@ pub(crate) async fn proxy(
     let one = |node: String| {
         let (web, on_behalf, call) = (web.clone(), on_behalf.clone(), call.clone());
         async move {
-            let r = call_node(&web.cluster, web.port, &node, &web.key, &on_behalf, &call).await;
+            let r = call_node(&web.cluster, &web.peers, &node, &web.key, &on_behalf, &call).await;
             (node, r)
         }
     };

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hmac::Mac;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use sha2::Digest;
 
 use super::accounts::Role;
@@ -164,19 +164,77 @@ pub struct Answer {
     pub headers: HeaderMap,
     /// Its body (at most the call's limit).
     pub body: Bytes,
+    /// The challenge the call was made with (an answer authenticated by
+    /// the endpoint itself is bound to it).
+    pub nonce: String,
 }
 
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<Bytes>>;
-
-fn client() -> Client {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+/// How this node reaches the other nodes' web services: HTTP on 9010, or
+/// HTTPS on 9453 trusting the cluster's CA only (when this node has
+/// certificates, so do the others).
+#[derive(Clone)]
+pub struct Transport {
+    /// The port.
+    pub port: u16,
+    /// TLS, checked against the cluster's CA.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-async fn send(client: &Client, req: hyper::Request<http_body_util::Full<Bytes>>, limit: usize) -> Result<Answer, String> {
-    let resp = client.request(req).await.map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let body = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| format!("answer: {e}"))?.to_bytes();
-    Ok(Answer { status: parts.status, headers: parts.headers, body })
+impl Transport {
+    /// Plain HTTP on `port`.
+    pub fn http(port: u16) -> Self {
+        Self { port, tls: None }
+    }
+
+    /// What the node of `layout` uses: HTTPS when it has certificates.
+    pub fn of(layout: &crate::layout::Layout) -> Result<Self, String> {
+        if super::tls::enabled(layout) {
+            Ok(Self { port: super::tls::HTTPS_PORT, tls: Some(super::tls::client_config(layout)?) })
+        } else {
+            Ok(Self::http(super::PORT))
+        }
+    }
+}
+
+type Exchanged = (hyper::http::response::Parts, Bytes);
+
+/// Sends `req` on a fresh connection to `addr` (TLS if `tls`).
+async fn send(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    req: hyper::Request<Full<Bytes>>,
+    limit: usize,
+) -> Result<Exchanged, String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        Some(config) => {
+            let stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(super::tls::server_name(addr.ip()), tcp)
+                .await
+                .map_err(|e| format!("{addr}: TLS: {e}"))?;
+            exchange(stream, req, limit).await
+        }
+        None => exchange(tcp, req, limit).await,
+    }
+}
+
+async fn exchange<S>(stream: S, req: hyper::Request<Full<Bytes>>, limit: usize) -> Result<Exchanged, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    let driver = tokio::spawn(conn);
+    let out = match sender.send_request(req).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            http_body_util::Limited::new(body, limit).collect().await.map(|b| (parts, b.to_bytes())).map_err(|e| format!("answer: {e}"))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    driver.abort();
+    out
 }
 
 /// One call to make on another node.
@@ -201,36 +259,44 @@ impl Call {
     }
 }
 
-/// Makes `c` on the node at `addr` for `who`. `Err` when the node does not
-/// answer within the call's timeout.
-pub async fn call(addr: SocketAddr, key: &ClusterKey, who: &OnBehalf, c: &Call) -> Result<Answer, String> {
-    let (method, target, body, limit, timeout) = (c.method.clone(), c.target.as_str(), c.body.clone(), c.limit, c.timeout);
+/// Makes `c` on the node at `addr` (over TLS if `tls`) for `who`. `Err`
+/// when the node does not answer within the call's timeout.
+pub async fn call(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    key: &ClusterKey,
+    who: &OnBehalf,
+    c: &Call,
+) -> Result<Answer, String> {
+    let host = HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?;
     let work = async {
-        let client = client();
-        let ask = hyper::Request::get(format!("http://{addr}/api/v1.0/node/challenge"))
-            .body(http_body_util::Full::new(Bytes::new()))
+        let ask = hyper::Request::get("/api/v1.0/node/challenge")
+            .header(axum::http::header::HOST, host.clone())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let a = send(&client, ask, 4096).await?;
-        if !a.status.is_success() {
-            return Err(format!("{addr} gave no challenge: {}", a.status));
+        let (parts, body) = send(addr, tls, ask, 4096).await?;
+        if !parts.status.is_success() {
+            return Err(format!("{addr} gave no challenge: {}", parts.status));
         }
-        let Challenge { nonce } = serde_json::from_slice(&a.body).map_err(|e| format!("malformed challenge: {e}"))?;
-        let tag = hex::encode(mac(key, &nonce, &method, target, who, &body).finalize().into_bytes());
+        let Challenge { nonce } = serde_json::from_slice(&body).map_err(|e| format!("malformed challenge: {e}"))?;
+        let tag = hex::encode(mac(key, &nonce, &c.method, &c.target, who, &c.body).finalize().into_bytes());
         let user = HeaderValue::from_str(&who.user).map_err(|_| format!("user {:?} cannot be sent in a header", who.user))?;
-        let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{target}"));
+        let mut req = hyper::Request::builder().method(c.method.clone()).uri(c.target.as_str());
         if let Some(h) = req.headers_mut() {
+            h.insert(axum::http::header::HOST, host.clone());
             h.insert(H_NONCE, HeaderValue::from_str(&nonce).map_err(|e| e.to_string())?);
             h.insert(H_USER, user);
             h.insert(H_ROLE, HeaderValue::from_static(role_name(who.role)));
             h.insert(H_MAC, HeaderValue::from_str(&tag).map_err(|e| e.to_string())?);
-            if !body.is_empty() {
+            if !c.body.is_empty() {
                 h.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
         }
-        let req = req.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
-        send(&client, req, limit).await
+        let req = req.body(Full::new(c.body.clone())).map_err(|e| e.to_string())?;
+        let (parts, body) = send(addr, tls, req, c.limit).await?;
+        Ok(Answer { status: parts.status, headers: parts.headers, body, nonce })
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
+    tokio::time::timeout(c.timeout, work).await.map_err(|_| format!("no answer from {addr} within {:?}", c.timeout))?
 }
 
 /// The addresses of `node`'s web service, one per network of cluster.xml
@@ -251,19 +317,19 @@ pub async fn node_addresses(cluster: &crate::config::ClusterConfig, node: &str, 
 /// [`call`] on `node`, trying each of its addresses until one answers.
 pub async fn call_node(
     cluster: &crate::config::ClusterConfig,
-    port: u16,
+    transport: &Transport,
     node: &str,
     key: &ClusterKey,
     who: &OnBehalf,
     c: &Call,
 ) -> Result<Answer, String> {
-    let addrs = node_addresses(cluster, node, port).await;
+    let addrs = node_addresses(cluster, node, transport.port).await;
     if addrs.is_empty() {
         return Err(format!("no node {node} in cluster.xml (nodes: {})", cluster.node_names().join(", ")));
     }
     let mut errors = Vec::new();
     for addr in addrs {
-        match call(addr, key, who, c).await {
+        match call(addr, transport.tls.as_ref(), key, who, c).await {
             Ok(a) => return Ok(a),
             Err(e) => errors.push(e),
         }

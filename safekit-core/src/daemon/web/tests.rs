@@ -107,10 +107,11 @@ pub(super) async fn start_on(
         node: node.into(),
         sessions: Arc::default(),
         challenges: Arc::default(),
-        port: addr.port(),
+        peers: super::signed::Transport::http(addr.port()),
+        https: false,
         actions: recorder.clone(),
     };
-    let task = serve(addr, router(web)).await.unwrap();
+    let task = serve(addr, router(web), None).await.unwrap();
     (addr, tx, task, recorder)
 }
 
@@ -410,6 +411,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/config/modules/{module}/check", "post"),
         ("/api/v1.0/config/modules/{module}/history", "get"),
         ("/api/v1.0/config/modules/{module}/history/{id}/restore", "post"),
+        ("/api/v1.0/node/certificate", "post"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
@@ -425,7 +427,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 25, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 26, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 

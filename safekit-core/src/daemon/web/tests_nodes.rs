@@ -67,12 +67,12 @@ async fn node_calls_are_authentic_and_cannot_be_replayed() {
     let t = two("nodecalls").await;
     let key = ClusterKey::new([9; 32]);
     let admin = OnBehalf { user: "root@node1".into(), role: super::accounts::Role::Admin };
-    let a = call(t.node2, &key, &admin, &Call::new(Method::GET, "/api/v1.0/modules/m")).await.unwrap();
+    let a = call(t.node2, None, &key, &admin, &Call::new(Method::GET, "/api/v1.0/modules/m")).await.unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
     let report: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(report["status"]["state"], "Second", "node2's own module: {report}");
 
-    let forged = call(t.node2, &ClusterKey::new([1; 32]), &admin, &Call::new(Method::GET, "/api/v1.0/modules")).await.unwrap();
+    let forged = call(t.node2, None, &ClusterKey::new([1; 32]), &admin, &Call::new(Method::GET, "/api/v1.0/modules")).await.unwrap();
     assert_eq!(forged.status, 401, "another cluster key");
 
     // A recorded call sent again is refused: its challenge was used.
@@ -99,7 +99,7 @@ async fn node_calls_are_authentic_and_cannot_be_replayed() {
 
     // The role travels: a Monitor's call cannot act on the other node.
     let monitor = OnBehalf { user: "op@10.0.0.9 via node1".into(), role: super::accounts::Role::Monitor };
-    let stop = call(t.node2, &key, &monitor, &Call::new(Method::POST, "/api/v1.0/modules/m/actions/stop")).await.unwrap();
+    let stop = call(t.node2, None, &key, &monitor, &Call::new(Method::POST, "/api/v1.0/modules/m/actions/stop")).await.unwrap();
     assert_eq!(stop.status, 403, "{}", String::from_utf8_lossy(&stop.body));
     assert!(t.recorder2.0.lock().unwrap().is_empty());
 }
@@ -151,20 +151,23 @@ async fn cli_requests_run_on_the_other_node() {
     let t = two("remotecli").await;
     let cluster = crate::config::parse_cluster(CLUSTER, "cluster.xml").unwrap().value;
     let key = ClusterKey::new([9; 32]);
-    let port = t.node2.port();
-    let r = super::cli::remote(&cluster, port, "node2", &key, "root@node1", &Request::State { module: None }).await.unwrap();
+    let port = super::signed::Transport::http(t.node2.port());
+    let r = super::cli::remote(&cluster, &port, "node2", &key, "root@node1", &Request::State { module: None }).await.unwrap();
     assert!(matches!(&r, Response::States(s) if s.len() == 1), "{r:?}");
     let cmd = Request::Command { module: "m".into(), kind: CommandKind::Swap(crate::engine::SwapKind::Sync), identity: None };
-    assert!(matches!(super::cli::remote(&cluster, port, "node2", &key, "root@node1", &cmd).await.unwrap(), Response::Ok));
+    assert!(matches!(super::cli::remote(&cluster, &port, "node2", &key, "root@node1", &cmd).await.unwrap(), Response::Ok));
     assert_eq!(t.recorder2.0.lock().unwrap()[0].2, "root@node1");
-    let e = super::cli::remote(&cluster, port, "node2", &ClusterKey::new([2; 32]), "root@node1", &cmd).await.unwrap_err();
+    let e = super::cli::remote(&cluster, &port, "node2", &ClusterKey::new([2; 32]), "root@node1", &cmd).await.unwrap_err();
     assert!(e.contains("401"), "{e}");
-    let e = super::cli::remote(&cluster, port, "node9", &key, "root@node1", &cmd).await.unwrap_err();
+    let e = super::cli::remote(&cluster, &port, "node9", &key, "root@node1", &cmd).await.unwrap_err();
     assert!(e.contains("no node node9"), "{e}");
     // A node that does not answer: an error within the bound, not a hang.
-    let e = tokio::time::timeout(Duration::from_secs(90), super::cli::remote(&cluster, 1, "node2", &key, "x", &cmd))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let e = tokio::time::timeout(
+        Duration::from_secs(90),
+        super::cli::remote(&cluster, &super::signed::Transport::http(1), "node2", &key, "x", &cmd),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
     assert!(e.contains("did not answer"), "{e}");
 }
