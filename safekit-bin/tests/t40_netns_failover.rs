@@ -115,6 +115,7 @@ fn failover_after_kill9_then_return_as_second_then_swap() {
         let metrics = web_get(1, "/metrics").map(|r| r.1).unwrap_or_default();
         assert!(metrics.contains(r#"safekit_module_state{module="demo",state="ALONE"} 1"#), "{metrics}");
         assert!(metrics.contains(r#"safekit_peer_state{module="demo",state="UNKNOWN"} 1"#), "{metrics}");
+        assert!(metrics.contains(r#"safekit_failovers_total{module="demo"} 1"#), "{metrics}");
         // node1 restarts: it resynchronises and becomes SECOND.
         demo.start_daemon(0, &exe()).unwrap();
         demo.wait_daemon(0, LONG).await.unwrap();

@@ -70,6 +70,10 @@ pub struct EngineMetrics {
     pub loops: u32,
     /// A reintegration in progress: bytes copied and to copy.
     pub reintegration: Option<(u64, u64)>,
+    /// Times this node took the application over from its primary
+    /// (SECOND → ALONE) since the engine started.
+    #[serde(default)]
+    pub failovers: u64,
 }
 
 /// A boxed automaton is one, so a daemon can hold modules of every kind
@@ -121,6 +125,8 @@ pub(super) struct Core<M> {
     /// Generated and user failover rules with their stability state.
     pub(crate) rules: RuleMachine,
     pub(crate) loops: LoopGuard,
+    /// SECOND → ALONE transitions (takeovers) so far.
+    pub(crate) failovers: u64,
 }
 
 impl<M> Core<M> {
@@ -140,6 +146,7 @@ impl<M> Core<M> {
             actions: VecDeque::new(),
             resources: BTreeMap::new(),
             loops: LoopGuard::default(),
+            failovers: 0,
         }
     }
 
@@ -160,6 +167,9 @@ impl<M> Core<M> {
         }
         let from = self.status;
         self.status = to;
+        if from.state == State::Second && to.state == State::Alone {
+            self.failovers += 1;
+        }
         self.actions.push_back(Action::StateChanged { from, to });
         self.log(LogLevel::E, format!("Local state {to}"));
         true
@@ -186,6 +196,7 @@ impl<M> Core<M> {
         EngineMetrics {
             resources: self.resources.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             loops: self.loops.count(),
+            failovers: self.failovers,
             ..EngineMetrics::default()
         }
     }

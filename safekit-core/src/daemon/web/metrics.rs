@@ -63,6 +63,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     let reint_done = Family::<Module, Gauge>::default();
     let reint_total = Family::<Module, Gauge>::default();
     let loops = Family::<Module, Gauge>::default();
+    let failovers = Family::<Module, Counter>::default();
     let resource = Family::<Resource, Gauge>::default();
     registry.register("module_state", "1 for the module's current state on this node, 0 for the others", state.clone());
     registry.register("module_ready", "1 while the module's state is Ready (not Transient or NotReady)", ready.clone());
@@ -74,6 +75,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     registry.register("reintegration_bytes_done", "Bytes copied by the reintegration in progress", reint_done.clone());
     registry.register("reintegration_bytes_total", "Bytes the reintegration in progress copies", reint_total.clone());
     registry.register("stopstart_loops", "Error-triggered actions counted against maxloop", loops.clone());
+    registry.register("failovers", "Times this node took the application over from its primary (SECOND to ALONE)", failovers.clone());
     registry.register("resource_state", "1 for a checker resource's current state (up, down, init)", resource.clone());
     for r in reports {
         let m = Module { module: r.name.clone() };
@@ -97,6 +99,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
             reint_total.get_or_create(&m).set(i64::try_from(total).unwrap_or(i64::MAX));
         }
         loops.get_or_create(&m).set(i64::from(r.metrics.loops));
+        failovers.get_or_create(&m).inc_by(r.metrics.failovers);
         for (name, st) in &r.metrics.resources {
             for s in [ResourceState::Up, ResourceState::Down, ResourceState::Init] {
                 let labels = Resource { module: r.name.clone(), resource: name.clone(), state: s.to_string() };

@@ -196,3 +196,15 @@ fn f20_a_state_that_cannot_be_saved_stops_the_module_once() {
     h.input(Input::PersistFailed { reason: "No space left on device".into() });
     assert_eq!(h.logs().iter().filter(|l| l.starts_with("Action stop")).count(), 1);
 }
+
+#[test]
+fn f21_only_a_takeover_counts_as_a_failover() {
+    let h = failed_over(false);
+    assert_eq!(crate::engine::Automaton::metrics(&h.e).failovers, 1, "SECOND → ALONE");
+    // A primary whose secondary stops goes ALONE too: no failover.
+    let mut h = prim();
+    let g = h.e.persistent().gen;
+    h.peer(st(State::Stop, Readiness::NotReady), false, ds(g, false, Some(Role::Second)));
+    assert_eq!(h.status(), st(State::Alone, Readiness::Ready));
+    assert_eq!(crate::engine::Automaton::metrics(&h.e).failovers, 0);
+}
