@@ -92,6 +92,20 @@ async fn one_node_reaches_both(demo: &Demo) {
         .collect();
     assert_eq!(states, ["node1 Prim", "node2 Second"], "{body}");
 
+    // What node1's module left: the userlog of its start_prim run, and its timeline.
+    let (code, _, body) = web_call(0, "GET", "/api/v1.0/modules/demo/userlogs", &auth, "").expect("node1 answers");
+    assert_eq!(code, 200, "{body}");
+    let logs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let run = logs.as_array().unwrap().iter().find(|u| u["script"] == "start_prim").unwrap_or_else(|| panic!("{body}"));
+    let path = format!("/api/v1.0/modules/demo/userlogs/{}", run["file"].as_str().unwrap());
+    assert_eq!(web_call(0, "GET", &path, &auth, "").map(|r| r.0), Some(200));
+    let (code, _, body) = web_call(0, "GET", "/api/v1.0/nodes/node1/modules/demo/timeline", &auth, "").expect("node1 answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(r#""side":"local","state":"PRIM Ready""#) && body.contains(r#""side":"remote","state":"SECOND Ready""#),
+        "{body}"
+    );
+
     // safekit -H from node1: the command runs on each node, as root@node1.
     let (code, out) = safekit_in_ns(demo, 0, &["-H", "*", "state", "-m", "demo"]);
     assert_eq!(code, 0, "{out}");

@@ -17,6 +17,7 @@ pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
 pub mod proxy;
+pub(crate) mod records;
 pub mod signed;
 #[cfg(test)]
 mod tests;
@@ -116,6 +117,11 @@ pub(crate) struct Web {
         config::history,
         config::restore,
         tls::certificate,
+        records::userlogs,
+        records::userlog,
+        records::timeline,
+        records::rfsverify,
+        records::rfsdiff,
         openapi
     )
 )]
@@ -149,6 +155,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(cli::routes())
         .merge(proxy::routes())
         .merge(config::routes())
+        .merge(records::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi));
     finish(routes, web)
 }

@@ -414,6 +414,11 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/config/modules/{module}/history", "get"),
         ("/api/v1.0/config/modules/{module}/history/{id}/restore", "post"),
         ("/api/v1.0/node/certificate", "post"),
+        ("/api/v1.0/modules/{module}/userlogs", "get"),
+        ("/api/v1.0/modules/{module}/userlogs/{file}", "get"),
+        ("/api/v1.0/modules/{module}/timeline", "get"),
+        ("/api/v1.0/modules/{module}/rfsverify", "get"),
+        ("/api/v1.0/modules/{module}/rfsdiff", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
@@ -425,11 +430,12 @@ async fn the_openapi_document_covers_every_route() {
             .replace("{name}", "k")
             .replace("{nodes}", "node2")
             .replace("{rest}", "modules")
-            .replace("{id}", "1");
+            .replace("{id}", "1")
+            .replace("{file}", "userlog_x_start_prim.ulog");
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 26, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 31, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 
