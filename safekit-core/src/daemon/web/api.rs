@@ -134,9 +134,14 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         .filter(|v| v.len() == 64)
 }
 
+/// `{"error": why}` with `code`: every refusal of the API looks the same.
+pub(crate) fn error(code: StatusCode, why: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": why.into() }))).into_response()
+}
+
 pub(crate) fn refuse(code: StatusCode, why: &str, ip: IpAddr, path: &str) -> Response {
     tracing::warn!(%ip, path, why, "web service call refused");
-    (code, Json(serde_json::json!({ "error": why }))).into_response()
+    error(code, why)
 }
 
 /// The caller of a request: another node acting for a user (checked by
@@ -296,9 +301,7 @@ async fn modules(State(web): State<Web>, _: Need<MONITOR, false>) -> Response {
 async fn module(State(web): State<Web>, _: Need<MONITOR, false>, Path(module): Path<String>) -> Response {
     match web.directory.reports().into_iter().find(|r| r.name == module) {
         Some(r) => Json(r).into_response(),
-        None => {
-            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no module {module} runs on this node") }))).into_response()
-        }
+        None => error(StatusCode::NOT_FOUND, format!("no module {module} runs on this node")),
     }
 }
 
@@ -308,7 +311,7 @@ async fn module(State(web): State<Web>, _: Need<MONITOR, false>, Path(module): P
         (status = 400, description = "Invalid module name", body = ErrorBody)))]
 async fn snapshot(State(web): State<Web>, Need(who): Need<ADMIN, false>, Path(module): Path<String>) -> Response {
     if !super::node::valid_module(&module) {
-        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "invalid module name" }))).into_response();
+        return error(StatusCode::BAD_REQUEST, "invalid module name");
     }
     let report = web.directory.reports().into_iter().find(|r| r.name == module);
     let layout = web.layout.clone();
@@ -326,7 +329,7 @@ async fn snapshot(State(web): State<Web>, Need(who): Need<ADMIN, false>, Path(mo
             ([(header::CONTENT_TYPE, "application/zip".to_string()), (header::CONTENT_DISPOSITION, disposition)], c.into_inner())
                 .into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -351,14 +354,14 @@ async fn list_keys(State(web): State<Web>, _: Need<ADMIN, false>) -> Response {
         (status = 409, description = "A key of that name exists", body = ErrorBody)))]
 async fn create_key(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path((role, name)): Path<(String, String)>) -> Response {
     let Some(role) = Role::parse(&role) else {
-        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "role: Admin, Control or Monitor" }))).into_response();
+        return error(StatusCode::BAD_REQUEST, "role: Admin, Control or Monitor");
     };
     match web.keys.create(&name, role) {
         Ok(key) => {
             tracing::info!(user = who.user, name, ?role, "API key created");
             (StatusCode::CREATED, Json(NewKey { name, role, key })).into_response()
         }
-        Err(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
 
@@ -371,8 +374,8 @@ async fn revoke_key(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path(n
             tracing::info!(user = who.user, name, "API key revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Ok(false) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no API key {name}") }))).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": e }))).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no API key {name}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -406,7 +409,7 @@ async fn log(
     let lines = q.lines.unwrap_or(100).min(10_000);
     let levels = q.levels.unwrap_or_else(|| "IEUSC".into());
     if !levels.chars().all(|c| "DIEUSC".contains(c)) {
-        return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": "levels: letters among D I E U S C" }))).into_response();
+        return error(StatusCode::BAD_REQUEST, "levels: letters among D I E U S C");
     }
     // Read enough to find `lines` matching lines among the others.
     let verbose = levels.contains('D') || levels.contains('I');
@@ -416,7 +419,7 @@ async fn log(
             let start = kept.len().saturating_sub(lines);
             Json(kept.split_off(start)).into_response()
         }
-        ControlResponse::Error(e) => (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": e }))).into_response(),
+        ControlResponse::Error(e) => error(StatusCode::NOT_FOUND, e),
         other => (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": format!("unexpected answer {other:?}") })))
             .into_response(),
     }
@@ -474,17 +477,17 @@ async fn action(
     } else {
         match serde_json::from_slice(&body) {
             Ok(o) => o,
-            Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": format!("options: {e}") }))).into_response(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("options: {e}")),
         }
     };
     let kind = match command(&action, &options) {
         Ok(k) => k,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let by = who.by.clone();
     tracing::info!(user = who.user, role = ?who.role, %module, action, "web service action");
     match web.actions.control(Request::Command { module, kind, identity: None }, by).await {
-        ControlResponse::Error(e) => (StatusCode::CONFLICT, Json(serde_json::json!({ "error": e }))).into_response(),
+        ControlResponse::Error(e) => error(StatusCode::CONFLICT, e),
         _ => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -41,7 +41,7 @@ fn needs(req: &Request) -> Role {
 pub(crate) async fn cli(State(web): State<Web>, parts: axum::http::request::Parts, body: Bytes) -> Response {
     let req: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": format!("request: {e}") }))).into_response(),
+        Err(e) => return super::api::error(StatusCode::BAD_REQUEST, format!("request: {e}")),
     };
     let who = match super::api::caller(&web, &parts, needs(&req), true) {
         Ok(w) => w,

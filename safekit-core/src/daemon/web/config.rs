@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::api::{Need, ADMIN};
+use super::api::{error, Need, ADMIN};
 use super::Web;
 use crate::config::{ConfigError, Diagnostic};
 use crate::daemon::control::{Request, Response as ControlResponse};
@@ -29,10 +29,6 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/config/modules/{module}/check", post(check))
         .route("/api/v1.0/config/modules/{module}/history", get(history))
         .route("/api/v1.0/config/modules/{module}/history/{id}/restore", post(restore))
-}
-
-fn error(code: StatusCode, why: impl Into<String>) -> Response {
-    (code, Json(serde_json::json!({ "error": why.into() }))).into_response()
 }
 
 /// Refuses a module name that is not one (so no path is built from it).

@@ -53,7 +53,7 @@ fn json_of(body: &[u8]) -> serde_json::Value {
 }
 
 fn bad(why: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": why }))).into_response()
+    super::api::error(StatusCode::BAD_REQUEST, why)
 }
 
 #[utoipa::path(get, path = "/api/v1.0/nodes/{nodes}/{rest}", tag = "cluster",
@@ -117,7 +117,7 @@ pub(crate) async fn proxy(
                 }
                 resp
             }
-            Err(e) => (StatusCode::BAD_GATEWAY, Json(serde_json::json!({ "error": format!("{node}: {e}") }))).into_response(),
+            Err(e) => super::api::error(StatusCode::BAD_GATEWAY, format!("{node}: {e}")),
         };
     }
     let answers = futures::future::join_all(chosen.into_iter().map(one)).await;

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::api::{Need, MONITOR};
+use super::api::{error, Need, MONITOR};
 use super::Web;
 use crate::daemon::control::{Request, Response as ControlResponse};
 
@@ -27,10 +27,6 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/modules/{module}/timeline", get(timeline))
         .route("/api/v1.0/modules/{module}/rfsverify", get(rfsverify))
         .route("/api/v1.0/modules/{module}/rfsdiff", get(rfsdiff))
-}
-
-fn error(code: StatusCode, why: impl Into<String>) -> Response {
-    (code, Json(serde_json::json!({ "error": why.into() }))).into_response()
 }
 
 /// One script run's userlog.

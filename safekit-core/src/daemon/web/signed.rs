@@ -115,7 +115,7 @@ pub(crate) struct Challenge {
 pub(crate) async fn challenge(State(web): State<Web>) -> Response {
     match web.challenges.issue(Instant::now()) {
         Some(nonce) => Json(Challenge { nonce }).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": "too many node calls at once" }))).into_response(),
+        None => super::api::error(StatusCode::SERVICE_UNAVAILABLE, "too many node calls at once"),
     }
 }
 
@@ -131,7 +131,7 @@ pub(crate) async fn verify(State(web): State<Web>, req: Request, next: Next) -> 
     let peer = req.extensions().get::<super::api::Peer>().map(|p| p.0.ip());
     let refuse = |why: &str| {
         tracing::warn!(?peer, why, "node call refused");
-        (StatusCode::UNAUTHORIZED, Json(serde_json::json!({ "error": why }))).into_response()
+        super::api::error(StatusCode::UNAUTHORIZED, why)
     };
     let (mut parts, body) = req.into_parts();
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -141,7 +141,7 @@ pub(crate) async fn verify(State(web): State<Web>, req: Request, next: Next) -> 
     let Some(role) = Role::parse(&role) else { return refuse("X-Safekit-Role: Admin, Control or Monitor") };
     let Ok(sent) = hex::decode(sent) else { return refuse("X-Safekit-Mac: hexadecimal expected") };
     let Ok(body) = axum::body::to_bytes(body, super::MAX_BODY).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, Json(serde_json::json!({ "error": "body too large" }))).into_response();
+        return super::api::error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     };
     let target = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
     let who = OnBehalf { user, role };

@@ -184,7 +184,7 @@ pub(crate) fn routes() -> Router<Web> {
         (status = 401, description = "Not a node call signed with the cluster key"),
         (status = 409, description = "This node is not the CA, or the node is not in its cluster.xml")))]
 pub(crate) async fn certificate(State(web): State<Web>, parts: axum::http::request::Parts, Json(req): Json<CertRequest>) -> Response {
-    let fail = |code: StatusCode, why: String| (code, Json(serde_json::json!({ "error": why }))).into_response();
+    let fail = |code: StatusCode, why: String| super::api::error(code, why);
     let who = match super::api::caller(&web, &parts, Role::Admin, true) {
         Ok(w) if w.forwarded => w,
         Ok(_) => return fail(StatusCode::UNAUTHORIZED, "only a node call signed with the cluster key may ask for a certificate".into()),
