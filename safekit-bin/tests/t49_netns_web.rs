@@ -178,6 +178,10 @@ async fn https_with_the_cluster_ca(demo: &mut Demo) {
     assert_eq!(code, 0, "{out}");
     let (code, out) = safekit_in_ns(demo, 1, &["initssl", "req", "--ca", "node1"]);
     assert_eq!(code, 0, "{out}");
+    // node2's module starts with its daemon from now on (set from node1).
+    let (code, out) = safekit_in_ns(demo, 0, &["-H", "node2", "boot", "on", "-m", "demo"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("demo: boot on"), "{out}");
     for i in 0..2 {
         demo.stop_daemon(i);
         demo.start_daemon(i, &common::exe()).unwrap();
@@ -205,6 +209,9 @@ async fn https_with_the_cluster_ca(demo: &mut Demo) {
     assert_eq!(code, 0, "{out}");
     let cookie = out.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap_or_default().to_string();
     assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"), "{out}");
+    common::wait_log(demo, 1, "Action start called at boot time").await;
+    let (code, out) = safekit_in_ns(demo, 1, &["boot", "status", "-m", "demo"]);
+    assert_eq!((code, out.trim()), (0, "demo: boot on"), "{out}");
     // safekit -H over HTTPS.
     let (code, out) = safekit_in_ns(demo, 0, &["-H", "*", "state"]);
     assert_eq!(code, 0, "{out}");

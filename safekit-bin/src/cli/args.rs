@@ -46,6 +46,13 @@ pub(crate) enum FailureArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum BootArg {
+    On,
+    Off,
+    Status,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum OnOff {
     On,
     Off,
@@ -190,6 +197,16 @@ pub(crate) enum Cmd {
         value: OnOff,
         #[command(flatten)]
         m: Module,
+    },
+    /// Start the module when the daemon starts (at the machine's boot) on
+    /// this node: `boot on|off -m AM`, `boot status [-m AM]`. It decides
+    /// when userconfig.xml's `<service boot>` is `ignore` (the default).
+    Boot {
+        /// on, off or status.
+        value: BootArg,
+        /// Module (status: default all).
+        #[arg(short = 'm', env = "SAFEMODULE")]
+        module: Option<String>,
     },
     /// Show module states; -q: exit code STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, SECOND 4.
     State {

@@ -13,7 +13,7 @@ use safekit_core::engine::{CommandKind, LogLevel, Readiness, State, SwapKind};
 use safekit_core::layout::Layout;
 
 pub(crate) use args::Cli;
-use args::{ClusterCmd, Cmd, InitsslCmd, Message, Module, ModuleCmd, OnOff};
+use args::{BootArg, ClusterCmd, Cmd, InitsslCmd, Message, Module, ModuleCmd, OnOff};
 
 async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
     match nodes::send(layout, &req).await {
@@ -78,6 +78,14 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Errd { value, m } => command(&layout, m.module, CommandKind::Errd(matches!(value, OnOff::On)), None).await,
         Cmd::Checker { value, m } => command(&layout, m.module, CommandKind::Checker(matches!(value, OnOff::On)), None).await,
         Cmd::Failover { value, m } => command(&layout, m.module, CommandKind::Failover(matches!(value, OnOff::On)), None).await,
+        Cmd::Boot { value, module } => {
+            let on = match value {
+                BootArg::On => Some(true),
+                BootArg::Off => Some(false),
+                BootArg::Status => None,
+            };
+            setup::boot(&layout, module, on).await
+        }
         Cmd::State { module, verbose, local: _, quiet, json } => status::state(&layout, module, verbose, quiet, json).await,
         Cmd::Waitstate { m, state, timeout } => {
             let want = state.to_uppercase();

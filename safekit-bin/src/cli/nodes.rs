@@ -39,6 +39,11 @@ pub(super) async fn send(layout: &Layout, req: &Request) -> Result<Response, Str
     }
 }
 
+/// Whether the command running now was sent to another node by `-H`.
+pub(super) fn is_remote() -> bool {
+    REMOTE.try_with(|_| ()).is_ok()
+}
+
 /// Whether `cmd` only asks the daemon (so it can run on another node).
 fn through_daemon(cmd: &Cmd) -> bool {
     matches!(
@@ -65,6 +70,7 @@ fn through_daemon(cmd: &Cmd) -> bool {
             | Cmd::Rfsverify { .. }
             | Cmd::Rfsdiff { .. }
             | Cmd::Config { show: false, .. }
+            | Cmd::Boot { module: Some(_), .. }
     )
 }
 

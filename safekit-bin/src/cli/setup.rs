@@ -211,3 +211,43 @@ pub(super) async fn initssl(layout: &Layout, ca_node: Option<&str>) -> ExitCode 
         }
     }
 }
+
+/// `safekit boot on|off -m AM`, `safekit boot status [-m AM]`: through the
+/// daemon (which logs who changed it), or on the files when it does not run.
+pub(super) async fn boot(layout: &Layout, module: Option<String>, on: Option<bool>) -> ExitCode {
+    use safekit_core::modules::boot;
+    let modules = match (module, on) {
+        (Some(m), _) => vec![m],
+        (None, None) => safekit_core::modules::list(layout).into_iter().map(|m| m.name).collect(),
+        (None, Some(_)) => {
+            eprintln!("safekit boot on|off: which module? (-m AM)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for m in modules {
+        let line = match super::nodes::send(layout, &Request::Boot { module: m.clone(), on }).await {
+            Ok(Response::Lines(l)) => Ok(l.join(" ")),
+            Ok(Response::Error(e)) => Err(e),
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) if super::nodes::is_remote() => Err(e),
+            // No daemon here: the switch is a file.
+            Err(_) => (|| {
+                let cluster = layout.load_cluster().map_err(|e| e.to_string())?.value;
+                let setting = layout.load_module(&m, &cluster, false).map_err(|e| e.to_string())?.value.service.boot;
+                if let Some(on) = on {
+                    boot::set(layout, &m, on)?;
+                }
+                Ok(boot::describe(setting, boot::switch(layout, &m)))
+            })(),
+        };
+        match line {
+            Ok(l) => println!("{m}: {l}"),
+            Err(e) => {
+                eprintln!("{m}: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
+}

@@ -55,6 +55,13 @@ pub enum Request {
         #[serde(default)]
         files: Option<crate::modules::files::Files>,
     },
+    /// `safekit boot on|off|status -m AM`: the node's boot-start switch.
+    Boot {
+        /// Module.
+        module: String,
+        /// Set it on or off; `None`: only say what it is.
+        on: Option<bool>,
+    },
     /// `safekit set -r R -v V -m AM [-i name]`: set a resource (custom checkers).
     Set {
         /// Module.

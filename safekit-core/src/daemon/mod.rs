@@ -390,13 +390,33 @@ impl Daemon {
     }
 }
 
+/// `safekit boot on|off|status -m AM`: the node's switch, and what decides.
+async fn boot(daemon: &Daemon, module: &str, on: Option<bool>, by: &str) -> Response {
+    let setting = match daemon.layout.load_module(module, &daemon.cluster, false) {
+        Ok(c) => c.value.service.boot,
+        Err(e) => return Response::Error(e.to_string()),
+    };
+    if let Some(on) = on {
+        if let Err(e) = crate::modules::boot::set(&daemon.layout, module, on) {
+            return Response::Error(e);
+        }
+        if let Ok(h) = daemon.get(module).await {
+            h.log().write("cli", crate::engine::LogLevel::U, &format!("Action boot {} called by {by}", if on { "on" } else { "off" }));
+        }
+    }
+    Response::Lines(vec![crate::modules::boot::describe(setting, crate::modules::boot::switch(&daemon.layout, module))])
+}
+
 async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Response {
     match req {
         Request::State { module } => {
             let mut out = Vec::new();
             for (name, r) in daemon.modules.read().await.iter() {
                 if module.as_ref().is_none_or(|m| m == name) {
-                    out.push(r.module.report());
+                    let mut report = r.module.report();
+                    let boot = if crate::modules::boot::switch(&daemon.layout, name) { "on" } else { "off" };
+                    report.resources.insert("usersetting.boot".into(), boot.into());
+                    out.push(report);
                 }
             }
             for (name, why) in daemon.broken.read().await.iter() {
@@ -420,6 +440,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             }
             Response::States(out)
         }
+        Request::Boot { module, on } => boot(daemon, &module, on, caller.as_deref().unwrap_or("admin")).await,
         Request::Config { module, files } => daemon.apply_config(&module, files, caller.as_deref().unwrap_or("admin")).await,
         Request::Set { module, resource, value, identity } => {
             let h = match daemon.get(&module).await {

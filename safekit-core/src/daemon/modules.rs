@@ -215,13 +215,10 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         heartbeats_dropped: 0,
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
-    let boot_start = match cfg.service.boot {
-        crate::config::Boot::On => Some(cfg.service.boot_delay),
-        // "Started before": still marked running, i.e. the daemon or the
-        // machine ended without stopping it (a crash, a power loss).
-        crate::config::Boot::Auto => persisted.running.then_some(cfg.service.boot_delay),
-        crate::config::Boot::Off | crate::config::Boot::Ignore => None,
-    };
+    // `auto`: "started before", i.e. still marked running: the daemon or
+    // the machine ended without stopping it (a crash, a power loss).
+    let switch = crate::modules::boot::switch(layout, &name);
+    let boot_start = crate::modules::boot::starts(cfg.service.boot, switch, persisted.running).then_some(cfg.service.boot_delay);
     if full_sync {
         persisted.need_full_sync = true;
         persisted.full_sync_required = true;

@@ -2,6 +2,7 @@
 //! zip of `conf/userconfig.xml` and `bin/` scripts) or a directory of the
 //! same layout, installed into `SAFE/modules/AM`.
 
+pub mod boot;
 pub mod files;
 
 use std::path::{Path, PathBuf};

@@ -426,7 +426,7 @@ async fn log(
 }
 
 /// Options of an action (`fullsync` for prim/second, `nosync` for swap,
-/// `on` for failover, errd and checker).
+/// `on` for failover, errd, checker and boot).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Options {
@@ -459,9 +459,9 @@ fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
 
 #[utoipa::path(post, path = "/api/v1.0/modules/{module}/actions/{action}", tag = "actions",
     params(("module" = String, Path, description = "Module name"),
-        ("action" = String, Path, description = "start, stop, forcestop, restart, stopstart, prim, second, primforce, swap, failover, errd, checker"),
+        ("action" = String, Path, description = "start, stop, forcestop, restart, stopstart, prim, second, primforce, swap, failover, errd, checker, boot"),
         ("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
-    request_body(content = Option<Options>, description = "fullsync (prim, second), nosync (swap), on (failover, errd, checker)"),
+    request_body(content = Option<Options>, description = "fullsync (prim, second), nosync (swap), on (failover, errd, checker, boot)"),
     responses((status = 204, description = "Done, as the CLI's command (Control)"),
         (status = 400, description = "Unknown action or option", body = ErrorBody),
         (status = 403, description = "Missing role or CSRF token", body = ErrorBody),
@@ -480,6 +480,14 @@ async fn action(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("options: {e}")),
         }
     };
+    if action == "boot" {
+        let Some(on) = options.on else { return error(StatusCode::BAD_REQUEST, "boot needs {\"on\": true|false}") };
+        tracing::info!(user = who.user, %module, on, "web service boot switch");
+        return match web.actions.control(Request::Boot { module, on: Some(on) }, who.by).await {
+            ControlResponse::Error(e) => error(StatusCode::CONFLICT, e),
+            _ => StatusCode::NO_CONTENT.into_response(),
+        };
+    }
     let kind = match command(&action, &options) {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

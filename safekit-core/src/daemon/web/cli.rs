@@ -28,7 +28,8 @@ fn needs(req: &Request) -> Role {
         Request::State { .. } | Request::Log { .. } | Request::Get { .. } | Request::Rfsverify { .. } | Request::Rfsdiff { .. } => {
             Role::Monitor
         }
-        Request::Command { .. } => Role::Control,
+        Request::Command { .. } | Request::Boot { on: Some(_), .. } => Role::Control,
+        Request::Boot { on: None, .. } => Role::Monitor,
         Request::Config { .. } | Request::Set { .. } | Request::Print { .. } => Role::Admin,
     }
 }

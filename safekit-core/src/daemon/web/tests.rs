@@ -57,6 +57,7 @@ impl super::Actions for Recorder {
                 Response::Lines(kept[kept.len().saturating_sub(lines)..].to_vec())
             }
             Request::State { .. } => Response::States(vec![report("m", Status::new(State::Alone, Readiness::Ready))]),
+            Request::Boot { on, .. } => Response::Lines(vec![format!("boot {}", if on == Some(true) { "on" } else { "off" })]),
             // The daemon's answer while the module runs.
             Request::Config { module, .. } => Response::Error(format!("module {module} is ALONE (Ready): stop it first")),
             other => Response::Error(format!("the recorder does not answer {other:?}")),
@@ -305,6 +306,8 @@ async fn logins_roles_and_csrf_guard_the_api() {
     let ok = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
     assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/prim", &ok, r#"{"fullsync": true}"#).await.0, 204);
     assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/failover", &ok, r#"{"on": false}"#).await.0, 204);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/boot", &ok, r#"{"on": true}"#).await.0, 204);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/boot", &ok, "").await.0, 400, "boot needs on");
     assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/failover", &ok, "").await.0, 400, "failover needs on");
     assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/dance", &ok, "").await.0, 400);
     assert_eq!(call(addr, "POST", "/api/v1.0/modules/m/actions/stop", &ok, r#"{"colour": 1}"#).await.0, 400, "unknown field");
