@@ -6,7 +6,8 @@
 //! node enforces the endpoint's role and logs "called by admin@10.0.0.7
 //! via node1". `<node>` is one node (its answer is passed through as it
 //! is), or `*` or `node1,node2` (a fan-out: one JSON list with each node's
-//! status and body or error, e.g. to apply a configuration to all nodes).
+//! status and body or error, e.g. to apply a configuration to all nodes;
+//! when the answers are zips, one zip of them: a snapshot of the cluster).
 //! A call that came from another node is never forwarded again.
 
 use std::time::Duration;
@@ -121,6 +122,16 @@ pub(crate) async fn proxy(
         };
     }
     let answers = futures::future::join_all(chosen.into_iter().map(one)).await;
+    let zips = answers.iter().any(|(_, r)| r.as_ref().is_ok_and(is_zip));
+    if zips {
+        return match zip_of(&answers) {
+            Ok(z) => {
+                let disposition = "attachment; filename=\"cluster-snapshot.zip\"";
+                ([(header::CONTENT_TYPE, "application/zip"), (header::CONTENT_DISPOSITION, disposition)], z).into_response()
+            }
+            Err(e) => super::api::error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
     let out: Vec<NodeAnswer> = answers
         .into_iter()
         .map(|(node, r)| match r {
@@ -129,4 +140,27 @@ pub(crate) async fn proxy(
         })
         .collect();
     Json(out).into_response()
+}
+
+fn is_zip(a: &super::signed::Answer) -> bool {
+    a.status.is_success() && a.headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/zip")
+}
+
+/// A fan-out whose answers are zips (a snapshot of every node): one zip
+/// holding `<node>.zip` per node, and `<node>.error.txt` for a node that
+/// gave none.
+fn zip_of(answers: &[(String, Result<super::signed::Answer, String>)]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (node, r) in answers {
+        let (name, data) = match r {
+            Ok(a) if is_zip(a) => (format!("{node}.zip"), a.body.to_vec()),
+            Ok(a) => (format!("{node}.error.txt"), format!("{}: {}", a.status, String::from_utf8_lossy(&a.body)).into_bytes()),
+            Err(e) => (format!("{node}.error.txt"), e.clone().into_bytes()),
+        };
+        z.start_file(name, stored).map_err(|e| e.to_string())?;
+        z.write_all(&data).map_err(|e| e.to_string())?;
+    }
+    Ok(z.finish().map_err(|e| e.to_string())?.into_inner())
 }

@@ -256,6 +256,18 @@ pub(super) async fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, hyper::HeaderMap, String) {
+    let (code, headers, body) = call_raw(addr, method, path, headers, body).await;
+    (code, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// [`call`] with the body's bytes as they came.
+pub(super) async fn call_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<hyper::body::Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(format!("http://{addr}{path}"));
@@ -264,8 +276,7 @@ pub(super) async fn call(
     }
     let resp = client.request(req.body(http_body_util::Full::new(hyper::body::Bytes::from(body.to_string()))).unwrap()).await.unwrap();
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&body).into_owned())
+    (parts.status.as_u16(), parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
 }
 
 /// Logs in: the session cookie and the CSRF token.

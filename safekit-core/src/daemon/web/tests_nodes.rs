@@ -134,6 +134,20 @@ async fn the_proxy_reaches_the_other_node_as_the_user() {
         .collect();
     assert_eq!(states, [("node1".to_string(), "Alone".to_string()), ("node2".to_string(), "Second".to_string())]);
 
+    // A snapshot of every node: one zip of each node's zip.
+    let (code, head, zip) = super::tests::call_raw(t.node1, "GET", "/api/v1.0/nodes/*/modules/m/snapshot", &c, "").await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&zip));
+    assert_eq!(head.get("content-type").unwrap(), "application/zip");
+    let mut outer = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let names: std::collections::BTreeSet<String> = (0..outer.len()).map(|i| outer.by_index(i).unwrap().name().unwrap().to_string()).collect();
+    assert_eq!(names, ["node1.zip".to_string(), "node2.zip".to_string()].into());
+    let mut inner = Vec::new();
+    std::io::Read::read_to_end(&mut outer.by_name("node2.zip").unwrap(), &mut inner).unwrap();
+    let mut node2 = zip::ZipArchive::new(std::io::Cursor::new(inner)).unwrap();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut node2.by_name("m/report.json").unwrap(), &mut report).unwrap();
+    assert!(report.contains("Second"), "node2's own report: {report}");
+
     assert_eq!(http(t.node1, "GET", "/api/v1.0/nodes/node3/modules/m", &c, "").await.0, 400, "unknown node");
     assert_eq!(http(t.node1, "GET", "/api/v1.0/nodes/node2/modules/../apikey", &c, "").await.0, 400, "dot segments");
     assert_eq!(http(t.node1, "GET", "/api/v1.0/nodes/node2/modules/m", &[], "").await.0, 401, "no session");
