@@ -416,10 +416,17 @@ pub(crate) enum ModuleCmd {
         /// The .safe file or directory.
         path: PathBuf,
     },
-    /// Remove an installed module (restart the daemon afterwards).
+    /// Remove an installed, stopped module (the daemon lets it go).
     Uninstall {
         #[command(flatten)]
         m: Module,
+    },
+    /// Write an installed module back as a .safe package.
+    Package {
+        #[command(flatten)]
+        m: Module,
+        /// The .safe file to write.
+        file: PathBuf,
     },
     /// List installed modules.
     List,

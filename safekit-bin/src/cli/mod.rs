@@ -145,16 +145,21 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::DemoWriter { file, records } => tool(crate::tools::writer(&file, records)),
         Cmd::DemoFsx { dir, seed, ops, mirror } => tool(crate::tools::fsx(&dir, seed, ops, mirror.as_deref())),
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => setup::install(&layout, &path, module.as_deref(), id, replace),
-        Cmd::Module(ModuleCmd::Uninstall { m }) => match safekit_core::modules::uninstall(&layout, &m.module) {
-            Ok(()) => {
-                println!("module {} uninstalled", m.module);
-                ExitCode::SUCCESS
+        Cmd::Module(ModuleCmd::Uninstall { m }) => setup::uninstall(&layout, &m.module).await,
+        Cmd::Module(ModuleCmd::Package { m, file }) => {
+            match safekit_core::modules::package(&layout, &m.module)
+                .and_then(|z| std::fs::write(&file, z).map_err(|e| format!("{}: {e}", file.display())))
+            {
+                Ok(()) => {
+                    println!("module {} written as {}", m.module, file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Cmd::Module(ModuleCmd::List) => {
             for m in safekit_core::modules::list(&layout) {
                 println!("{}{}", m.name, m.id.map(|i| format!(" (id {i})")).unwrap_or_default());

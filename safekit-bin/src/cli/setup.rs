@@ -251,3 +251,24 @@ pub(super) async fn boot(layout: &Layout, module: Option<String>, on: Option<boo
     }
     code
 }
+
+/// `safekit module uninstall -m AM`: through the daemon (the module must be
+/// STOP; its runtime ends), or on the files when no daemon runs.
+pub(super) async fn uninstall(layout: &Layout, module: &str) -> ExitCode {
+    let done = match super::nodes::send(layout, &Request::Uninstall { module: module.to_string() }).await {
+        Ok(Response::Error(e)) => Err(e),
+        Ok(_) => Ok(()),
+        Err(e) if super::nodes::is_remote() => Err(e),
+        Err(_) => safekit_core::modules::uninstall(layout, module),
+    };
+    match done {
+        Ok(()) => {
+            println!("module {module} uninstalled");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -55,6 +55,12 @@ pub enum Request {
         #[serde(default)]
         files: Option<crate::modules::files::Files>,
     },
+    /// `safekit module uninstall -m AM`: the module must be STOP; its
+    /// runtime ends and its files go.
+    Uninstall {
+        /// Module.
+        module: String,
+    },
     /// `safekit boot on|off|status -m AM`: the node's boot-start switch.
     Boot {
         /// Module.

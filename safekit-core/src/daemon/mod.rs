@@ -288,6 +288,27 @@ impl Daemon {
             .ok_or_else(|| format!("no module {m} on this node (running: {})", map.keys().cloned().collect::<Vec<_>>().join(", ")))
     }
 
+    /// `safekit module uninstall -m AM`: refused unless the module is STOP;
+    /// its runtime ends, then its files in SAFE/modules go.
+    async fn uninstall(&self, name: &str) -> Response {
+        let mut map = self.modules.write().await;
+        if let Some(r) = map.get(name) {
+            let status = r.module.status();
+            if status.state != crate::engine::State::Stop {
+                return Response::Error(format!("module {name} is {status}: stop it first (safekit stop -m {name})"));
+            }
+        }
+        if let Some(old) = map.remove(name) {
+            self.directory.remove(name);
+            old.module.shutdown().await;
+        }
+        self.broken.write().await.remove(name);
+        match crate::modules::uninstall(&self.layout, name) {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::Error(e),
+        }
+    }
+
     /// `safekit config -m AM`: checks the module's userconfig.xml and
     /// (re)starts its runtime with it. The module must be stopped; a changed
     /// `<rfs>` makes the next reintegration full. With `files`, they first
@@ -440,6 +461,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
             }
             Response::States(out)
         }
+        Request::Uninstall { module } => daemon.uninstall(&module).await,
         Request::Boot { module, on } => boot(daemon, &module, on, caller.as_deref().unwrap_or("admin")).await,
         Request::Config { module, files } => daemon.apply_config(&module, files, caller.as_deref().unwrap_or("admin")).await,
         Request::Set { module, resource, value, identity } => {

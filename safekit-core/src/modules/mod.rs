@@ -78,6 +78,67 @@ pub fn uninstall(layout: &Layout, name: &str) -> Result<(), String> {
     std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// Module `name` as a `.safe` package (a zip of its `SAFE/modules/AM`
+/// directory: `conf/`, `bin/` and the rest), as `safekit module install`
+/// reads it back.
+pub fn package(layout: &Layout, name: &str) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let dir = layout.module_dir(name);
+    if !dir.join("conf").join("userconfig.xml").exists() {
+        return Err(format!("no module {name} is installed"));
+    }
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut stack = vec![(dir.clone(), String::new())];
+    while let Some((at, rel)) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&at).map_err(|e| format!("{}: {e}", at.display()))?.flatten().collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let Ok(n) = e.file_name().into_string() else { continue };
+            // The fixed id is this node's choice, not the module's.
+            if rel.is_empty() && n == "id" {
+                continue;
+            }
+            let name_in_zip = format!("{rel}{n}");
+            let ty = e.file_type().map_err(|e| e.to_string())?;
+            if ty.is_dir() {
+                z.add_directory(format!("{name_in_zip}/"), opts).map_err(|e| e.to_string())?;
+                stack.push((e.path(), format!("{name_in_zip}/")));
+            } else if ty.is_file() {
+                let mode = std::os::unix::fs::PermissionsExt::mode(&e.metadata().map_err(|e| e.to_string())?.permissions());
+                z.start_file(name_in_zip, opts.unix_permissions(mode & 0o777)).map_err(|e| e.to_string())?;
+                z.write_all(&std::fs::read(e.path()).map_err(|err| format!("{}: {err}", e.path().display()))?)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(z.finish().map_err(|e| e.to_string())?.into_inner())
+}
+
+/// The module packages offered on this node: `.safe` files under
+/// `SAFE/Application_Modules/<kind>/`, as `<kind>/<file>.safe`.
+pub fn templates(layout: &Layout) -> Vec<String> {
+    let root = layout.safe.join("Application_Modules");
+    let mut out = Vec::new();
+    for kind in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        let Ok(k) = kind.file_name().into_string() else { continue };
+        for f in std::fs::read_dir(kind.path()).into_iter().flatten().flatten() {
+            if let Ok(n) = f.file_name().into_string() {
+                if n.ends_with(".safe") && f.file_type().is_ok_and(|t| t.is_file()) {
+                    out.push(format!("{k}/{n}"));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The path of template `name` (`<kind>/<file>.safe`), if it is one.
+pub fn template_path(layout: &Layout, name: &str) -> Option<PathBuf> {
+    templates(layout).iter().any(|t| t == name).then(|| layout.safe.join("Application_Modules").join(name))
+}
+
 /// The installed modules, by name.
 pub fn list(layout: &Layout) -> Vec<Installed> {
     let mut out: Vec<Installed> = std::fs::read_dir(layout.safe.join("modules"))
@@ -192,5 +253,30 @@ mod tests {
         unzip_capped(&bomb, &dir.join("out"), 8 << 20, 100).unwrap();
         assert_eq!(std::fs::metadata(dir.join("out/bin/big")).unwrap().len(), 4 << 20);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_module_packaged_installs_back_identical_and_templates_are_listed() {
+        let root = std::env::temp_dir().join(format!("safekit-package-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let l = Layout { safe: root.join("safe"), safevar: root.join("var") };
+        let conf = "<!DOCTYPE safe>\n<safe>\n<service mode=\"mirror\">\n  <heart>\n    <heartbeat name=\"default\"/>\n  </heart>\n</service>\n</safe>\n";
+        let files = files::Files::from([(files::USERCONFIG.into(), conf.into()), ("bin/start_prim".into(), "#!/bin/sh\nexit 0\n".into())]);
+        files::replace(&l, "m", &files).unwrap();
+        std::fs::write(l.module_dir("m").join("id"), "7").unwrap();
+        let safe = package(&l, "m").unwrap();
+        let kind = l.safe.join("Application_Modules/generic");
+        std::fs::create_dir_all(&kind).unwrap();
+        std::fs::write(kind.join("m.safe"), &safe).unwrap();
+        assert_eq!(templates(&l), ["generic/m.safe"]);
+        assert!(template_path(&l, "../../etc/passwd").is_none() && template_path(&l, "generic/none.safe").is_none());
+        install(&l, &template_path(&l, "generic/m.safe").unwrap(), Some("copy"), None, false).unwrap();
+        assert_eq!(files::current(&l, "copy").unwrap(), files, "the same files");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(l.module_dir("copy").join("bin/start_prim")).unwrap().permissions());
+        assert_eq!(mode & 0o111, 0o111, "scripts stay executable");
+        assert!(!l.module_dir("copy").join("id").exists(), "the id is the node's, not the package's");
+        assert!(package(&l, "none").is_err());
+        let _ = std::fs::remove_dir_all(root);
     }
 }

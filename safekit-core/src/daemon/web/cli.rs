@@ -30,7 +30,7 @@ fn needs(req: &Request) -> Role {
         }
         Request::Command { .. } | Request::Boot { on: Some(_), .. } => Role::Control,
         Request::Boot { on: None, .. } => Role::Monitor,
-        Request::Config { .. } | Request::Set { .. } | Request::Print { .. } => Role::Admin,
+        Request::Config { .. } | Request::Set { .. } | Request::Print { .. } | Request::Uninstall { .. } => Role::Admin,
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod config;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
+pub(crate) mod packages;
 pub mod proxy;
 pub(crate) mod records;
 pub mod signed;
@@ -122,6 +123,10 @@ pub(crate) struct Web {
         records::timeline,
         records::rfsverify,
         records::rfsdiff,
+        packages::templates,
+        packages::install,
+        packages::package,
+        packages::uninstall,
         openapi
     )
 )]
@@ -156,6 +161,7 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(proxy::routes())
         .merge(config::routes())
         .merge(records::routes())
+        .merge(packages::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi));
     finish(routes, web)
 }

@@ -57,6 +57,7 @@ impl super::Actions for Recorder {
                 Response::Lines(kept[kept.len().saturating_sub(lines)..].to_vec())
             }
             Request::State { .. } => Response::States(vec![report("m", Status::new(State::Alone, Readiness::Ready))]),
+            Request::Uninstall { .. } => Response::Ok,
             Request::Boot { on, .. } => Response::Lines(vec![format!("boot {}", if on == Some(true) { "on" } else { "off" })]),
             // The daemon's answer while the module runs.
             Request::Config { module, .. } => Response::Error(format!("module {module} is ALONE (Ready): stop it first")),
@@ -433,6 +434,10 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/modules/{module}/timeline", "get"),
         ("/api/v1.0/modules/{module}/rfsverify", "get"),
         ("/api/v1.0/modules/{module}/rfsdiff", "get"),
+        ("/api/v1.0/packages", "get"),
+        ("/api/v1.0/modules/{module}/install", "post"),
+        ("/api/v1.0/modules/{module}/package", "get"),
+        ("/api/v1.0/modules/{module}/uninstall", "post"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
@@ -449,7 +454,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 31, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 35, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 

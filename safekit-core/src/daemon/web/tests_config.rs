@@ -90,6 +90,26 @@ async fn module_configuration_is_read_checked_with_positions_and_applied_through
     assert_eq!(call(addr, "PUT", "/api/v1.0/config/cluster", &h, &good).await.0, 200);
     assert_eq!(std::fs::read_to_string(layout.cluster_xml()).unwrap(), cluster);
 
+    // Packages: offered templates, install from one, download, uninstall.
+    let kind = layout.safe.join("Application_Modules/generic");
+    std::fs::create_dir_all(&kind).unwrap();
+    std::fs::write(kind.join("m.safe"), crate::modules::package(&layout, "m").unwrap()).unwrap();
+    let (code, _, body) = call(addr, "GET", "/api/v1.0/packages", &h, "").await;
+    assert_eq!((code, body.as_str()), (200, r#"["generic/m.safe"]"#));
+    let (code, _, body) = call(addr, "POST", "/api/v1.0/modules/copy/install?template=generic/m.safe", &h, "").await;
+    assert_eq!(code, 201, "{body}");
+    assert!(body.contains(r#""module":"copy""#), "{body}");
+    assert_eq!(files::current(&layout, "copy").unwrap(), files::current(&layout, "m").unwrap());
+    let again = call(addr, "POST", "/api/v1.0/modules/copy/install?template=generic/m.safe", &h, "").await;
+    assert_eq!(again.0, 409, "installed already: {}", again.2);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/x/install?template=../../etc/passwd", &h, "").await.0, 400);
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/x/install", &h, "").await.0, 400, "no body, no template");
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/x/install", &h, "not a zip").await.0, 400);
+    let (code, head, safe) = super::tests::call_raw(addr, "GET", "/api/v1.0/modules/copy/package", &h, "").await;
+    assert_eq!((code, head.get("content-type").unwrap().to_str().unwrap()), (200, "application/zip"));
+    assert!(zip::ZipArchive::new(std::io::Cursor::new(safe)).unwrap().by_name("conf/userconfig.xml").is_ok());
+    assert_eq!(call(addr, "POST", "/api/v1.0/modules/copy/uninstall", &h, "").await.0, 204);
+
     // Control may act on modules, not configure them.
     let (c2, csrf2) = login(addr, "ctl", "control-password").await.unwrap();
     let h2 = [("cookie", c2.as_str()), ("x-csrf-token", csrf2.as_str()), ("content-type", "application/json")];

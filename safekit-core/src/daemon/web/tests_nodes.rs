@@ -139,7 +139,8 @@ async fn the_proxy_reaches_the_other_node_as_the_user() {
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&zip));
     assert_eq!(head.get("content-type").unwrap(), "application/zip");
     let mut outer = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-    let names: std::collections::BTreeSet<String> = (0..outer.len()).map(|i| outer.by_index(i).unwrap().name().unwrap().to_string()).collect();
+    let names: std::collections::BTreeSet<String> =
+        (0..outer.len()).map(|i| outer.by_index(i).unwrap().name().unwrap().to_string()).collect();
     assert_eq!(names, ["node1.zip".to_string(), "node2.zip".to_string()].into());
     let mut inner = Vec::new();
     std::io::Read::read_to_end(&mut outer.by_name("node2.zip").unwrap(), &mut inner).unwrap();
