@@ -174,14 +174,14 @@ fn curl(args: &[&str]) -> (i32, String) {
 /// HTTPS with the cluster's CA: made on node1, node2's certificate from
 /// node1, both daemons restarted; a real client (curl) checks the chain.
 async fn https_with_the_cluster_ca(demo: &mut Demo) {
-    let (code, out) = safekit_in_ns(demo, 0, &["initssl", "ca"]);
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = safekit_in_ns(demo, 1, &["initssl", "req", "--ca", "node1"]);
-    assert_eq!(code, 0, "{out}");
     // node2's module starts with its daemon from now on (set from node1).
     let (code, out) = safekit_in_ns(demo, 0, &["-H", "node2", "boot", "on", "-m", "demo"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("demo: boot on"), "{out}");
+    let (code, out) = safekit_in_ns(demo, 0, &["initssl", "ca"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = safekit_in_ns(demo, 1, &["initssl", "req", "--ca", "node1"]);
+    assert_eq!(code, 0, "{out}");
     for i in 0..2 {
         demo.stop_daemon(i);
         demo.start_daemon(i, &common::exe()).unwrap();
