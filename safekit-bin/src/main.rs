@@ -3,6 +3,7 @@
 //! `safekit-core`.
 
 mod cli;
+mod httpload;
 mod tools;
 
 use std::process::ExitCode;

@@ -376,6 +376,26 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         records: u64,
     },
+    /// Benchmark tool: GET requests on keep-alive connections for a time;
+    /// prints requests/s and p50/p99 latency (bench/api-latency.sh).
+    #[command(hide = true)]
+    DemoHttpload {
+        /// Address of the web service (loopback or a namespace's).
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Path to GET.
+        #[arg(long)]
+        path: String,
+        /// API key sent as a bearer token.
+        #[arg(long)]
+        bearer: Option<String>,
+        /// How long.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Connections (one thread each).
+        #[arg(long, default_value_t = 4)]
+        conns: usize,
+    },
     /// Test tool: random file operations (fsx-like) under a directory.
     #[command(hide = true)]
     DemoFsx {
