@@ -499,3 +499,23 @@ async fn action(
         _ => StatusCode::NO_CONTENT.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_lives_while_used_and_ends_after_8_hours_idle() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let (id, csrf) = s.open("admin".into(), Role::Admin, t0);
+        let minute = Duration::from_secs(60);
+        let used = t0 + SESSION_IDLE - minute;
+        assert_eq!(s.get(&id, used).map(|(u, _, c)| (u, c)), Some(("admin".to_string(), csrf)), "used within 8 h");
+        assert!(s.get(&id, used + SESSION_IDLE - minute).is_some(), "each use starts the 8 h again");
+        let idle = used + SESSION_IDLE - minute + SESSION_IDLE;
+        assert!(s.get(&id, idle).is_none(), "8 h without use: ended");
+        assert!(s.get(&id, t0).is_none(), "and forgotten");
+        assert!(s.get("not-a-session", t0).is_none());
+    }
+}
