@@ -70,6 +70,9 @@ pub struct EngineMetrics {
     pub loops: u32,
     /// A reintegration in progress: bytes copied and to copy.
     pub reintegration: Option<(u64, u64)>,
+    /// Its estimated seconds left, when the replicator can tell.
+    #[serde(default)]
+    pub reintegration_eta: Option<u64>,
     /// Times this node took the application over from its primary
     /// (SECOND → ALONE) since the engine started.
     #[serde(default)]

@@ -62,6 +62,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     let generation = Family::<Module, Gauge>::default();
     let reint_done = Family::<Module, Gauge>::default();
     let reint_total = Family::<Module, Gauge>::default();
+    let reint_eta = Family::<Module, Gauge>::default();
     let loops = Family::<Module, Gauge>::default();
     let failovers = Family::<Module, Counter>::default();
     let resource = Family::<Resource, Gauge>::default();
@@ -74,6 +75,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     registry.register("data_generation", "Generation of the replicated data held here", generation.clone());
     registry.register("reintegration_bytes_done", "Bytes copied by the reintegration in progress", reint_done.clone());
     registry.register("reintegration_bytes_total", "Bytes the reintegration in progress copies", reint_total.clone());
+    registry.register("reintegration_eta_seconds", "Estimated seconds left of the reintegration in progress", reint_eta.clone());
     registry.register("stopstart_loops", "Error-triggered actions counted against maxloop", loops.clone());
     registry.register("failovers", "Times this node took the application over from its primary (SECOND to ALONE)", failovers.clone());
     registry.register("resource_state", "1 for a checker resource's current state (up, down, init)", resource.clone());
@@ -97,6 +99,9 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
         if let Some((done, total)) = r.metrics.reintegration {
             reint_done.get_or_create(&m).set(i64::try_from(done).unwrap_or(i64::MAX));
             reint_total.get_or_create(&m).set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+        if let Some(eta) = r.metrics.reintegration_eta {
+            reint_eta.get_or_create(&m).set(i64::try_from(eta).unwrap_or(i64::MAX));
         }
         loops.get_or_create(&m).set(i64::from(r.metrics.loops));
         failovers.get_or_create(&m).inc_by(r.metrics.failovers);

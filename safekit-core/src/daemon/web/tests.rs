@@ -199,6 +199,7 @@ async fn metrics_parse_and_follow_the_module() {
         r.metrics.lans = vec![("flow".into(), true)];
         r.metrics.reintegration = Some((1000, 4000));
         r.metrics.failovers = 2;
+        r.metrics.reintegration_eta = Some(30);
         r.metrics.resources = vec![("tcp.app".into(), crate::engine::ResourceState::Init)];
     });
     let (code, text) = get(addr, "/metrics").await;
@@ -212,6 +213,7 @@ async fn metrics_parse_and_follow_the_module() {
     assert_eq!(sample(&text, "safekit_heartbeats_dropped_total", &m), Some(3.0));
     assert_eq!(sample(&text, "safekit_data_generation", &m), Some(41.0));
     assert_eq!(sample(&text, "safekit_failovers_total", &m), Some(2.0));
+    assert_eq!(sample(&text, "safekit_reintegration_eta_seconds", &m), Some(30.0));
     assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), Some(1000.0));
     assert_eq!(sample(&text, "safekit_reintegration_bytes_total", &m), Some(4000.0));
     assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "init")]), Some(1.0));

@@ -568,6 +568,11 @@ impl Automaton for MirrorEngine {
     }
     fn metrics(&self) -> super::EngineMetrics {
         let lans = self.core.cfg.lans.iter().enumerate().map(|(i, l)| (l.ident.clone(), self.lans.get(i).is_some_and(|s| s.up))).collect();
-        super::EngineMetrics { lans, reintegration: self.progress.map(|(done, total, _)| (done, total)), ..self.core.metrics() }
+        super::EngineMetrics {
+            lans,
+            reintegration: self.progress.map(|(done, total, _)| (done, total)),
+            reintegration_eta: self.progress.and_then(|(_, _, eta)| eta),
+            ..self.core.metrics()
+        }
     }
 }
