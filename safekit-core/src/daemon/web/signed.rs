@@ -36,26 +36,31 @@ pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
 /// until the oldest expire, so a flood of questions cannot grow memory.
 pub const MAX_CHALLENGES: usize = 4096;
 
+/// Challenges outstanding for one address: one flooding client cannot
+/// take the others' (the nodes') challenges.
+pub const MAX_CHALLENGES_PER_ADDRESS: usize = 256;
+
 const H_NONCE: &str = "x-safekit-nonce";
 const H_USER: &str = "x-safekit-user";
 const H_ROLE: &str = "x-safekit-role";
 const H_MAC: &str = "x-safekit-mac";
 
-/// The challenges this node issued and not yet seen used.
+/// The challenges this node issued and not yet seen used, with when and
+/// to whom.
 #[derive(Default)]
-pub(crate) struct Challenges(Mutex<HashMap<String, Instant>>);
+pub(crate) struct Challenges(Mutex<HashMap<String, (Instant, std::net::IpAddr)>>);
 
 impl Challenges {
-    fn issue(&self, now: Instant) -> Option<String> {
+    fn issue(&self, now: Instant, to: std::net::IpAddr) -> Option<String> {
         let mut map = self.0.lock().ok()?;
-        map.retain(|_, at| now.duration_since(*at) < CHALLENGE_TTL);
-        if map.len() >= MAX_CHALLENGES {
+        map.retain(|_, (at, _)| now.duration_since(*at) < CHALLENGE_TTL);
+        if map.len() >= MAX_CHALLENGES || map.values().filter(|(_, ip)| *ip == to).count() >= MAX_CHALLENGES_PER_ADDRESS {
             return None;
         }
         let mut b = [0u8; 16];
         getrandom::fill(&mut b).ok()?;
         let nonce = hex::encode(b);
-        map.insert(nonce.clone(), now);
+        map.insert(nonce.clone(), (now, to));
         Some(nonce)
     }
 
@@ -63,7 +68,7 @@ impl Challenges {
     /// (it cannot be used again).
     fn consume(&self, nonce: &str, now: Instant) -> bool {
         let Ok(mut map) = self.0.lock() else { return false };
-        map.remove(nonce).is_some_and(|at| now.duration_since(at) < CHALLENGE_TTL)
+        map.remove(nonce).is_some_and(|(at, _)| now.duration_since(at) < CHALLENGE_TTL)
     }
 }
 
@@ -112,8 +117,9 @@ pub(crate) struct Challenge {
 #[utoipa::path(get, path = "/api/v1.0/node/challenge", tag = "node",
     responses((status = 200, description = "A challenge for one node-to-node call, valid 30 s, usable once", body = Challenge),
         (status = 503, description = "Too many challenges outstanding")))]
-pub(crate) async fn challenge(State(web): State<Web>) -> Response {
-    match web.challenges.issue(Instant::now()) {
+pub(crate) async fn challenge(State(web): State<Web>, peer: Option<axum::Extension<super::api::Peer>>) -> Response {
+    let to = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0 .0.ip());
+    match web.challenges.issue(Instant::now(), to) {
         Some(nonce) => Json(Challenge { nonce }).into_response(),
         None => super::api::error(StatusCode::SERVICE_UNAVAILABLE, "too many node calls at once"),
     }
@@ -335,4 +341,23 @@ pub async fn call_node(
         }
     }
     Err(format!("node {node} did not answer: {}", errors.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_cannot_take_every_challenge_and_each_is_used_once() {
+        let c = Challenges::default();
+        let t0 = Instant::now();
+        let flood = std::net::IpAddr::from([10, 0, 0, 66]);
+        let issued = (0..MAX_CHALLENGES).filter_map(|_| c.issue(t0, flood)).count();
+        assert_eq!(issued, MAX_CHALLENGES_PER_ADDRESS);
+        let node = c.issue(t0, std::net::IpAddr::from([10, 0, 0, 2])).expect("another address still gets one");
+        assert!(c.consume(&node, t0) && !c.consume(&node, t0), "once");
+        let late = c.issue(t0, std::net::IpAddr::from([10, 0, 0, 2])).unwrap();
+        assert!(!c.consume(&late, t0 + CHALLENGE_TTL), "expired");
+        assert!(c.issue(t0 + CHALLENGE_TTL, flood).is_some(), "the flood's challenges expire too");
+    }
 }
