@@ -10,6 +10,7 @@ use std::sync::Arc;
 use safekit_core::config::ClusterConfig;
 use safekit_core::daemon::control::{call, Request, Response};
 use safekit_core::daemon::socket_path;
+use safekit_core::daemon::web::signed::Transport;
 use safekit_core::key::ClusterKey;
 use safekit_core::layout::Layout;
 
@@ -19,6 +20,8 @@ use super::args::Cmd;
 #[derive(Clone)]
 struct Remote {
     cluster: Arc<ClusterConfig>,
+    /// HTTP, or HTTPS trusting the cluster's CA: read once per `-H` run.
+    transport: Transport,
     node: String,
     key: ClusterKey,
     by: String,
@@ -31,10 +34,7 @@ tokio::task_local! {
 /// Sends `req` to this node's daemon, or to the node `-H` chose.
 pub(super) async fn send(layout: &Layout, req: &Request) -> Result<Response, String> {
     match REMOTE.try_with(Clone::clone) {
-        Ok(r) => {
-            let transport = safekit_core::daemon::web::signed::Transport::of(layout)?;
-            safekit_core::daemon::web::cli::remote(&r.cluster, &transport, &r.node, &r.key, &r.by, req).await
-        }
+        Ok(r) => safekit_core::daemon::web::cli::remote(&r.cluster, &r.transport, &r.node, &r.key, &r.by, req).await,
         Err(_) => call(&socket_path(layout), req).await,
     }
 }
@@ -104,6 +104,13 @@ pub(super) async fn run(layout: Layout, hosts: &str, cmd: Cmd) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let transport = match Transport::of(&layout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("safekit -H: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let all: Vec<String> = cluster.node_names().into_iter().map(str::to_string).collect();
     let chosen: Vec<String> = if hosts.trim() == "*" { all.clone() } else { hosts.split(',').map(|h| h.trim().to_string()).collect() };
     if let Some(unknown) = chosen.iter().find(|n| !all.contains(n)) {
@@ -114,7 +121,7 @@ pub(super) async fn run(layout: Layout, hosts: &str, cmd: Cmd) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     for node in chosen {
         println!("----------------------  {node}  ----------------------");
-        let remote = Remote { cluster: cluster.clone(), node, key: key.clone(), by: by.clone() };
+        let remote = Remote { cluster: cluster.clone(), transport: transport.clone(), node, key: key.clone(), by: by.clone() };
         let c = REMOTE.scope(remote, super::run_here(layout.clone(), cmd.clone())).await;
         if c != ExitCode::SUCCESS {
             code = c;

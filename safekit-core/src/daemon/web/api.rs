@@ -437,10 +437,11 @@ pub(crate) struct Options {
     on: Option<bool>,
 }
 
-/// The command an action names, as the CLI spells it.
-fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
+/// The control request an action names, as the CLI spells it: a module
+/// command, or the node's boot switch.
+fn request(module: String, action: &str, o: &Options) -> Result<Request, String> {
     let on = || o.on.ok_or_else(|| format!("{action} needs {{\"on\": true|false}}"));
-    Ok(match action {
+    let kind = match action {
         "start" => CommandKind::Start,
         "stop" => CommandKind::Stop,
         "forcestop" => CommandKind::Forcestop,
@@ -453,8 +454,10 @@ fn command(action: &str, o: &Options) -> Result<CommandKind, String> {
         "failover" => CommandKind::Failover(on()?),
         "errd" => CommandKind::Errd(on()?),
         "checker" => CommandKind::Checker(on()?),
+        "boot" => return Ok(Request::Boot { module, on: Some(on()?) }),
         _ => return Err(format!("unknown action {action}")),
-    })
+    };
+    Ok(Request::Command { module, kind, identity: None })
 }
 
 #[utoipa::path(post, path = "/api/v1.0/modules/{module}/actions/{action}", tag = "actions",
@@ -480,21 +483,12 @@ async fn action(
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("options: {e}")),
         }
     };
-    if action == "boot" {
-        let Some(on) = options.on else { return error(StatusCode::BAD_REQUEST, "boot needs {\"on\": true|false}") };
-        tracing::info!(user = who.user, %module, on, "web service boot switch");
-        return match web.actions.control(Request::Boot { module, on: Some(on) }, who.by).await {
-            ControlResponse::Error(e) => error(StatusCode::CONFLICT, e),
-            _ => StatusCode::NO_CONTENT.into_response(),
-        };
-    }
-    let kind = match command(&action, &options) {
-        Ok(k) => k,
+    tracing::info!(user = who.user, role = ?who.role, %module, action, "web service action");
+    let req = match request(module, &action, &options) {
+        Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let by = who.by.clone();
-    tracing::info!(user = who.user, role = ?who.role, %module, action, "web service action");
-    match web.actions.control(Request::Command { module, kind, identity: None }, by).await {
+    match web.actions.control(req, who.by).await {
         ControlResponse::Error(e) => error(StatusCode::CONFLICT, e),
         _ => StatusCode::NO_CONTENT.into_response(),
     }

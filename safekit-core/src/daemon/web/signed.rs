@@ -204,43 +204,54 @@ impl Transport {
 
 type Exchanged = (hyper::http::response::Parts, Bytes);
 
-/// Sends `req` on a fresh connection to `addr` (TLS if `tls`).
-async fn send(
-    addr: SocketAddr,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-    req: hyper::Request<Full<Bytes>>,
-    limit: usize,
-) -> Result<Exchanged, String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    match tls {
-        Some(config) => {
-            let stream = tokio_rustls::TlsConnector::from(config.clone())
-                .connect(super::tls::server_name(addr.ip()), tcp)
-                .await
-                .map_err(|e| format!("{addr}: TLS: {e}"))?;
-            exchange(stream, req, limit).await
+/// One HTTP/1.1 connection to a node (TLS if `tls`): a call's challenge
+/// and the call itself go on it, one after the other.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Self, String> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            Some(config) => {
+                let stream = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(super::tls::server_name(addr.ip()), tcp)
+                    .await
+                    .map_err(|e| format!("{addr}: TLS: {e}"))?;
+                Self::over(stream).await
+            }
+            None => Self::over(tcp).await,
         }
-        None => exchange(tcp, req, limit).await,
+    }
+
+    async fn over<S>(stream: S) -> Result<Self, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { sender, driver })
+    }
+
+    /// Sends `req` and reads its answer, the body cut at `limit` bytes.
+    async fn send(&mut self, req: hyper::Request<Full<Bytes>>, limit: usize) -> Result<Exchanged, String> {
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        http_body_util::Limited::new(body, limit).collect().await.map(|b| (parts, b.to_bytes())).map_err(|e| format!("answer: {e}"))
     }
 }
 
-async fn exchange<S>(stream: S, req: hyper::Request<Full<Bytes>>, limit: usize) -> Result<Exchanged, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
-    let out = match sender.send_request(req).await {
-        Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            http_body_util::Limited::new(body, limit).collect().await.map(|b| (parts, b.to_bytes())).map_err(|e| format!("answer: {e}"))
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    driver.abort();
-    out
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
 }
 
 /// One call to make on another node.
@@ -280,7 +291,8 @@ pub async fn call(
             .header(axum::http::header::HOST, host.clone())
             .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
-        let (parts, body) = send(addr, tls, ask, 4096).await?;
+        let mut conn = Connection::open(addr, tls).await?;
+        let (parts, body) = conn.send(ask, 4096).await?;
         if !parts.status.is_success() {
             return Err(format!("{addr} gave no challenge: {}", parts.status));
         }
@@ -299,7 +311,7 @@ pub async fn call(
             }
         }
         let req = req.body(Full::new(c.body.clone())).map_err(|e| e.to_string())?;
-        let (parts, body) = send(addr, tls, req, c.limit).await?;
+        let (parts, body) = conn.send(req, c.limit).await?;
         Ok(Answer { status: parts.status, headers: parts.headers, body, nonce })
     };
     tokio::time::timeout(c.timeout, work).await.map_err(|_| format!("no answer from {addr} within {:?}", c.timeout))?

@@ -16,16 +16,20 @@ use crate::key::ClusterKey;
 
 const CLUSTER: &str = r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.2"/><node name="node2" addr="127.0.0.3"/></lan></lans></cluster>"#;
 
-/// A port free on both addresses.
-fn free_port() -> u16 {
-    for _ in 0..50 {
+/// `n` ports free on both 127.0.0.2 and 127.0.0.3.
+pub(super) fn free_ports(n: usize) -> Vec<u16> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
         let a = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
         let port = a.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.3", port)).is_ok() {
-            return port;
+        if std::net::TcpListener::bind(("127.0.0.3", port)).is_ok() && !found.contains(&port) {
+            found.push(port);
+            if found.len() == n {
+                return found;
+            }
         }
     }
-    panic!("no port free on both 127.0.0.2 and 127.0.0.3 after 50 tries");
+    panic!("not {n} ports free on both 127.0.0.2 and 127.0.0.3 after 100 tries");
 }
 
 struct Two {
@@ -53,7 +57,7 @@ async fn two(test: &str) -> Two {
     accounts.set_password("admin", "admin-password").unwrap();
     accounts.set_password("op", "operator-password").unwrap();
     std::fs::write(conf.join("1").join("group.conf"), "Admin : admin\nMonitor : op\n").unwrap();
-    let port = free_port();
+    let port = free_ports(1)[0];
     let ready = Status::new(State::Alone, Readiness::Ready);
     let (node1, _tx1, t1, _) = start_on(ready, &conf.join("1"), "node1", SocketAddr::from(([127, 0, 0, 2], port)), CLUSTER).await;
     let (node2, tx2, t2, recorder2) = start_on(ready, &conf.join("2"), "node2", SocketAddr::from(([127, 0, 0, 3], port)), CLUSTER).await;

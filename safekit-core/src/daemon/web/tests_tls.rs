@@ -41,22 +41,6 @@ fn web(layout: &Layout, node: &str, https: bool, peers: Transport) -> (Web, watc
     (w, tx)
 }
 
-/// Two ports free on both 127.0.0.2 and 127.0.0.3.
-fn free_ports() -> (u16, u16) {
-    let mut found = Vec::new();
-    for _ in 0..100 {
-        let a = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.3", port)).is_ok() && !found.contains(&port) {
-            found.push(port);
-            if found.len() == 2 {
-                return (found[0], found[1]);
-            }
-        }
-    }
-    panic!("no two ports free on both 127.0.0.2 and 127.0.0.3");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_ca_secures_node_calls_and_http_redirects() {
     let root = std::env::temp_dir().join(format!("safekit-web-tls-{}", std::process::id()));
@@ -65,7 +49,8 @@ async fn a_cluster_ca_secures_node_calls_and_http_redirects() {
     let l2 = Layout { safe: root.join("2/safe"), safevar: root.join("2/var") };
     let cluster = crate::config::parse_cluster(CLUSTER, "cluster.xml").unwrap().value;
     let key = ClusterKey::new([9; 32]);
-    let (http_port, https_port) = free_ports();
+    let ports = super::tests_nodes::free_ports(2);
+    let (http_port, https_port) = (ports[0], ports[1]);
     let (a1, a2) = (SocketAddr::from(([127, 0, 0, 2], http_port)), SocketAddr::from(([127, 0, 0, 3], http_port)));
 
     // node1 makes the CA; node2, still on HTTP, asks node1 for its certificate.
