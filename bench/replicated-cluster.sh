@@ -13,7 +13,8 @@
 # Usage: bash bench/replicated-cluster.sh CMD...   (an argument {} = the replicated dir)
 # env: SAFEKIT=path/to/safekit (default target/release/safekit), BASE=/var/tmp,
 #      RFS_ATTRS (extra <rfs> attributes, e.g. ruzone_blocksize="1048576"),
-#      ASYNC=second|none, PRELOAD=DIR (copied into node1's data before start)
+#      ASYNC=second|none, PRELOAD=DIR (copied into node1's data before start),
+#      HTTPS=1 (node1 gets a cluster CA and serves its web service on 9453)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 SAFEKIT=${SAFEKIT:-$HERE/target/release/safekit}
@@ -68,6 +69,9 @@ XML
 </safe>
 XML
 done
+if [ "${HTTPS:-0}" = 1 ]; then
+  SAFE="$WORK/node1/safe" SAFEVAR="$WORK/node1/var" SAFEKIT_NODE=node1 "$SAFEKIT" initssl ca >/dev/null
+fi
 SAFE="$WORK/node1/safe" SAFEVAR="$WORK/node1/var" SAFEKIT_NODE=node1 \
   nsenter --net=/var/run/netns/skb-n1 "$SAFEKIT" daemon >"$WORK/node1.log" 2>&1 &
 PIDS+=($!)

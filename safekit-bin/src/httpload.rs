@@ -3,17 +3,40 @@
 //! one connection open and send GET requests one after another for
 //! `seconds`; each request's time from send to the end of its body is
 //! recorded. Prints requests, errors, requests/s and the p50/p99 latency.
+//! With a TLS client configuration (the node's CA: `--https`), every
+//! connection is HTTPS, handshake included in the first request's time.
 //! Loopback or namespace addresses only: the benchmark gives it the node's
 //! 127.0.0.1 inside the node's namespace.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A connection, plain or TLS.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+type Tls = Option<Arc<rustls::ClientConfig>>;
+
+fn connect(addr: SocketAddr, tls: &Tls) -> Result<Box<dyn Stream>, String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let _ = s.set_nodelay(true);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    match tls {
+        None => Ok(Box::new(s)),
+        Some(cfg) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let c = rustls::ClientConnection::new(cfg.clone(), name).map_err(|e| e.to_string())?;
+            Ok(Box::new(rustls::StreamOwned::new(c, s)))
+        }
+    }
+}
 
 /// Most requests one thread sends, whatever the time.
 const MAX_REQUESTS: usize = 10_000_000;
 
-fn one(reader: &mut BufReader<TcpStream>, request: &[u8]) -> Result<u16, String> {
+fn one(reader: &mut BufReader<Box<dyn Stream>>, request: &[u8]) -> Result<u16, String> {
     reader.get_mut().write_all(request).map_err(|e| e.to_string())?;
     let mut status = String::new();
     reader.read_line(&mut status).map_err(|e| e.to_string())?;
@@ -39,21 +62,17 @@ fn one(reader: &mut BufReader<TcpStream>, request: &[u8]) -> Result<u16, String>
     Ok(code)
 }
 
-fn worker(addr: SocketAddr, request: Vec<u8>, end: Instant) -> (Vec<u32>, usize) {
+fn worker(addr: SocketAddr, tls: &Tls, request: &[u8], end: Instant) -> (Vec<u32>, usize) {
     let mut lat = Vec::new();
     let mut errors = 0;
-    let mut conn: Option<BufReader<TcpStream>> = None;
+    let mut conn: Option<BufReader<Box<dyn Stream>>> = None;
     for _ in 0..MAX_REQUESTS {
         if Instant::now() >= end {
             break;
         }
         if conn.is_none() {
-            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    conn = Some(BufReader::new(s));
-                }
+            match connect(addr, tls) {
+                Ok(s) => conn = Some(BufReader::new(s)),
                 Err(_) => {
                     errors += 1;
                     std::thread::sleep(Duration::from_millis(10));
@@ -63,7 +82,7 @@ fn worker(addr: SocketAddr, request: Vec<u8>, end: Instant) -> (Vec<u32>, usize)
         }
         let Some(c) = conn.as_mut() else { continue };
         let t = Instant::now();
-        match one(c, &request) {
+        match one(c, request) {
             Ok(200) => lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX)),
             _ => {
                 errors += 1;
@@ -74,16 +93,17 @@ fn worker(addr: SocketAddr, request: Vec<u8>, end: Instant) -> (Vec<u32>, usize)
     (lat, errors)
 }
 
-/// Runs the load and prints one summary line.
-pub(crate) fn run(addr: SocketAddr, path: &str, bearer: Option<&str>, seconds: u64, conns: usize) -> Result<(), String> {
+/// Runs the load and prints one summary line; `tls`: HTTPS trusting that
+/// configuration's CA.
+pub(crate) fn run(addr: SocketAddr, tls: Tls, path: &str, bearer: Option<&str>, seconds: u64, conns: usize) -> Result<(), String> {
     let auth = bearer.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\n").into_bytes();
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let threads: Vec<_> = (0..conns.max(1))
         .map(|_| {
-            let r = request.clone();
-            std::thread::spawn(move || worker(addr, r, end))
+            let (r, tls) = (request.clone(), tls.clone());
+            std::thread::spawn(move || worker(addr, &tls, &r, end))
         })
         .collect();
     let mut all = Vec::new();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{exe, pair, rt};
-use safekit_bin::demo::Demo;
+use safekit_bin::demo::{web_get, Demo};
 use safekit_core::engine::{CommandKind, State};
 
 fn privileged() -> bool {
@@ -163,6 +163,32 @@ fn full_sync_exerciser_read_only_secondary_and_zone_reintegration() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &big).unwrap();
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
+    // The metrics count the stream: the primary sent the 20 MiB (and more),
+    // the secondary applied frames, both hear each other's heartbeats. A
+    // report is refreshed every quarter second: wait up to 5 s for it.
+    let sample = |i: usize, name: &str| -> Option<f64> {
+        let text = web_get(i, "/metrics").map(|r| r.1).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix("{module=\"demo\"")))
+            .and_then(|rest| rest.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let reaches = |i: usize, name: &str, at_least: f64| {
+        let mut seen = None;
+        for _ in 0..50 {
+            seen = sample(i, name);
+            if seen.is_some_and(|v| v >= at_least) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name} of node{}: {seen:?}, expected at least {at_least}", i + 1);
+    };
+    reaches(0, "safekit_replication_sent_bytes_total", f64::from(20u32 << 20));
+    reaches(0, "safekit_replication_sent_ops_total", 1.0);
+    reaches(1, "safekit_replication_applied_ops_total", 1.0);
+    reaches(0, "safekit_heartbeats_received_total", 1.0);
+    reaches(1, "safekit_heartbeats_received_total", 1.0);
     // Zones the secondary made durable are forgotten after two checkpoints
     // (0.5 s apart); then only what changes during the outage is copied.
     std::thread::sleep(Duration::from_secs(3));

@@ -68,6 +68,41 @@ pub trait Heartbeat: Send + Sync {
     async fn recv(&self) -> (usize, HeartbeatMsg);
     /// Datagrams dropped so far (forged, replayed, truncated, oversized, ...).
     fn dropped(&self) -> u64;
+    /// Per network, in the module's `<lan>` order: heartbeats received and
+    /// lost so far. Empty for a transport that does not count.
+    fn lan_stats(&self) -> Vec<LanStats> {
+        Vec::new()
+    }
+}
+
+/// One heartbeat network's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LanStats {
+    /// Authentic, fresh heartbeats received from the peer.
+    pub received: u64,
+    /// Heartbeats the peer sent on this network that never arrived: the
+    /// gaps in its sequence numbers, counted when a later one arrives
+    /// (a peer that restarts begins a new sequence; its silence while it
+    /// was down is not counted as loss).
+    pub lost: u64,
+}
+
+/// The replication stream's counters, for monitoring. Totals count from
+/// the module's last start (a Prometheus counter reset), over every
+/// connection and every replicated directory of the module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicationStats {
+    /// Primary: bytes sent to secondaries (framed, as on the wire).
+    pub bytes_sent: u64,
+    /// Primary: replicated operations and control frames sent.
+    pub ops_sent: u64,
+    /// Primary: bytes sent that the secondary has not applied yet.
+    pub inflight_bytes: u64,
+    /// Primary: age in microseconds of the oldest frame the secondary has
+    /// not applied yet (0 when it applied everything).
+    pub lag_micros: u64,
+    /// Secondary: frames received from the primary and applied.
+    pub ops_applied: u64,
 }
 
 /// Puts the virtual IP addresses up and down.
@@ -135,6 +170,10 @@ pub trait Replicator: Send + Sync {
     /// Resources for `safekit state -v` (e.g. `rfs.quarantine`).
     fn resources(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// The stream's counters (`None`: nothing replicated).
+    fn stats(&self) -> Option<ReplicationStats> {
+        None
     }
 }
 

@@ -395,6 +395,9 @@ pub(crate) enum Cmd {
         /// Connections (one thread each).
         #[arg(long, default_value_t = 4)]
         conns: usize,
+        /// HTTPS, trusting this node's cluster CA (SAFE/web/conf/ssl/ca.crt).
+        #[arg(long)]
+        https: bool,
     },
     /// Test tool: random file operations (fsx-like) under a directory.
     #[command(hide = true)]

@@ -143,8 +143,9 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
             }
         },
         Cmd::DemoWriter { file, records } => tool(crate::tools::writer(&file, records)),
-        Cmd::DemoHttpload { addr, path, bearer, seconds, conns } => {
-            tool(crate::httpload::run(addr, &path, bearer.as_deref(), seconds, conns))
+        Cmd::DemoHttpload { addr, path, bearer, seconds, conns, https } => {
+            let tls = if https { safekit_core::daemon::web::tls::client_config(&layout).map(Some) } else { Ok(None) };
+            tool(tls.and_then(|tls| crate::httpload::run(addr, tls, &path, bearer.as_deref(), seconds, conns)))
         }
         Cmd::DemoFsx { dir, seed, ops, mirror } => tool(crate::tools::fsx(&dir, seed, ops, mirror.as_deref())),
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => setup::install(&layout, &path, module.as_deref(), id, replace),

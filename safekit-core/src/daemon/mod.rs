@@ -451,6 +451,8 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                         data_version: None,
                         metrics: Default::default(),
                         heartbeats_dropped: 0,
+                        heartbeat_lans: Vec::new(),
+                        replication: None,
                     });
                 }
             }

@@ -213,6 +213,8 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         data_version: None,
         metrics: Default::default(),
         heartbeats_dropped: 0,
+        heartbeat_lans: Vec::new(),
+        replication: None,
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
     // `auto`: "started before", i.e. still marked running: the daemon or

@@ -73,6 +73,10 @@ pub struct EngineMetrics {
     /// Its estimated seconds left, when the replicator can tell.
     #[serde(default)]
     pub reintegration_eta: Option<u64>,
+    /// Its mean rate in bytes per second since its first progress report
+    /// (once two reports at least half a second apart arrived).
+    #[serde(default)]
+    pub reintegration_rate: Option<u64>,
     /// Times this node took the application over from its primary
     /// (SECOND → ALONE) since the engine started.
     #[serde(default)]

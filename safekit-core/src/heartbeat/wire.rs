@@ -322,23 +322,29 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// True if `hb` is newer than everything accepted so far (and records it).
-    pub fn accept(&mut self, hb: &Heartbeat) -> bool {
+    /// `Some(missed)` if `hb` is newer than everything accepted so far (and
+    /// records it): `missed` heartbeats of the same incarnation were sent
+    /// between the last accepted one and `hb` and never arrived. `None`: a
+    /// replay or an older datagram, to drop.
+    pub fn accept(&mut self, hb: &Heartbeat) -> Option<u64> {
         let v = (hb.incarnation, hb.seq);
-        if self.last.is_some_and(|l| v <= l) {
-            return false;
-        }
+        let missed = match self.last {
+            Some(l) if v <= l => return None,
+            Some((inc, seq)) if inc == hb.incarnation => hb.seq - seq - 1,
+            _ => 0,
+        };
         self.last = Some(v);
-        true
+        Some(missed)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::key::ClusterKey;
 
-    fn hb() -> Heartbeat {
+    /// A heartbeat with every field set (also for the transport's tests).
+    pub(crate) fn hb() -> Heartbeat {
         Heartbeat {
             node: "node1".into(),
             incarnation: 1_700_000_000_000_000,
@@ -448,15 +454,17 @@ mod tests {
     fn replays_are_dropped() {
         let mut g = ReplayGuard::default();
         let mut h = hb();
-        assert!(g.accept(&h));
-        assert!(!g.accept(&h), "the same datagram twice");
+        assert_eq!(g.accept(&h), Some(0));
+        assert_eq!(g.accept(&h), None, "the same datagram twice");
         h.seq = 41;
-        assert!(!g.accept(&h), "an older one");
+        assert_eq!(g.accept(&h), None, "an older one");
         h.seq = 43;
-        assert!(g.accept(&h));
+        assert_eq!(g.accept(&h), Some(0));
+        h.seq = 47;
+        assert_eq!(g.accept(&h), Some(3), "44, 45 and 46 were lost");
         h.incarnation += 1;
         h.seq = 1;
-        assert!(g.accept(&h), "the peer restarted");
+        assert_eq!(g.accept(&h), Some(0), "the peer restarted: a new sequence, nothing lost");
     }
 
     #[test]

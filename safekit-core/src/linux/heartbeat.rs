@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Mutex};
 use crate::engine::Heartbeat as HeartbeatMsg;
 use crate::heartbeat::wire::{decode, encode, ReplayGuard, MAX_DATAGRAM};
 use crate::key::ClusterKey;
-use crate::services::Heartbeat;
+use crate::services::{Heartbeat, LanStats};
 
 /// One network: where this node listens and where the peer listens.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,8 @@ pub struct UdpHeartbeat {
     module: u16,
     rx: Mutex<mpsc::Receiver<(usize, HeartbeatMsg)>>,
     dropped: Arc<AtomicU64>,
+    /// Per network: heartbeats received, heartbeats lost.
+    counts: Vec<Arc<[AtomicU64; 2]>>,
     /// The receiving tasks: they hold the sockets, so they end with `self`
     /// (`safekit config` rebinds the same ports).
     receivers: Vec<tokio::task::JoinHandle<()>>,
@@ -54,7 +56,10 @@ impl UdpHeartbeat {
         let dropped = Arc::new(AtomicU64::new(0));
         let mut socks = Vec::new();
         let mut receivers = Vec::new();
+        let mut counts = Vec::new();
         for (i, lan) in lans.iter().enumerate() {
+            let count = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            counts.push(count.clone());
             let sock = Arc::new(bind_retrying(lan.local).await?);
             socks.push((sock.clone(), lan.peer));
             let (tx, key, dropped, peer_name, peer) = (tx.clone(), key.clone(), dropped.clone(), peer_name.to_string(), lan.peer);
@@ -68,7 +73,14 @@ impl UdpHeartbeat {
                     };
                     let ok = from.ip() == peer.ip()
                         && match decode(&key, module, &buf[..n]) {
-                            Ok(hb) if hb.node == peer_name && guard.accept(&hb) => tx.send((i, hb)).await.is_ok(),
+                            Ok(hb) if hb.node == peer_name => match guard.accept(&hb) {
+                                Some(missed) => {
+                                    count[0].fetch_add(1, Ordering::Relaxed);
+                                    count[1].fetch_add(missed, Ordering::Relaxed);
+                                    tx.send((i, hb)).await.is_ok()
+                                }
+                                None => false,
+                            },
                             _ => false,
                         };
                     if !ok {
@@ -80,7 +92,7 @@ impl UdpHeartbeat {
                 }
             }));
         }
-        Ok(Self { socks, key, module, rx: Mutex::new(rx), dropped, receivers })
+        Ok(Self { socks, key, module, rx: Mutex::new(rx), dropped, counts, receivers })
     }
 }
 
@@ -117,5 +129,51 @@ impl Heartbeat for UdpHeartbeat {
 
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn lan_stats(&self) -> Vec<LanStats> {
+        self.counts.iter().map(|c| LanStats { received: c[0].load(Ordering::Relaxed), lost: c[1].load(Ordering::Relaxed) }).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn free_udp() -> SocketAddr {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port")
+    }
+
+    /// Over real loopback sockets: heartbeats are counted per network as
+    /// received, the gaps in the sender's sequence as lost, and a forged
+    /// datagram as dropped (never delivered).
+    #[tokio::test]
+    async fn each_network_counts_what_it_received_and_what_was_lost() {
+        let key = ClusterKey::new([7; 32]);
+        let (a, b) = (free_udp(), free_udp());
+        let sender = UdpHeartbeat::bind(key.clone(), 3, "node2", &[LanEndpoints { local: a, peer: b }]).await.unwrap();
+        let receiver = UdpHeartbeat::bind(key, 3, "node1", &[LanEndpoints { local: b, peer: a }]).await.unwrap();
+        let mut msg = crate::heartbeat::wire::tests::hb();
+        msg.node = "node1".into();
+        for seq in [1, 2, 6] {
+            msg.seq = seq;
+            sender.send(&msg).await;
+            let (lan, got) = tokio::time::timeout(Duration::from_secs(5), receiver.recv()).await.expect("a heartbeat");
+            assert_eq!((lan, got.seq), (0, seq));
+        }
+        assert_eq!(receiver.lan_stats(), [LanStats { received: 3, lost: 3 }], "3, 4 and 5 never arrived");
+        // Forged (another key), from the peer's own address: dropped, counted, not delivered.
+        let forged = encode(&ClusterKey::new([8; 32]), 3, &msg);
+        sender.socks[0].0.send_to(&forged, b).await.unwrap();
+        for _ in 0..100 {
+            if receiver.dropped() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(receiver.dropped(), 1);
+        assert_eq!(receiver.lan_stats(), [LanStats { received: 3, lost: 3 }]);
     }
 }

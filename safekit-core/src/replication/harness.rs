@@ -231,6 +231,14 @@ fn writes_reach_the_secondary_and_a_sync_point_waits_for_it() {
         let on_secondary = std::fs::read(pair.secondary.dir.join("db/acked")).expect("the acknowledged file is on the secondary");
         assert_eq!(on_secondary, b"acknowledged", "what fsync acknowledged is on the secondary when it returns");
         pair.assert_in_sync("after live replication").await;
+        // The counters the metrics show: the primary sent at least the
+        // acknowledged bytes, and after the sync point nothing it sent
+        // before is waiting; the secondary applied what it received.
+        let sent = Replicator::stats(&pair.primary.rep).expect("a replicating module has counters");
+        assert!(sent.bytes_sent >= 12 && sent.ops_sent > 0, "{sent:?}");
+        let applied = Replicator::stats(&pair.secondary.rep).expect("counters on the secondary too");
+        assert!(applied.ops_applied > 0, "{applied:?}");
+        assert_eq!((applied.bytes_sent, applied.ops_sent), (0, 0), "a secondary sends no stream: {applied:?}");
     });
 }
 

@@ -69,6 +69,8 @@ pub(crate) struct Replica {
     /// The last generation given (see [`Node::generation`]).
     generations: AtomicU64,
     root_ino: u64,
+    /// Secondary: frames received from the primary and applied.
+    pub applied_frames: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +104,7 @@ impl Replica {
             nodes: Mutex::new(nodes),
             generations: AtomicU64::new(0),
             root_ino,
+            applied_frames: AtomicU64::new(0),
         }
     }
 

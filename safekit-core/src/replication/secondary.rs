@@ -166,6 +166,7 @@ pub(crate) fn serve(
         if let Err(e) = sent {
             break Err(e.to_string());
         }
+        r.applied_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Acknowledge when the stream pauses, and at least every 32 frames
         // so that a continuous stream never fills the primary's window.
         if reader.buffer().is_empty() || seq - acked >= 32 {

@@ -528,6 +528,23 @@ impl Replicator for LinuxReplicator {
         out
     }
 
+    fn stats(&self) -> Option<crate::services::ReplicationStats> {
+        let inner = lock(&self.h.inner);
+        if inner.mounts.is_empty() {
+            return None;
+        }
+        let mut out = crate::services::ReplicationStats::default();
+        for m in &inner.mounts {
+            let s = m.replica.link.stats();
+            out.bytes_sent += s.bytes;
+            out.ops_sent += s.frames;
+            out.inflight_bytes += s.in_flight;
+            out.lag_micros = out.lag_micros.max(u64::try_from(s.lag.as_micros()).unwrap_or(u64::MAX));
+            out.ops_applied += m.replica.applied_frames.load(Ordering::Relaxed);
+        }
+        Some(out)
+    }
+
     fn estimate(&self) -> Vec<String> {
         self.h.estimate().into_iter().map(|(dir, n, bytes)| format!("{dir}: {n} modified entries, at most {bytes} bytes to copy")).collect()
     }

@@ -102,6 +102,13 @@ pub struct ModuleReport {
     /// Heartbeat datagrams dropped (forged, replayed, malformed).
     #[serde(default)]
     pub heartbeats_dropped: u64,
+    /// Per heartbeat network (the engine's `metrics.lans` order):
+    /// heartbeats received and lost.
+    #[serde(default)]
+    pub heartbeat_lans: Vec<crate::services::LanStats>,
+    /// The replication stream's counters (modules that replicate).
+    #[serde(default)]
+    pub replication: Option<crate::services::ReplicationStats>,
 }
 
 /// A command and where to send its answer.
@@ -202,7 +209,9 @@ pub async fn drive<E: Automaton>(
                     r.resources.entry(c.clone()).or_insert_with(|| "init".into());
                 }
                 r.resources.extend(svc.replicator.resources());
+                r.replication = svc.replicator.stats();
                 if let Some(hb) = &svc.heartbeat {
+                    r.heartbeat_lans = hb.lan_stats();
                     r.heartbeats_dropped = hb.dropped();
                     r.resources.insert("heartbeat.dropped".into(), r.heartbeats_dropped.to_string());
                 }

@@ -212,6 +212,8 @@ impl<E: Automaton + 'static> ModuleBuilder<E> {
             data_version: self.engine.data_version(),
             metrics: self.engine.metrics(),
             heartbeats_dropped: 0,
+            heartbeat_lans: Vec::new(),
+            replication: None,
         };
         let (report_tx, report) = watch::channel(first);
         let (stop, stop_rx) = watch::channel(false);

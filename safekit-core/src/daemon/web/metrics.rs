@@ -3,6 +3,9 @@
 //! scrape. The names are documented in docs/API.md. No authentication
 //! yet, like node_exporter's default: it tells what `state` tells.
 
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -66,16 +69,44 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     let loops = Family::<Module, Gauge>::default();
     let failovers = Family::<Module, Counter>::default();
     let resource = Family::<Resource, Gauge>::default();
+    let hb_received = Family::<Lan, Counter>::default();
+    let hb_lost = Family::<Lan, Counter>::default();
+    let rep_bytes = Family::<Module, Counter>::default();
+    let rep_ops = Family::<Module, Counter>::default();
+    let rep_applied = Family::<Module, Counter>::default();
+    let rep_inflight = Family::<Module, Gauge>::default();
+    let rep_lag = Family::<Module, Gauge<f64, AtomicU64>>::default();
+    let reint_rate = Family::<Module, Gauge>::default();
     registry.register("module_state", "1 for the module's current state on this node, 0 for the others", state.clone());
     registry.register("module_ready", "1 while the module's state is Ready (not Transient or NotReady)", ready.clone());
     registry.register("peer_state", "1 for the peer's state as last heard (UNKNOWN: no heartbeat)", peer.clone());
     registry.register("heartbeat_up", "1 while the peer is heard on this heartbeat network", lan_up.clone());
+    registry.register("heartbeats_received", "Authentic, fresh heartbeats received from the peer on this network", hb_received.clone());
+    registry.register(
+        "heartbeats_lost",
+        "Heartbeats the peer sent on this network that never arrived (gaps in its sequence)",
+        hb_lost.clone(),
+    );
     registry.register("heartbeats_dropped", "Heartbeat datagrams dropped (forged, replayed, malformed)", dropped.clone());
     registry.register("data_epoch", "Administrator epoch of the replicated data held here", epoch.clone());
     registry.register("data_generation", "Generation of the replicated data held here", generation.clone());
     registry.register("reintegration_bytes_done", "Bytes copied by the reintegration in progress", reint_done.clone());
     registry.register("reintegration_bytes_total", "Bytes the reintegration in progress copies", reint_total.clone());
+    registry.register("reintegration_rate_bytes_per_second", "Mean copy rate of the reintegration in progress", reint_rate.clone());
     registry.register("reintegration_eta_seconds", "Estimated seconds left of the reintegration in progress", reint_eta.clone());
+    registry.register("replication_sent_bytes", "Primary: bytes of the replication stream sent to the secondary", rep_bytes.clone());
+    registry.register("replication_sent_ops", "Primary: replicated operations and control frames sent to the secondary", rep_ops.clone());
+    registry.register("replication_inflight_bytes", "Primary: bytes sent that the secondary has not applied yet", rep_inflight.clone());
+    registry.register(
+        "replication_lag_seconds",
+        "Primary: age of the oldest replicated operation the secondary has not applied yet (0: it is up to date)",
+        rep_lag.clone(),
+    );
+    registry.register(
+        "replication_applied_ops",
+        "Secondary: replication frames received from the primary and applied",
+        rep_applied.clone(),
+    );
     registry.register("stopstart_loops", "Error-triggered actions counted against maxloop", loops.clone());
     registry.register("failovers", "Times this node took the application over from its primary (SECOND to ALONE)", failovers.clone());
     registry.register("resource_state", "1 for a checker resource's current state (up, down, init)", resource.clone());
@@ -91,7 +122,22 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
         for (lan, up) in &r.metrics.lans {
             lan_up.get_or_create(&Lan { module: r.name.clone(), lan: lan.clone() }).set(i64::from(*up));
         }
+        for ((lan, _), counts) in r.metrics.lans.iter().zip(&r.heartbeat_lans) {
+            let labels = Lan { module: r.name.clone(), lan: lan.clone() };
+            hb_received.get_or_create(&labels).inc_by(counts.received);
+            hb_lost.get_or_create(&labels).inc_by(counts.lost);
+        }
         dropped.get_or_create(&m).inc_by(r.heartbeats_dropped);
+        if let Some(rep) = r.replication {
+            rep_bytes.get_or_create(&m).inc_by(rep.bytes_sent);
+            rep_ops.get_or_create(&m).inc_by(rep.ops_sent);
+            rep_applied.get_or_create(&m).inc_by(rep.ops_applied);
+            rep_inflight.get_or_create(&m).set(i64::try_from(rep.inflight_bytes).unwrap_or(i64::MAX));
+            rep_lag.get_or_create(&m).set(Duration::from_micros(rep.lag_micros).as_secs_f64());
+        }
+        if let Some(rate) = r.metrics.reintegration_rate {
+            reint_rate.get_or_create(&m).set(i64::try_from(rate).unwrap_or(i64::MAX));
+        }
         if let Some((e, g)) = r.data_version {
             epoch.get_or_create(&m).set(i64::try_from(e).unwrap_or(i64::MAX));
             generation.get_or_create(&m).set(i64::try_from(g).unwrap_or(i64::MAX));

@@ -26,6 +26,8 @@ pub(super) fn report(name: &str, status: Status) -> ModuleReport {
         data_version: None,
         metrics: Default::default(),
         heartbeats_dropped: 0,
+        heartbeat_lans: Vec::new(),
+        replication: None,
     }
 }
 
@@ -200,7 +202,16 @@ async fn metrics_parse_and_follow_the_module() {
         r.metrics.reintegration = Some((1000, 4000));
         r.metrics.failovers = 2;
         r.metrics.reintegration_eta = Some(30);
+        r.metrics.reintegration_rate = Some(2_500_000);
         r.metrics.resources = vec![("tcp.app".into(), crate::engine::ResourceState::Init)];
+        r.heartbeat_lans = vec![crate::services::LanStats { received: 120, lost: 2 }];
+        r.replication = Some(crate::services::ReplicationStats {
+            bytes_sent: 9000,
+            ops_sent: 30,
+            inflight_bytes: 512,
+            lag_micros: 1_500,
+            ops_applied: 7,
+        });
     });
     let (code, text) = get(addr, "/metrics").await;
     assert_eq!(code, 200);
@@ -217,6 +228,15 @@ async fn metrics_parse_and_follow_the_module() {
     assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), Some(1000.0));
     assert_eq!(sample(&text, "safekit_reintegration_bytes_total", &m), Some(4000.0));
     assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "init")]), Some(1.0));
+    assert_eq!(sample(&text, "safekit_reintegration_rate_bytes_per_second", &m), Some(2_500_000.0));
+    let flow = [("module", "m"), ("lan", "flow")];
+    assert_eq!(sample(&text, "safekit_heartbeats_received_total", &flow), Some(120.0));
+    assert_eq!(sample(&text, "safekit_heartbeats_lost_total", &flow), Some(2.0));
+    assert_eq!(sample(&text, "safekit_replication_sent_bytes_total", &m), Some(9000.0));
+    assert_eq!(sample(&text, "safekit_replication_sent_ops_total", &m), Some(30.0));
+    assert_eq!(sample(&text, "safekit_replication_applied_ops_total", &m), Some(7.0));
+    assert_eq!(sample(&text, "safekit_replication_inflight_bytes", &m), Some(512.0));
+    assert_eq!(sample(&text, "safekit_replication_lag_seconds", &m), Some(0.0015));
 
     // The reintegration ends: SECOND Ready, no progress any more.
     tx.send_modify(|r| {

@@ -196,7 +196,16 @@ impl MirrorEngine {
 
     pub(super) fn on_replication(&mut self, ev: ReplicationEvent) {
         match ev {
-            ReplicationEvent::ReintegrationProgress { done, total, eta_secs } => self.progress = Some((done, total, eta_secs)),
+            ReplicationEvent::ReintegrationProgress { done, total, eta_secs } => {
+                let now = self.core.now;
+                // A retried reintegration starts counting again from zero.
+                let first = match (self.progress_window, self.progress) {
+                    (Some((first, _)), Some((before, ..))) if done >= before => first,
+                    _ => (now, done),
+                };
+                self.progress_window = Some((first, now));
+                self.progress = Some((done, total, eta_secs));
+            }
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {
                     self.progress = None;

@@ -211,8 +211,11 @@ pub struct MirrorEngine {
     swap_request: Option<SwapKind>,
     /// "Split brain recovery: staying alone" was logged for this episode.
     split_logged: bool,
-    /// Reintegration progress (bytes done, total).
+    /// Reintegration progress (bytes done, total, ETA).
     progress: Option<(u64, u64, Option<u64>)>,
+    /// The first progress report of this reintegration (when, bytes done)
+    /// and the time of the last one: the mean rate's window.
+    progress_window: Option<((Instant, u64), Instant)>,
     /// Replication is degraded on this primary (resource `rfs.degraded`),
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
@@ -256,6 +259,7 @@ impl MirrorEngine {
             swap_request: None,
             split_logged: false,
             progress: None,
+            progress_window: None,
             next_gen_tick: None,
             degraded: false,
             witness_asked: false,
@@ -572,6 +576,10 @@ impl Automaton for MirrorEngine {
             lans,
             reintegration: self.progress.map(|(done, total, _)| (done, total)),
             reintegration_eta: self.progress.and_then(|(_, _, eta)| eta),
+            reintegration_rate: self.progress.zip(self.progress_window).and_then(|((done, ..), ((t0, d0), t))| {
+                let secs = t.saturating_duration_since(t0).as_secs_f64();
+                (secs >= 0.5).then(|| (done.saturating_sub(d0) as f64 / secs) as u64)
+            }),
             ..self.core.metrics()
         }
     }

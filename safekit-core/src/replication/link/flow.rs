@@ -62,8 +62,8 @@ pub(crate) struct Flow {
     base: u64,
     /// Frames queued on the current connection.
     frames: u64,
-    /// (seq, bytes sent up to and including it) not yet applied.
-    inflight: VecDeque<(u64, u64)>,
+    /// (seq, bytes sent up to and including it, when it was queued) not yet applied.
+    inflight: VecDeque<(u64, u64, Instant)>,
     sent_bytes: u64,
     /// `sent_bytes` up to the last frame applied.
     applied_bytes: u64,
@@ -127,16 +127,16 @@ impl Flow {
         }
     }
 
-    /// A frame of `bytes` was queued on the current connection; `None`
-    /// without one.
-    pub(crate) fn queued(&mut self, bytes: u64) -> Option<Sent> {
+    /// A frame of `bytes` was queued at `now` on the current connection;
+    /// `None` without one.
+    pub(crate) fn queued(&mut self, bytes: u64, now: Instant) -> Option<Sent> {
         if !self.connected {
             return None;
         }
         self.frames += 1;
         self.seq += 1;
         self.sent_bytes += bytes;
-        self.inflight.push_back((self.seq, self.sent_bytes));
+        self.inflight.push_back((self.seq, self.sent_bytes, now));
         Some(Sent { epoch: self.epoch, seq: self.seq })
     }
 
@@ -145,7 +145,7 @@ impl Flow {
     pub(crate) fn applied(&mut self, relative: u64) -> u64 {
         let g = self.global(relative);
         self.applied = self.applied.max(g);
-        while let Some(&(_, bytes)) = self.inflight.front().filter(|f| f.0 <= g) {
+        while let Some(&(_, bytes, _)) = self.inflight.front().filter(|f| f.0 <= g) {
             self.inflight.pop_front();
             self.applied_bytes = bytes;
         }
@@ -206,6 +206,34 @@ impl Flow {
     pub(crate) fn last_sent(&self) -> Option<Sent> {
         (self.connected && self.frames > 0).then_some(Sent { epoch: self.epoch, seq: self.seq })
     }
+
+    /// The stream's counters at `now`, for monitoring.
+    pub(crate) fn stats(&self, now: Instant) -> StreamStats {
+        StreamStats {
+            bytes: self.sent_bytes,
+            frames: self.seq,
+            in_flight: self.in_flight(),
+            lag: self.inflight.front().map_or(std::time::Duration::ZERO, |f| now.saturating_duration_since(f.2)),
+            connected: self.connected,
+        }
+    }
+}
+
+/// What the primary's stream did so far (every connection since the
+/// replicator started) and where it stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct StreamStats {
+    /// Bytes queued for secondaries.
+    pub bytes: u64,
+    /// Frames (replicated operations, checkpoints, reintegration messages) queued.
+    pub frames: u64,
+    /// Bytes sent and not yet applied by the secondary.
+    pub in_flight: u64,
+    /// Age of the oldest frame the secondary has not applied yet (zero
+    /// when it applied everything): how far behind the secondary is.
+    pub lag: std::time::Duration,
+    /// A secondary is receiving the stream.
+    pub connected: bool,
 }
 
 #[cfg(test)]
@@ -217,7 +245,7 @@ mod tests {
     #[test]
     fn without_a_connection_nothing_is_queued_and_waits_end() {
         let mut f = Flow::default();
-        assert_eq!(f.queued(10), None);
+        assert_eq!(f.queued(10, Instant::now()), None);
         assert!(f.has_room(), "writers never wait for a secondary that is not there");
         let now = Instant::now();
         assert_eq!(f.applied_wait(Sent { epoch: 0, seq: 1 }, now, now + Duration::from_secs(1)), Wait::Gone);
@@ -229,12 +257,12 @@ mod tests {
         let mut f = Flow::default();
         let e1 = f.connect();
         for _ in 0..3 {
-            f.queued(100);
+            f.queued(100, Instant::now());
         }
         assert_eq!(f.lose(e1, "cut").map(|l| l.secondary_lost), Some(false), "a secondary that never finished is not a mirror");
         let e2 = f.connect();
         assert_eq!(e2, e1 + 1);
-        let s = f.queued(100).unwrap();
+        let s = f.queued(100, Instant::now()).unwrap();
         assert_eq!(s, Sent { epoch: e2, seq: 4 }, "sequence numbers go on across connections");
         assert_eq!(f.applied(1), 4, "the new secondary's first frame is global 4");
         assert_eq!(f.durable(1_000), 4, "an acknowledgement beyond what was sent counts up to what was sent");
@@ -246,7 +274,7 @@ mod tests {
     fn a_wait_on_an_old_connection_is_gone_and_a_late_one_expires() {
         let mut f = Flow::default();
         let e = f.connect();
-        let s = f.queued(10).unwrap();
+        let s = f.queued(10, Instant::now()).unwrap();
         let now = Instant::now();
         let later = now + Duration::from_secs(5);
         assert_eq!(f.applied_wait(s, now, later), Wait::Pending);
@@ -262,8 +290,8 @@ mod tests {
         let mut f = Flow::default();
         f.connect();
         let big = WINDOW / 2;
-        let first = f.queued(big).unwrap();
-        f.queued(big).unwrap();
+        let first = f.queued(big, Instant::now()).unwrap();
+        f.queued(big, Instant::now()).unwrap();
         assert_eq!(f.in_flight(), WINDOW);
         let now = Instant::now();
         assert!(!f.has_room());
@@ -289,5 +317,24 @@ mod tests {
         assert!(!f.mirror());
         f.set_mirror(e);
         assert!(!f.mirror(), "a lost connection cannot become a mirror");
+    }
+
+    #[test]
+    fn the_stats_count_every_frame_and_the_lag_is_the_oldest_unapplied_one() {
+        let mut f = Flow::default();
+        let t0 = Instant::now();
+        f.connect();
+        let first = f.queued(100, t0).unwrap();
+        f.queued(50, t0 + Duration::from_millis(30)).unwrap();
+        let at = t0 + Duration::from_millis(100);
+        let s = f.stats(at);
+        assert_eq!((s.bytes, s.frames, s.in_flight, s.connected), (150, 2, 150, true));
+        assert_eq!(s.lag, Duration::from_millis(100), "the first frame waits since t0");
+        f.applied(first.seq);
+        assert_eq!(f.stats(at).lag, Duration::from_millis(70), "now the second one is the oldest");
+        assert_eq!(f.stats(at).in_flight, 50);
+        f.applied(2);
+        let s = f.stats(at);
+        assert_eq!((s.lag, s.in_flight, s.bytes, s.frames), (Duration::ZERO, 0, 150, 2), "totals stay, nothing waits");
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 mod flow;
 
-pub(crate) use flow::Sent;
 use flow::{Flow, Wait};
+pub(crate) use flow::{Sent, StreamStats};
 
 use super::dirty::DirtyMap;
 use super::tree::split;
@@ -116,7 +116,7 @@ impl Link {
         let conn = st.conn.as_mut()?;
         let before = conn.buf.len();
         conn.sealer.seal(msg, &mut conn.buf);
-        let sent = st.flow.queued((conn.buf.len() - before) as u64);
+        let sent = st.flow.queued((conn.buf.len() - before) as u64, Instant::now());
         self.cv.notify_all();
         sent
     }
@@ -301,5 +301,10 @@ impl Link {
     /// The current connection generation.
     pub(crate) fn epoch(&self) -> u64 {
         self.lock().flow.epoch()
+    }
+
+    /// The stream's counters now, for monitoring.
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.lock().flow.stats(Instant::now())
     }
 }

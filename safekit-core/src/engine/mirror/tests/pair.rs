@@ -162,3 +162,29 @@ fn t21c_a_passed_reintegration_wait_is_forgotten() {
     let now = h.now;
     assert!(h.e.poll_timeout().is_some_and(|t| t > now), "the timer is due again at once");
 }
+
+/// The metrics carry the reintegration's progress, ETA and mean rate; a
+/// retried reintegration measures its rate from its own start.
+#[test]
+fn t21d_reintegration_rate_is_measured_from_the_first_report() {
+    let mut h = H::new(cfg(), data(3, false, Some(Role::Second)));
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
+    h.cmd(CommandKind::Start).unwrap();
+    h.take();
+    let progress = |done| Input::Replication(ReplicationEvent::ReintegrationProgress { done, total: 10_000_000, eta_secs: Some(8) });
+    let metrics = |h: &H| crate::engine::Automaton::metrics(&h.e);
+    h.input(progress(1_000_000));
+    assert_eq!(metrics(&h).reintegration, Some((1_000_000, 10_000_000)));
+    assert_eq!(metrics(&h).reintegration_rate, None, "one report is not a rate");
+    h.advance(Duration::from_secs(2));
+    h.input(progress(5_000_000));
+    assert_eq!(metrics(&h).reintegration_rate, Some(2_000_000), "4 MB in 2 s");
+    assert_eq!(metrics(&h).reintegration_eta, Some(8));
+    // Retried: the bytes start again from zero.
+    h.advance(Duration::from_millis(200));
+    h.input(progress(100));
+    assert_eq!(metrics(&h).reintegration_rate, None, "a new window");
+    h.advance(Duration::from_secs(1));
+    h.input(progress(3_000_100));
+    assert_eq!(metrics(&h).reintegration_rate, Some(3_000_000));
+}
