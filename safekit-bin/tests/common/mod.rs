@@ -17,7 +17,7 @@ pub(crate) fn privileged(what: &str, tools: &[&str], fuse: bool) -> bool {
         Some("not root".to_string())
     } else if fuse && !Path::new("/dev/fuse").exists() {
         Some("/dev/fuse is missing".to_string())
-    } else if let Some(t) = tools.iter().find(|t| std::process::Command::new(t).arg("-V").output().is_err()) {
+    } else if let Some(t) = tools.iter().find(|t| !on_path(t)) {
         Some(format!("{t} is missing"))
     } else if tools.contains(&"ip") && !std::process::Command::new("ip").args(["netns", "list"]).output().is_ok_and(|o| o.status.success())
     {
@@ -29,6 +29,16 @@ pub(crate) fn privileged(what: &str, tools: &[&str], fuse: bool) -> bool {
     assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "privileged test required but {why}");
     eprintln!("SKIPPED: {what} ({why})");
     false
+}
+
+/// `tool` is an executable file in a directory of PATH (found without
+/// running it: some tools, chromedriver for one, start serving on any flag).
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths)
+            .any(|d| std::fs::metadata(d.join(tool)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+    })
 }
 
 /// The `safekit` binary under test.

@@ -13,6 +13,8 @@ pub(crate) mod api;
 pub mod cli;
 pub(crate) mod cluster;
 pub(crate) mod config;
+pub mod console;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod metrics;
 pub mod node;
@@ -24,6 +26,8 @@ pub mod signed;
 mod tests;
 #[cfg(test)]
 mod tests_config;
+#[cfg(test)]
+mod tests_console;
 #[cfg(test)]
 mod tests_nodes;
 #[cfg(test)]
@@ -127,6 +131,7 @@ pub(crate) struct Web {
         packages::install,
         packages::package,
         packages::uninstall,
+        events::events,
         openapi
     )
 )]
@@ -162,6 +167,8 @@ pub(crate) fn router(web: Web) -> Router {
         .merge(config::routes())
         .merge(records::routes())
         .merge(packages::routes())
+        .merge(events::routes())
+        .merge(console::routes())
         .route("/api/v1.0/openapi.json", axum::routing::get(openapi));
     finish(routes, web)
 }

@@ -78,7 +78,7 @@ async fn start(status: Status) -> (SocketAddr, watch::Sender<ModuleReport>, toki
 const CLUSTER: &str = r#"<cluster><lans><lan name="default"><node name="node1" addr="127.0.0.1"/><node name="node2" addr="127.0.0.2"/></lan></lans></cluster>"#;
 
 /// [`start`] with the accounts of `conf` and the recorder of actions.
-async fn start_with(
+pub(super) async fn start_with(
     status: Status,
     conf: &std::path::Path,
 ) -> (SocketAddr, watch::Sender<ModuleReport>, tokio::task::JoinHandle<()>, Arc<Recorder>) {
@@ -460,6 +460,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/modules/{module}/install", "post"),
         ("/api/v1.0/modules/{module}/package", "get"),
         ("/api/v1.0/modules/{module}/uninstall", "post"),
+        ("/api/v1.0/events", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing from the document");
         // And the route exists: anything but 404/405 for a request without a session
@@ -476,7 +477,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 35, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 36, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 
