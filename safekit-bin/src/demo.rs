@@ -473,7 +473,10 @@ pub fn outage(samples: &[Sample], from: &str) -> Option<Duration> {
 }
 
 /// The whole demo, printing what happens; returns the measured outage.
-pub async fn run(exe: &Path) -> Result<Duration, String> {
+pub async fn run(exe: &Path, keep: bool) -> Result<Duration, String> {
+    if Path::new(crate::demo_keep::STATE).exists() {
+        return Err(format!("a kept demo cluster runs ({}): safekit demo --clean first", crate::demo_keep::STATE));
+    }
     println!("safekit demo: node1 10.77.0.1, node2 10.77.0.2, client 10.77.0.10, virtual IP {VIP}");
     println!("  (network namespaces {PREFIX}-n1, {PREFIX}-n2, {PREFIX}-cl on bridge br0 in {PREFIX}-sw; heartbeat pulse 100 ms, timeout 1000 ms)");
     let mut demo = Demo::setup()?;
@@ -523,9 +526,55 @@ pub async fn run(exe: &Path) -> Result<Duration, String> {
     let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
     let out = outage(&samples, "node1").ok_or("the probe saw no switch from node1 to node2")?;
     println!("client: now answered by \"node2\"; outage seen by the client: {} ms", out.as_millis());
+    if keep {
+        leave_running(demo, exe).await?;
+        return Ok(out);
+    }
     println!("cleaning up (namespaces, bridge, files)");
     drop(demo);
     Ok(out)
+}
+
+/// `--keep`: node1 restarted (it comes back SECOND), a console password,
+/// the forwarder to node1's web service, and the demo's processes and
+/// namespaces left running, described in [`crate::demo_keep::STATE`].
+async fn leave_running(mut demo: Demo, exe: &Path) -> Result<(), String> {
+    println!("node1 restarts and comes back as secondary");
+    demo.start_daemon(0, exe)?;
+    demo.wait_daemon(0, Duration::from_secs(10)).await?;
+    demo.command(0, CommandKind::Start).await?;
+    demo.wait_state(0, State::Second, Duration::from_secs(30)).await?;
+    let mut secret = [0u8; 9];
+    getrandom::fill(&mut secret).map_err(|e| format!("no randomness: {e}"))?;
+    let password = hex::encode(secret);
+    for n in &demo.nodes {
+        safekit_core::daemon::web::accounts::Accounts::new(&n.dir.join("safe/web/conf")).set_password("admin", &password)?;
+    }
+    let listen = SocketAddr::from(([127, 0, 0, 1], crate::demo_keep::CONSOLE_PORT));
+    let node1 = SocketAddr::from(([10, 77, 0, 1], 9010));
+    let forwarder = crate::demo_keep::spawn_forwarder(exe, listen, node1, &Demo::client_ns(), &demo.root.join("forward.log"))?;
+    let mut pids = vec![forwarder];
+    for n in &demo.nodes {
+        pids.extend(n.daemon.as_ref().and_then(|c| i32::try_from(c.id()).ok()));
+        if let Ok(p) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
+            pids.extend(p.trim().parse::<i32>().ok());
+        }
+    }
+    let kept = crate::demo_keep::Kept { pids, namespaces: demo.namespaces.clone(), root: demo.root.clone() };
+    crate::demo_keep::save(&kept)?;
+    let node = |i: usize| {
+        let d = &demo.nodes[i].dir;
+        format!("SAFE={} SAFEVAR={} safekit state", d.join("safe").display(), d.join("var").display())
+    };
+    println!("The demo cluster keeps running (node2 PRIM, node1 SECOND):");
+    println!("  console: http://{listen}/console/   user admin, password {password}");
+    println!("  virtual IP: ip netns exec {} curl http://{VIP}:{APP_PORT}/", Demo::client_ns());
+    println!("  node1: {}", node(0));
+    println!("  node2: {}", node(1));
+    println!("  end it: safekit demo --clean");
+    // Nothing is stopped or removed: `safekit demo --clean` does it.
+    std::mem::forget(demo);
+    Ok(())
 }
 
 fn show(s: Option<Status>) -> String {

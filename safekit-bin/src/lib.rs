@@ -5,3 +5,4 @@
 //! `safekit-core`.
 
 pub mod demo;
+pub mod demo_keep;

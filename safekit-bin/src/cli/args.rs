@@ -358,6 +358,26 @@ pub(crate) enum Cmd {
         /// With --runs: how the primary fails.
         #[arg(long, value_enum, default_value = "kill9")]
         failure: FailureArg,
+        /// Leave the cluster running after the demo (console on
+        /// http://127.0.0.1:9010/console/) until `safekit demo --clean`.
+        #[arg(long, conflicts_with = "runs")]
+        keep: bool,
+        /// End a cluster left running by `--keep`.
+        #[arg(long, conflicts_with_all = ["runs", "keep"])]
+        clean: bool,
+    },
+    /// The kept demo's forwarder: loopback to node1's web service.
+    #[command(hide = true)]
+    DemoForward {
+        /// Loopback address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Address inside the namespace.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Network namespace to connect from.
+        #[arg(long)]
+        netns: String,
     },
     /// The demo's application (started by the demo module's start_prim).
     #[command(hide = true)]

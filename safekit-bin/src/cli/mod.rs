@@ -122,7 +122,8 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Cluster(ClusterCmd::Config { file }) => setup::cluster_config(&layout, &file),
         Cmd::Cluster(ClusterCmd::Genkey) => setup::genkey(&layout),
         Cmd::Logview { m, lines, all } => status::logview(&layout, m, lines, all).await,
-        Cmd::Demo { runs, failure } => run::demo(runs, failure).await,
+        Cmd::Demo { runs, failure, keep, clean } => run::demo(runs, failure, keep, clean).await,
+        Cmd::DemoForward { listen, to, netns } => tool(safekit_bin::demo_keep::forward(listen, to, &netns)),
         Cmd::Release => match safekit_core::daemon::release_vips(&layout).await {
             Ok(lines) => {
                 for l in lines {

@@ -58,8 +58,22 @@ pub(super) async fn witness(layout: &Layout, listen: std::net::SocketAddr, key: 
     }
 }
 
-/// `safekit demo [--runs N --failure kill9|cut]`.
-pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
+/// `safekit demo [--runs N --failure kill9|cut] [--keep | --clean]`.
+pub(super) async fn demo(runs: Option<usize>, failure: FailureArg, keep: bool, clean: bool) -> ExitCode {
+    if clean {
+        return match safekit_bin::demo_keep::clean() {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("safekit demo --clean: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -92,7 +106,7 @@ pub(super) async fn demo(runs: Option<usize>, failure: FailureArg) -> ExitCode {
             }
         };
     }
-    let demo = safekit_bin::demo::run(&exe);
+    let demo = safekit_bin::demo::run(&exe, keep);
     tokio::select! {
         r = demo => match r {
             Ok(_) => ExitCode::SUCCESS,
