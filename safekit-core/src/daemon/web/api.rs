@@ -379,13 +379,16 @@ async fn revoke_key(State(web): State<Web>, Need(who): Need<ADMIN, true>, Path(n
     }
 }
 
-/// `?lines=N&levels=EUSC`: the last N lines (default 100, at most 10,000)
-/// whose level letter is in `levels` (default: every level but D).
+/// `?lines=N&levels=EUSC&skip=M`: the last N lines (default 100, at most
+/// 10,000) whose level letter is in `levels` (default: every level but D),
+/// before the last M such lines (paging back; within the log's last
+/// 10,000 lines).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
     lines: Option<usize>,
     levels: Option<String>,
+    skip: Option<usize>,
 }
 
 /// The level letter of a module log line (`| date | component | L | message`).
@@ -396,7 +399,8 @@ fn level_of(line: &str) -> Option<char> {
 #[utoipa::path(get, path = "/api/v1.0/modules/{module}/log", tag = "modules",
     params(("module" = String, Path, description = "Module name"),
         ("lines" = Option<usize>, Query, description = "How many lines, default 100, at most 10000"),
-        ("levels" = Option<String>, Query, description = "Level letters to keep among D I E U S C, default IEUSC")),
+        ("levels" = Option<String>, Query, description = "Level letters to keep among D I E U S C, default IEUSC"),
+        ("skip" = Option<usize>, Query, description = "Paging back: leave out the last SKIP matching lines, default 0")),
     responses((status = 200, description = "The last lines of the module log (Monitor)", body = [String]),
         (status = 400, description = "Unknown level letter", body = ErrorBody),
         (status = 404, description = "No such module", body = ErrorBody)))]
@@ -416,6 +420,7 @@ async fn log(
     match web.actions.control(Request::Log { module, lines: 10_000, verbose }, String::new()).await {
         ControlResponse::Lines(all) => {
             let mut kept: Vec<String> = all.into_iter().filter(|l| level_of(l).is_some_and(|c| levels.contains(c))).collect();
+            kept.truncate(kept.len().saturating_sub(q.skip.unwrap_or(0)));
             let start = kept.len().saturating_sub(lines);
             Json(kept.split_off(start)).into_response()
         }

@@ -366,6 +366,12 @@ async fn logins_roles_and_csrf_guard_the_api() {
     let (_, _, body) = call(addr, "GET", "/api/v1.0/modules/m/log?levels=DIEUSC&lines=2", &[("cookie", &cookie)], "").await;
     let lines: Vec<String> = serde_json::from_str(&body).unwrap();
     assert!(lines.len() == 2 && lines[0].ends_with("debug detail"), "{lines:?}");
+    // Paging back: the two lines before the last two.
+    let (_, _, body) = call(addr, "GET", "/api/v1.0/modules/m/log?levels=DIEUSC&lines=2&skip=2", &[("cookie", &cookie)], "").await;
+    let lines: Vec<String> = serde_json::from_str(&body).unwrap();
+    assert!(lines.len() == 2 && lines[0].ends_with("Local state ALONE Ready") && lines[1].ends_with("Script start_prim"), "{lines:?}");
+    let (_, _, body) = call(addr, "GET", "/api/v1.0/modules/m/log?levels=DIEUSC&skip=99", &[("cookie", &cookie)], "").await;
+    assert_eq!(body, "[]", "paged past the beginning");
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/m/log?levels=X", &[("cookie", &cookie)], "").await.0, 400);
     assert_eq!(call(addr, "GET", "/api/v1.0/modules/other/log", &[("cookie", &cookie)], "").await.0, 404);
 
