@@ -197,14 +197,13 @@ impl MirrorEngine {
     pub(super) fn on_replication(&mut self, ev: ReplicationEvent) {
         match ev {
             ReplicationEvent::ReintegrationProgress { done, total, eta_secs } => {
-                let now = self.core.now;
+                let at = self.core.now;
                 // A retried reintegration starts counting again from zero.
-                let first = match (self.progress_window, self.progress) {
-                    (Some((first, _)), Some((before, ..))) if done >= before => first,
-                    _ => (now, done),
+                let first = match self.progress {
+                    Some(p) if done >= p.done => p.first,
+                    _ => (at, done),
                 };
-                self.progress_window = Some((first, now));
-                self.progress = Some((done, total, eta_secs));
+                self.progress = Some(super::Progress { done, total, eta: eta_secs, first, at });
             }
             ReplicationEvent::ReintegrationDone => {
                 if self.phase == Phase::Second(SecondPhase::Reintegrating) {

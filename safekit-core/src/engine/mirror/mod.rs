@@ -187,6 +187,19 @@ struct PeerTrust {
     stall_hold: Option<Instant>,
 }
 
+/// A reintegration's progress as the replicator last reported it, and
+/// the window its mean rate is measured over.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    done: u64,
+    total: u64,
+    eta: Option<u64>,
+    /// The first report of this reintegration: when, bytes done then.
+    first: (Instant, u64),
+    /// When the last report came.
+    at: Instant,
+}
+
 /// One mirror module on one node: see the `engine::mirror` module docs.
 #[derive(Debug, Clone)]
 pub struct MirrorEngine {
@@ -211,11 +224,8 @@ pub struct MirrorEngine {
     swap_request: Option<SwapKind>,
     /// "Split brain recovery: staying alone" was logged for this episode.
     split_logged: bool,
-    /// Reintegration progress (bytes done, total, ETA).
-    progress: Option<(u64, u64, Option<u64>)>,
-    /// The first progress report of this reintegration (when, bytes done)
-    /// and the time of the last one: the mean rate's window.
-    progress_window: Option<((Instant, u64), Instant)>,
+    /// The reintegration's last progress report.
+    progress: Option<Progress>,
     /// Replication is degraded on this primary (resource `rfs.degraded`),
     /// until the module stops; set at once so heartbeats sent during the
     /// PRIM→ALONE transition already tell the secondary.
@@ -259,7 +269,6 @@ impl MirrorEngine {
             swap_request: None,
             split_logged: false,
             progress: None,
-            progress_window: None,
             next_gen_tick: None,
             degraded: false,
             witness_asked: false,
@@ -464,7 +473,7 @@ impl Automaton for MirrorEngine {
         out.insert("state.local".into(), self.core.status.state.to_string());
         out.insert("state.remote".into(), self.live_peer().map_or_else(|| "UNKNOWN".into(), |h| h.status.state.to_string()));
         out.insert("heart.stopstartloop".into(), self.core.loops.count().to_string());
-        if let Some((done, total, eta)) = self.progress {
+        if let Some(Progress { done, total, eta, .. }) = self.progress {
             let eta = eta.map_or(String::new(), |s| format!(", ETA {s} s"));
             out.insert("rfs.reintegration".into(), format!("{done}/{total} bytes{eta}"));
         }
@@ -574,11 +583,11 @@ impl Automaton for MirrorEngine {
         let lans = self.core.cfg.lans.iter().enumerate().map(|(i, l)| (l.ident.clone(), self.lans.get(i).is_some_and(|s| s.up))).collect();
         super::EngineMetrics {
             lans,
-            reintegration: self.progress.map(|(done, total, _)| (done, total)),
-            reintegration_eta: self.progress.and_then(|(_, _, eta)| eta),
-            reintegration_rate: self.progress.zip(self.progress_window).and_then(|((done, ..), ((t0, d0), t))| {
-                let secs = t.saturating_duration_since(t0).as_secs_f64();
-                (secs >= 0.5).then(|| (done.saturating_sub(d0) as f64 / secs) as u64)
+            reintegration: self.progress.map(|p| (p.done, p.total)),
+            reintegration_eta: self.progress.and_then(|p| p.eta),
+            reintegration_rate: self.progress.and_then(|p| {
+                let secs = p.at.saturating_duration_since(p.first.0).as_secs_f64();
+                (secs >= 0.5).then(|| (p.done.saturating_sub(p.first.1) as f64 / secs) as u64)
             }),
             ..self.core.metrics()
         }

@@ -214,7 +214,6 @@ impl Flow {
             frames: self.seq,
             in_flight: self.in_flight(),
             lag: self.inflight.front().map_or(std::time::Duration::ZERO, |f| now.saturating_duration_since(f.2)),
-            connected: self.connected,
         }
     }
 }
@@ -232,8 +231,6 @@ pub(crate) struct StreamStats {
     /// Age of the oldest frame the secondary has not applied yet (zero
     /// when it applied everything): how far behind the secondary is.
     pub lag: std::time::Duration,
-    /// A secondary is receiving the stream.
-    pub connected: bool,
 }
 
 #[cfg(test)]
@@ -328,7 +325,7 @@ mod tests {
         f.queued(50, t0 + Duration::from_millis(30)).unwrap();
         let at = t0 + Duration::from_millis(100);
         let s = f.stats(at);
-        assert_eq!((s.bytes, s.frames, s.in_flight, s.connected), (150, 2, 150, true));
+        assert_eq!((s.bytes, s.frames, s.in_flight), (150, 2, 150));
         assert_eq!(s.lag, Duration::from_millis(100), "the first frame waits since t0");
         f.applied(first.seq);
         assert_eq!(f.stats(at).lag, Duration::from_millis(70), "now the second one is the oldest");
