@@ -112,6 +112,20 @@ async fn badge(c: &Client, node: &str, want: &str) {
     .await;
 }
 
+/// Waits until the per-node answers in `results` are good for node1 and node2.
+async fn both_good(c: &Client, results: &str, what: &str, secs: u64) {
+    until(what, Duration::from_secs(secs), || async {
+        let n1 = c.find(Locator::Css(&format!("{results} li.good[data-node=\"node1\"]"))).await.is_ok();
+        let n2 = c.find(Locator::Css(&format!("{results} li.good[data-node=\"node2\"]"))).await.is_ok();
+        if n1 && n2 {
+            Ok(true)
+        } else {
+            Err(text(c, results).await.unwrap_or_default())
+        }
+    })
+    .await;
+}
+
 /// Clicks the button labelled `label` in the actions menu of `node`.
 async fn menu(c: &Client, node: &str, label: &str) {
     let row = format!("article[data-module=\"demo\"] tr[data-node=\"{node}\"]");
@@ -202,6 +216,27 @@ async fn scenario(c: Client) {
     })
     .await;
     screenshot(&c, "module.png").await;
+    // A resource's history: its heartbeat went up when node2 joined.
+    // (The table is redrawn at each live update: read and click in one script.)
+    let names =
+        c.execute(r#"return [...document.querySelectorAll("tr[data-resource]")].map((r) => r.dataset.resource);"#, vec![]).await.unwrap();
+    println!("console test: node1's resources: {names}");
+    let heartbeat = names
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.starts_with("heartbeat."))
+        .expect("a heartbeat resource")
+        .to_string();
+    c.execute(r#"document.querySelector(`tr[data-resource="${arguments[0]}"] button`).click();"#, vec![heartbeat.clone().into()])
+        .await
+        .unwrap();
+    until("the heartbeat's history is shown", Duration::from_secs(10), || async {
+        let t = text(&c, "#resource-history").await?;
+        Ok(t.contains(&format!("{heartbeat} on node1")) && t.contains("up"))
+    })
+    .await;
     // Paused, so that the line stays while it is clicked.
     c.find(Locator::Css(".toolbar button[aria-pressed]")).await.unwrap().click().await.unwrap();
     let mut stop_prim = None;
@@ -265,16 +300,7 @@ async fn scenario(c: Client) {
     vip.send_keys("10.77.0.101").await.unwrap();
     c.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
     c.find(Locator::Css("#apply")).await.unwrap().click().await.unwrap();
-    until("applied on both nodes", Duration::from_secs(30), || async {
-        let n1 = c.find(Locator::Css("#apply-results li.good[data-node=\"node1\"]")).await.is_ok();
-        let n2 = c.find(Locator::Css("#apply-results li.good[data-node=\"node2\"]")).await.is_ok();
-        if n1 && n2 {
-            Ok(true)
-        } else {
-            Err(text(&c, "#apply-results").await.unwrap_or_default())
-        }
-    })
-    .await;
+    both_good(&c, "#apply-results", "applied on both nodes", 30).await;
     screenshot(&c, "config.png").await;
 
     // Started again from the menus: the new VIP answers, from node1.
@@ -294,6 +320,150 @@ async fn scenario(c: Client) {
     let vip = SocketAddr::from(([10, 77, 0, 101], 8080));
     until("the new VIP answers", Duration::from_secs(20), || async {
         Ok(tokio::task::spawn_blocking(move || app_answer(vip)).await.ok().flatten().is_some_and(|a| a.contains("node1")))
+    })
+    .await;
+
+    // The cluster wizard: typed addresses checked, cluster.xml saved on both nodes.
+    eprintln!("console test: the cluster wizard checks the addresses and saves cluster.xml on both nodes.");
+    c.goto(&format!("{CONSOLE}#/config/cluster")).await.unwrap();
+    until("the wizard shows both nodes", Duration::from_secs(20), || async {
+        Ok(c.find_all(Locator::Css(".node-addr")).await.map_err(|e| e.to_string())?.len() == 2)
+    })
+    .await;
+    let names = c.find_all(Locator::Css(".node-name")).await.unwrap();
+    names[1].clear().await.unwrap();
+    names[1].send_keys("nodeX").await.unwrap();
+    c.find(Locator::Css("#probe")).await.unwrap().click().await.unwrap();
+    until("both addresses checked", Duration::from_secs(15), || async {
+        let cells = c.find_all(Locator::Css("td.probe")).await.map_err(|e| e.to_string())?;
+        let mut t = Vec::new();
+        for cell in cells {
+            t.push(cell.text().await.map_err(|e| e.to_string())?);
+        }
+        Ok(t.len() == 2 && t[0].starts_with("node1 (safekit ") && t[1] == "answers as node2, not nodeX")
+    })
+    .await;
+    names[1].clear().await.unwrap();
+    names[1].send_keys("node2").await.unwrap();
+    c.find(Locator::Css("#probe")).await.unwrap().click().await.unwrap();
+    until("node2 checked", Duration::from_secs(15), || async {
+        Ok(c.find_all(Locator::Css("td.probe.good")).await.map_err(|e| e.to_string())?.len() == 2)
+    })
+    .await;
+    // An extra network for replication, written into the XML and checked.
+    c.find(Locator::Css("#add-lan")).await.unwrap().click().await.unwrap();
+    let lan = c.find(Locator::Css("#lan-1")).await.unwrap();
+    lan.clear().await.unwrap();
+    lan.send_keys("replication").await.unwrap();
+    let extra = c.find_all(Locator::Css(".lan-addr[data-lan=\"1\"]")).await.unwrap();
+    assert_eq!(extra.len(), 2, "an address field per node on the new network");
+    extra[0].send_keys("10.78.0.1").await.unwrap();
+    extra[1].send_keys("10.78.0.2").await.unwrap();
+    c.find(Locator::Css("#to-xml")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#cluster-check")).await.unwrap().click().await.unwrap();
+    until("the two-network cluster.xml is valid", Duration::from_secs(10), || async {
+        Ok(text(&c, "#toast").await?.contains("cluster.xml is valid"))
+    })
+    .await;
+    screenshot(&c, "cluster.png").await;
+    c.find(Locator::Css("#cluster-save")).await.unwrap().click().await.unwrap();
+    both_good(&c, "#cluster-results", "cluster.xml saved on both nodes", 20).await;
+
+    // A new module from the package in SAFE/Application_Modules, on both nodes: STOP.
+    eprintln!("console test: a new module from a package, installed on both nodes.");
+    c.goto(&format!("{CONSOLE}#/config")).await.unwrap();
+    until("the package is offered", Duration::from_secs(20), || async {
+        Ok(c.find(Locator::Css("#package option[value=\"generic/demo.safe\"]")).await.is_ok())
+    })
+    .await;
+    c.find(Locator::Css("#new-module")).await.unwrap().send_keys("shop").await.unwrap();
+    c.find(Locator::Css("#package option[value=\"generic/demo.safe\"]")).await.unwrap().click().await.unwrap();
+    for b in c.find_all(Locator::Css("button[type=submit]")).await.unwrap() {
+        if b.text().await.unwrap() == "Install" {
+            b.click().await.unwrap();
+        }
+    }
+    both_good(&c, "#install-results", "installed on both nodes", 30).await;
+    c.goto(&format!("{CONSOLE}#/")).await.unwrap();
+    for node in ["node1", "node2"] {
+        let css = format!("article[data-module=\"shop\"] tr[data-node=\"{node}\"] .badge");
+        until(&format!("shop on {node} shows STOP"), Duration::from_secs(20), || async { Ok(text(&c, &css).await? == "STOP NotReady") })
+            .await;
+    }
+
+    // The new module's form: a monitored process, a TCP checker, a split-brain
+    // witness written into userconfig.xml, checked, applied to both nodes.
+    eprintln!("console test: the new module's form (process, TCP checker, witness), checked and applied.");
+    c.goto(&format!("{CONSOLE}#/config/module/shop")).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#f-procs")).await.unwrap();
+    for (field, value) in [("#f-procs", "shopd"), ("#f-tcp", "127.0.0.1:8080"), ("#f-witness", "10.77.0.10")] {
+        let f = c.find(Locator::Css(field)).await.unwrap();
+        f.clear().await.unwrap();
+        f.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+    let written = c.find(Locator::Css("#userconfig")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+    for want in [
+        r#"<proc name="shopd" atleast="1" action="restart" class="prim"/>"#,
+        r#"<to addr="127.0.0.1" port="8080" interval="10" timeout="5"/>"#,
+        r#"<splitbrain ident="witness" exec="ping" arg="10.77.0.10"/>"#,
+    ] {
+        assert!(written.contains(want), "{want} not in the written userconfig.xml:\n{written}");
+    }
+    c.find(Locator::Css("#check")).await.unwrap().click().await.unwrap();
+    until("the form's configuration is valid", Duration::from_secs(10), || async {
+        let t = text(&c, "#toast").await?;
+        let errors = c.find_all(Locator::Css("#config-errors li.bad")).await.map_err(|e| e.to_string())?.len();
+        if errors > 0 {
+            return Err(text(&c, "#config-errors").await.unwrap_or_default());
+        }
+        Ok(t.contains("the configuration is valid"))
+    })
+    .await;
+    c.find(Locator::Css("#apply")).await.unwrap().click().await.unwrap();
+    both_good(&c, "#apply-results", "the form's configuration applied on both nodes", 30).await;
+    c.goto(&format!("{CONSOLE}#/")).await.unwrap();
+
+    // Estimate of the data sync from node2's menu: the answer shown.
+    eprintln!("console test: estimate the data sync from node2's menu.");
+    c.execute(r#"document.getElementById("toast").replaceChildren();"#, vec![]).await.unwrap();
+    menu(&c, "node2", "Estimate the data sync").await;
+    until("the estimate is shown", Duration::from_secs(15), || async { Ok(text(&c, "#toast").await?.starts_with("node2: ")) }).await;
+    println!("console test: the estimate shown for node2: {}", text(&c, "#toast").await.unwrap_or_default());
+
+    // Snapshots for support: node2's through node1, and the whole cluster's.
+    eprintln!("console test: snapshots from the Debug page.");
+    c.goto(&format!("{CONSOLE}#/debug")).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("a[download=\"snapshot-demo-cluster.zip\"]")).await.unwrap();
+    screenshot(&c, "debug.png").await;
+    for link in ["snapshot-demo-node2.zip", "snapshot-demo-cluster.zip"] {
+        let href = c.find(Locator::Css(&format!("a[download=\"{link}\"]"))).await.unwrap().attr("href").await.unwrap().unwrap();
+        assert_eq!(page_fetch(&c, "GET", &href).await, 200, "{link} from {href}");
+    }
+
+    // Uninstall of the new module from its editor: gone from both nodes.
+    eprintln!("console test: uninstall the new module from both nodes.");
+    c.goto(&format!("{CONSOLE}#/config/module/shop")).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#f-vip")).await.unwrap();
+    let procs = c.find(Locator::Css("#f-procs")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(procs.as_deref(), Some("shopd"), "the applied process, read back from node1");
+    // Its package downloads, and the configuration applied is in its history, restorable.
+    let package = c.find(Locator::Css("a[download=\"shop.safe\"]")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert_eq!(page_fetch(&c, "GET", &package).await, 200, "download of {package}");
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#history button")).await.unwrap().click().await.unwrap();
+    c.accept_alert().await.unwrap();
+    until("restored on node1", Duration::from_secs(15), || async { Ok(text(&c, "#toast").await?.contains("node1: restored")) }).await;
+    for b in c.find_all(Locator::Css("button")).await.unwrap() {
+        if b.text().await.unwrap() == "Uninstall" {
+            b.click().await.unwrap();
+        }
+    }
+    c.accept_alert().await.unwrap();
+    both_good(&c, "#apply-results", "uninstalled from both nodes", 30).await;
+    c.goto(&format!("{CONSOLE}#/")).await.unwrap();
+    badge(&c, "node1", "PRIM Ready").await;
+    until("the shop card is gone", Duration::from_secs(20), || async {
+        Ok(c.find_all(Locator::Css("article[data-module=\"shop\"]")).await.map_err(|e| e.to_string())?.is_empty())
     })
     .await;
 
@@ -332,6 +502,15 @@ fn the_console_runs_the_cluster_in_a_real_browser() {
     accounts.set_password("admin", "admin-password").unwrap();
     accounts.set_password("watcher", "watcher-password").unwrap();
     std::fs::write(conf.join("group.conf"), "Admin : admin\nMonitor : watcher\n").unwrap();
+    // A package in SAFE/Application_Modules/generic on both nodes, as an
+    // install puts SafeKit's module packages there.
+    for i in 0..2 {
+        let layout = safekit_core::layout::Layout { safe: demo.node_dir(i).join("safe"), safevar: demo.node_dir(i).join("var") };
+        let safe = safekit_core::modules::package(&layout, "demo").unwrap();
+        let generic = layout.safe.join("Application_Modules/generic");
+        std::fs::create_dir_all(&generic).unwrap();
+        std::fs::write(generic.join("demo.safe"), safe).unwrap();
+    }
     rt().block_on(pair(&mut demo, 0));
     eprintln!("console test: node1 PRIM, node2 SECOND");
 
@@ -377,6 +556,14 @@ fn the_console_runs_the_cluster_in_a_real_browser() {
     });
     let outcome = run.join();
     let _ = std::fs::remove_dir_all(&profile);
+    if matches!(outcome, Ok(Some(()))) {
+        for i in 0..2 {
+            let saved = std::fs::read_to_string(demo.node_dir(i).join("var/cluster/cluster.xml")).unwrap();
+            let want = "<lan name=\"replication\">\n      <node name=\"node1\" addr=\"10.78.0.1\"/>\n      <node name=\"node2\" addr=\"10.78.0.2\"/>";
+            assert!(saved.contains(want), "node{}'s cluster.xml has the network added in the wizard: {saved}", i + 1);
+            assert!(!demo.node_dir(i).join("safe/modules/shop").exists(), "shop uninstalled from node{}", i + 1);
+        }
+    }
     match outcome {
         Ok(Some(())) => {}
         Ok(None) => panic!("could not enter the client's namespace"),

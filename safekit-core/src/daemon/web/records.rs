@@ -3,6 +3,8 @@
 //! `SAFEVAR/modules/AM`, named by the module log's "Script start_prim >
 //! userlog_…" line, so the console opens a run's output from its line),
 //! the timeline of its states and its peer's read from the module log,
+//! the history of its resources (the log's "Resource X set to Y by Z"
+//! lines, as SafeKit keeps each assignment of a resource),
 //! and the replication checks `rfsverify` (on the secondary: files that
 //! differ) and `rfsdiff` (on the primary: what a reintegration would copy).
 
@@ -25,6 +27,7 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/v1.0/modules/{module}/userlogs", get(userlogs))
         .route("/api/v1.0/modules/{module}/userlogs/{file}", get(userlog))
         .route("/api/v1.0/modules/{module}/timeline", get(timeline))
+        .route("/api/v1.0/modules/{module}/resources/history", get(resource_history))
         .route("/api/v1.0/modules/{module}/rfsverify", get(rfsverify))
         .route("/api/v1.0/modules/{module}/rfsdiff", get(rfsdiff))
 }
@@ -108,14 +111,20 @@ pub(crate) struct Change {
     state: String,
 }
 
+/// A module log line `| time | component | level | message` → (time, message).
+fn stamped(line: &str) -> Option<(String, &str)> {
+    let mut parts = line.split(" | ");
+    let time = parts.next()?.trim_start_matches('|').trim().to_string();
+    let (_component, _level, msg) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((time, msg))
+}
+
 /// The state changes among module log lines, oldest first.
 fn changes(lines: &[String]) -> Vec<Change> {
     lines
         .iter()
         .filter_map(|l| {
-            let mut parts = l.split(" | ");
-            let time = parts.next()?.trim_start_matches('|').trim().to_string();
-            let (_component, _level, msg) = (parts.next()?, parts.next()?, parts.next()?);
+            let (time, msg) = stamped(l)?;
             let (side, state) =
                 if let Some(s) = msg.strip_prefix("Local state ") { ("local", s) } else { ("remote", msg.strip_prefix("Remote state ")?) };
             Some(Change { time, side: side.into(), state: state.trim().into() })
@@ -140,11 +149,74 @@ pub(crate) async fn timeline(
     Path(module): Path<String>,
     Query(q): Query<TimelineQuery>,
 ) -> Response {
-    let lines = q.lines.unwrap_or(10_000).min(100_000);
+    match module_log(&web, module, q.lines).await {
+        Ok(l) => Json(changes(&l)).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// The last `lines` (default 10,000, at most 100,000) lines of the module log.
+async fn module_log(web: &Web, module: String, lines: Option<usize>) -> Result<Vec<String>, Response> {
+    let lines = lines.unwrap_or(10_000).min(100_000);
     match web.actions.control(Request::Log { module, lines, verbose: false }, String::new()).await {
-        ControlResponse::Lines(l) => Json(changes(&l)).into_response(),
-        ControlResponse::Error(e) => error(StatusCode::NOT_FOUND, e),
-        other => error(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected answer {other:?}")),
+        ControlResponse::Lines(l) => Ok(l),
+        ControlResponse::Error(e) => Err(error(StatusCode::NOT_FOUND, e)),
+        other => Err(error(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// One assignment of a resource.
+#[derive(Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub(crate) struct Assignment {
+    /// The module log's time stamp (UTC).
+    time: String,
+    /// `rfs.uptodate`, `heartbeat.default`, ...
+    resource: String,
+    /// `up`, `down`, `init`, ...
+    value: String,
+    /// The component that set it.
+    by: String,
+}
+
+/// The resource assignments among module log lines (of `only` if given), oldest first.
+fn assignments(lines: &[String], only: Option<&str>) -> Vec<Assignment> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let (time, msg) = stamped(l)?;
+            let (resource, rest) = msg.strip_prefix("Resource ")?.split_once(" set to ")?;
+            let (value, by) = rest.split_once(" by ")?;
+            if only.is_some_and(|o| o != resource) {
+                return None;
+            }
+            Some(Assignment { time, resource: resource.into(), value: value.into(), by: by.trim().into() })
+        })
+        .collect()
+}
+
+/// `?lines=N&resource=R`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    lines: Option<usize>,
+    resource: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1.0/modules/{module}/resources/history", tag = "modules",
+    params(("module" = String, Path, description = "Module name"),
+        ("resource" = Option<String>, Query, description = "Only this resource (e.g. rfs.uptodate)"),
+        ("lines" = Option<usize>, Query, description = "Module log lines to read, default 10000, at most 100000")),
+    responses((status = 200, description = "Each assignment of the module's resources, oldest first (Monitor)", body = [Assignment]),
+        (status = 404, description = "No such module", body = super::api::ErrorBody)))]
+pub(crate) async fn resource_history(
+    State(web): State<Web>,
+    _: Need<MONITOR, false>,
+    Path(module): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    match module_log(&web, module, q.lines).await {
+        Ok(l) => Json(assignments(&l, q.resource.as_deref())).into_response(),
+        Err(refused) => refused,
     }
 }
 
@@ -175,6 +247,25 @@ pub(crate) async fn rfsdiff(State(web): State<Web>, _: Need<MONITOR, false>, Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resource_history_is_read_from_its_assignment_lines() {
+        let log: Vec<String> = [
+            "| 2026-12-02 10:00:00.000001 | heart | E | Resource heartbeat.default set to up by heart",
+            "| 2026-12-02 10:00:01.000002 | rfs | E | Resource rfs.uptodate set to down by rfs",
+            "| 2026-12-02 10:00:02.000003 | heart | E | Local state WAIT Transient",
+            "| 2026-12-02 10:00:03.000004 | rfs | E | Resource rfs.uptodate set to up by rfs reintegration",
+            "Resource x set to",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let all = assignments(&log, None);
+        assert_eq!(all.len(), 3);
+        let uptodate = assignments(&log, Some("rfs.uptodate"));
+        let got: Vec<(&str, &str, &str)> = uptodate.iter().map(|a| (a.time.as_str(), a.value.as_str(), a.by.as_str())).collect();
+        assert_eq!(got, [("2026-12-02 10:00:01.000002", "down", "rfs"), ("2026-12-02 10:00:03.000004", "up", "rfs reintegration")]);
+    }
 
     #[test]
     fn the_timeline_is_read_from_the_state_lines_only() {

@@ -442,6 +442,8 @@ async fn the_openapi_document_covers_every_route() {
         ("/api/v1.0/openapi.json", "get"),
         ("/api/v1.0/apikey", "get"),
         ("/api/v1.0/cluster", "get"),
+        ("/api/v1.0/cluster/probe", "post"),
+        ("/api/v1.0/modules/{module}/resources/history", "get"),
         ("/api/v1.0/modules/{module}/snapshot", "get"),
         ("/api/v1.0/apikey/{role}/{name}", "post"),
         ("/api/v1.0/apikey/{name}", "delete"),
@@ -483,7 +485,7 @@ async fn the_openapi_document_covers_every_route() {
         let (code, _, _) = call(addr, &method.to_uppercase(), &concrete, &[], "").await;
         assert!(code != 405 && (code != 404 || concrete.ends_with("ready.txt")), "{method} {concrete} answered {code}");
     }
-    assert_eq!(paths.len(), 36, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 38, "a route the test does not know: {:?}", paths.keys().collect::<Vec<_>>());
     task.abort();
 }
 

@@ -20,6 +20,8 @@ async fn the_console_is_served_from_this_origin_only() {
         ("/console/app.js", "text/javascript"),
         ("/console/module.js", "text/javascript"),
         ("/console/config.js", "text/javascript"),
+        ("/console/cluster.js", "text/javascript"),
+        ("/console/widgets.js", "text/javascript"),
         ("/console/app.css", "text/css"),
     ] {
         let (code, headers, body) = call(addr, "GET", path, &[], "").await;

@@ -190,3 +190,27 @@ async fn cli_requests_run_on_the_other_node() {
     .unwrap_err();
     assert!(e.contains("did not answer"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_addresses_are_probed_for_reachability_and_the_name_they_answer_as() {
+    let t = two("probe").await;
+    let (cookie, csrf) = login(t.node1, "admin", "admin-password").await.unwrap();
+    let h = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str()), ("content-type", "application/json")];
+    let body = r#"{"addresses":["127.0.0.3","127.0.0.9","no such host!"]}"#;
+    let (code, _, answer) = http(t.node1, "POST", "/api/v1.0/cluster/probe", &h, body).await;
+    assert_eq!(code, 200, "{answer}");
+    let list: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(list[0]["reachable"], true, "{list}");
+    assert_eq!(list[0]["node"], "node2", "the name node2 gives itself: {list}");
+    assert_eq!(list[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(list[1]["reachable"], false, "nothing listens on 127.0.0.9: {list}");
+    assert_eq!(list[1]["ip"], "127.0.0.9");
+    assert!(list[1]["error"].as_str().is_some_and(|e| !e.is_empty()), "{list}");
+    assert_eq!(list[2]["reachable"], false);
+    assert_eq!(list[2]["error"], "not an IP address or a host name");
+
+    assert_eq!(http(t.node1, "POST", "/api/v1.0/cluster/probe", &h, r#"{"addresses":[]}"#).await.0, 400);
+    let (op, op_csrf) = login(t.node1, "op", "operator-password").await.unwrap();
+    let op_h = [("cookie", op.as_str()), ("x-csrf-token", op_csrf.as_str()), ("content-type", "application/json")];
+    assert_eq!(http(t.node1, "POST", "/api/v1.0/cluster/probe", &op_h, body).await.0, 403, "Admin only");
+}

@@ -1,4 +1,4 @@
-//! The browser console: one page and its script and style sheet, written
+//! The browser console: one page, its scripts and style sheet, written
 //! by hand (no framework, no build step: `cargo build` embeds them as
 //! they are) and served by the web service from the binary. It uses only
 //! the public API (`/login`, `/api/v1.0/…`, the server-sent events of
@@ -18,6 +18,8 @@ const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const MODULE: &str = include_str!("assets/module.js");
 const CONFIG: &str = include_str!("assets/config.js");
+const CLUSTER: &str = include_str!("assets/cluster.js");
+const WIDGETS: &str = include_str!("assets/widgets.js");
 const STYLE: &str = include_str!("assets/app.css");
 const JS: &str = "text/javascript; charset=utf-8";
 
@@ -33,6 +35,8 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/console/app.js", get(|| async { asset(JS, SCRIPT) }))
         .route("/console/module.js", get(|| async { asset(JS, MODULE) }))
         .route("/console/config.js", get(|| async { asset(JS, CONFIG) }))
+        .route("/console/cluster.js", get(|| async { asset(JS, CLUSTER) }))
+        .route("/console/widgets.js", get(|| async { asset(JS, WIDGETS) }))
         .route("/console/app.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
 }
 
@@ -51,12 +55,14 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 }
 
 /// The console's bytes, for the page-weight figure in docs/PERFORMANCE.md.
-pub fn weight() -> [(&'static str, usize); 5] {
+pub fn weight() -> [(&'static str, usize); 7] {
     [
         ("index.html", INDEX.len()),
         ("app.js", SCRIPT.len()),
         ("module.js", MODULE.len()),
         ("config.js", CONFIG.len()),
+        ("cluster.js", CLUSTER.len()),
+        ("widgets.js", WIDGETS.len()),
         ("app.css", STYLE.len()),
     ]
 }

@@ -1,81 +1,13 @@
-// Configuration (Admin): the cluster (nodes, addresses, cluster.xml saved
-// on every node), new modules from a package, and one module's files: a
-// form for the common settings, the raw userconfig.xml with the reader's
+// Configuration (Admin): the overview (nodes, modules), new modules from
+// a package, and one module's files: a form for the common settings, the raw userconfig.xml with the reader's
 // errors at their line, the scripts; check, apply to the chosen nodes with
 // each node's answer, restore one of the last three, download, uninstall.
 
 import { api, can, el, enc, show, toast, view, why } from "/console/app.js";
+import { clusterPage } from "/console/cluster.js";
+import { editor, nodePicker, nodesOf, perNode } from "/console/widgets.js";
 
 const USERCONFIG = "conf/userconfig.xml";
-
-const nodesOf = () => view.map((n) => n.node);
-
-// A text area with line numbers; `mark(lines)` flags lines with errors.
-function editor(id, label) {
-  const gutter = el("pre", { class: "gutter", "aria-hidden": "true" });
-  const area = el("textarea", { id, spellcheck: "false", "aria-label": label, wrap: "off" });
-  let marked = new Set();
-  const draw = () => {
-    const n = area.value.split("\n").length;
-    const lines = [];
-    for (let i = 1; i <= n; i++) lines.push(el("span", { class: marked.has(i) ? "err" : "", "data-line": String(i), text: `${i}\n` }));
-    gutter.replaceChildren(...lines);
-    gutter.scrollTop = area.scrollTop;
-  };
-  area.addEventListener("input", draw);
-  area.addEventListener("scroll", () => (gutter.scrollTop = area.scrollTop));
-  return {
-    area,
-    box: el("div", { class: "editor" }, gutter, area),
-    set(text) {
-      area.value = text;
-      marked = new Set();
-      draw();
-    },
-    mark(lines) {
-      marked = new Set(lines);
-      draw();
-    },
-    goto(line, column) {
-      const rows = area.value.split("\n");
-      let at = 0;
-      for (let i = 0; i < line - 1 && i < rows.length; i++) at += rows[i].length + 1;
-      at += Math.max(0, (column || 1) - 1);
-      area.focus();
-      area.setSelectionRange(at, at);
-      const height = area.scrollHeight / Math.max(rows.length, 1);
-      area.scrollTop = Math.max(0, (line - 3) * height);
-    },
-  };
-}
-
-// A fan-out's answers ([{node, status, body, error}]) as a list.
-function perNode(answers, ok = (a) => a.status >= 200 && a.status < 300) {
-  if (!Array.isArray(answers)) return el("p", { class: "error", text: JSON.stringify(answers) });
-  return el(
-    "ul",
-    { class: "per-node" },
-    answers.map((a) => {
-      const good = a.status !== null && ok(a);
-      let text = good ? "done" : a.error || (a.body && a.body.error) || `HTTP ${a.status}`;
-      if (!good && a.body && Array.isArray(a.body.errors)) {
-        text = a.body.errors.map((e) => `${e.file}:${e.pos.line}:${e.pos.column}: ${e.message}`).join("; ");
-      }
-      return el("li", { class: good ? "good" : "bad", "data-node": a.node }, el("strong", { text: `${a.node}: ` }), text);
-    }),
-  );
-}
-
-function nodePicker(name) {
-  const boxes = nodesOf().map((n) => el("input", { type: "checkbox", checked: true, value: n, id: `${name}-${n}` }));
-  const box = el(
-    "fieldset",
-    { class: "nodes" },
-    el("legend", { text: "Nodes" }),
-    boxes.map((b) => el("label", { for: b.id }, b, ` ${b.value}`)),
-  );
-  return { box, chosen: () => boxes.filter((b) => b.checked).map((b) => b.value) };
-}
 
 export function configPage(path) {
   if (!can("Admin")) {
@@ -95,7 +27,7 @@ async function overview() {
   const packages = el("select", { id: "package", "aria-label": "Package" }, el("option", { value: "", text: "Upload a .safe file…" }));
   const upload = el("input", { type: "file", id: "upload", accept: ".safe,application/zip", "aria-label": ".safe file" });
   const name = el("input", { id: "new-module", required: true, pattern: "[A-Za-z0-9_]+", "aria-label": "Module name" });
-  const results = el("div");
+  const results = el("div", { id: "install-results" });
   const picker = nodePicker("install");
   const install = el("form", { class: "stack" }, el("label", { for: "new-module", text: "Module name" }), name, el("label", { for: "package", text: "From" }), packages, upload, picker.box, el("button", { type: "submit", text: "Install" }), results);
   install.addEventListener("submit", async (ev) => {
@@ -134,80 +66,18 @@ async function overview() {
   if (p.ok) packages.append(...p.data.map((t) => el("option", { value: t, text: t })));
 }
 
-// ---------- the cluster ----------
-
-function clusterXml(lan, rows) {
-  const nodes = rows.filter((r) => r.name && r.addr).map((r) => `      <node name="${esc(r.name)}" addr="${esc(r.addr)}"/>`);
-  return `<cluster>\n  <lans>\n    <lan name="${esc(lan)}">\n${nodes.join("\n")}\n    </lan>\n  </lans>\n</cluster>\n`;
-}
-
-const esc = (s) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
-
-async function clusterPage() {
-  const xml = editor("cluster-xml", "cluster.xml");
-  const errors = el("ul", { class: "errors", id: "cluster-errors" });
-  const results = el("div", { id: "cluster-results" });
-  const lan = el("input", { id: "lan", value: "default", "aria-label": "Network name" });
-  const rows = el("tbody");
-  const addRow = (name = "", addr = "") => {
-    const n = el("input", { value: name, "aria-label": "Node name", class: "node-name" });
-    const a = el("input", { value: addr, "aria-label": "Node address", class: "node-addr" });
-    rows.append(el("tr", {}, el("td", {}, n), el("td", {}, a), el("td", {}, el("button", { type: "button", text: "Remove", onclick: (e) => e.target.closest("tr").remove() }))));
-  };
-  const readRows = () => [...rows.querySelectorAll("tr")].map((tr) => ({ name: tr.querySelector(".node-name").value.trim(), addr: tr.querySelector(".node-addr").value.trim() }));
-  const showErrors = (checked) => {
-    const list = checked && Array.isArray(checked.errors) ? checked.errors : [];
-    xml.mark(list.map((e) => e.pos.line));
-    errors.replaceChildren(...list.map((e) => el("li", {}, el("button", { type: "button", class: "linkish", text: `cluster.xml:${e.pos.line}:${e.pos.column}: ${e.message}`, onclick: () => xml.goto(e.pos.line, e.pos.column) }))));
-  };
-  show(
-    el("h1", { text: "Cluster configuration" }),
-    el("p", { text: "The nodes and their addresses on each network. Saved on every node; each daemon reads it when it restarts." }),
-    el("label", { for: "lan", text: "Network" }),
-    lan,
-    el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "Node" }), el("th", { text: "Address" }), el("th", { text: "" }))), rows),
-    el("div", { class: "toolbar" }, el("button", { type: "button", text: "Add a node", onclick: () => addRow() }), el("button", { type: "button", text: "Write into the XML", onclick: () => xml.set(clusterXml(lan.value, readRows())) })),
-    el("h2", { text: "cluster.xml" }),
-    xml.box,
-    errors,
-    el(
-      "div",
-      { class: "toolbar" },
-      el("button", {
-        type: "button",
-        text: "Check",
-        onclick: async () => {
-          const r = await api("POST", "/api/v1.0/config/cluster/check", { text: xml.area.value });
-          showErrors(r.data);
-          toast(r.ok ? "cluster.xml is valid" : why(r) === `HTTP ${r.status}` ? "cluster.xml has errors" : why(r), !r.ok);
-        },
-      }),
-      el("button", {
-        type: "button",
-        text: "Save and apply to all nodes",
-        onclick: async () => {
-          const r = await api("PUT", "/api/v1.0/nodes/*/config/cluster", { text: xml.area.value });
-          const first = Array.isArray(r.data) ? r.data.find((a) => a.body && a.body.errors && a.body.errors.length) : null;
-          showErrors(first ? first.body : null);
-          results.replaceChildren(Array.isArray(r.data) ? perNode(r.data) : el("p", { class: "bad", text: why(r) }));
-        },
-      }),
-    ),
-    results,
-  );
-  const r = await api("GET", "/api/v1.0/config/cluster");
-  xml.set(r.ok ? r.data.text : clusterXml("default", []));
-  const doc = new DOMParser().parseFromString(xml.area.value, "application/xml");
-  const firstLan = doc.querySelector("lan");
-  if (firstLan) lan.value = firstLan.getAttribute("name") || "default";
-  for (const n of doc.querySelectorAll("lan:first-of-type > node")) addRow(n.getAttribute("name") || "", n.getAttribute("addr") || "");
-  if (!rows.children.length) {
-    addRow();
-    addRow();
-  }
-}
-
 // ---------- one module ----------
+
+// A list typed one per line (or separated by commas or spaces).
+const items = (v) => v.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean);
+
+// A new element `tag` with `attrs`, appended to `parent`.
+function add(d, parent, tag, attrs) {
+  const e = d.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  parent.append(e);
+  return e;
+}
 
 // The common settings read from and written into userconfig.xml.
 const FIELDS = [
@@ -231,6 +101,70 @@ const FIELDS = [
         }
       });
       old.slice(dirs.length).forEach((r) => r.remove());
+    },
+  ],
+  [
+    "heartbeats",
+    "Heartbeat networks (cluster.xml network names, one per line)",
+    (d) => [...d.querySelectorAll("heart > heartbeat")].map((h) => h.getAttribute("name")).join("\n"),
+    (d, v) => {
+      const heart = d.querySelector("heart");
+      if (!heart) return;
+      const want = items(v);
+      const old = [...heart.querySelectorAll(":scope > heartbeat")];
+      old.filter((h) => !want.includes(h.getAttribute("name"))).forEach((h) => h.remove());
+      for (const n of want.filter((n) => !old.some((h) => h.getAttribute("name") === n))) add(d, heart, "heartbeat", { name: n, ident: n });
+    },
+  ],
+  [
+    "procs",
+    "Monitored processes (one name per line: restarted when missing)",
+    (d) => [...d.querySelectorAll("errd > proc")].map((p) => p.getAttribute("name")).join("\n"),
+    (d, v) => {
+      const svc = d.querySelector("service");
+      if (!svc) return;
+      const want = items(v);
+      const errd = svc.querySelector(":scope > errd") || (want.length ? add(d, svc, "errd", {}) : null);
+      if (!errd) return;
+      const old = [...errd.querySelectorAll(":scope > proc")];
+      old.filter((p) => !want.includes(p.getAttribute("name"))).forEach((p) => p.remove());
+      for (const n of want.filter((n) => !old.some((p) => p.getAttribute("name") === n))) add(d, errd, "proc", { name: n, atleast: "1", action: "restart", class: "prim" });
+    },
+  ],
+  [
+    "tcp",
+    "TCP checkers (address:port, one per line: the application answers there)",
+    (d) => [...d.querySelectorAll("check > tcp")].map((t) => `${t.querySelector("to")?.getAttribute("addr")}:${t.querySelector("to")?.getAttribute("port")}`).join("\n"),
+    (d, v) => {
+      const svc = d.querySelector("service");
+      if (!svc) return;
+      const want = items(v);
+      const check = svc.querySelector(":scope > check") || (want.length ? add(d, svc, "check", {}) : null);
+      if (!check) return;
+      const key = (t) => `${t.querySelector("to")?.getAttribute("addr")}:${t.querySelector("to")?.getAttribute("port")}`;
+      const old = [...check.querySelectorAll(":scope > tcp")];
+      old.filter((t) => !want.includes(key(t))).forEach((t) => t.remove());
+      want.filter((w) => !old.some((t) => key(t) === w)).forEach((w, i) => {
+        const at = w.lastIndexOf(":");
+        const addr = w.slice(0, at).replace(/^\[|\]$/g, "");
+        const tcp = add(d, check, "tcp", { ident: `c_tcp_${old.length + i + 1}`, when: "prim" });
+        add(d, tcp, "to", { addr, port: w.slice(at + 1), interval: "10", timeout: "5" });
+      });
+    },
+  ],
+  [
+    "witness",
+    "Split-brain witnesses (IP addresses pinged when every heartbeat is lost; empty: none)",
+    (d) => d.querySelector("check > splitbrain")?.getAttribute("arg") || "",
+    (d, v) => {
+      const svc = d.querySelector("service");
+      if (!svc) return;
+      const sb = d.querySelector("check > splitbrain");
+      const arg = items(v).join(" ");
+      if (!arg) return sb && sb.remove();
+      if (sb) return sb.setAttribute("arg", arg);
+      const check = svc.querySelector(":scope > check") || add(d, svc, "check", {});
+      add(d, check, "splitbrain", { ident: "witness", exec: "ping", arg });
     },
   ],
   ["boot", "Start at boot (on, off, auto, ignore)", (d) => d.querySelector("service")?.getAttribute("boot") || "ignore", (d, v) => d.querySelector("service")?.setAttribute("boot", v)],
@@ -277,13 +211,12 @@ async function moduleEditor(name) {
     }
     for (const [key, label, read] of FIELDS) {
       const value = read(doc) ?? "";
-      const input = key === "dirs" ? el("textarea", { id: `f-${key}`, rows: "3" }) : el("input", { id: `f-${key}` });
+      const input = ["dirs", "heartbeats", "procs", "tcp"].includes(key) ? el("textarea", { id: `f-${key}`, rows: "3" }) : el("input", { id: `f-${key}` });
       input.value = value;
       inputs[key] = input;
       form.append(el("label", { for: `f-${key}`, text: label }), input);
     }
-    const procs = [...doc.querySelectorAll("errd > proc")].map((p) => p.getAttribute("name")).filter(Boolean);
-    form.append(el("p", { class: "muted", text: procs.length ? `Monitored processes: ${procs.join(", ")} (edit them in the XML)` : "No monitored process (errd)." }));
+    form.append(el("p", { class: "muted", text: "Other settings (failover rules, custom checkers, a process's options) are edited in the XML below." }));
     form.append(el("button", { type: "submit", text: "Write into the XML" }));
   };
   form.addEventListener("submit", (ev) => {

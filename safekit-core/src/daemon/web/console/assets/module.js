@@ -1,6 +1,7 @@
 // Module details: each node's state and resources (live), its module log
 // (live, pausable, filtered by level, downloadable; a script's line opens
-// that run's output), and the state timeline of every node.
+// that run's output), its resources with each one's history, and the
+// state timeline of every node.
 
 import { api, el, enc, moduleOn, onView, show, stateOf, tone, view, why } from "/console/app.js";
 
@@ -23,6 +24,7 @@ export function modulePage(name) {
   const log = el("pre", { class: "log", id: "log", tabindex: "0", "aria-label": "Module log" });
   const userlog = el("pre", { class: "userlog", id: "userlog", hidden: true });
   const timeline = el("tbody");
+  const history = el("div", { id: "resource-history" });
   const pause = el("button", { type: "button", text: "Pause", "aria-pressed": "false" });
   const level = el("select", { id: "levels", "aria-label": "Levels" }, LEVELS.map(([v, t]) => el("option", { value: v, text: t })));
   const download = el("button", { type: "button", text: "Download" });
@@ -126,7 +128,25 @@ export function modulePage(name) {
     );
     const m = moduleOn(node, name);
     const res = m ? Object.entries(m.resources || {}) : [];
-    resources.replaceChildren(...res.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))));
+    resources.replaceChildren(
+      ...res.map(([k, v]) =>
+        el("tr", { "data-resource": k }, el("td", { text: k }), el("td", { text: v }), el("td", {}, el("button", { type: "button", class: "linkish", text: "History", onclick: () => showHistory(k) }))),
+      ),
+    );
+  }
+
+  // Each value the resource took on this node, newest first (from the module log).
+  async function showHistory(resource) {
+    const r = await api("GET", `/api/v1.0/nodes/${enc(node)}/modules/${enc(name)}/resources/history?resource=${enc(resource)}`);
+    const rows = r.ok && Array.isArray(r.data) ? r.data.slice().reverse() : [];
+    history.replaceChildren(
+      el("h3", { text: `${resource} on ${node}` }),
+      r.ok
+        ? rows.length
+          ? el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "Time (UTC)" }), el("th", { text: "Value" }), el("th", { text: "Set by" }))), el("tbody", {}, rows.slice(0, 200).map((a) => el("tr", {}, el("td", { text: a.time }), el("td", { text: a.value }), el("td", { text: a.by })))))
+          : el("p", { class: "muted", text: "No change recorded in the module log." })
+        : el("p", { class: "bad", text: why(r) }),
+    );
   }
 
   show(
@@ -141,7 +161,7 @@ export function modulePage(name) {
       log,
       userlog,
     ),
-    el("section", {}, el("h2", { text: "Resources" }), el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "Resource" }), el("th", { text: "Value" }))), resources)),
+    el("section", {}, el("h2", { text: "Resources" }), el("table", {}, el("thead", {}, el("tr", {}, el("th", { text: "Resource" }), el("th", { text: "Value" }), el("th", { text: "" }))), resources), history),
     el(
       "section",
       {},
