@@ -368,15 +368,24 @@ impl Drop for Demo {
     }
 }
 
-/// The demo application: answers every HTTP request with the serving node.
+/// The demo application: answers every HTTP request with the serving node
+/// (IPv6 and IPv4 when the kernel has IPv6, else IPv4). It answers once
+/// the request's head has arrived, or after 5 s without one.
 pub fn serve_app(port: u16) -> std::io::Result<()> {
-    let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
+    let listener = TcpListener::bind(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|_| TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))))?;
     let node = std::env::var("SAFEKIT_NODE").unwrap_or_else(|_| "unknown".into());
     for stream in listener.incoming() {
         let Ok(mut s) = stream else { continue };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut head = Vec::new();
         let mut buf = [0u8; 1024];
-        let _ = s.read(&mut buf);
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
         let body = format!("{node}\n");
         let _ = write!(s, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }

@@ -65,6 +65,7 @@ pub mod convert;
 #[cfg(feature = "linux")]
 pub mod daemon;
 pub mod engine;
+pub mod farm;
 pub mod heartbeat;
 pub mod key;
 pub mod layout;

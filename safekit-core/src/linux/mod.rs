@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod checkers;
+pub mod farm;
 pub mod heartbeat;
 pub mod icmp;
 pub mod scripts;
