@@ -22,7 +22,7 @@ mod types;
 
 pub use self::core::{Automaton, EngineMetrics};
 pub use config::{EngineConfig, FailoverSpec, LanTiming, ResourceRule, RuleAction};
-pub use light::LightEngine;
+pub use light::{LightEngine, Traffic};
 pub use messages::*;
 pub use mirror::MirrorEngine;
 pub use persist::*;

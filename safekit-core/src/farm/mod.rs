@@ -11,13 +11,21 @@
 //! is the kernel's function, so tests and `safekit -r vip_if_ctrl -l` can
 //! say which node answers a given client.
 //!
+//! Membership ([`Membership`]) is leaderless and sans I/O: beats in, beats
+//! and owned-bucket changes out.
+//!
 //! Design and measurements: `docs/FARM.md`, after the prototype in
 //! `shared/reference/farm-nftables.md`.
 
 mod assign;
 mod handover;
 mod jhash;
+mod membership;
+#[cfg(test)]
+mod sim;
+pub mod wire;
 
 pub use assign::{assign, BucketTable, Member, BUCKETS, CHAIN_FACTOR};
 pub use handover::Handover;
 pub use jhash::{bucket_of, jhash, seed_of, FlowKey};
+pub use membership::{view_digest, Event, Membership};

@@ -1,5 +1,9 @@
-//! The light module automaton (reference §7.2, same as farm without the VIP
-//! and membership): STOP → WAIT (prestart) → UP (start_both) and back.
+//! The light and farm module automaton (reference §7.2): STOP → WAIT
+//! (prestart) → UP (start_both) and back. A farm module also opens its
+//! traffic (the shared VIP and its share of the buckets: [`Action::SetVip`],
+//! awaited) just before `start_both` and closes it ([`Action::RemoveVip`])
+//! just after `stop_both`, unless `<vip scriptcontrol="on">` leaves that to
+//! its scripts.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;
@@ -9,7 +13,7 @@ use super::core::{self, Automaton, Core, Phases};
 use super::plan::{forced, script, Step};
 use super::rules::{RuleVerb, View};
 use super::{
-    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, ScriptAction, ScriptKind,
+    Action, CheckerClass, Command, CommandError, CommandKind, Input, LogLevel, Readiness, ResourceState, RunId, ScriptAction, ScriptKind,
     ScriptRun, State, Status,
 };
 
@@ -18,8 +22,26 @@ pub(crate) enum Mark {
     Act(Action),
     Status(State, Readiness),
     Phase(LightPhase),
-    Stop { action: ScriptAction, wait: Option<String>, then_start: bool, force_only: bool },
+    Stop {
+        action: ScriptAction,
+        wait: Option<String>,
+        then_start: bool,
+        force_only: bool,
+    },
     Start,
+    /// Farm: open (`true`) or close the traffic, and wait for it.
+    Traffic(bool),
+}
+
+/// Who opens a module's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A light module: no VIP.
+    None,
+    /// A farm module: the engine, around `start_both` / `stop_both`.
+    Engine,
+    /// A farm module with `scriptcontrol="on"`: its scripts.
+    Scripts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +65,25 @@ pub struct LightEngine {
     errd: bool,
     /// `usersetting.checker` (kept while the daemon runs).
     checker: bool,
+    traffic: Traffic,
+    /// Farm: the traffic was asked open (and not closed since).
+    open: bool,
+    /// The awaited open or close.
+    traffic_run: Option<(RunId, bool)>,
 }
 
 impl LightEngine {
     /// A stopped light module.
     pub fn new(cfg: EngineConfig, now: Instant) -> Self {
+        Self::with_traffic(cfg, Traffic::None, now)
+    }
+
+    /// A stopped farm module; `scriptcontrol`: its scripts open and close the traffic.
+    pub fn farm(cfg: EngineConfig, scriptcontrol: bool, now: Instant) -> Self {
+        Self::with_traffic(cfg, if scriptcontrol { Traffic::Scripts } else { Traffic::Engine }, now)
+    }
+
+    fn with_traffic(cfg: EngineConfig, traffic: Traffic, now: Instant) -> Self {
         Self {
             core: Core::new(cfg, now),
             phase: LightPhase::Stopped,
@@ -56,6 +92,9 @@ impl LightEngine {
             pending: VecDeque::new(),
             errd: true,
             checker: true,
+            traffic,
+            open: false,
+            traffic_run: None,
         }
     }
 
@@ -133,8 +172,12 @@ impl LightEngine {
                 Some(None) => false,
                 None => {
                     self.phase = LightPhase::Busy;
+                    let mut steps = vec![Step::Mark(Mark::Status(State::Up, Readiness::Transient))];
+                    if self.traffic == Traffic::Engine {
+                        steps.push(Step::Mark(Mark::Traffic(true)));
+                    }
+                    self.core.seq.extend(steps);
                     self.core.seq.extend([
-                        Step::Mark(Mark::Status(State::Up, Readiness::Transient)),
                         script(ScriptKind::StartBoth, State::Wait, State::Up, ScriptAction::Start),
                         Step::Mark(Mark::Act(Action::EnableCheckers(CheckerClass::Both))),
                         Step::Mark(Mark::Phase(LightPhase::Up)),
@@ -172,6 +215,14 @@ impl LightEngine {
                 self.core.emit(a);
             }
             Mark::Status(s, r) => self.set_status(Status::new(s, r)),
+            Mark::Traffic(on) => {
+                let run = self.core.seq.new_run();
+                self.core.seq.awaiting = Some(run);
+                self.traffic_run = Some((run, on));
+                // Held from the request on: a stop closes whatever a failed open left.
+                self.open = on;
+                self.core.emit(if on { Action::SetVip(run) } else { Action::RemoveVip(run) });
+            }
             Mark::Phase(p) => self.phase = p,
             Mark::Start => {
                 self.phase = LightPhase::Busy;
@@ -197,6 +248,9 @@ impl LightEngine {
                 steps.push(script(ScriptKind::Transition, from, State::Wait, action));
                 if up {
                     steps.push(forced(ScriptKind::StopBoth, from, State::Wait, action));
+                }
+                if self.open {
+                    steps.push(Step::Mark(Mark::Traffic(false)));
                 }
                 match wait {
                     Some(label) => {
@@ -277,6 +331,20 @@ impl Automaton for LightEngine {
                 }
             }
             Input::Resource { name, state, by } => self.on_resource(name, state, &by),
+            Input::EffectDone { run, result } if self.traffic_run.is_some_and(|(r, _)| r == run) => {
+                let opening = self.traffic_run.take().is_some_and(|(_, on)| on);
+                self.core.seq.complete(run);
+                match result {
+                    Ok(()) => {}
+                    // Not serving without its traffic: stop, as a failed start would.
+                    Err(why) if opening => {
+                        self.core.log(LogLevel::C, format!("Traffic not opened: {why}"));
+                        self.core.seq.clear_pending();
+                        self.pending.push_back((CommandKind::Stop, "vipd".into()));
+                    }
+                    Err(why) => self.core.log(LogLevel::C, format!("Traffic not closed: {why}")),
+                }
+            }
             _ => {}
         }
         self.drive();
@@ -378,127 +446,4 @@ impl Automaton for LightEngine {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::*;
-    use crate::engine::DefaultPrim;
-    use crate::engine::{ResourceRule, RuleAction, RunId};
-
-    fn cfg(rules: Vec<ResourceRule>) -> EngineConfig {
-        EngineConfig {
-            node: "node1".into(),
-            peer: String::new(),
-            lans: vec![],
-            failover: true,
-            defaultprim: DefaultPrim::Alone,
-            maxloop: 3,
-            loop_interval: Duration::from_secs(86_400),
-            splitbrain: false,
-            scripts: true,
-            rules,
-            failover_rules: crate::engine::FailoverSpec::default(),
-        }
-    }
-
-    /// Runs every requested script to completion; returns "script args" lines and states.
-    fn settle(e: &mut LightEngine, now: Instant) -> Vec<String> {
-        let mut out = Vec::new();
-        for _ in 0..100 {
-            let mut runs: Vec<RunId> = Vec::new();
-            while let Some(a) = e.poll_action() {
-                match a {
-                    Action::RunScript(r) => {
-                        out.push(format!("{} {}", r.script.file_name(), r.args().join(" ")));
-                        runs.push(r.run);
-                    }
-                    Action::StateChanged { to, .. } => out.push(format!("= {to}")),
-                    _ => {}
-                }
-            }
-            if runs.is_empty() {
-                return out;
-            }
-            for run in runs {
-                e.handle_input(now, Input::ScriptDone { run, success: true });
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn start_stop_and_restart_run_the_farm_scripts() {
-        let now = Instant::now();
-        let mut e = LightEngine::new(cfg(vec![]), now);
-        e.command(now, Command::admin(CommandKind::Start)).unwrap();
-        assert_eq!(
-            settle(&mut e, now),
-            [
-                "= WAIT Transient",
-                "transition STOP WAIT start",
-                "prestart STOP WAIT start",
-                "= UP Transient",
-                "start_both WAIT UP start",
-                "= UP Ready"
-            ]
-        );
-        e.command(now, Command::admin(CommandKind::Restart)).unwrap();
-        assert_eq!(settle(&mut e, now), ["= UP Transient", "stop_both UP UP restart", "start_both UP UP restart", "= UP Ready"]);
-        e.command(now, Command::admin(CommandKind::Stop)).unwrap();
-        assert_eq!(
-            settle(&mut e, now),
-            [
-                "= WAIT Transient",
-                "stop_both UP WAIT stop",
-                "transition UP WAIT stop",
-                "stop_both force UP WAIT stop",
-                "poststop WAIT STOP stop",
-                "transition WAIT STOP stop",
-                "= STOP NotReady",
-            ]
-        );
-    }
-
-    #[test]
-    fn mirror_commands_are_refused() {
-        let now = Instant::now();
-        let mut e = LightEngine::new(cfg(vec![]), now);
-        let err = e.command(now, Command::admin(CommandKind::Prim { fullsync: false })).unwrap_err();
-        assert_eq!(err.to_string(), "prim applies to mirror modules only");
-        assert_eq!(e.command(now, Command::admin(CommandKind::Stop)), Err(CommandError::NotStarted));
-    }
-
-    #[test]
-    fn a_wait_rule_parks_and_wakes_up_and_maxloop_stops() {
-        let now = Instant::now();
-        let rules = vec![
-            ResourceRule { resource: "ping.gw".into(), label: "p_gw".into(), action: RuleAction::Wait, class: CheckerClass::Pre },
-            ResourceRule { resource: "tcp.app".into(), label: "t_app".into(), action: RuleAction::Restart, class: CheckerClass::Both },
-        ];
-        let mut e = LightEngine::new(cfg(rules), now);
-        e.command(now, Command::admin(CommandKind::Start)).unwrap();
-        settle(&mut e, now);
-        assert_eq!(e.status(), Status::new(State::Wait, Readiness::Transient), "ping.gw is still init");
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
-        settle(&mut e, now);
-        assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Down, by: "test".into() });
-        let out = settle(&mut e, now);
-        assert!(out.contains(&"stop_both UP WAIT stopwait".to_string()), "{out:?}");
-        assert_eq!(e.status(), Status::new(State::Wait, Readiness::NotReady));
-        e.handle_input(now, Input::Resource { name: "ping.gw".into(), state: ResourceState::Up, by: "test".into() });
-        settle(&mut e, now);
-        assert_eq!(e.status(), Status::new(State::Up, Readiness::Ready));
-        for _ in 0..4 {
-            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Down, by: "test".into() });
-            settle(&mut e, now);
-            e.handle_input(now, Input::Resource { name: "tcp.app".into(), state: ResourceState::Up, by: "test".into() });
-            settle(&mut e, now);
-        }
-        assert_eq!(
-            e.status(),
-            Status::new(State::Stop, Readiness::NotReady),
-            "error-triggered actions beyond maxloop (one wait, then restarts) stop the module"
-        );
-    }
-}
+mod tests;

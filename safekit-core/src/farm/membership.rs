@@ -1,0 +1,256 @@
+//! Farm membership, sans I/O: time and received beats go in; beats to send
+//! and changes of the owned buckets come out.
+//!
+//! Every node beats every `pulse` (and at once when its buckets or view
+//! change) with whether it is UP, the digest of the view it follows and
+//! the buckets it owns. A peer silent for `slost_count × pulse` has left.
+//! The view is this node (when UP) and every live peer that says UP; the
+//! table is [`assign`] of it, so all nodes that hear the same peers agree
+//! without a leader. Ownership changes in two phases without any extra
+//! message: a bucket this node loses is released at once (and the next
+//! beat says so); a bucket it gains is taken only when no live peer
+//! claims it and every live peer follows the same view (whose table gives
+//! the bucket to this node alone). If live peers keep following another
+//! view for longer than the loss timeout (a one-way link), unclaimed
+//! buckets are taken anyway: serving twice beats not serving, as in a
+//! split brain, where each side takes every bucket.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::assign::{assign, BucketTable, Member};
+use super::wire::{bucket_map, has_bucket, Beat};
+
+/// What the membership asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Own exactly these buckets now (apply to the data path).
+    Owned(Vec<u8>),
+    /// The members of the view changed: "farm membership: node1 node2".
+    Members(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    heard: Instant,
+    incarnation: u64,
+    seq: u64,
+    up: bool,
+    view: u64,
+    owned: [u8; 32],
+}
+
+/// One node's membership of one farm group.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    me: String,
+    incarnation: u64,
+    seq: u64,
+    /// Configured powers; a node not listed has power 1 (`<host>` list empty).
+    powers: BTreeMap<String, u32>,
+    pulse: Duration,
+    lost_after: Duration,
+    up: bool,
+    peers: BTreeMap<String, Peer>,
+    owned: Vec<u8>,
+    members: Vec<String>,
+    /// Since when live peers follow another view than this node's.
+    disagree_since: Option<Instant>,
+    next_beat: Instant,
+    send_now: bool,
+    /// This node's buckets in the table of a view digest (the table is
+    /// recomputed only when the view changes).
+    mine: Option<(u64, Vec<u8>)>,
+    events: VecDeque<Event>,
+    now: Instant,
+}
+
+/// The digest of a view, carried in beats to tell that two nodes follow the same table.
+pub fn view_digest(view: &[Member]) -> u64 {
+    let mut v: Vec<&Member> = view.iter().collect();
+    v.sort();
+    let mut h = Sha256::new();
+    for m in v {
+        h.update(m.name.as_bytes());
+        h.update(b"\0");
+        h.update(m.power.to_be_bytes());
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first)
+}
+
+impl Membership {
+    /// Node `me` (not UP yet) of a group with these powers (empty: all 1).
+    pub fn new(me: &str, incarnation: u64, powers: BTreeMap<String, u32>, pulse: Duration, slost_count: u32, now: Instant) -> Self {
+        Self {
+            me: me.to_string(),
+            incarnation,
+            seq: 0,
+            powers,
+            pulse,
+            lost_after: pulse * slost_count.max(1),
+            up: false,
+            peers: BTreeMap::new(),
+            owned: Vec::new(),
+            members: Vec::new(),
+            disagree_since: None,
+            next_beat: now,
+            send_now: true,
+            mine: None,
+            events: VecDeque::new(),
+            now,
+        }
+    }
+
+    fn power(&self, node: &str) -> u32 {
+        if self.powers.is_empty() {
+            1
+        } else {
+            self.powers.get(node).copied().unwrap_or(0)
+        }
+    }
+
+    /// The module starts (`true`: takes traffic) or stops (`false`: releases every bucket at once).
+    pub fn set_up(&mut self, now: Instant, up: bool) {
+        self.now = now;
+        self.up = up;
+        self.update();
+    }
+
+    /// A beat from another node (already authenticated). Replays and
+    /// older beats of a peer are ignored.
+    pub fn receive(&mut self, now: Instant, beat: Beat) {
+        self.now = now;
+        if beat.node == self.me {
+            return;
+        }
+        if let Some(p) = self.peers.get(&beat.node) {
+            if (beat.incarnation, beat.seq) <= (p.incarnation, p.seq) {
+                return;
+            }
+        }
+        self.peers.insert(
+            beat.node.clone(),
+            Peer { heard: now, incarnation: beat.incarnation, seq: beat.seq, up: beat.up, view: beat.view, owned: beat.owned },
+        );
+        self.update();
+    }
+
+    /// Time passes: peers may be lost, a beat may be due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        self.update();
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Instant {
+        let lost = self.peers.values().map(|p| p.heard + self.lost_after).filter(|t| *t > self.now).min();
+        let fallback = self.disagree_since.map(|t| t + self.lost_after);
+        [Some(self.next_beat), lost, fallback].into_iter().flatten().min().unwrap_or(self.next_beat)
+    }
+
+    /// The next beat to send on every farm network, if one is due.
+    pub fn poll_transmit(&mut self) -> Option<Beat> {
+        if !self.send_now && self.now < self.next_beat {
+            return None;
+        }
+        self.send_now = false;
+        self.next_beat = self.now + self.pulse;
+        self.seq += 1;
+        Some(Beat {
+            node: self.me.clone(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            up: self.up,
+            view: self.digest(),
+            owned: bucket_map(&self.owned),
+        })
+    }
+
+    /// The next change for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// This node's name.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Whether `node`'s beats arrive (it has not left by silence).
+    pub fn hears(&self, node: &str) -> bool {
+        self.live().any(|(n, _)| n == node)
+    }
+
+    /// The buckets owned now.
+    pub fn owned(&self) -> &[u8] {
+        &self.owned
+    }
+
+    /// The members of the current view.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// The bucket table of the current view (for `vip_if_ctrl -l`).
+    pub fn table(&self) -> BucketTable {
+        assign(&self.view())
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&String, &Peer)> {
+        let (now, lost) = (self.now, self.lost_after);
+        self.peers.iter().filter(move |(_, p)| p.heard + lost > now)
+    }
+
+    fn view(&self) -> Vec<Member> {
+        let mut v: Vec<Member> = self.live().filter(|(_, p)| p.up).map(|(n, _)| Member::new(n.clone(), self.power(n))).collect();
+        if self.up {
+            v.push(Member::new(self.me.clone(), self.power(&self.me)));
+        }
+        v.sort();
+        v
+    }
+
+    fn digest(&self) -> u64 {
+        view_digest(&self.view())
+    }
+
+    fn update(&mut self) {
+        let view = self.view();
+        let digest = view_digest(&view);
+        let members: Vec<String> = view.iter().map(|m| m.name.clone()).collect();
+        if members != self.members {
+            self.members = members.clone();
+            self.events.push_back(Event::Members(members));
+            self.send_now = true;
+        }
+        let mine: Vec<u8> = match &self.mine {
+            _ if !self.up => Vec::new(),
+            Some((d, m)) if *d == digest => m.clone(),
+            _ => {
+                let m = assign(&view).owned_by(&self.me);
+                self.mine = Some((digest, m.clone()));
+                m
+            }
+        };
+        let agreed = self.live().all(|(_, p)| p.view == digest);
+        if agreed {
+            self.disagree_since = None;
+        } else if self.disagree_since.is_none() {
+            self.disagree_since = Some(self.now);
+        }
+        let give_up_waiting = self.disagree_since.is_some_and(|t| self.now >= t + self.lost_after);
+        let claimed = |b: u8| self.live().any(|(_, p)| has_bucket(&p.owned, b));
+        let next: Vec<u8> =
+            mine.iter().copied().filter(|b| self.owned.binary_search(b).is_ok() || ((agreed || give_up_waiting) && !claimed(*b))).collect();
+        if next != self.owned {
+            self.owned = next.clone();
+            self.events.push_back(Event::Owned(next));
+            self.send_now = true;
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Seeded simulation of N farm nodes' membership over a lossy, delaying
+//! network with crashes, restarts, stops and partitions: the invariants
+//! of issue 16 checked after every step.
+//!
+//! - Once membership has settled (no change for a few loss timeouts, no
+//!   partition), every bucket is owned by exactly one UP node.
+//! - At any instant, no bucket is owned by two nodes that hear each
+//!   other and follow the same view (two owners only while one side
+//!   believes the other gone — a partition, or beats lost long enough to
+//!   look like one — or while their views differ during a change).
+//! - A node that stops owns nothing from that instant.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::membership::{Event, Membership};
+use super::wire::Beat;
+use crate::sim::Rng;
+
+/// `0..n` from the simulation's generator.
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.range(0, n.max(1) - 1)
+}
+
+struct Node {
+    m: Membership,
+    alive: bool,
+    owned: Vec<u8>,
+}
+
+const PULSE: Duration = Duration::from_millis(100);
+const SLOST: u32 = 3;
+
+fn run(seed: u64, n: usize) {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(seed);
+    let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
+    let mut nodes: Vec<Node> = names
+        .iter()
+        .map(|name| Node { m: Membership::new(name, 1, BTreeMap::new(), PULSE, SLOST, t0), alive: true, owned: Vec::new() })
+        .collect();
+    // In-flight beats: (arrival, to, beat).
+    let mut flight: Vec<(Instant, usize, Beat)> = Vec::new();
+    let mut cut: Option<usize> = None; // a node partitioned from the rest
+    let mut last_change = t0;
+    let mut now = t0;
+    let loss = below(&mut rng, 10); // percent
+    for step in 0..4000u32 {
+        now += Duration::from_millis(5);
+        // Faults, now and then.
+        if below(&mut rng, 400) == 0 {
+            let i = usize::try_from(below(&mut rng, n as u64)).unwrap_or(0);
+            match below(&mut rng, 4) {
+                0 if nodes[i].alive => {
+                    nodes[i].alive = false; // crash: silent, its data path gone with it
+                    nodes[i].owned.clear();
+                }
+                1 if !nodes[i].alive => {
+                    let inc = u64::from(step) + 2;
+                    nodes[i] =
+                        Node { m: Membership::new(&names[i], inc, BTreeMap::new(), PULSE, SLOST, now), alive: true, owned: Vec::new() };
+                }
+                2 => {
+                    let up = below(&mut rng, 2) == 0;
+                    nodes[i].m.set_up(now, up);
+                }
+                _ => cut = if cut.is_some() { None } else { Some(i) },
+            }
+            last_change = now;
+        }
+        if step == 0 {
+            for node in &mut nodes {
+                node.m.set_up(now, true);
+            }
+        }
+        // Deliver what has arrived.
+        let (due, later): (Vec<_>, Vec<_>) = flight.into_iter().partition(|(t, _, _)| *t <= now);
+        flight = later;
+        for (_, to, beat) in due {
+            if nodes[to].alive {
+                nodes[to].m.receive(now, beat);
+            }
+        }
+        #[allow(clippy::needless_range_loop)] // i also picks the receivers
+        for i in 0..n {
+            if !nodes[i].alive {
+                continue;
+            }
+            nodes[i].m.handle_timeout(now);
+            while let Some(beat) = nodes[i].m.poll_transmit() {
+                for j in 0..n {
+                    let separated = cut.is_some_and(|c| (c == i) != (c == j));
+                    if j != i && !separated && below(&mut rng, 100) >= loss {
+                        flight.push((now + Duration::from_millis(1 + below(&mut rng, 20)), j, beat.clone()));
+                    }
+                }
+            }
+            while let Some(e) = nodes[i].m.poll_event() {
+                if let Event::Owned(o) = e {
+                    nodes[i].owned = o;
+                }
+            }
+        }
+        // A stopped node owns nothing.
+        for node in nodes.iter().filter(|x| x.alive) {
+            if !node.m.members().iter().any(|m| m == node.m.me()) {
+                assert!(node.owned.is_empty(), "seed {seed} step {step}: {} is not UP but owns {:?}", node.m.me(), node.owned);
+            }
+        }
+        // No bucket owned twice by nodes that hear each other and agree.
+        for b in 0..=u8::MAX {
+            let owners: Vec<usize> = (0..n).filter(|i| nodes[*i].alive && nodes[*i].owned.binary_search(&b).is_ok()).collect();
+            for (x, y) in owners.iter().flat_map(|x| owners.iter().map(move |y| (*x, *y))).filter(|(x, y)| x < y) {
+                let mutual = nodes[x].m.hears(&names[y]) && nodes[y].m.hears(&names[x]);
+                let separated = cut.is_some_and(|c| c == x || c == y);
+                let same_view = nodes[x].m.members() == nodes[y].m.members();
+                assert!(
+                    !(mutual && !separated && same_view),
+                    "seed {seed} step {step}: bucket {b} owned by {} and {} which hear each other",
+                    names[x],
+                    names[y]
+                );
+            }
+        }
+        // Settled: every bucket owned exactly once among the UP nodes.
+        let settled = now.duration_since(last_change) > PULSE * SLOST * 4 && cut.is_none() && loss == 0;
+        let any_up = nodes.iter().any(|x| x.alive && x.m.members().iter().any(|m| m == x.m.me()));
+        if settled && any_up {
+            let mut count = [0u8; 256];
+            for node in nodes.iter().filter(|x| x.alive) {
+                for b in &node.owned {
+                    count[usize::from(*b)] += 1;
+                }
+            }
+            assert!(count.iter().all(|c| *c == 1), "seed {seed} step {step}: settled but buckets owned {count:?}");
+        }
+    }
+}
+
+#[test]
+fn farm_membership_invariants_over_seeds() {
+    let seeds: u64 = std::env::var("SAFEKIT_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+    for seed in 0..seeds {
+        run(seed, 2 + usize::try_from(seed % 4).unwrap_or(0));
+    }
+}
