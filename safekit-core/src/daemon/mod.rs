@@ -3,6 +3,7 @@
 
 mod checks;
 pub mod control;
+mod farm;
 mod modules;
 pub mod snapshot;
 pub mod web;

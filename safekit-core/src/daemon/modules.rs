@@ -230,6 +230,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         .unwrap_or(u64::MAX);
     let now = tokio::time::Instant::now().into_std();
     let mut replicator: Arc<dyn Replicator> = Arc::new(crate::services::NothingToReplicate);
+    let mut farm = None;
     let (engine, heartbeat) = match cfg.service.mode {
         Mode::Mirror => {
             let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
@@ -294,7 +295,12 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
             (engine, Some(hb))
         }
         Mode::Light => (Box::new(LightEngine::new(engine_cfg, now)) as Box<dyn Automaton>, None),
-        Mode::Farm => return Err(format!("module {name}: farm modules are not available in this build yet")),
+        Mode::Farm => {
+            let scriptcontrol = cfg.service.vip.as_ref().is_some_and(|v| v.scriptcontrol);
+            let (traffic, membership) = super::farm::build(&name, id, &cfg, cluster, node, key).await?;
+            farm = Some((traffic, membership));
+            (Box::new(LightEngine::farm(engine_cfg, scriptcontrol, now)) as Box<dyn Automaton>, None)
+        }
     };
     let log: Arc<dyn LogSink> = log;
     let mut module = Module::builder(&name, id, engine, &layout.module_var(&name))
@@ -312,6 +318,9 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
     }
     if let Some(v) = vip {
         module = module.vip(v);
+    }
+    if let Some((traffic, membership)) = farm {
+        module = module.vip(traffic).companion(membership);
     }
     if let Some(w) = witness {
         module = module.witness(w);

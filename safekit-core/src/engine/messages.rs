@@ -106,6 +106,14 @@ pub enum Input {
         /// How late the runtime woke up.
         lag: std::time::Duration,
     },
+    /// Farm: this node's share of a group's buckets changed (shown as the
+    /// resource `<group>_0`, the load share in percent, as in SafeKit).
+    FarmLoad {
+        /// The `<group>` name.
+        group: String,
+        /// Buckets owned, of 256.
+        owned: u16,
+    },
 }
 
 /// Effects the runtime must carry out, in order.

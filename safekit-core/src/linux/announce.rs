@@ -5,7 +5,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-fn mac_of(ifname: &str) -> Result<[u8; 6], String> {
+/// The MAC address of interface `ifname`.
+pub fn mac_of(ifname: &str) -> Result<[u8; 6], String> {
     let mac_text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| format!("{ifname}: {e}"))?;
     let mac: Vec<u8> = mac_text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
     mac.try_into().map_err(|_| format!("{ifname}: bad MAC address {}", mac_text.trim()))

@@ -96,12 +96,21 @@ pub struct NetlinkVip {
     announcers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// one_side: the routes as they were before the VIP became their source.
     saved_routes: Mutex<Vec<RouteMessage>>,
+    /// Announce the addresses with this node's MAC (not for a farm VIP,
+    /// which every node carries and which must stay on the virtual MAC).
+    announce: bool,
 }
 
 impl NetlinkVip {
     /// Manages `specs`; `tcpreset` resets VIP-sourced connections on removal.
     pub const fn new(specs: Vec<VipSpec>, tcpreset: bool) -> Self {
-        Self { specs, tcpreset, announcers: Mutex::new(Vec::new()), saved_routes: Mutex::new(Vec::new()) }
+        Self { specs, tcpreset, announcers: Mutex::new(Vec::new()), saved_routes: Mutex::new(Vec::new()), announce: true }
+    }
+
+    /// The same without announcements (a farm VIP: every node carries it).
+    pub fn unannounced(mut self) -> Self {
+        self.announce = false;
+        self
     }
 
     /// The main table's routes of `vip`'s family leaving through interface `index`.
@@ -204,6 +213,9 @@ impl VirtualIp for NetlinkVip {
             }
             if s.one_side {
                 self.prefer(&handle, index, s.ip).await?;
+            }
+            if !self.announce {
+                continue;
             }
             let (ifname, reroute, ip) = (s.ifname.clone(), s.reroute, s.ip);
             let task = tokio::spawn(async move {

@@ -70,6 +70,8 @@ pub struct LightEngine {
     open: bool,
     /// The awaited open or close.
     traffic_run: Option<(RunId, bool)>,
+    /// Farm: `<group>_0` → load share in percent.
+    load: BTreeMap<String, String>,
 }
 
 impl LightEngine {
@@ -95,6 +97,7 @@ impl LightEngine {
             traffic,
             open: false,
             traffic_run: None,
+            load: BTreeMap::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl Automaton for LightEngine {
         let mut out = self.core.resource_strings();
         out.insert("usersetting.errd".into(), on(self.errd));
         out.insert("usersetting.checker".into(), on(self.checker));
+        out.extend(self.load.clone());
         out
     }
 
@@ -331,6 +335,9 @@ impl Automaton for LightEngine {
                 }
             }
             Input::Resource { name, state, by } => self.on_resource(name, state, &by),
+            Input::FarmLoad { group, owned } => {
+                self.load.insert(format!("{group}_0"), (u32::from(owned) * 100 / 256).to_string());
+            }
             Input::EffectDone { run, result } if self.traffic_run.is_some_and(|(r, _)| r == run) => {
                 let opening = self.traffic_run.take().is_some_and(|(_, on)| on);
                 self.core.seq.complete(run);

@@ -505,6 +505,8 @@ impl Automaton for MirrorEngine {
             Input::Replication(ev) => self.on_replication(ev),
             Input::Stalled { lag } => self.on_stall(lag),
             Input::PersistFailed { reason } => self.on_persist_failed(&reason),
+            // A mirror module has no farm group.
+            Input::FarmLoad { .. } => {}
         }
         self.drive();
     }

@@ -1,0 +1,291 @@
+//! A farm module run by three real daemons in network namespaces: each
+//! daemon opens its traffic (VIP, promiscuous mode, nf_tables rules),
+//! beats on the cluster network, and takes its share of the buckets.
+//! From 40 client addresses every connection is answered by the node the
+//! bucket table of the live members predicts, and accepted by exactly one
+//! node; a node cut off loses its buckets to the others (the time from the
+//! cut to a fully served table is printed, not asserted); back, the
+//! membership merges and the buckets are rebalanced; a stopped node
+//! removes its tables and its share goes to the others.
+
+mod common;
+mod farmnet;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, NODES};
+use safekit_core::config::LbFilter;
+use safekit_core::daemon::control::{call, Request, Response};
+use safekit_core::engine::{Readiness, State, Status};
+use safekit_core::farm::{assign, bucket_of, seed_of, BucketTable, Member};
+
+const CLUSTER: &str = r#"<cluster>
+  <lans>
+    <lan name="default">
+      <node name="n1" addr="10.82.0.1"/>
+      <node name="n2" addr="10.82.0.2"/>
+      <node name="n3" addr="10.82.0.3"/>
+    </lan>
+  </lans>
+</cluster>
+"#;
+
+const MODULE: &str = r#"<!DOCTYPE safe>
+<safe>
+<service mode="farm" maxloop="3" loop_interval="24">
+  <farm pulse="100ms" slost_count="5">
+    <lan name="default"/>
+  </farm>
+  <vip>
+    <interface_list>
+      <interface>
+        <virtual_interface type="vmac_invisible">
+          <virtual_addr addr="10.82.0.100" where="alias"/>
+        </virtual_interface>
+      </interface>
+    </interface_list>
+    <loadbalancing_list>
+      <group name="web">
+        <rule port="80" proto="tcp" filter="on_addr"/>
+      </group>
+    </loadbalancing_list>
+  </vip>
+</service>
+</safe>
+"#;
+
+struct Daemons {
+    root: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl Daemons {
+    fn dir(&self, i: usize) -> PathBuf {
+        self.root.join(NODES[i])
+    }
+
+    fn start(root: &Path) -> Self {
+        let _ = std::fs::remove_dir_all(root);
+        let key = "7".repeat(64);
+        let mut d = Self { root: root.to_path_buf(), children: Vec::new() };
+        for (i, n) in NODES.iter().enumerate() {
+            let dir = d.dir(i);
+            std::fs::create_dir_all(dir.join("var/cluster")).unwrap();
+            std::fs::create_dir_all(dir.join("safe/modules/farm/conf")).unwrap();
+            std::fs::write(dir.join("var/cluster/cluster.xml"), CLUSTER).unwrap();
+            std::fs::write(dir.join("var/cluster/cluster.key"), &key).unwrap();
+            std::fs::write(dir.join("safe/modules/farm/conf/userconfig.xml"), MODULE).unwrap();
+            let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns(n)])
+                .arg(common::exe())
+                .arg("daemon")
+                .env("SAFE", dir.join("safe"))
+                .env("SAFEVAR", dir.join("var"))
+                .env("SAFEKIT_NODE", n)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("daemon starts");
+            d.children.push(Some(child));
+        }
+        d
+    }
+
+    fn cli(&self, i: usize, args: &[&str]) -> String {
+        let out = Command::new(common::exe())
+            .args(args)
+            .env("SAFE", self.dir(i).join("safe"))
+            .env("SAFEVAR", self.dir(i).join("var"))
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    async fn status(&self, i: usize) -> Option<Status> {
+        match call(&self.dir(i).join("var/run/safekit.sock"), &Request::State { module: Some("farm".into()) }).await {
+            Ok(Response::States(s)) => s.first().map(|s| s.status),
+            _ => None,
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        let module = std::fs::read_to_string(self.dir(i).join("var/modules/farm/log.txt")).unwrap_or_default();
+        let daemon = std::fs::read_to_string(self.dir(i).join("daemon.log")).unwrap_or_default();
+        format!("{module}{daemon}")
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)), nix::sys::signal::Signal::SIGTERM);
+        }
+        for c in self.children.iter_mut().flatten() {
+            let end = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < end && c.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::env::var_os("SAFEKIT_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// One connection from each source: (source, answered by, predicted owner), or why not.
+fn probe(table: &BucketTable) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
+    let table = table.clone();
+    in_ns("cl", move || {
+        sources(false)
+            .into_iter()
+            .map(|src| {
+                let (s, local) = connect(src)?;
+                let want = table.owner(bucket_of(&key(local, LbFilter::OnAddr), seed_of(1))).unwrap_or("nobody").to_string();
+                Ok((src, request(s)?, want))
+            })
+            .collect()
+    })
+}
+
+/// Every connection answered by its predicted owner.
+fn served_as(table: &BucketTable) -> Result<Vec<usize>, String> {
+    let answers = probe(table)?;
+    let wrong: Vec<_> = answers.iter().filter(|(_, got, want)| got != want).collect();
+    if !wrong.is_empty() {
+        return Err(format!("{} of 40 answered by another node than predicted: {:?}", wrong.len(), &wrong[..wrong.len().min(3)]));
+    }
+    Ok(NODES.iter().map(|n| answers.iter().filter(|(_, got, _)| got == n).count()).collect())
+}
+
+/// Waits (at most `limit`) until the farm serves as `table` says; how long it took.
+fn until_served(what: &str, table: &BucketTable, limit: Duration, d: &Daemons) -> Duration {
+    let t0 = Instant::now();
+    let mut last = String::new();
+    while t0.elapsed() < limit {
+        match served_as(table) {
+            Ok(shares) => {
+                println!("farm daemons: {what}: 40 connections answered as predicted after {:?}, per node {shares:?}", t0.elapsed());
+                return t0.elapsed();
+            }
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs: Vec<String> = (0..3).map(|i| format!("--- {}:\n{}", NODES[i], tail(&d.log(i), 30))).collect();
+    panic!("{what}: not within {limit:?}: {last}\n{}", logs.join("\n"));
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Every node's count of new connections accepted (the daemon's nf_tables rules).
+fn accepted() -> Vec<u64> {
+    NODES
+        .iter()
+        .map(|n| {
+            let r = safekit_core::linux::farm::FarmRules {
+                table: "safekit_farm".into(),
+                device: "eth0".into(),
+                real_mac: [0; 6],
+                vmac: [0; 6],
+                vips: Vec::new(),
+                rules: Vec::new(),
+                seed: 0,
+            };
+            in_ns(n, move || r.counters()).map(|c| c.0).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// One more round once settled: each node accepted exactly the connections it answered.
+fn accepted_once(what: &str, table: &BucketTable) {
+    let before = accepted();
+    let shares = served_as(table).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let after = accepted();
+    let delta: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b)).collect();
+    let want: Vec<u64> = shares.iter().map(|n| u64::try_from(*n).unwrap()).collect();
+    assert_eq!(delta, want, "{what}: each connection accepted by exactly one node");
+}
+
+fn table(nodes: &[&str]) -> BucketTable {
+    assign(&nodes.iter().map(|n| Member::new(*n, 1)).collect::<Vec<_>>())
+}
+
+#[test]
+fn three_daemons_share_a_farm_vip_and_fail_over() {
+    let _serial = common::serial();
+    if !common::privileged("farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)", &["ip", "nft"], false) {
+        return;
+    }
+    let _net = Farm::setup("skf53", false).unwrap();
+    farmnet::wait_apps();
+    let d = Daemons::start(&std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id())));
+    let rt = common::rt();
+    for i in 0..3 {
+        let end = Instant::now() + Duration::from_secs(20);
+        while rt.block_on(d.status(i)).is_none() {
+            assert!(Instant::now() < end, "the daemon of {} did not start:\n{}", NODES[i], d.log(i));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for i in 0..3 {
+        let out = d.cli(i, &["start", "-m", "farm"]);
+        println!("farm daemons: {} start: {}", NODES[i], out.trim());
+    }
+    for i in 0..3 {
+        let end = Instant::now() + Duration::from_secs(30);
+        while rt.block_on(d.status(i)) != Some(Status::new(State::Up, Readiness::Ready)) {
+            assert!(Instant::now() < end, "{} not UP Ready ({:?}):\n{}", NODES[i], rt.block_on(d.status(i)), tail(&d.log(i), 40));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    until_served("3 daemons UP", &table(&NODES), Duration::from_secs(20), &d);
+    accepted_once("3 daemons UP", &table(&NODES));
+    // Visible as SafeKit shows it: UP Ready, the load share as resource web_0,
+    // and the health check's 200 for a load balancer or a <module> checker.
+    let share = |i: usize| table(&NODES).owned_by(NODES[i]).len() * 100 / 256;
+    let got = d.cli(0, &["get", "-m", "farm", "-r", "web_0"]);
+    assert!(got.contains(&share(0).to_string()), "n1's load share {}%: {got}", share(0));
+    println!("farm daemons: n1 `safekit get -m farm -r web_0`: {}", got.trim());
+    println!("farm daemons: n1 `safekit state`: {}", d.cli(0, &["state"]).trim());
+    let health = in_ns("cl", || {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([10, 82, 0, 1], 9010)), Duration::from_secs(2)).ok()?;
+        std::io::Write::write_all(&mut s, b"GET /var/modules/farm/ready.txt HTTP/1.0\r\n\r\n").ok()?;
+        let mut r = String::new();
+        std::io::Read::read_to_string(&mut s, &mut r).ok()?;
+        Some(r)
+    });
+    assert!(
+        health.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")),
+        "health check of n1: {health:?}"
+    );
+    assert!(d.log(0).contains("farm membership: n1 n2 n3 (group web)"), "{}", tail(&d.log(0), 30));
+
+    // n2 cut off: n1 and n3 take its buckets once it has been silent slost_count × pulse.
+    run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "down"]).unwrap();
+    let took = until_served("n2 cut off", &table(&["n1", "n3"]), Duration::from_secs(20), &d);
+    println!("farm daemons: from the cut to every bucket served by n1 and n3: {took:?} (detection 5 × 100 ms, plus probing)");
+    accepted_once("n2 cut off", &table(&["n1", "n3"]));
+
+    // Back: n2, alone meanwhile, merges with the others; the buckets are rebalanced.
+    run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "up"]).unwrap();
+    until_served("n2 back", &table(&NODES), Duration::from_secs(20), &d);
+    accepted_once("n2 back", &table(&NODES));
+    assert!(d.log(1).contains("farm load: 256/256 (group web)"), "n2 alone took every bucket: {}", tail(&d.log(1), 30));
+
+    // n3 stopped: its tables go, its share goes to n1 and n2.
+    println!("farm daemons: n3 stop: {}", d.cli(2, &["stop", "-m", "farm"]).trim());
+    until_served("n3 stopped", &table(&["n1", "n2"]), Duration::from_secs(20), &d);
+    let left = Command::new("ip").args(["netns", "exec", &ns("n3"), "nft", "list", "tables"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "n3 keeps tables: {}", String::from_utf8_lossy(&left.stdout));
+}

@@ -1,0 +1,101 @@
+//! What a farm module needs on this node, from its configuration: the data
+//! path ([`FarmRules`]), its VIP on every node, and the membership task on
+//! the `<farm><lan>` networks. One bucket table per module: the first
+//! `<group>`'s powers apply to every rule (decided; SafeKit modules have one
+//! group in practice).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{ClusterConfig, HostAddr, UserConfig, VipAddr};
+use crate::farm::{seed_of, Membership};
+use crate::key::ClusterKey;
+use crate::linux::farm::{default_vmac, powers, FarmRules, FarmTraffic, MembershipNet, Rule};
+use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
+use crate::runtime::{Companion, CompanionContext};
+
+use super::modules::resolve_host;
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let v: Vec<u8> = s.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    v.try_into().ok()
+}
+
+/// The farm traffic service and the membership companion of module `name`.
+pub(super) async fn build(
+    name: &str,
+    id: u16,
+    cfg: &UserConfig,
+    cluster: &ClusterConfig,
+    node: &str,
+    key: &ClusterKey,
+) -> Result<(Arc<FarmTraffic>, Companion), String> {
+    let farm = cfg.service.farm.as_ref().ok_or_else(|| format!("module {name}: a farm module needs <farm>"))?;
+    let vip = cfg.service.vip.as_ref().ok_or_else(|| format!("module {name}: a farm module needs <vip>"))?;
+    let mut reqs = Vec::new();
+    let mut vmac = None;
+    for i in &vip.interfaces {
+        let Some(v) = &i.virtual_interface else { continue };
+        if let Some(m) = &v.mac {
+            vmac = Some(parse_mac(m).ok_or_else(|| format!("module {name}: invalid virtual MAC {m}"))?);
+        }
+        for a in &v.addrs {
+            let ip = match &a.addr {
+                VipAddr::Ip(ip) => *ip,
+                VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
+            };
+            reqs.push(VipRequest { ip, ifname: i.name.clone(), reroute: None, one_side: false });
+        }
+    }
+    let specs = resolve(&reqs).map_err(|e| format!("module {name}: {e}"))?;
+    let first = specs.first().ok_or_else(|| format!("module {name}: a farm module needs a <virtual_interface> address"))?;
+    let device = first.ifname.clone();
+    let first_v4 = specs.iter().find_map(|s| if let IpAddr::V4(v) = s.ip { Some(v) } else { None });
+    let vmac = vmac
+        .or_else(|| first_v4.map(default_vmac))
+        .ok_or_else(|| format!("module {name}: an IPv6-only farm needs <virtual_interface vmac=\"…\">"))?;
+    let group = vip.loadbalancing.first().ok_or_else(|| format!("module {name}: a farm module needs a <loadbalancing_list> group"))?;
+    let rules = FarmRules {
+        table: format!("safekit_{}", name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()),
+        device: device.clone(),
+        real_mac: crate::linux::announce::mac_of(&device)?,
+        vmac,
+        vips: specs.iter().map(|s| s.ip).collect(),
+        rules: group.rules.iter().map(|r| Rule { port: r.port, proto: r.proto, filter: r.filter }).collect(),
+        seed: seed_of(id),
+    };
+    let port = farm.port.unwrap_or_else(|| 4803u16.saturating_add(id.saturating_sub(1).saturating_mul(3)));
+    let (mut local, mut peers) = (Vec::new(), Vec::new());
+    for l in &farm.lans {
+        let lan = cluster.lan(&l.name).ok_or_else(|| format!("module {name}: farm lan {} is not in cluster.xml", l.name))?;
+        for n in &lan.nodes {
+            let ip = resolve_host(if n.name == node { n.laddr.as_ref().unwrap_or(&n.addr) } else { &n.addr }).await?;
+            if n.name == node {
+                local.push(SocketAddr::new(ip, port));
+            } else {
+                peers.push(SocketAddr::new(ip, port));
+            }
+        }
+    }
+    if local.is_empty() {
+        return Err(format!("module {name}: node {node} is on none of the farm's networks"));
+    }
+    let incarnation = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros())
+        .unwrap_or(u64::MAX);
+    let membership = Membership::new(
+        node,
+        incarnation,
+        powers(&group.hosts),
+        farm.pulse.max(Duration::from_millis(10)),
+        farm.slost_count,
+        std::time::Instant::now(),
+    );
+    let (up_tx, up_rx) = tokio::sync::watch::channel(false);
+    let traffic = Arc::new(FarmTraffic::new(rules.clone(), NetlinkVip::new(specs, vip.tcpreset).unannounced(), up_tx));
+    // Tables a crashed daemon left behind go before anything else.
+    traffic.clean().await;
+    let net = MembershipNet { key: key.clone(), module: id, local, peers, group: group.name.clone() };
+    let companion: Companion = Box::new(move |cx: CompanionContext| tokio::spawn(net.run(membership, rules, up_rx, cx.log, cx.inputs)));
+    Ok((traffic, companion))
+}

@@ -1,0 +1,9 @@
+//! The farm on Linux: the nf_tables data path ([`FarmRules`]) and the
+//! service that opens a farm module's traffic and runs its membership
+//! over UDP ([`FarmTraffic`]).
+
+mod rules;
+mod service;
+
+pub use rules::{default_vmac, nd_checksum_word, nft, FarmRules, Rule};
+pub use service::{powers, FarmTraffic, MembershipNet};
