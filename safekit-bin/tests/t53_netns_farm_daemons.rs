@@ -66,7 +66,7 @@ impl Daemons {
         self.root.join(NODES[i])
     }
 
-    fn start(root: &Path) -> Self {
+    fn start(root: &Path, module: &str) -> Self {
         let _ = std::fs::remove_dir_all(root);
         let key = "7".repeat(64);
         let mut d = Self { root: root.to_path_buf(), children: Vec::new() };
@@ -76,7 +76,7 @@ impl Daemons {
             std::fs::create_dir_all(dir.join("safe/modules/farm/conf")).unwrap();
             std::fs::write(dir.join("var/cluster/cluster.xml"), CLUSTER).unwrap();
             std::fs::write(dir.join("var/cluster/cluster.key"), &key).unwrap();
-            std::fs::write(dir.join("safe/modules/farm/conf/userconfig.xml"), MODULE).unwrap();
+            std::fs::write(dir.join("safe/modules/farm/conf/userconfig.xml"), module).unwrap();
             let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
             let child = Command::new("ip")
                 .args(["netns", "exec", &ns(n)])
@@ -220,15 +220,9 @@ fn table(nodes: &[&str]) -> BucketTable {
     assign(&nodes.iter().map(|n| Member::new(*n, 1)).collect::<Vec<_>>())
 }
 
-#[test]
-fn three_daemons_share_a_farm_vip_and_fail_over() {
-    let _serial = common::serial();
-    if !common::privileged("farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)", &["ip", "nft"], false) {
-        return;
-    }
-    let _net = Farm::setup("skf53", false).unwrap();
-    farmnet::wait_apps();
-    let d = Daemons::start(&std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id())));
+/// The three daemons started with `module`, the farm module started on each and UP Ready.
+fn started(module: &str) -> Daemons {
+    let d = Daemons::start(&std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id())), module);
     let rt = common::rt();
     for i in 0..3 {
         let end = Instant::now() + Duration::from_secs(20);
@@ -248,6 +242,18 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    d
+}
+
+#[test]
+fn three_daemons_share_a_farm_vip_and_fail_over() {
+    let _serial = common::serial();
+    if !common::privileged("farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)", &["ip", "nft"], false) {
+        return;
+    }
+    let _net = Farm::setup("skf53", false).unwrap();
+    farmnet::wait_apps();
+    let d = started(MODULE);
     until_served("3 daemons UP", &table(&NODES), Duration::from_secs(20), &d);
     accepted_once("3 daemons UP", &table(&NODES));
     // Visible as SafeKit shows it: UP Ready, the load share as resource web_0,
@@ -256,7 +262,9 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     let got = d.cli(0, &["get", "-m", "farm", "-r", "web_0"]);
     assert!(got.contains(&share(0).to_string()), "n1's load share {}%: {got}", share(0));
     println!("farm daemons: n1 `safekit get -m farm -r web_0`: {}", got.trim());
-    println!("farm daemons: n1 `safekit state`: {}", d.cli(0, &["state"]).trim());
+    let state = d.cli(0, &["state"]);
+    println!("farm daemons: n1 `safekit state`: {}", state.trim());
+    assert!(state.contains("UP Ready") && state.contains(&format!("(load: web_0 {}%)", share(0))), "{state}");
     let health = in_ns("cl", || {
         let mut s =
             std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([10, 82, 0, 1], 9010)), Duration::from_secs(2)).ok()?;
@@ -269,6 +277,20 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
         health.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")),
         "health check of n1: {health:?}"
     );
+
+    // Garbage and a beat forged with another key: dropped, counted, nothing changes.
+    in_ns("cl", || {
+        let sock = std::net::UdpSocket::bind("10.82.0.10:0").unwrap();
+        let forged =
+            safekit_core::farm::wire::Beat { node: "n2".into(), incarnation: u64::MAX, seq: u64::MAX, up: false, view: 0, owned: [0; 32] };
+        let forged = safekit_core::farm::wire::encode(&safekit_core::key::ClusterKey::new([1; 32]), 1, &forged);
+        for d in [&b"garbage"[..], &[0u8; 2000][..], &forged[..]] {
+            sock.send_to(d, "10.82.0.1:4803").unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.log(0).contains("farm membership datagram dropped (2 so far)"), "{}", tail(&d.log(0), 20));
+    accepted_once("after forged datagrams", &table(&NODES));
     assert!(d.log(0).contains("farm membership: n1 n2 n3 (group web)"), "{}", tail(&d.log(0), 30));
 
     // n2 cut off: n1 and n3 take its buckets once it has been silent slost_count × pulse.
@@ -288,4 +310,131 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     until_served("n3 stopped", &table(&["n1", "n2"]), Duration::from_secs(20), &d);
     let left = Command::new("ip").args(["netns", "exec", &ns("n3"), "nft", "list", "tables"]).output().unwrap();
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "n3 keeps tables: {}", String::from_utf8_lossy(&left.stdout));
+}
+
+/// From the cut of `victim`'s link: when a client whose bucket moves from
+/// it to `heir` is first answered by `heir` (new connections every 20 ms).
+fn outage(victim: usize, table3: &BucketTable, table2: &BucketTable) -> Duration {
+    let probes: Vec<(std::net::IpAddr, String)> = NODES
+        .iter()
+        .filter(|n| **n != NODES[victim])
+        .filter_map(|heir| {
+            sources(false)
+                .into_iter()
+                .find(|s| {
+                    let b = bucket_of(&safekit_core::farm::FlowKey::Addr(*s), seed_of(1));
+                    table3.owner(b) == Some(NODES[victim]) && table2.owner(b) == Some(heir)
+                })
+                .map(|s| (s, heir.to_string()))
+        })
+        .collect();
+    let t0 = Instant::now();
+    let handles: Vec<_> = probes
+        .into_iter()
+        .map(|(src, heir)| {
+            let file = std::fs::File::open(format!("/run/netns/{}", ns("cl"))).unwrap();
+            std::thread::spawn(move || {
+                nix::sched::setns(std::os::fd::AsFd::as_fd(&file), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                while t0.elapsed() < Duration::from_secs(20) {
+                    let vip: std::net::IpAddr = farmnet::VIP4.parse().unwrap();
+                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                    if s.bind(&std::net::SocketAddr::new(src, 0).into()).is_ok()
+                        && s.connect_timeout(&std::net::SocketAddr::new(vip, 80).into(), Duration::from_millis(20)).is_ok()
+                    {
+                        // A short read timeout: a connection the dead node accepted
+                        // just before the cut never answers, and must not hold the probe.
+                        let stream: std::net::TcpStream = s.into();
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                        if request(stream).is_ok_and(|a| a == heir) {
+                            return t0.elapsed();
+                        }
+                    }
+                }
+                Duration::from_secs(20)
+            })
+        })
+        .collect();
+    run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", &format!("p{victim}"), "down"]).unwrap();
+    handles.into_iter().map(|h| h.join().unwrap()).max().unwrap_or_default()
+}
+
+/// Requests per second from `threads` client threads for `secs` against `addr`.
+fn rate(addr: std::net::SocketAddr, threads: usize, secs: u64) -> f64 {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t0 = Instant::now();
+    let hs: Vec<_> = (0..threads)
+        .map(|t| {
+            let (done, srcs) = (done.clone(), sources(false));
+            let file = std::fs::File::open(format!("/run/netns/{}", ns("cl"))).unwrap();
+            std::thread::spawn(move || {
+                nix::sched::setns(std::os::fd::AsFd::as_fd(&file), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let mut k = t;
+                while t0.elapsed() < Duration::from_secs(secs) {
+                    let src = srcs[k % srcs.len()];
+                    k += threads;
+                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                    if s.bind(&std::net::SocketAddr::new(src, 0).into()).is_ok()
+                        && s.connect_timeout(&addr.into(), Duration::from_secs(2)).is_ok()
+                    {
+                        let stream: std::net::TcpStream = s.into();
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        if request(stream).is_ok() {
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        let _ = h.join();
+    }
+    done.load(std::sync::atomic::Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The farm benchmark (bench/farm.sh): failover time with SafeKit's default
+/// `pulse="100ms" slost_count="10"`, requests/s through the VIP vs one node
+/// directly, bucket spread vs power. Prints figures; asserts nothing on them.
+#[test]
+#[ignore = "benchmark: bash bench/farm.sh"]
+fn bench_farm() {
+    let _serial = common::serial();
+    if !common::privileged("farm benchmark needs root, iproute2 and nftables", &["ip", "nft"], false) {
+        return;
+    }
+    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let _net = Farm::setup("skf53", false).unwrap();
+    farmnet::wait_apps();
+    let d = started(&MODULE.replace(r#"slost_count="5""#, r#"slost_count="10""#));
+    let (t3, t2) = (table(&NODES), table(&["n1", "n3"]));
+    until_served("3 daemons UP", &t3, Duration::from_secs(20), &d);
+    let mut outages = Vec::new();
+    for r in 0..runs {
+        let o = outage(1, &t3, &t2);
+        println!("BENCH farm failover run {}: {} ms", r + 1, o.as_millis());
+        outages.push(o);
+        run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "up"]).unwrap();
+        until_served("n2 back", &t3, Duration::from_secs(30), &d);
+        std::thread::sleep(Duration::from_millis(1000 + 37 * u64::try_from(r).unwrap_or(0) % 100));
+    }
+    outages.sort();
+    let ms: Vec<u128> = outages.iter().map(Duration::as_millis).collect();
+    println!(
+        "SUMMARY farm failover (cable cut of n2, pulse 100 ms, slost_count 10): median {} ms, min {} ms, max {} ms over {runs} runs",
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1]
+    );
+    for threads in [4usize] {
+        let vip = rate(std::net::SocketAddr::from(([10, 82, 0, 100], 80)), threads, 5);
+        let one = rate(std::net::SocketAddr::from(([10, 82, 0, 1], 80)), threads, 5);
+        println!("SUMMARY farm requests/s ({threads} client threads, 5 s, new connection per request): through the VIP (3 nodes) {vip:.0}, one node directly {one:.0}");
+    }
+    for powers in [[1u32, 1, 1], [2, 1, 1], [1, 64, 4096], [0, 1, 1]] {
+        let t = assign(&NODES.iter().zip(powers).map(|(n, p)| Member::new(*n, p)).collect::<Vec<_>>());
+        let buckets: Vec<usize> = NODES.iter().map(|n| t.owned_by(n).len()).collect();
+        println!("SUMMARY farm spread: powers {powers:?} -> buckets {buckets:?}");
+    }
 }

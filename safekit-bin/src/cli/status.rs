@@ -26,8 +26,18 @@ pub(super) async fn state(layout: &Layout, module: Option<String>, verbose: bool
         return ExitCode::SUCCESS;
     }
     for s in &states {
-        let remote = s.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string());
-        println!("{:<16} {:<18} (remote: {remote})  id {}", s.name, s.status.to_string(), s.id);
+        // A mirror shows its peer; a farm its load share per group; a light module nothing more.
+        let extra = if s.peer.is_some() || s.resources.contains_key("state.remote") {
+            format!("(remote: {})", s.peer.map_or_else(|| "UNKNOWN".to_string(), |p| p.to_string()))
+        } else {
+            let load: Vec<String> = s.resources.iter().filter(|(k, _)| k.ends_with("_0")).map(|(k, v)| format!("{k} {v}%")).collect();
+            if load.is_empty() {
+                String::new()
+            } else {
+                format!("(load: {})", load.join(", "))
+            }
+        };
+        println!("{:<16} {:<18} {extra}  id {}", s.name, s.status.to_string(), s.id);
         if verbose {
             for (k, v) in &s.resources {
                 println!("    {k:<28} {v}");

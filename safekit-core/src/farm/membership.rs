@@ -254,3 +254,40 @@ impl Membership {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_peer_leaves_after_slost_count_pulses_and_its_buckets_move_at_once() {
+        let t0 = Instant::now();
+        let pulse = Duration::from_millis(100);
+        let mut a = Membership::new("a", 1, BTreeMap::new(), pulse, 10, t0);
+        let mut b = Membership::new("b", 1, BTreeMap::new(), pulse, 10, t0);
+        a.set_up(t0, true);
+        b.set_up(t0, true);
+        // Beats both ways every pulse for a second.
+        let mut now = t0;
+        for _ in 0..10 {
+            now += pulse;
+            a.handle_timeout(now);
+            b.handle_timeout(now);
+            while let Some(x) = a.poll_transmit() {
+                b.receive(now, x);
+            }
+            while let Some(x) = b.poll_transmit() {
+                a.receive(now, x);
+            }
+        }
+        assert_eq!(a.owned().len(), 128, "shared");
+        // b falls silent at `last`: a takes everything exactly slost_count × pulse later.
+        let last = now;
+        assert!(a.poll_timeout() <= last + pulse * 10);
+        a.handle_timeout(last + pulse * 10 - Duration::from_millis(1));
+        assert_eq!(a.owned().len(), 128, "not yet");
+        a.handle_timeout(last + pulse * 10);
+        assert_eq!(a.members(), ["a".to_string()]);
+        assert_eq!(a.owned().len(), 256, "all of b's buckets at once");
+    }
+}

@@ -114,7 +114,7 @@ pub struct MembershipNet {
 impl MembershipNet {
     /// Runs `m` until the task is aborted: beats sent every pulse and at
     /// each change, beats received (forged or malformed ones dropped and
-    /// counted in the log at debug level), owned buckets applied to
+    /// counted in the log, at the 1st, 2nd, 4th, … one), owned buckets applied to
     /// `rules` while `up` says the traffic is open.
     pub async fn run(
         self,
@@ -198,7 +198,10 @@ impl MembershipNet {
                         Ok(beat) => m.receive(tokio::time::Instant::now().into_std(), beat),
                         Err(e) => {
                             dropped += 1;
-                            log.write("farm", LogLevel::D, &format!("farm membership datagram dropped ({dropped} so far): {e}"));
+                            // At the 1st, 2nd, 4th, 8th... only: a flood must not fill the log.
+                            if dropped.is_power_of_two() {
+                                log.write("farm", LogLevel::E, &format!("farm membership datagram dropped ({dropped} so far): {e}"));
+                            }
                         }
                     }
                 }
