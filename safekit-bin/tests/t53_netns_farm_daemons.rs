@@ -191,18 +191,7 @@ fn tail(s: &str, n: usize) -> String {
 fn accepted() -> Vec<u64> {
     NODES
         .iter()
-        .map(|n| {
-            let r = safekit_core::linux::farm::FarmRules {
-                table: "safekit_farm".into(),
-                device: "eth0".into(),
-                real_mac: [0; 6],
-                vmac: [0; 6],
-                vips: Vec::new(),
-                rules: Vec::new(),
-                seed: 0,
-            };
-            in_ns(n, move || r.counters()).map(|c| c.0).unwrap_or(0)
-        })
+        .map(|n| in_ns(n, || safekit_core::linux::farm::counters("safekit_farm")).unwrap_or_else(|e| panic!("{n}: {e}")).0)
         .collect()
 }
 

@@ -17,11 +17,6 @@ use crate::runtime::{Companion, CompanionContext};
 
 use super::modules::resolve_host;
 
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
-    v.try_into().ok()
-}
-
 /// The farm traffic service and the membership companion of module `name`.
 pub(super) async fn build(
     name: &str,
@@ -38,7 +33,7 @@ pub(super) async fn build(
     for i in &vip.interfaces {
         let Some(v) = &i.virtual_interface else { continue };
         if let Some(m) = &v.mac {
-            vmac = Some(parse_mac(m).ok_or_else(|| format!("module {name}: invalid virtual MAC {m}"))?);
+            vmac = Some(crate::linux::announce::parse_mac(m).ok_or_else(|| format!("module {name}: invalid virtual MAC {m}"))?);
         }
         for a in &v.addrs {
             let ip = match &a.addr {

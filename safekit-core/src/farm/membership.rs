@@ -13,14 +13,16 @@
 //! the bucket to this node alone). If live peers keep following another
 //! view for longer than the loss timeout (a one-way link), unclaimed
 //! buckets are taken anyway: serving twice beats not serving, as in a
-//! split brain, where each side takes every bucket.
+//! split brain, where each side takes every bucket. A node that has just
+//! started takes nothing for one loss timeout: it first listens, so that
+//! nodes started together do not each take all 256.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::assign::{assign, BucketTable, Member};
+use super::assign::{assign, Member};
 use super::wire::{bucket_map, has_bucket, Beat};
 
 /// What the membership asks of its driver.
@@ -59,6 +61,9 @@ pub struct Membership {
     /// Since when live peers follow another view than this node's.
     disagree_since: Option<Instant>,
     next_beat: Instant,
+    /// Until then, no new bucket is taken: a node that has just started
+    /// has had no time to hear the others, and alone it would take all.
+    listening_until: Instant,
     send_now: bool,
     /// This node's buckets in the table of a view digest (the table is
     /// recomputed only when the view changes).
@@ -99,6 +104,7 @@ impl Membership {
             members: Vec::new(),
             disagree_since: None,
             next_beat: now,
+            listening_until: now + pulse * slost_count.max(1),
             send_now: true,
             mine: None,
             events: VecDeque::new(),
@@ -150,7 +156,8 @@ impl Membership {
     pub fn poll_timeout(&self) -> Instant {
         let lost = self.peers.values().map(|p| p.heard + self.lost_after).filter(|t| *t > self.now).min();
         let fallback = self.disagree_since.map(|t| t + self.lost_after);
-        [Some(self.next_beat), lost, fallback].into_iter().flatten().min().unwrap_or(self.next_beat)
+        let listening = Some(self.listening_until).filter(|t| *t > self.now);
+        [Some(self.next_beat), lost, fallback, listening].into_iter().flatten().min().unwrap_or(self.next_beat)
     }
 
     /// The next beat to send on every farm network, if one is due.
@@ -196,11 +203,6 @@ impl Membership {
         &self.members
     }
 
-    /// The bucket table of the current view (for `vip_if_ctrl -l`).
-    pub fn table(&self) -> BucketTable {
-        assign(&self.view())
-    }
-
     fn live(&self) -> impl Iterator<Item = (&String, &Peer)> {
         let (now, lost) = (self.now, self.lost_after);
         self.peers.iter().filter(move |(_, p)| p.heard + lost > now)
@@ -244,9 +246,9 @@ impl Membership {
             self.disagree_since = Some(self.now);
         }
         let give_up_waiting = self.disagree_since.is_some_and(|t| self.now >= t + self.lost_after);
+        let may_take = self.now >= self.listening_until && (agreed || give_up_waiting);
         let claimed = |b: u8| self.live().any(|(_, p)| has_bucket(&p.owned, b));
-        let next: Vec<u8> =
-            mine.iter().copied().filter(|b| self.owned.binary_search(b).is_ok() || ((agreed || give_up_waiting) && !claimed(*b))).collect();
+        let next: Vec<u8> = mine.iter().copied().filter(|b| self.owned.binary_search(b).is_ok() || (may_take && !claimed(*b))).collect();
         if next != self.owned {
             self.owned = next.clone();
             self.events.push_back(Event::Owned(next));

@@ -5,11 +5,16 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// A MAC address written `5a:fe:0a:51:00:64`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = text.trim().split(':').map(|h| u8::from_str_radix(h, 16).ok()).collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
 /// The MAC address of interface `ifname`.
 pub fn mac_of(ifname: &str) -> Result<[u8; 6], String> {
     let mac_text = std::fs::read_to_string(format!("/sys/class/net/{ifname}/address")).map_err(|e| format!("{ifname}: {e}"))?;
-    let mac: Vec<u8> = mac_text.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
-    mac.try_into().map_err(|_| format!("{ifname}: bad MAC address {}", mac_text.trim()))
+    parse_mac(&mac_text).ok_or_else(|| format!("{ifname}: bad MAC address {}", mac_text.trim()))
 }
 
 fn index_of(ifname: &str) -> Result<u32, String> {

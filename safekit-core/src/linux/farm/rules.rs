@@ -255,22 +255,27 @@ impl FarmRules {
         Ok(out)
     }
 
-    /// New connections accepted and packets dropped so far: the `vip`
-    /// chain's counters (accept rules summed, then the final drop).
+    /// New connections accepted and packets dropped so far ([`counters`] of this table).
     pub fn counters(&self) -> Result<(u64, u64), String> {
-        let json = nft_json(&["list", "chain", "inet", &self.table, "vip"])?;
-        let (mut accepted, mut dropped) = (0, 0);
-        for item in json["nftables"].as_array().into_iter().flatten() {
-            let Some(expr) = item["rule"]["expr"].as_array() else { continue };
-            let packets = expr.iter().find_map(|e| e["counter"]["packets"].as_u64()).unwrap_or(0);
-            if expr.iter().any(|e| e.get("accept").is_some()) && expr.iter().any(|e| e.to_string().contains("jhash")) {
-                accepted += packets;
-            } else if expr.iter().any(|e| e.get("drop").is_some()) {
-                dropped += packets;
-            }
-        }
-        Ok((accepted, dropped))
+        counters(&self.table)
     }
+}
+
+/// New connections accepted and packets dropped so far by the farm table
+/// `table`: its `vip` chain's counters (accept rules summed, then the final drop).
+pub fn counters(table: &str) -> Result<(u64, u64), String> {
+    let json = nft_json(&["list", "chain", "inet", table, "vip"])?;
+    let (mut accepted, mut dropped) = (0, 0);
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        let Some(expr) = item["rule"]["expr"].as_array() else { continue };
+        let packets = expr.iter().find_map(|e| e["counter"]["packets"].as_u64()).unwrap_or(0);
+        if expr.iter().any(|e| e.get("accept").is_some()) && expr.iter().any(|e| e.to_string().contains("jhash")) {
+            accepted += packets;
+        } else if expr.iter().any(|e| e.get("drop").is_some()) {
+            dropped += packets;
+        }
+    }
+    Ok((accepted, dropped))
 }
 
 /// Runs one `nft -f -` transaction.

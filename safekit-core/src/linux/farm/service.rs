@@ -171,16 +171,16 @@ impl MembershipNet {
                 }
             }
             // The rules follow the membership while the traffic is open.
-            let want = if *up.borrow() { Some(m.owned().to_vec()) } else { None };
-            if want.is_some() && want != applied {
-                let (r, owned) = (rules.clone(), want.clone().unwrap_or_default());
+            if !*up.borrow() {
+                applied = None;
+            } else if applied.as_deref() != Some(m.owned()) {
+                let (r, owned) = (rules.clone(), m.owned().to_vec());
+                let done = owned.clone();
                 match tokio::task::spawn_blocking(move || r.set_owned(&owned)).await {
-                    Ok(Ok(())) => applied = want,
+                    Ok(Ok(())) => applied = Some(done),
                     Ok(Err(e)) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
                     Err(e) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
                 }
-            } else if want.is_none() {
-                applied = None;
             }
             let wake = tokio::time::Instant::from_std(m.poll_timeout()).max(tokio::time::Instant::now() + Duration::from_millis(1));
             tokio::select! {
