@@ -20,6 +20,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    // `safekit -r saferpc_send …`, `safekit -r vip_if_ctrl -l`: SafeKit's special commands.
+    if argv.get(1).is_some_and(|a| a == "-r") {
+        argv[1] = "special".into();
+    }
     let args = cli::Cli::parse_from(argv);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,

@@ -21,28 +21,50 @@ use std::process::Command;
 
 use safekit_core::config::{LbFilter, LbProto};
 use safekit_core::farm::{assign, bucket_of, BucketTable, FlowKey, Handover, Member};
-use safekit_core::linux::farm::{default_vmac, FarmRules, Rule};
+use safekit_core::linux::farm::{default_vmac, Delivery, FarmRules, Rule};
 
-use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, NODES, VIP4, VIP6};
+use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, Vip, NODES, VIP4, VIP6};
 
 const SEED: u32 = 0x5afe_0052;
 
-fn rules(node: usize, filter: LbFilter) -> FarmRules {
+/// Node `node`'s rules; `directed`: vmac_directed with an `arp` rule.
+fn rules(node: usize, filter: LbFilter, directed: bool) -> FarmRules {
+    let mut rules = vec![Rule { port: Some(80), proto: LbProto::Tcp, filter }];
+    let delivery = if directed {
+        rules.push(Rule { port: None, proto: LbProto::Arp, filter: LbFilter::OnAddr });
+        Delivery::Directed
+    } else {
+        Delivery::Invisible { vmac: default_vmac(VIP4.parse().unwrap()), real_mac: [0x02, 0x82, 0, 0, 0, u8::try_from(node + 1).unwrap()] }
+    };
     FarmRules {
         table: "safekit_farm52".into(),
         device: "eth0".into(),
-        real_mac: [0x02, 0x82, 0, 0, 0, u8::try_from(node + 1).unwrap()],
-        vmac: default_vmac(VIP4.parse().unwrap()),
+        delivery,
         vips: vec![VIP4.parse().unwrap(), VIP6.parse().unwrap()],
-        rules: vec![Rule { port: Some(80), proto: LbProto::Tcp, filter }],
+        rules,
         seed: SEED,
     }
 }
 
-fn install(table: &BucketTable, filter: LbFilter) {
+/// vmac_directed: where node `me` sends buckets others own (their own addresses).
+fn forward(table: &BucketTable, me: &str, directed: bool) -> Vec<(u8, IpAddr)> {
+    if !directed {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for b in 0..=255u8 {
+        if let Some(i) = table.owner(b).filter(|o| *o != me).and_then(|o| NODES.iter().position(|n| *n == o)) {
+            out.push((b, format!("10.82.0.{}", i + 1).parse().unwrap()));
+            out.push((b, format!("fd00:82::{}", i + 1).parse().unwrap()));
+        }
+    }
+    out
+}
+
+fn install(table: &BucketTable, filter: LbFilter, directed: bool) {
     for (i, n) in NODES.iter().enumerate() {
-        let (r, owned) = (rules(i, filter), table.owned_by(n));
-        in_ns(n, move || r.install(&owned)).unwrap_or_else(|e| panic!("{n}: {e}"));
+        let (r, owned, fwd) = (rules(i, filter, directed), table.owned_by(n), forward(table, n, directed));
+        in_ns(n, move || r.install(&owned, &fwd)).unwrap_or_else(|e| panic!("{n}: {e}"));
     }
 }
 
@@ -52,20 +74,20 @@ fn accepted() -> Vec<u64> {
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            let r = rules(i, LbFilter::OnAddr);
+            let r = rules(i, LbFilter::OnAddr, false);
             in_ns(n, move || r.counters()).unwrap_or_else(|e| panic!("{n}: {e}")).0
         })
         .collect()
 }
 
-/// Two-phase handover from `old` to `new` on every node.
+/// Two-phase handover from `old` to `new` on every node (vmac_invisible).
 fn hand_over(old: &BucketTable, new: &BucketTable, filter: LbFilter, skip: Option<&str>) {
     let plans: Vec<(usize, &str, Handover)> =
         NODES.iter().enumerate().filter(|(_, n)| Some(**n) != skip).map(|(i, n)| (i, *n, Handover::between(old, new, n))).collect();
     for phase in [0, 1] {
         for (i, n, h) in &plans {
-            let (r, owned) = (rules(*i, filter), if phase == 0 { h.after_release() } else { h.after_acquire() });
-            in_ns(n, move || r.set_owned(&owned)).unwrap_or_else(|e| panic!("{n}: {e}"));
+            let (r, owned) = (rules(*i, filter, false), if phase == 0 { h.after_release() } else { h.after_acquire() });
+            in_ns(n, move || r.set_owned(&owned, &[])).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
     }
 }
@@ -105,28 +127,35 @@ fn view(powers: [u32; 3]) -> Vec<Member> {
     NODES.iter().zip(powers).map(|(n, p)| Member::new(*n, p)).collect()
 }
 
-#[test]
-fn three_nodes_share_the_vip_by_buckets_and_hand_them_over() {
-    let _serial = common::serial();
+/// The namespaces with the applications answering, or `None` (with the
+/// reason printed) where the test cannot run.
+fn farm(vip: Vip) -> Option<Farm> {
     if !common::privileged(
         "farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)",
         &["ip", "nft", "sysctl"],
         false,
     ) {
-        return;
+        return None;
     }
-    let _farm = Farm::setup("skf52", true).unwrap();
+    let farm = Farm::setup("skf52", vip).unwrap();
     farmnet::wait_apps();
+    Some(farm)
+}
+
+#[test]
+fn three_nodes_share_the_vip_by_buckets_and_hand_them_over() {
+    let _serial = common::serial();
+    let Some(_farm) = farm(Vip::Invisible) else { return };
 
     let three = assign(&view([1, 1, 1]));
-    install(&three, LbFilter::OnAddr);
+    install(&three, LbFilter::OnAddr, false);
     let shares = check("on_addr IPv4, 3 nodes", &three, LbFilter::OnAddr, false);
     assert!(shares.iter().all(|n| *n > 0), "40 clients spread over the three nodes: {shares:?}");
     check("on_addr IPv6, 3 nodes", &three, LbFilter::OnAddr, true);
-    install(&three, LbFilter::OnPort);
+    install(&three, LbFilter::OnPort, false);
     check("on_port IPv4, 3 nodes", &three, LbFilter::OnPort, false);
     check("on_port IPv6, 3 nodes", &three, LbFilter::OnPort, true);
-    install(&three, LbFilter::OnAddr);
+    install(&three, LbFilter::OnAddr, false);
 
     // n2 cut off: its buckets handed over to n1 and n3 (n2 itself does not answer).
     run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "down"]).unwrap();
@@ -137,7 +166,7 @@ fn three_nodes_share_the_vip_by_buckets_and_hand_them_over() {
 
     // n2 back, empty; the table rebalanced while a connection whose bucket
     // moves to n2 is open on its old owner: it finishes there.
-    in_ns("n2", || rules(1, LbFilter::OnAddr).set_owned(&[])).unwrap();
+    in_ns("n2", || rules(1, LbFilter::OnAddr, false).set_owned(&[], &[])).unwrap();
     run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "up"]).unwrap();
     let moving = sources(false)
         .into_iter()
@@ -164,7 +193,74 @@ fn three_nodes_share_the_vip_by_buckets_and_hand_them_over() {
 
     // Stop: every table removed.
     for (i, n) in NODES.iter().enumerate() {
-        let r = rules(i, LbFilter::OnAddr);
+        let r = rules(i, LbFilter::OnAddr, false);
+        in_ns(n, move || r.remove()).unwrap();
+        let left = Command::new("ip").args(["netns", "exec", &ns(n), "nft", "list", "tables"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "{n} keeps tables: {}", String::from_utf8_lossy(&left.stdout));
+    }
+}
+
+/// The MAC the client has cached for the VIP of one family.
+fn cached_mac(v6: bool) -> String {
+    let vip = if v6 { VIP6 } else { VIP4 };
+    let family = if v6 { "-6" } else { "-4" };
+    let out = Command::new("ip").args(["netns", "exec", &ns("cl"), "ip", family, "neigh", "show", vip, "dev", "eth0"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).unwrap_or_else(|| panic!("no cached MAC for {vip}: {text:?}")).to_string()
+}
+
+#[test]
+fn directed_nodes_answer_with_their_own_mac_and_forward_what_they_do_not_own() {
+    let _serial = common::serial();
+    let Some(_farm) = farm(Vip::Directed) else { return };
+    let three = assign(&view([1, 1, 1]));
+    install(&three, LbFilter::OnAddr, true);
+
+    // ARP and ND: only the owner of the requester's bucket answers, with its own MAC.
+    for v6 in [false, true] {
+        let mut answered = Vec::new();
+        for src in sources(v6) {
+            let owner = three.owner(bucket_of(&FlowKey::Addr(src), SEED)).unwrap().to_string();
+            if answered.contains(&owner) {
+                continue;
+            }
+            run(&["ip", "netns", "exec", &ns("cl"), "ip", "neigh", "flush", "dev", "eth0"]).unwrap();
+            let (s, _) = in_ns("cl", move || connect(src)).unwrap();
+            let got = in_ns("cl", move || request(s)).unwrap();
+            assert_eq!(got, owner, "{src}'s connection");
+            let i = NODES.iter().position(|n| *n == owner).unwrap();
+            assert_eq!(
+                cached_mac(v6),
+                format!("02:82:00:00:00:0{}", i + 1),
+                "{src} resolved the VIP to its bucket owner {owner}'s own MAC"
+            );
+            answered.push(owner);
+        }
+        assert_eq!(answered.len(), 3, "each node answered the requesters it owns ({})", if v6 { "ND" } else { "ARP" });
+        println!("farm test: directed {}: each requester got its bucket owner's MAC", if v6 { "ND" } else { "ARP" });
+    }
+
+    // Every client now sends to one node's MAC; the others' buckets are forwarded to their owners.
+    for (filter, what) in [(LbFilter::OnAddr, "on_addr"), (LbFilter::OnPort, "on_port")] {
+        install(&three, filter, true);
+        for v6 in [false, true] {
+            // The first client resolves the VIP; the others use that entry.
+            let first = sources(v6)[0];
+            in_ns("cl", move || request(connect(first)?.0)).unwrap();
+            let mac = cached_mac(v6);
+            let shares =
+                check(&format!("directed {what} {}, every client through {mac}", if v6 { "IPv6" } else { "IPv4" }), &three, filter, v6);
+            assert!(shares.iter().all(|n| *n > 0), "the node behind {mac} forwarded to both others: {shares:?}");
+            if !v6 {
+                // (IPv6's neighbour unreachability detection may ask again from
+                // another source, whose owner answers: the entry can change.)
+                assert_eq!(cached_mac(v6), mac, "one MAC for every client");
+            }
+        }
+    }
+
+    for (i, n) in NODES.iter().enumerate() {
+        let r = rules(i, LbFilter::OnAddr, true);
         in_ns(n, move || r.remove()).unwrap();
         let left = Command::new("ip").args(["netns", "exec", &ns(n), "nft", "list", "tables"]).output().unwrap();
         assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "{n} keeps tables: {}", String::from_utf8_lossy(&left.stdout));

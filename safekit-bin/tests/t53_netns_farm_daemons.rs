@@ -6,7 +6,11 @@
 //! node; a node cut off loses its buckets to the others (the time from the
 //! cut to a fully served table is printed, not asserted); back, the
 //! membership merges and the buckets are rebalanced; a stopped node
-//! removes its tables and its share goes to the others.
+//! removes its tables and its share goes to the others. A second farm,
+//! vmac_directed with an IPv6 VIP too and `scriptcontrol="on"`: its
+//! scripts open the traffic with `safekit -r saferpc_send vipd SETGROUPS`,
+//! `safekit -r vip_if_ctrl -l` prints the bucket maps, the metrics show
+//! the share, and a node whose traffic is closed hands its buckets over.
 
 mod common;
 mod farmnet;
@@ -15,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, NODES};
+use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, Vip, NODES};
 use safekit_core::config::LbFilter;
 use safekit_core::daemon::control::{call, Request, Response};
 use safekit_core::engine::{Readiness, State, Status};
@@ -56,6 +60,33 @@ const MODULE: &str = r#"<!DOCTYPE safe>
 </safe>
 "#;
 
+/// CLUSTER with, beside the IPv4 network, an IPv6 one: vmac_directed
+/// forwards IPv6 packets to a peer's IPv6 address on a farm network.
+fn cluster_dual() -> String {
+    let v6 = (1..=3).map(|i| format!("      <node name=\"n{i}\" addr=\"fd00:82::{i}\"/>\n")).collect::<String>();
+    CLUSTER.replace("  </lans>", &format!("    <lan name=\"v6\">\n{v6}    </lan>\n  </lans>"))
+}
+
+/// MODULE made vmac_directed (with an `arp` rule), dual-stack, beating on
+/// both networks, with scripts (`<user/>`) that open its traffic themselves.
+fn module_directed() -> String {
+    MODULE
+        .replace(r#"<lan name="default"/>"#, r#"<lan name="default"/><lan name="v6"/>"#)
+        .replace("<vip>", "<user/>\n  <vip scriptcontrol=\"on\">")
+        .replace("vmac_invisible", "vmac_directed")
+        .replace(
+            r#"<virtual_addr addr="10.82.0.100" where="alias"/>"#,
+            r#"<virtual_addr addr="10.82.0.100" where="alias"/><virtual_addr addr="fd00:82::100" where="alias"/>"#,
+        )
+        .replace(r#"filter="on_addr"/>"#, r#"filter="on_addr"/><rule proto="arp" filter="on_addr"/>"#)
+}
+
+/// The scriptcontrol module's scripts: the application is ready, open; about to stop, close.
+const SCRIPTS: [(&str, &str); 2] = [
+    ("start_both", "#!/bin/sh\nexec \"$SAFEBIN/safekit\" -r saferpc_send vipd SETGROUPS all all all\n"),
+    ("stop_both", "#!/bin/sh\nexec \"$SAFEBIN/safekit\" -r saferpc_send vipd SETGROUPS none none none\n"),
+];
+
 struct Daemons {
     root: PathBuf,
     children: Vec<Option<Child>>,
@@ -66,7 +97,8 @@ impl Daemons {
         self.root.join(NODES[i])
     }
 
-    fn start(root: &Path, module: &str) -> Self {
+    /// Three daemons with `cluster` and the module `farm` (`module`, its `scripts`).
+    fn start_with(root: &Path, cluster: &str, module: &str, scripts: &[(&str, &str)]) -> Self {
         let _ = std::fs::remove_dir_all(root);
         let key = "7".repeat(64);
         let mut d = Self { root: root.to_path_buf(), children: Vec::new() };
@@ -74,7 +106,13 @@ impl Daemons {
             let dir = d.dir(i);
             std::fs::create_dir_all(dir.join("var/cluster")).unwrap();
             std::fs::create_dir_all(dir.join("safe/modules/farm/conf")).unwrap();
-            std::fs::write(dir.join("var/cluster/cluster.xml"), CLUSTER).unwrap();
+            std::fs::write(dir.join("var/cluster/cluster.xml"), cluster).unwrap();
+            for (name, text) in scripts {
+                let bin = dir.join("safe/modules/farm/bin");
+                std::fs::create_dir_all(&bin).unwrap();
+                std::fs::write(bin.join(name), text).unwrap();
+                std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            }
             std::fs::write(dir.join("var/cluster/cluster.key"), &key).unwrap();
             std::fs::write(dir.join("safe/modules/farm/conf/userconfig.xml"), module).unwrap();
             let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
@@ -140,10 +178,10 @@ impl Drop for Daemons {
 }
 
 /// One connection from each source: (source, answered by, predicted owner), or why not.
-fn probe(table: &BucketTable) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
+fn probe(table: &BucketTable, v6: bool) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
     let table = table.clone();
     in_ns("cl", move || {
-        sources(false)
+        sources(v6)
             .into_iter()
             .map(|src| {
                 let (s, local) = connect(src)?;
@@ -154,9 +192,14 @@ fn probe(table: &BucketTable) -> Result<Vec<(std::net::IpAddr, String, String)>,
     })
 }
 
-/// Every connection answered by its predicted owner.
+/// Every IPv4 connection answered by its predicted owner.
 fn served_as(table: &BucketTable) -> Result<Vec<usize>, String> {
-    let answers = probe(table)?;
+    served_over(table, false)
+}
+
+/// Every connection of one family answered by its predicted owner.
+fn served_over(table: &BucketTable, v6: bool) -> Result<Vec<usize>, String> {
+    let answers = probe(table, v6)?;
     let wrong: Vec<_> = answers.iter().filter(|(_, got, want)| got != want).collect();
     if !wrong.is_empty() {
         return Err(format!("{} of 40 answered by another node than predicted: {:?}", wrong.len(), &wrong[..wrong.len().min(3)]));
@@ -164,12 +207,16 @@ fn served_as(table: &BucketTable) -> Result<Vec<usize>, String> {
     Ok(NODES.iter().map(|n| answers.iter().filter(|(_, got, _)| got == n).count()).collect())
 }
 
-/// Waits (at most `limit`) until the farm serves as `table` says; how long it took.
+/// Waits (at most `limit`) until the farm serves IPv4 as `table` says; how long it took.
 fn until_served(what: &str, table: &BucketTable, limit: Duration, d: &Daemons) -> Duration {
+    until_served_over(what, table, limit, d, false)
+}
+
+fn until_served_over(what: &str, table: &BucketTable, limit: Duration, d: &Daemons, v6: bool) -> Duration {
     let t0 = Instant::now();
     let mut last = String::new();
     while t0.elapsed() < limit {
-        match served_as(table) {
+        match served_over(table, v6) {
             Ok(shares) => {
                 println!("farm daemons: {what}: 40 connections answered as predicted after {:?}, per node {shares:?}", t0.elapsed());
                 return t0.elapsed();
@@ -211,7 +258,12 @@ fn table(nodes: &[&str]) -> BucketTable {
 
 /// The three daemons started with `module`, the farm module started on each and UP Ready.
 fn started(module: &str) -> Daemons {
-    let d = Daemons::start(&std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id())), module);
+    started_with(CLUSTER, module, &[])
+}
+
+fn started_with(cluster: &str, module: &str, scripts: &[(&str, &str)]) -> Daemons {
+    let root = std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id()));
+    let d = Daemons::start_with(&root, cluster, module, scripts);
     let rt = common::rt();
     for i in 0..3 {
         let end = Instant::now() + Duration::from_secs(20);
@@ -240,7 +292,7 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     if !common::privileged("farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)", &["ip", "nft"], false) {
         return;
     }
-    let _net = Farm::setup("skf53", false).unwrap();
+    let _net = Farm::setup("skf53", Vip::No).unwrap();
     farmnet::wait_apps();
     let d = started(MODULE);
     until_served("3 daemons UP", &table(&NODES), Duration::from_secs(20), &d);
@@ -254,14 +306,7 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     let state = d.cli(0, &["state"]);
     println!("farm daemons: n1 `safekit state`: {}", state.trim());
     assert!(state.contains("UP Ready") && state.contains(&format!("(load: web_0 {}%)", share(0))), "{state}");
-    let health = in_ns("cl", || {
-        let mut s =
-            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([10, 82, 0, 1], 9010)), Duration::from_secs(2)).ok()?;
-        std::io::Write::write_all(&mut s, b"GET /var/modules/farm/ready.txt HTTP/1.0\r\n\r\n").ok()?;
-        let mut r = String::new();
-        std::io::Read::read_to_string(&mut s, &mut r).ok()?;
-        Some(r)
-    });
+    let health = web_get("/var/modules/farm/ready.txt");
     assert!(
         health.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")),
         "health check of n1: {health:?}"
@@ -299,6 +344,90 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     until_served("n3 stopped", &table(&["n1", "n2"]), Duration::from_secs(20), &d);
     let left = Command::new("ip").args(["netns", "exec", &ns("n3"), "nft", "list", "tables"]).output().unwrap();
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "n3 keeps tables: {}", String::from_utf8_lossy(&left.stdout));
+}
+
+/// The text of an HTTP GET to node 1's web service, from the client.
+fn web_get(path: &'static str) -> Option<String> {
+    in_ns("cl", move || {
+        let mut s =
+            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([10, 82, 0, 1], 9010)), Duration::from_secs(2)).ok()?;
+        std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+        let mut r = String::new();
+        std::io::Read::read_to_string(&mut s, &mut r).ok()?;
+        Some(r)
+    })
+}
+
+#[test]
+fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
+    let _serial = common::serial();
+    if !common::privileged("farm test needs root, iproute2 and nftables (apt-get install iproute2 nftables)", &["ip", "nft"], false) {
+        return;
+    }
+    let _net = Farm::setup("skf53", Vip::No).unwrap();
+    farmnet::wait_apps();
+    let d = started_with(&cluster_dual(), &module_directed(), &SCRIPTS);
+    until_served("directed, 3 daemons UP, IPv4", &table(&NODES), Duration::from_secs(20), &d);
+    until_served_over("directed, 3 daemons UP, IPv6", &table(&NODES), Duration::from_secs(20), &d, true);
+    assert!(d.log(0).contains("Action traffic open called by saferpc_send"), "start_both opened it: {}", tail(&d.log(0), 30));
+    let promisc = Command::new("ip").args(["netns", "exec", &ns("n1"), "ip", "link", "show", "eth0"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&promisc.stdout).contains("PROMISC"), "vmac_directed needs no promiscuous mode");
+
+    // The bucket maps as SafeKit's vip_if_ctrl -l prints them, and the metrics.
+    let maps = d.cli(0, &["-r", "vip_if_ctrl", "-l", "-m", "farm"]);
+    println!("farm daemons: n1 `safekit -r vip_if_ctrl -l -m farm`:\n{}", maps.trim_end());
+    assert!(maps.contains("farm (group web): traffic open on this node, members n1 n2 n3"), "{maps}");
+    for (i, n) in NODES.iter().enumerate() {
+        let owned = table(&NODES).owned_by(n);
+        let words = safekit_core::farm::FarmReport::bitmap(&owned);
+        let line = maps.lines().find(|l| l.trim_start().starts_with(n)).unwrap_or_else(|| panic!("no line for {n}: {maps}"));
+        assert!(line.contains(&words) && line.contains(&format!("{}/256", owned.len())), "{n}'s map: {line}");
+        assert_eq!(line.contains("(this node)"), i == 0, "{line}");
+    }
+    let metrics = web_get("/metrics").unwrap_or_default();
+    let n1 = table(&NODES).owned_by("n1").len();
+    assert!(metrics.contains(&format!("safekit_farm_buckets{{module=\"farm\"}} {n1}")), "{metrics}");
+    assert!(metrics.contains("safekit_farm_traffic_open{module=\"farm\"} 1"), "{metrics}");
+
+    // An administrator closes n2's traffic as its script would: its buckets go to n1 and n3.
+    let run_on_n2 = |groups: &str| {
+        let out = Command::new(common::exe())
+            .args(["-r", "saferpc_send", "vipd", "SETGROUPS"])
+            .args(groups.split(' '))
+            .env("SAFE", d.dir(1).join("safe"))
+            .env("SAFEVAR", d.dir(1).join("var"))
+            .env("SAFEMODULE", "farm")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "SETGROUPS {groups}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run_on_n2("none none none");
+    assert_eq!(
+        common::rt().block_on(d.status(1)),
+        Some(Status::new(State::Up, Readiness::Ready)),
+        "closing traffic does not stop the module"
+    );
+    until_served("n2's traffic closed", &table(&["n1", "n3"]), Duration::from_secs(20), &d);
+    run_on_n2("all all all");
+    until_served("n2's traffic open again", &table(&NODES), Duration::from_secs(20), &d);
+    let bad = d.cli(1, &["-r", "saferpc_send", "vipd", "SETGROUPS", "all", "none", "all"]);
+    assert!(bad.contains("all all all (open) or none none none (close)"), "{bad}");
+
+    // Stopped everywhere: stop_both closes, every table goes.
+    for i in 0..3 {
+        d.cli(i, &["stop", "-m", "farm"]);
+    }
+    for n in NODES {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = Command::new("ip").args(["netns", "exec", &ns(n), "nft", "list", "tables"]).output().unwrap();
+            if String::from_utf8_lossy(&left.stdout).trim().is_empty() {
+                break;
+            }
+            assert!(Instant::now() < end, "{n} keeps tables: {}", String::from_utf8_lossy(&left.stdout));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// From the cut of `victim`'s link: when a client whose bucket moves from
@@ -394,7 +523,7 @@ fn bench_farm() {
         return;
     }
     let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let _net = Farm::setup("skf53", false).unwrap();
+    let _net = Farm::setup("skf53", Vip::No).unwrap();
     farmnet::wait_apps();
     let d = started(&MODULE.replace(r#"slost_count="5""#, r#"slost_count="10""#));
     let (t3, t2) = (table(&NODES), table(&["n1", "n3"]));

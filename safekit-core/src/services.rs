@@ -116,6 +116,11 @@ pub trait VirtualIp: Send + Sync {
     fn addresses(&self) -> Vec<std::net::IpAddr> {
         Vec::new()
     }
+    /// A farm's traffic: its membership and buckets as this node sees them
+    /// (for the module report); `None` for a plain VIP.
+    fn farm(&self) -> Option<crate::farm::FarmReport> {
+        None
+    }
 }
 
 /// How a script run ended.

@@ -348,6 +348,17 @@ pub(crate) enum Cmd {
     /// Module packages: install, uninstall, list.
     #[command(subcommand)]
     Module(ModuleCmd),
+    /// SafeKit's special commands, spelled `safekit -r COMMAND …`:
+    /// `saferpc_send vipd SETGROUPS all all all` / `none none none` (a farm
+    /// script under `scriptcontrol="on"` opens / closes its traffic;
+    /// module from SAFEMODULE) and `vip_if_ctrl -l [-m AM]` (each farm
+    /// node's bucket map).
+    #[command(name = "special", hide = true)]
+    Special {
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 1..)]
+        args: Vec<String>,
+    },
     /// Two-node cluster and a client on this machine in network namespaces:
     /// start, failover after a kill -9 of the primary, measured outage (root).
     Demo {

@@ -4,6 +4,7 @@ mod args;
 mod nodes;
 mod run;
 mod setup;
+mod special;
 mod status;
 
 use std::process::ExitCode;
@@ -122,6 +123,7 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Cluster(ClusterCmd::Config { file }) => setup::cluster_config(&layout, &file),
         Cmd::Cluster(ClusterCmd::Genkey) => setup::genkey(&layout),
         Cmd::Logview { m, lines, all } => status::logview(&layout, m, lines, all).await,
+        Cmd::Special { args } => special::run(&layout, &args).await,
         Cmd::Demo { runs, failure, keep, clean } => run::demo(runs, failure, keep, clean).await,
         Cmd::DemoForward { listen, to, netns } => tool(safekit_bin::demo_keep::forward(listen, to, &netns)),
         Cmd::Release => match safekit_core::daemon::release_vips(&layout).await {

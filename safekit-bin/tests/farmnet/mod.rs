@@ -42,6 +42,17 @@ pub(crate) fn nx(name: &str, args: &[&str]) -> Result<(), String> {
     run(&v)
 }
 
+/// Whether the nodes carry the VIP, set up by hand (what a farm daemon does itself).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Vip {
+    /// Not set: a daemon will.
+    No,
+    /// On every node, promiscuous (vmac_invisible).
+    Invisible,
+    /// On every node, each answering with its own MAC (vmac_directed).
+    Directed,
+}
+
 /// The namespaces, their links and the applications; removed on drop,
 /// also when the test fails.
 pub(crate) struct Farm {
@@ -55,9 +66,8 @@ impl Farm {
         }
     }
 
-    /// The namespaces under `prefix`; with `vip`, the nodes also carry the
-    /// VIP and are made ready for it by hand (what a farm daemon does itself).
-    pub(crate) fn setup(prefix: &str, vip: bool) -> Result<Self, String> {
+    /// The namespaces under `prefix`, the nodes made ready for the VIP as `vip` says.
+    pub(crate) fn setup(prefix: &str, vip: Vip) -> Result<Self, String> {
         let _ = PREFIX.set(prefix.to_string());
         Self::cleanup();
         let mut farm = Self { apps: Vec::new() };
@@ -89,10 +99,14 @@ impl Farm {
         for (i, n) in NODES.iter().enumerate() {
             nx(n, &["ip", "addr", "add", &format!("10.82.0.{}/24", i + 1), "dev", "eth0"])?;
             nx(n, &["ip", "-6", "addr", "add", &format!("fd00:82::{}/64", i + 1), "dev", "eth0", "nodad"])?;
-            if vip {
+            if vip != Vip::No {
                 nx(n, &["ip", "addr", "add", &format!("{VIP4}/32"), "dev", "eth0"])?;
                 nx(n, &["ip", "-6", "addr", "add", &format!("{VIP6}/128"), "dev", "eth0", "nodad", "preferred_lft", "0"])?;
+            }
+            if vip == Vip::Invisible {
                 nx(n, &["ip", "link", "set", "eth0", "promisc", "on"])?;
+            }
+            if vip != Vip::No {
                 for k in ["all", "eth0"] {
                     nx(n, &["sysctl", "-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")])?;
                     nx(n, &["sysctl", "-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")])?;

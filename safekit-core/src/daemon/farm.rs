@@ -8,10 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ClusterConfig, HostAddr, UserConfig, VipAddr};
-use crate::farm::{seed_of, Membership};
+use crate::config::{ClusterConfig, HostAddr, UserConfig, VipAddr, VmacKind};
+use crate::farm::{seed_of, FarmReport, Membership};
 use crate::key::ClusterKey;
-use crate::linux::farm::{default_vmac, powers, FarmRules, FarmTraffic, MembershipNet, Rule};
+use crate::linux::farm::{default_vmac, powers, Delivery, FarmRules, FarmTraffic, MembershipNet, Rule};
 use crate::linux::vip::{resolve, NetlinkVip, VipRequest};
 use crate::runtime::{Companion, CompanionContext};
 
@@ -30,8 +30,10 @@ pub(super) async fn build(
     let vip = cfg.service.vip.as_ref().ok_or_else(|| format!("module {name}: a farm module needs <vip>"))?;
     let mut reqs = Vec::new();
     let mut vmac = None;
+    let mut directed = false;
     for i in &vip.interfaces {
         let Some(v) = &i.virtual_interface else { continue };
+        directed |= v.kind == VmacKind::Directed;
         if let Some(m) = &v.mac {
             vmac = Some(crate::linux::announce::parse_mac(m).ok_or_else(|| format!("module {name}: invalid virtual MAC {m}"))?);
         }
@@ -40,22 +42,29 @@ pub(super) async fn build(
                 VipAddr::Ip(ip) => *ip,
                 VipAddr::Name(n) => resolve_host(&HostAddr::Dns(n.clone())).await.map_err(|e| format!("module {name}: {e}"))?,
             };
-            reqs.push(VipRequest { ip, ifname: i.name.clone(), reroute: None, one_side: false });
+            // arpreroute makes sense only where each node answers with its
+            // own MAC: clients that cached a failed node's are sent to a live one.
+            let reroute = (v.kind == VmacKind::Directed && i.arpreroute).then_some((i.arpinterval, i.arpelapse));
+            reqs.push(VipRequest { ip, ifname: i.name.clone(), reroute, one_side: false });
         }
     }
     let specs = resolve(&reqs).map_err(|e| format!("module {name}: {e}"))?;
     let first = specs.first().ok_or_else(|| format!("module {name}: a farm module needs a <virtual_interface> address"))?;
     let device = first.ifname.clone();
     let first_v4 = specs.iter().find_map(|s| if let IpAddr::V4(v) = s.ip { Some(v) } else { None });
-    let vmac = vmac
-        .or_else(|| first_v4.map(default_vmac))
-        .ok_or_else(|| format!("module {name}: an IPv6-only farm needs <virtual_interface vmac=\"…\">"))?;
+    let delivery = if directed {
+        Delivery::Directed
+    } else {
+        let vmac = vmac
+            .or_else(|| first_v4.map(default_vmac))
+            .ok_or_else(|| format!("module {name}: an IPv6-only farm needs <virtual_interface addr=\"5A:FE:…\">"))?;
+        Delivery::Invisible { vmac, real_mac: crate::linux::announce::mac_of(&device)? }
+    };
     let group = vip.loadbalancing.first().ok_or_else(|| format!("module {name}: a farm module needs a <loadbalancing_list> group"))?;
     let rules = FarmRules {
         table: format!("safekit_{}", name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()),
         device: device.clone(),
-        real_mac: crate::linux::announce::mac_of(&device)?,
-        vmac,
+        delivery,
         vips: specs.iter().map(|s| s.ip).collect(),
         rules: group.rules.iter().map(|r| Rule { port: r.port, proto: r.proto, filter: r.filter }).collect(),
         seed: seed_of(id),
@@ -69,7 +78,7 @@ pub(super) async fn build(
             if n.name == node {
                 local.push(SocketAddr::new(ip, port));
             } else {
-                peers.push(SocketAddr::new(ip, port));
+                peers.push((n.name.clone(), SocketAddr::new(ip, port)));
             }
         }
     }
@@ -87,10 +96,11 @@ pub(super) async fn build(
         std::time::Instant::now(),
     );
     let (up_tx, up_rx) = tokio::sync::watch::channel(false);
-    let traffic = Arc::new(FarmTraffic::new(rules.clone(), NetlinkVip::new(specs, vip.tcpreset).unannounced(), up_tx));
+    let report = Arc::new(std::sync::Mutex::new(FarmReport { group: group.name.clone(), ..FarmReport::default() }));
+    let traffic = Arc::new(FarmTraffic::new(rules.clone(), NetlinkVip::new(specs, vip.tcpreset).shared(), up_tx, report.clone()));
     // Tables a crashed daemon left behind go before anything else.
     traffic.clean().await;
-    let net = MembershipNet { key: key.clone(), module: id, local, peers, group: group.name.clone() };
+    let net = MembershipNet { key: key.clone(), module: id, local, peers, group: group.name.clone(), report };
     let companion: Companion = Box::new(move |cx: CompanionContext| tokio::spawn(net.run(membership, rules, up_rx, cx.log, cx.inputs)));
     Ok((traffic, companion))
 }

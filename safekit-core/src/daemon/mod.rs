@@ -454,6 +454,7 @@ async fn answer(daemon: &Daemon, req: Request, caller: Option<String>) -> Respon
                         heartbeats_dropped: 0,
                         heartbeat_lans: Vec::new(),
                         replication: None,
+                        farm: None,
                     });
                 }
             }

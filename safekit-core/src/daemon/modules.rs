@@ -215,6 +215,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
         heartbeats_dropped: 0,
         heartbeat_lans: Vec::new(),
         replication: None,
+        farm: None,
     };
     let mut persisted = store.load().map_err(|e| format!("module {name}: {e}"))?;
     // `auto`: "started before", i.e. still marked running: the daemon or

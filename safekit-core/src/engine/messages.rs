@@ -216,6 +216,10 @@ pub enum CommandKind {
     Errd(bool),
     /// `checker on|off`: checkers (persisted maintenance switch).
     Checker(bool),
+    /// A farm module with `<vip scriptcontrol="on">`: its scripts open
+    /// (`true`) or close its traffic (SafeKit's `saferpc_send vipd
+    /// SETGROUPS all all all` / `none none none`).
+    Traffic(bool),
 }
 
 impl CommandKind {
@@ -234,6 +238,8 @@ impl CommandKind {
             Self::Failover(_) => "failover",
             Self::Errd(_) => "errd",
             Self::Checker(_) => "checker",
+            Self::Traffic(true) => "traffic open",
+            Self::Traffic(false) => "traffic close",
         }
     }
 }
@@ -334,4 +340,7 @@ pub enum CommandError {
     /// A mirror-only command on a light or farm module.
     #[error("{0} applies to mirror modules only")]
     NotMirror(&'static str),
+    /// A traffic command on a module whose traffic the daemon opens itself.
+    #[error("the traffic is opened and closed by scripts only in a farm module with <vip scriptcontrol=\"on\">")]
+    NotScriptControlled,
 }

@@ -203,6 +203,41 @@ impl Membership {
         &self.members
     }
 
+    /// The buckets live peers claim, each with its claimant (the first by
+    /// name if two claim it): where vmac_directed sends packets of buckets
+    /// this node does not own.
+    pub fn claims(&self) -> Vec<(u8, &str)> {
+        let mut out: Vec<(u8, &str)> = Vec::new();
+        for (name, p) in self.live() {
+            for b in 0..=255u8 {
+                if has_bucket(&p.owned, b) && !out.iter().any(|(x, _)| *x == b) {
+                    out.push((b, name.as_str()));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// This node and every peer heard, by name, with what they claim.
+    pub fn nodes(&self) -> Vec<super::NodeBuckets> {
+        let now = self.now;
+        let mut out: Vec<super::NodeBuckets> = self
+            .peers
+            .iter()
+            .map(|(name, p)| super::NodeBuckets {
+                node: name.clone(),
+                local: false,
+                live: p.heard + self.lost_after > now,
+                up: p.up,
+                buckets: (0..=255u8).filter(|b| has_bucket(&p.owned, *b)).collect(),
+            })
+            .collect();
+        out.push(super::NodeBuckets { node: self.me.clone(), local: true, live: true, up: self.up, buckets: self.owned.clone() });
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
     fn live(&self) -> impl Iterator<Item = (&String, &Peer)> {
         let (now, lost) = (self.now, self.lost_after);
         self.peers.iter().filter(move |(_, p)| p.heard + lost > now)
@@ -283,6 +318,14 @@ mod tests {
             }
         }
         assert_eq!(a.owned().len(), 128, "shared");
+        let claims = a.claims();
+        assert_eq!(claims.len(), 128, "b's buckets are the ones a forwards to b");
+        assert!(claims.iter().all(|(bucket, who)| *who == "b" && !a.owned().contains(bucket)));
+        let nodes = a.nodes();
+        assert_eq!(
+            nodes.iter().map(|n| (n.node.as_str(), n.local, n.buckets.len())).collect::<Vec<_>>(),
+            [("a", true, 128), ("b", false, 128)]
+        );
         // b falls silent at `last`: a takes everything exactly slost_count × pulse later.
         let last = now;
         assert!(a.poll_timeout() <= last + pulse * 10);
@@ -291,5 +334,7 @@ mod tests {
         a.handle_timeout(last + pulse * 10);
         assert_eq!(a.members(), ["a".to_string()]);
         assert_eq!(a.owned().len(), 256, "all of b's buckets at once");
+        assert!(a.claims().is_empty(), "a lost peer's claims are not forwarded to");
+        assert!(!a.nodes()[1].live);
     }
 }

@@ -21,6 +21,7 @@ mod assign;
 mod handover;
 mod jhash;
 mod membership;
+mod report;
 #[cfg(test)]
 mod sim;
 pub mod wire;
@@ -29,3 +30,4 @@ pub use assign::{assign, BucketTable, Member, BUCKETS, CHAIN_FACTOR};
 pub use handover::Handover;
 pub use jhash::{bucket_of, jhash, seed_of, FlowKey};
 pub use membership::{view_digest, Event, Membership};
+pub use report::{FarmReport, NodeBuckets};

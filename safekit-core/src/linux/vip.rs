@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, CacheInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 
 use super::announce::{gratuitous_arp, unsolicited_na};
@@ -107,8 +107,11 @@ impl NetlinkVip {
         Self { specs, tcpreset, announcers: Mutex::new(Vec::new()), saved_routes: Mutex::new(Vec::new()), announce: true }
     }
 
-    /// The same without announcements (a farm VIP: every node carries it).
-    pub fn unannounced(mut self) -> Self {
+    /// A farm VIP, carried by every node: not announced when set (only
+    /// every `arpinterval` with arpreroute), and an IPv6 one never chosen as
+    /// a source address (preferred lifetime 0, "deprecated"), so that a
+    /// node's own connections do not leave from an address its peers answer for.
+    pub fn shared(mut self) -> Self {
         self.announce = false;
         self
     }
@@ -204,6 +207,11 @@ impl VirtualIp for NetlinkVip {
                 // No duplicate address detection: a tentative address could
                 // neither be announced nor used for a second or more.
                 add.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+                if !self.announce {
+                    let mut life = CacheInfo::default();
+                    life.ifa_valid = u32::MAX; // forever
+                    add.message_mut().attributes.push(AddressAttribute::CacheInfo(life));
+                }
             }
             match add.execute().await {
                 Ok(()) => {}
@@ -214,13 +222,13 @@ impl VirtualIp for NetlinkVip {
             if s.one_side {
                 self.prefer(&handle, index, s.ip).await?;
             }
-            if !self.announce {
+            if !self.announce && s.reroute.is_none() {
                 continue;
             }
-            let (ifname, reroute, ip) = (s.ifname.clone(), s.reroute, s.ip);
+            let (ifname, reroute, ip, burst) = (s.ifname.clone(), s.reroute, s.ip, self.announce);
             let task = tokio::spawn(async move {
                 // A burst, so that a lost packet does not leave a stale cache.
-                for _ in 0..3 {
+                for _ in 0..if burst { 3 } else { 0 } {
                     if let Err(e) = announce(&ifname, ip) {
                         tracing::warn!(%e, "virtual IP not announced");
                     }

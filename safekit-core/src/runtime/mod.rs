@@ -109,6 +109,9 @@ pub struct ModuleReport {
     /// The replication stream's counters (modules that replicate).
     #[serde(default)]
     pub replication: Option<crate::services::ReplicationStats>,
+    /// A farm module's membership and buckets on this node.
+    #[serde(default)]
+    pub farm: Option<crate::farm::FarmReport>,
 }
 
 /// A command and where to send its answer.
@@ -210,6 +213,7 @@ pub async fn drive<E: Automaton>(
                 }
                 r.resources.extend(svc.replicator.resources());
                 r.replication = svc.replicator.stats();
+                r.farm = svc.vip.as_ref().and_then(|v| v.farm());
                 if let Some(hb) = &svc.heartbeat {
                     r.heartbeat_lans = hb.lan_stats();
                     r.heartbeats_dropped = hb.dropped();

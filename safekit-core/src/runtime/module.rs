@@ -214,6 +214,7 @@ impl<E: Automaton + 'static> ModuleBuilder<E> {
             heartbeats_dropped: 0,
             heartbeat_lans: Vec::new(),
             replication: None,
+            farm: None,
         };
         let (report_tx, report) = watch::channel(first);
         let (stop, stop_rx) = watch::channel(false);

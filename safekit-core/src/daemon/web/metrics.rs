@@ -44,6 +44,12 @@ struct Lan {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FarmNode {
+    module: String,
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Resource {
     module: String,
     resource: String,
@@ -77,6 +83,11 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     let rep_inflight = Family::<Module, Gauge>::default();
     let rep_lag = Family::<Module, Gauge<f64, AtomicU64>>::default();
     let reint_rate = Family::<Module, Gauge>::default();
+    let farm_buckets = Family::<Module, Gauge>::default();
+    let farm_members = Family::<Module, Gauge>::default();
+    let farm_open = Family::<Module, Gauge>::default();
+    let farm_dropped = Family::<Module, Counter>::default();
+    let farm_node = Family::<FarmNode, Gauge>::default();
     registry.register("module_state", "1 for the module's current state on this node, 0 for the others", state.clone());
     registry.register("module_ready", "1 while the module's state is Ready (not Transient or NotReady)", ready.clone());
     registry.register("peer_state", "1 for the peer's state as last heard (UNKNOWN: no heartbeat)", peer.clone());
@@ -110,6 +121,15 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     registry.register("stopstart_loops", "Error-triggered actions counted against maxloop", loops.clone());
     registry.register("failovers", "Times this node took the application over from its primary (SECOND to ALONE)", failovers.clone());
     registry.register("resource_state", "1 for a checker resource's current state (up, down, init)", resource.clone());
+    registry.register("farm_buckets", "Farm: buckets of the 256 this node owns (its load share)", farm_buckets.clone());
+    registry.register("farm_members", "Farm: nodes in this node's membership view", farm_members.clone());
+    registry.register("farm_traffic_open", "Farm: 1 while this node's traffic is open (rules and VIP in place)", farm_open.clone());
+    registry.register("farm_datagrams_dropped", "Farm: membership datagrams dropped (forged, replayed, malformed)", farm_dropped.clone());
+    registry.register(
+        "farm_node_buckets",
+        "Farm: buckets each node claims in its last beat heard here (this node: what it owns)",
+        farm_node.clone(),
+    );
     for r in reports {
         let m = Module { module: r.name.clone() };
         for s in STATES {
@@ -151,6 +171,16 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
         }
         loops.get_or_create(&m).set(i64::from(r.metrics.loops));
         failovers.get_or_create(&m).inc_by(r.metrics.failovers);
+        if let Some(f) = &r.farm {
+            farm_buckets.get_or_create(&m).set(i64::try_from(f.owned()).unwrap_or(i64::MAX));
+            farm_members.get_or_create(&m).set(i64::try_from(f.members.len()).unwrap_or(i64::MAX));
+            farm_open.get_or_create(&m).set(i64::from(f.open));
+            farm_dropped.get_or_create(&m).inc_by(f.datagrams_dropped);
+            for n in f.nodes.iter().filter(|n| n.live) {
+                let labels = FarmNode { module: r.name.clone(), node: n.node.clone() };
+                farm_node.get_or_create(&labels).set(i64::try_from(n.buckets.len()).unwrap_or(i64::MAX));
+            }
+        }
         for (name, st) in &r.metrics.resources {
             for s in [ResourceState::Up, ResourceState::Down, ResourceState::Init] {
                 let labels = Resource { module: r.name.clone(), resource: name.clone(), state: s.to_string() };

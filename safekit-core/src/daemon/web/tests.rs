@@ -28,6 +28,7 @@ pub(super) fn report(name: &str, status: Status) -> ModuleReport {
         heartbeats_dropped: 0,
         heartbeat_lans: Vec::new(),
         replication: None,
+        farm: None,
     }
 }
 
@@ -248,6 +249,31 @@ async fn metrics_parse_and_follow_the_module() {
     assert_eq!(sample(&text, "safekit_module_ready", &m), Some(1.0));
     assert_eq!(sample(&text, "safekit_reintegration_bytes_done", &m), None);
     assert_eq!(sample(&text, "safekit_resource_state", &[("module", "m"), ("resource", "tcp.app"), ("state", "up")]), Some(1.0));
+    task.abort();
+}
+
+#[tokio::test]
+async fn farm_metrics_show_the_share_and_every_live_node() {
+    let (addr, tx, task) = start(Status::new(State::Up, Readiness::Ready)).await;
+    let node =
+        |name: &str, local, live, n: u8| crate::farm::NodeBuckets { node: name.into(), local, live, up: true, buckets: (0..n).collect() };
+    tx.send_modify(|r| {
+        r.farm = Some(crate::farm::FarmReport {
+            group: "web".into(),
+            members: vec!["n1".into(), "n2".into()],
+            open: true,
+            nodes: vec![node("n1", true, true, 128), node("n2", false, true, 128), node("n3", false, false, 0)],
+            datagrams_dropped: 4,
+        });
+    });
+    let (_, text) = get(addr, "/metrics").await;
+    let m = [("module", "m")];
+    assert_eq!(sample(&text, "safekit_farm_buckets", &m), Some(128.0), "{text}");
+    assert_eq!(sample(&text, "safekit_farm_members", &m), Some(2.0));
+    assert_eq!(sample(&text, "safekit_farm_traffic_open", &m), Some(1.0));
+    assert_eq!(sample(&text, "safekit_farm_datagrams_dropped_total", &m), Some(4.0));
+    assert_eq!(sample(&text, "safekit_farm_node_buckets", &[("module", "m"), ("node", "n2")]), Some(128.0));
+    assert_eq!(sample(&text, "safekit_farm_node_buckets", &[("module", "m"), ("node", "n3")]), None, "a lost node is not shown");
     task.abort();
 }
 

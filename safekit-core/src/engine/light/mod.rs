@@ -70,6 +70,8 @@ pub struct LightEngine {
     open: bool,
     /// The awaited open or close.
     traffic_run: Option<(RunId, bool)>,
+    /// An open or close a script asked for, in flight.
+    script_traffic: Option<RunId>,
     /// Farm: `<group>_0` → load share in percent.
     load: BTreeMap<String, String>,
 }
@@ -97,6 +99,7 @@ impl LightEngine {
             traffic,
             open: false,
             traffic_run: None,
+            script_traffic: None,
             load: BTreeMap::new(),
         }
     }
@@ -201,6 +204,26 @@ impl LightEngine {
 
     fn set_status(&mut self, to: Status) {
         self.core.set_status(to);
+    }
+
+    /// `scriptcontrol="on"`: a script opens or closes the traffic, at
+    /// once (its own run is what waits, not the engine's sequence).
+    fn traffic_command(&mut self, on: bool, cmd: &Command) -> Result<(), CommandError> {
+        if self.traffic != Traffic::Scripts {
+            return Err(CommandError::NotScriptControlled);
+        }
+        if self.phase == LightPhase::Stopped {
+            return Err(CommandError::NotStarted);
+        }
+        self.core.log(LogLevel::U, format!("Action {} {}", cmd.kind.name(), cmd.caller()));
+        if self.open != on {
+            let run = self.core.seq.new_run();
+            self.script_traffic = Some(run);
+            self.open = on;
+            self.core.emit(if on { Action::SetVip(run) } else { Action::RemoveVip(run) });
+        }
+        self.drive();
+        Ok(())
     }
 
     fn apply(&mut self, m: Mark) {
@@ -338,6 +361,12 @@ impl Automaton for LightEngine {
             Input::FarmLoad { group, owned } => {
                 self.load.insert(format!("{group}_0"), (u32::from(owned) * 100 / 256).to_string());
             }
+            Input::EffectDone { run, result } if self.script_traffic == Some(run) => {
+                self.script_traffic = None;
+                if let Err(why) = result {
+                    self.core.log(LogLevel::C, format!("Traffic not changed: {why}"));
+                }
+            }
             Input::EffectDone { run, result } if self.traffic_run.is_some_and(|(r, _)| r == run) => {
                 let opening = self.traffic_run.take().is_some_and(|(_, on)| on);
                 self.core.seq.complete(run);
@@ -385,6 +414,7 @@ impl Automaton for LightEngine {
                 self.checker = on;
                 return Ok(());
             }
+            CommandKind::Traffic(on) => return self.traffic_command(on, &cmd),
             CommandKind::Start if started => return Err(CommandError::AlreadyStarted(self.core.status)),
             CommandKind::Stop | CommandKind::Forcestop | CommandKind::Stopstart | CommandKind::Restart if !started => {
                 return Err(CommandError::NotStarted);

@@ -110,6 +110,34 @@ fn a_farm_opens_its_traffic_before_start_both_and_closes_it_after_stop_both() {
 }
 
 #[test]
+fn under_scriptcontrol_the_scripts_open_and_close_the_traffic() {
+    let now = Instant::now();
+    let open = Command::by(CommandKind::Traffic(true), "start_both");
+    let mut s = LightEngine::farm(cfg(vec![]), true, now);
+    assert_eq!(s.command(now, open.clone()), Err(CommandError::NotStarted), "a stopped module has no traffic to open");
+    s.command(now, Command::admin(CommandKind::Start)).unwrap();
+    settle(&mut s, now);
+    s.command(now, open.clone()).unwrap();
+    assert_eq!(settle(&mut s, now), ["traffic open"]);
+    s.command(now, open).unwrap();
+    assert!(settle(&mut s, now).is_empty(), "already open: nothing to do");
+    s.command(now, Command::by(CommandKind::Traffic(false), "stop_both")).unwrap();
+    assert_eq!(settle(&mut s, now), ["traffic close"]);
+    // Opened again, then the module stops: the engine closes what the scripts left open.
+    s.command(now, Command::by(CommandKind::Traffic(true), "start_both")).unwrap();
+    settle(&mut s, now);
+    s.command(now, Command::admin(CommandKind::Stop)).unwrap();
+    assert!(settle(&mut s, now).contains(&"traffic close".to_string()));
+    // Without scriptcontrol, or on a plain light module, the command is refused.
+    let mut e = LightEngine::farm(cfg(vec![]), false, now);
+    e.command(now, Command::admin(CommandKind::Start)).unwrap();
+    settle(&mut e, now);
+    assert_eq!(e.command(now, Command::admin(CommandKind::Traffic(false))), Err(CommandError::NotScriptControlled));
+    let mut l = LightEngine::new(cfg(vec![]), now);
+    assert_eq!(l.command(now, Command::admin(CommandKind::Traffic(true))), Err(CommandError::NotScriptControlled));
+}
+
+#[test]
 fn a_farm_whose_traffic_cannot_open_stops_without_start_both() {
     let now = Instant::now();
     let mut e = LightEngine::farm(cfg(vec![]), false, now);

@@ -13,6 +13,7 @@ impl MirrorEngine {
         let mut kind = cmd.kind.clone();
         let started = self.phase != Phase::Stopped;
         match &kind {
+            CommandKind::Traffic(_) => return Err(CommandError::NotScriptControlled),
             CommandKind::Start | CommandKind::Prim { .. } | CommandKind::Second { .. } | CommandKind::Primforce if started => {
                 return Err(CommandError::AlreadyStarted(self.core.status));
             }
@@ -109,6 +110,7 @@ impl MirrorEngine {
                 self.p.checker = on;
                 self.core.emit(super::super::Action::Persist(self.p.clone()));
             }
+            CommandKind::Traffic(_) => {}
         }
         Ok(())
     }

@@ -5,5 +5,5 @@
 mod rules;
 mod service;
 
-pub use rules::{counters, default_vmac, nd_checksum_word, nft, FarmRules, Rule};
+pub use rules::{counters, default_vmac, nd_checksum_word, nft, Delivery, FarmRules, Forward, Rule};
 pub use service::{powers, FarmTraffic, MembershipNet};

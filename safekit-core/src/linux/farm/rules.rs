@@ -1,9 +1,15 @@
 //! The farm data path with nf_tables only (no kernel module of ours):
-//! every node carries the virtual IP; frames to the virtual MAC are
-//! flooded to all of them (vmac_invisible); each node's kernel accepts a
-//! new connection only if `jhash(client) mod 256` is a bucket it owns,
-//! and keeps every established flow where it is (conntrack), so a bucket
-//! that moves never breaks an open connection.
+//! every node carries the virtual IP; each node's kernel accepts a new
+//! connection only if `jhash(client) mod 256` is a bucket it owns, and
+//! keeps every established flow where it is (conntrack), so a bucket that
+//! moves never breaks a connection open on a node that keeps running.
+//!
+//! How frames reach the nodes ([`Delivery`]): with vmac_invisible, frames
+//! to the virtual MAC are flooded to all of them; with vmac_directed, each
+//! node answers ARP/ND with its own MAC (only the owner of the requester's
+//! bucket when the group has an `arp` rule) and sends packets of a bucket
+//! it does not own on to the owner (`dup to` the owner's address, then
+//! drop), unless they belong to a connection established on itself.
 //!
 //! The rules are written as nft text and loaded with one `nft -f -`
 //! transaction per change (nft 1.0.6's JSON cannot create the set), then
@@ -32,6 +38,27 @@ pub struct Rule {
     pub filter: LbFilter,
 }
 
+/// How frames for the virtual IP reach the nodes (`<virtual_interface type>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// `vmac_invisible`: every node answers ARP/ND with the virtual MAC,
+    /// never a source MAC, so switches flood frames to it to every node
+    /// (promiscuous mode).
+    Invisible {
+        /// The virtual MAC every node answers for.
+        vmac: [u8; 6],
+        /// The NIC's own MAC (for the IPv6 ND rewrite's checksum constant).
+        real_mac: [u8; 6],
+    },
+    /// `vmac_directed`: each node answers with its own MAC and forwards
+    /// what it does not own to the owner's address on the same network.
+    Directed,
+}
+
+/// Where this node sends packets of a bucket another node owns (vmac_directed):
+/// the bucket and the owner's address (one per family).
+pub type Forward = [(u8, IpAddr)];
+
 /// The data path of one farm module on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FarmRules {
@@ -39,10 +66,8 @@ pub struct FarmRules {
     pub table: String,
     /// The NIC the VIP is on.
     pub device: String,
-    /// That NIC's own MAC (for the IPv6 ND rewrite's checksum constant).
-    pub real_mac: [u8; 6],
-    /// The virtual MAC every node answers for.
-    pub vmac: [u8; 6],
+    /// vmac_invisible or vmac_directed.
+    pub delivery: Delivery,
     /// The virtual addresses.
     pub vips: Vec<IpAddr>,
     /// What is load-balanced.
@@ -80,18 +105,65 @@ pub fn nd_checksum_word(real: &[u8; 6], vmac: &[u8; 6]) -> u16 {
     u16::try_from((sum(real) + 0xffff - sum(vmac)) % 0xffff).unwrap_or(0)
 }
 
+fn hex128(a: &std::net::Ipv6Addr) -> String {
+    format!("0x{}", a.octets().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 fn elements(owned: &[u8]) -> String {
     owned.iter().map(u8::to_string).collect::<Vec<_>>().join(", ")
 }
 
 impl FarmRules {
-    fn names(&self) -> [(&'static str, String); 4] {
+    fn names(&self) -> [(&'static str, String); 6] {
         [
             ("netdev", format!("{}_l2", self.table)),
             ("arp", format!("{}_arp", self.table)),
             ("ip6", format!("{}_nd", self.table)),
+            ("ip", format!("{}_fwd", self.table)),
+            ("ip6", format!("{}_fwd6", self.table)),
             ("inet", self.table.clone()),
         ]
+    }
+
+    fn v4(&self) -> Vec<String> {
+        self.vips.iter().filter(|a| a.is_ipv4()).map(IpAddr::to_string).collect()
+    }
+
+    fn v6(&self) -> Vec<std::net::Ipv6Addr> {
+        self.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }).collect()
+    }
+
+    /// vmac_directed with an `arp` rule: only the owner of the requester's bucket answers ARP/ND.
+    fn filters_neighbours(&self) -> bool {
+        self.delivery == Delivery::Directed && self.rules.iter().any(|r| r.proto == LbProto::Arp)
+    }
+
+    /// Every `owned` set: (family, table).
+    fn owned_sets(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("inet", self.table.clone())];
+        if self.filters_neighbours() {
+            if !self.v4().is_empty() {
+                out.push(("arp", format!("{}_arp", self.table)));
+            }
+            if !self.v6().is_empty() {
+                out.push(("ip6", format!("{}_nd", self.table)));
+            }
+        }
+        out
+    }
+
+    /// Every owner map (vmac_directed): (family, table, is IPv6).
+    fn owner_maps(&self) -> Vec<(&'static str, String, bool)> {
+        let mut out = Vec::new();
+        if self.delivery == Delivery::Directed {
+            if !self.v4().is_empty() {
+                out.push(("ip", format!("{}_fwd", self.table), false));
+            }
+            if !self.v6().is_empty() {
+                out.push(("ip6", format!("{}_fwd6", self.table), true));
+            }
+        }
+        out
     }
 
     fn valid(&self) -> Result<(), String> {
@@ -111,9 +183,10 @@ impl FarmRules {
         Ok(())
     }
 
-    /// The accept rules of one IP family.
-    fn accepts(&self, v6: bool) -> Vec<String> {
-        let (family, saddr) = if v6 { ("ipv6", "ip6 saddr") } else { ("ipv4", "ip saddr") };
+    /// Each tcp/udp rule of one IP family: what it matches (protocol and
+    /// port), whether it is TCP, and its bucket expression.
+    fn matches(&self, v6: bool) -> Vec<(String, bool, String)> {
+        let saddr = if v6 { "ip6 saddr" } else { "ip saddr" };
         let mut out = Vec::new();
         for r in &self.rules {
             let proto = match r.proto {
@@ -127,54 +200,103 @@ impl FarmRules {
                 LbFilter::OnIpid if v6 => continue,
                 LbFilter::OnIpid => "ip id".to_string(),
             };
-            let port = r.port.map(|p| format!(" {proto} dport {p}")).unwrap_or_else(|| format!(" meta l4proto {proto}"));
-            // TCP: only a new connection's first segment is matched against the
-            // buckets; mid-stream segments of a moved bucket must not reach the
-            // new owner (its TCP would answer with a reset).
-            let syn = if r.proto == LbProto::Tcp { " tcp flags & (fin|syn|rst|ack) == syn" } else { "" };
-            out.push(format!("meta nfproto {family}{port}{syn} jhash {key} mod 256 seed {:#010x} @owned counter accept", self.seed));
+            let port = r.port.map(|p| format!("{proto} dport {p}")).unwrap_or_else(|| format!("meta l4proto {proto}"));
+            out.push((port, r.proto == LbProto::Tcp, format!("jhash {key} mod 256 seed {:#010x}", self.seed)));
         }
         out
     }
 
-    /// The whole ruleset, owning `owned`: replaces any earlier one in one transaction.
-    pub fn ruleset(&self, owned: &[u8]) -> Result<String, String> {
+    /// The accept rules of one IP family.
+    fn accepts(&self, v6: bool) -> Vec<String> {
+        let family = if v6 { "ipv6" } else { "ipv4" };
+        self.matches(v6)
+            .into_iter()
+            .map(|(port, tcp, bucket)| {
+                // TCP: only a new connection's first segment is matched against the
+                // buckets; mid-stream segments of a moved bucket must not reach the
+                // new owner (its TCP would answer with a reset).
+                let syn = if tcp { " tcp flags & (fin|syn|rst|ack) == syn" } else { "" };
+                format!("meta nfproto {family} {port}{syn} {bucket} @owned counter accept")
+            })
+            .collect()
+    }
+
+    /// vmac_directed: the table that sends packets of buckets owned by
+    /// another node to it (before the accept chain, which would drop them),
+    /// except those of connections established here. A bucket this node
+    /// owns, or that nobody owns, is not in the map: the lookup fails and
+    /// the packet goes on to the accept chain.
+    fn forwarding(&self, v6: bool, name: &str) -> String {
+        let (family, daddr, addrs, ty) = if v6 {
+            ("ip6", "ip6 daddr", self.v6().iter().map(ToString::to_string).collect::<Vec<_>>(), "ip6 daddr")
+        } else {
+            ("ip", "ip daddr", self.v4(), "ip daddr")
+        };
+        let vips = format!("{{ {} }}", addrs.join(", "));
+        let mut t = format!(
+            "table {family} {name} {{\n  map owner {{\n    typeof numgen inc mod 256 : {ty}\n  }}\n  chain prerouting {{\n    type filter hook prerouting priority mangle - 1; policy accept;\n    {daddr} {vips} ct state established,related return\n"
+        );
+        for (port, _, bucket) in self.matches(v6) {
+            t.push_str(&format!("    {daddr} {vips} {port} dup to {bucket} map @owner device \"{}\" counter drop\n", self.device));
+        }
+        t.push_str("  }\n}\n");
+        t
+    }
+
+    /// The whole ruleset, owning `owned` and forwarding `forward`:
+    /// replaces any earlier one in one transaction.
+    pub fn ruleset(&self, owned: &[u8], forward: &Forward) -> Result<String, String> {
         self.valid()?;
-        let [(_, l2), (_, arp), (_, nd), (_, inet)] = self.names();
-        let vmac = mac_text(&self.vmac);
         let mut t = String::new();
         for (family, name) in self.names() {
             t.push_str(&format!("table {family} {name}\ndelete table {family} {name}\n"));
         }
-        t.push_str(&format!(
-            "table netdev {l2} {{\n  chain ingress {{\n    type filter hook ingress device \"{}\" priority -500; policy accept;\n    ether daddr {vmac} meta pkttype set host\n  }}\n}}\n",
-            self.device
-        ));
-        let v4: Vec<String> = self.vips.iter().filter(|a| a.is_ipv4()).map(IpAddr::to_string).collect();
-        let v6: Vec<std::net::Ipv6Addr> = self.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }).collect();
-        t.push_str(&format!("table arp {arp} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"));
-        for a in &v4 {
-            t.push_str(&format!("    arp saddr ip {a} arp saddr ether set {vmac}\n"));
+        let (v4, v6) = (self.v4(), self.v6());
+        let owned_set = |t: &mut String| {
+            t.push_str("  set owned {\n    typeof numgen inc mod 256\n");
+            if !owned.is_empty() {
+                t.push_str(&format!("    elements = {{ {} }}\n", elements(owned)));
+            }
+            t.push_str("  }\n");
+        };
+        match self.delivery {
+            Delivery::Invisible { vmac, real_mac } => self.rewrites(&mut t, &vmac, &real_mac),
+            Delivery::Directed => {
+                if self.filters_neighbours() {
+                    let seed = self.seed;
+                    if !v4.is_empty() {
+                        t.push_str(&format!("table arp {}_arp {{\n", self.table));
+                        owned_set(&mut t);
+                        t.push_str("  chain input {\n    type filter hook input priority 0; policy accept;\n");
+                        t.push_str(&format!(
+                            "    arp operation request arp daddr ip {{ {} }} jhash arp saddr ip mod 256 seed {seed:#010x} != @owned counter drop\n  }}\n}}\n",
+                            v4.join(", ")
+                        ));
+                    }
+                    if !v6.is_empty() {
+                        t.push_str(&format!("table ip6 {}_nd {{\n", self.table));
+                        owned_set(&mut t);
+                        t.push_str("  chain input {\n    type filter hook input priority 0; policy accept;\n");
+                        for a in &v6 {
+                            t.push_str(&format!(
+                                "    icmpv6 type nd-neighbor-solicit @th,64,128 {} ip6 saddr != :: jhash ip6 saddr mod 256 seed {seed:#010x} != @owned counter drop\n",
+                                hex128(a)
+                            ));
+                        }
+                        t.push_str("  }\n}\n");
+                    }
+                }
+                if !v4.is_empty() {
+                    t.push_str(&self.forwarding(false, &format!("{}_fwd", self.table)));
+                }
+                if !v6.is_empty() {
+                    t.push_str(&self.forwarding(true, &format!("{}_fwd6", self.table)));
+                }
+            }
         }
-        t.push_str("  }\n}\n");
-        let comp = nd_checksum_word(&self.real_mac, &self.vmac);
-        t.push_str(&format!("table ip6 {nd} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"));
-        for a in &v6 {
-            let target = format!("0x{}", a.octets().iter().map(|b| format!("{b:02x}")).collect::<String>());
-            let vm = mac_hex(&self.vmac);
-            t.push_str(&format!(
-                "    icmpv6 type nd-neighbor-advert @th,64,128 {target} @th,192,16 0x0201 @th,208,48 set {vm} @th,48,16 set {comp:#06x}\n"
-            ));
-            t.push_str(&format!(
-                "    icmpv6 type nd-neighbor-solicit ip6 saddr {a} @th,192,16 0x0101 @th,208,48 set {vm} @th,48,16 set {comp:#06x}\n"
-            ));
-        }
-        t.push_str("  }\n}\n");
-        t.push_str(&format!("table inet {inet} {{\n  set owned {{\n    typeof numgen inc mod 256\n"));
-        if !owned.is_empty() {
-            t.push_str(&format!("    elements = {{ {} }}\n", elements(owned)));
-        }
-        t.push_str("  }\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n");
+        t.push_str(&format!("table inet {} {{\n", self.table));
+        owned_set(&mut t);
+        t.push_str("  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n");
         for a in &v4 {
             t.push_str(&format!("    ip daddr {a} jump vip\n"));
         }
@@ -193,15 +315,65 @@ impl FarmRules {
             }
         }
         t.push_str("    counter drop\n  }\n}\n");
+        t.push_str(&self.forward_text(forward, false));
         Ok(t)
     }
 
-    /// One transaction that makes `owned` the owned buckets.
-    pub fn set_text(&self, owned: &[u8]) -> String {
-        let mut t = format!("flush set inet {} owned\n", self.table);
-        if !owned.is_empty() {
-            t.push_str(&format!("add element inet {} owned {{ {} }}\n", self.table, elements(owned)));
+    /// vmac_invisible: frames to the virtual MAC taken as the node's own,
+    /// and the node's ARP and ND answers for the VIP carrying the virtual
+    /// MAC (the ND checksum kept right by hand).
+    fn rewrites(&self, t: &mut String, vmac: &[u8; 6], real_mac: &[u8; 6]) {
+        let [(_, l2), (_, arp), (_, nd), ..] = self.names();
+        let text = mac_text(vmac);
+        t.push_str(&format!(
+            "table netdev {l2} {{\n  chain ingress {{\n    type filter hook ingress device \"{}\" priority -500; policy accept;\n    ether daddr {text} meta pkttype set host\n  }}\n}}\n",
+            self.device
+        ));
+        t.push_str(&format!("table arp {arp} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"));
+        for a in &self.v4() {
+            t.push_str(&format!("    arp saddr ip {a} arp saddr ether set {text}\n"));
         }
+        t.push_str("  }\n}\n");
+        let comp = nd_checksum_word(real_mac, vmac);
+        let vm = mac_hex(vmac);
+        t.push_str(&format!("table ip6 {nd} {{\n  chain output {{\n    type filter hook output priority 0; policy accept;\n"));
+        for a in &self.v6() {
+            let target = hex128(a);
+            t.push_str(&format!(
+                "    icmpv6 type nd-neighbor-advert @th,64,128 {target} @th,192,16 0x0201 @th,208,48 set {vm} @th,48,16 set {comp:#06x}\n"
+            ));
+            t.push_str(&format!(
+                "    icmpv6 type nd-neighbor-solicit ip6 saddr {a} @th,192,16 0x0101 @th,208,48 set {vm} @th,48,16 set {comp:#06x}\n"
+            ));
+        }
+        t.push_str("  }\n}\n");
+    }
+
+    /// The owner maps' contents (`flush` first when they already exist).
+    fn forward_text(&self, forward: &Forward, flush: bool) -> String {
+        let mut t = String::new();
+        for (family, table, v6) in self.owner_maps() {
+            if flush {
+                t.push_str(&format!("flush map {family} {table} owner\n"));
+            }
+            let e: Vec<String> = forward.iter().filter(|(_, a)| a.is_ipv6() == v6).map(|(b, a)| format!("{b} : {a}")).collect();
+            if !e.is_empty() {
+                t.push_str(&format!("add element {family} {table} owner {{ {} }}\n", e.join(", ")));
+            }
+        }
+        t
+    }
+
+    /// One transaction that makes `owned` the owned buckets and `forward` the forwarding.
+    pub fn set_text(&self, owned: &[u8], forward: &Forward) -> String {
+        let mut t = String::new();
+        for (family, table) in self.owned_sets() {
+            t.push_str(&format!("flush set {family} {table} owned\n"));
+            if !owned.is_empty() {
+                t.push_str(&format!("add element {family} {table} owned {{ {} }}\n", elements(owned)));
+            }
+        }
+        t.push_str(&self.forward_text(forward, true));
         t
     }
 
@@ -210,16 +382,18 @@ impl FarmRules {
         self.names().iter().map(|(f, n)| format!("table {f} {n}\ndelete table {f} {n}\n")).collect()
     }
 
-    /// Loads the ruleset owning `owned`, then checks what the kernel holds.
-    pub fn install(&self, owned: &[u8]) -> Result<(), String> {
-        nft(&self.ruleset(owned)?)?;
-        self.verify(owned)
+    /// Loads the ruleset owning `owned` and forwarding `forward`, then
+    /// checks what the kernel holds.
+    pub fn install(&self, owned: &[u8], forward: &Forward) -> Result<(), String> {
+        nft(&self.ruleset(owned, forward)?)?;
+        self.verify(owned, forward)
     }
 
-    /// Makes `owned` the owned buckets (one transaction), then checks.
-    pub fn set_owned(&self, owned: &[u8]) -> Result<(), String> {
-        nft(&self.set_text(owned))?;
-        self.verify(owned)
+    /// Makes `owned` the owned buckets and `forward` the forwarding (one
+    /// transaction), then checks.
+    pub fn set_owned(&self, owned: &[u8], forward: &Forward) -> Result<(), String> {
+        nft(&self.set_text(owned, forward))?;
+        self.verify(owned, forward)
     }
 
     /// Removes the module's tables (also after a crash: nothing else needs to be known).
@@ -227,32 +401,39 @@ impl FarmRules {
         nft(&self.removal_text())
     }
 
-    fn verify(&self, owned: &[u8]) -> Result<(), String> {
-        let now = self.owned_now()?;
+    fn verify(&self, owned: &[u8], forward: &Forward) -> Result<(), String> {
         let mut want = owned.to_vec();
         want.sort_unstable();
         want.dedup();
-        if now == want {
-            Ok(())
-        } else {
-            Err(format!("nft holds buckets {now:?} for {}, not {want:?}", self.table))
+        for (family, table) in self.owned_sets() {
+            let now = set_elements(family, &table)?;
+            if now != want {
+                return Err(format!("nft holds buckets {now:?} in {table}, not {want:?}"));
+            }
         }
+        for (family, table, v6) in self.owner_maps() {
+            let mut want: Vec<(u8, IpAddr)> = forward.iter().filter(|(_, a)| a.is_ipv6() == v6).copied().collect();
+            want.sort_unstable();
+            let now = map_elements(family, &table)?;
+            if now != want {
+                return Err(format!("nft forwards {now:?} in {table}, not {want:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where buckets owned elsewhere are forwarded now (vmac_directed), read back with `nft -j`.
+    pub fn forward_now(&self) -> Result<Vec<(u8, IpAddr)>, String> {
+        let mut out = Vec::new();
+        for (family, table, _) in self.owner_maps() {
+            out.extend(map_elements(family, &table)?);
+        }
+        Ok(out)
     }
 
     /// The buckets the kernel's set holds now, read back with `nft -j`.
     pub fn owned_now(&self) -> Result<Vec<u8>, String> {
-        let json = nft_json(&["list", "set", "inet", &self.table, "owned"])?;
-        let mut out: Vec<u8> = Vec::new();
-        for item in json["nftables"].as_array().into_iter().flatten() {
-            for e in item["set"]["elem"].as_array().into_iter().flatten() {
-                match e.as_u64().and_then(|v| u8::try_from(v).ok()) {
-                    Some(b) => out.push(b),
-                    None => return Err(format!("unexpected element {e} in {}'s set", self.table)),
-                }
-            }
-        }
-        out.sort_unstable();
-        Ok(out)
+        set_elements("inet", &self.table)
     }
 
     /// New connections accepted and packets dropped so far ([`counters`] of this table).
@@ -276,6 +457,38 @@ pub fn counters(table: &str) -> Result<(u64, u64), String> {
         }
     }
     Ok((accepted, dropped))
+}
+
+fn set_elements(family: &str, table: &str) -> Result<Vec<u8>, String> {
+    let json = nft_json(&["list", "set", family, table, "owned"])?;
+    let mut out: Vec<u8> = Vec::new();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            match e.as_u64().and_then(|v| u8::try_from(v).ok()) {
+                Some(b) => out.push(b),
+                None => return Err(format!("unexpected element {e} in {table}'s set")),
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn map_elements(family: &str, table: &str) -> Result<Vec<(u8, IpAddr)>, String> {
+    let json = nft_json(&["list", "map", family, table, "owner"])?;
+    let mut out = Vec::new();
+    for item in json["nftables"].as_array().into_iter().flatten() {
+        for e in item["map"]["elem"].as_array().into_iter().flatten() {
+            let bucket = e[0].as_u64().and_then(|v| u8::try_from(v).ok());
+            let addr = e[1].as_str().and_then(|a| a.parse::<IpAddr>().ok());
+            match (bucket, addr) {
+                (Some(b), Some(a)) => out.push((b, a)),
+                _ => return Err(format!("unexpected element {e} in {table}'s map")),
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
 /// Runs one `nft -f -` transaction.
@@ -314,8 +527,7 @@ mod tests {
         FarmRules {
             table: "safekit_web".into(),
             device: "eth0".into(),
-            real_mac: [0x02, 0x81, 0, 0, 0, 1],
-            vmac: default_vmac("10.81.0.100".parse().unwrap()),
+            delivery: Delivery::Invisible { vmac: default_vmac("10.81.0.100".parse().unwrap()), real_mac: [0x02, 0x81, 0, 0, 0, 1] },
             vips: vec!["10.81.0.100".parse().unwrap(), "fd00:81::100".parse().unwrap()],
             rules: vec![Rule { port: Some(80), proto: LbProto::Tcp, filter: LbFilter::OnAddr }],
             seed: 0x5afe_0001,
@@ -324,7 +536,7 @@ mod tests {
 
     #[test]
     fn the_ruleset_is_the_prototypes() {
-        let t = rules().ruleset(&[1, 2, 9]).unwrap();
+        let t = rules().ruleset(&[1, 2, 9], &[]).unwrap();
         for want in [
             "ether daddr 5a:fe:0a:51:00:64 meta pkttype set host",
             "arp saddr ip 10.81.0.100 arp saddr ether set 5a:fe:0a:51:00:64",
@@ -349,7 +561,7 @@ mod tests {
             Rule { port: Some(80), proto: LbProto::Tcp, filter: LbFilter::OnPort },
             Rule { port: None, proto: LbProto::Udp, filter: LbFilter::OnAddr },
         ];
-        let t = r.ruleset(&[]).unwrap();
+        let t = r.ruleset(&[], &[]).unwrap();
         assert!(t.contains("tcp dport 80 tcp flags & (fin|syn|rst|ack) == syn jhash ip saddr . tcp sport mod 256"), "{t}");
         assert!(t.contains("meta nfproto ipv4 meta l4proto udp jhash ip saddr mod 256"), "{t}");
         assert!(!t.contains("ip6 saddr"), "no IPv6 VIP, no IPv6 rule: {t}");
@@ -357,13 +569,41 @@ mod tests {
     }
 
     #[test]
+    fn directed_forwards_what_it_does_not_own_and_filters_neighbour_answers() {
+        let mut r = rules();
+        r.delivery = Delivery::Directed;
+        r.rules.push(Rule { port: None, proto: LbProto::Arp, filter: LbFilter::OnAddr });
+        let fwd = [(3, "10.81.0.2".parse().unwrap()), (3, "fd00:81::2".parse().unwrap()), (7, "10.81.0.3".parse().unwrap())];
+        let t = r.ruleset(&[1], &fwd).unwrap();
+        for want in [
+            "table ip safekit_web_fwd {",
+            "ip daddr { 10.81.0.100 } ct state established,related return",
+            "ip daddr { 10.81.0.100 } tcp dport 80 dup to jhash ip saddr mod 256 seed 0x5afe0001 map @owner device \"eth0\" counter drop",
+            "ip6 daddr { fd00:81::100 } tcp dport 80 dup to jhash ip6 saddr mod 256 seed 0x5afe0001 map @owner device \"eth0\" counter drop",
+            "arp operation request arp daddr ip { 10.81.0.100 } jhash arp saddr ip mod 256 seed 0x5afe0001 != @owned counter drop",
+            "icmpv6 type nd-neighbor-solicit @th,64,128 0xfd000081000000000000000000000100 ip6 saddr != :: jhash ip6 saddr mod 256",
+            "add element ip safekit_web_fwd owner { 3 : 10.81.0.2, 7 : 10.81.0.3 }",
+            "add element ip6 safekit_web_fwd6 owner { 3 : fd00:81::2 }",
+        ] {
+            assert!(t.contains(want), "{want}\nnot in\n{t}");
+        }
+        assert!(!t.contains("pkttype set host") && !t.contains("arp saddr ether set"), "no virtual MAC: {t}");
+        let u = r.set_text(&[1, 2], &fwd[..1]);
+        for want in
+            ["flush set arp safekit_web_arp owned", "add element ip6 safekit_web_nd owned { 1, 2 }", "flush map ip6 safekit_web_fwd6 owner"]
+        {
+            assert!(u.contains(want), "{want}\nnot in\n{u}");
+        }
+    }
+
+    #[test]
     fn names_that_would_inject_are_refused() {
         let mut r = rules();
         r.table = "x; flush ruleset".into();
-        assert!(r.ruleset(&[]).is_err());
+        assert!(r.ruleset(&[], &[]).is_err());
         let mut r = rules();
         r.device = "eth0\" ; drop".into();
-        assert!(r.ruleset(&[]).is_err());
+        assert!(r.ruleset(&[], &[]).is_err());
     }
 
     #[test]

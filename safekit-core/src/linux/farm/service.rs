@@ -5,18 +5,18 @@
 //! buckets to the data path while the traffic is open.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::rules::FarmRules;
+use super::rules::{Delivery, FarmRules};
 use crate::engine::LogLevel;
 use crate::farm::wire::{decode, encode, MAX_DATAGRAM};
-use crate::farm::{Event, Membership};
+use crate::farm::{Event, FarmReport, Membership};
 use crate::key::ClusterKey;
 use crate::linux::vip::NetlinkVip;
 use crate::services::{LogSink, ServiceError, VirtualIp};
@@ -28,12 +28,14 @@ pub struct FarmTraffic {
     rules: FarmRules,
     vip: NetlinkVip,
     up: watch::Sender<bool>,
+    report: Arc<Mutex<FarmReport>>,
 }
 
 impl FarmTraffic {
-    /// The traffic of `rules` with the VIP aliases `vip`; `up` is read by the membership task.
-    pub fn new(rules: FarmRules, vip: NetlinkVip, up: watch::Sender<bool>) -> Self {
-        Self { rules, vip, up }
+    /// The traffic of `rules` with the VIP aliases `vip`; `up` is read by
+    /// the membership task, which keeps `report` current.
+    pub fn new(rules: FarmRules, vip: NetlinkVip, up: watch::Sender<bool>, report: Arc<Mutex<FarmReport>>) -> Self {
+        Self { rules, vip, up, report }
     }
 
     /// Removes what a crashed daemon left (the tables); nothing if there is none.
@@ -47,12 +49,16 @@ fn sysctl(path: &str, value: &str) -> Result<(), String> {
     std::fs::write(path, value).map_err(|e| format!("{path}: {e}"))
 }
 
-/// Promiscuous mode (frames to the virtual MAC come in) and ARP answered
-/// and announced for the node's own addresses only (never VIP → real MAC).
-fn prepare(device: &str) -> Result<(), String> {
+/// ARP requests sent from the node's own addresses only (never the VIP as
+/// a source) and answered only on the interface that has the address; for
+/// vmac_invisible, promiscuous mode (frames to the virtual MAC come in).
+fn prepare(device: &str, delivery: Delivery) -> Result<(), String> {
     for k in ["all", device] {
         sysctl(&format!("/proc/sys/net/ipv4/conf/{k}/arp_announce"), "2")?;
         sysctl(&format!("/proc/sys/net/ipv4/conf/{k}/arp_ignore"), "1")?;
+    }
+    if delivery == Delivery::Directed {
+        return Ok(());
     }
     let out = std::process::Command::new("ip")
         .args(["link", "set", "dev", device, "promisc", "on"])
@@ -70,8 +76,8 @@ impl VirtualIp for FarmTraffic {
     async fn set(&self) -> Result<(), ServiceError> {
         let r = self.rules.clone();
         tokio::task::spawn_blocking(move || {
-            prepare(&r.device)?;
-            r.install(&[])
+            prepare(&r.device, r.delivery)?;
+            r.install(&[], &[])
         })
         .await
         .map_err(|e| ServiceError::Failed(e.to_string()))?
@@ -92,10 +98,19 @@ impl VirtualIp for FarmTraffic {
         vip
     }
 
-    fn addresses(&self) -> Vec<std::net::IpAddr> {
+    fn addresses(&self) -> Vec<IpAddr> {
         self.rules.vips.clone()
     }
+
+    fn farm(&self) -> Option<FarmReport> {
+        let mut r = self.report.lock().ok()?.clone();
+        r.open = *self.up.borrow();
+        Some(r)
+    }
 }
+
+/// What the data path holds: owned buckets and forwarding (vmac_directed).
+type Applied = (Vec<u8>, Vec<(u8, IpAddr)>);
 
 /// Where a farm module's membership beats go.
 pub struct MembershipNet {
@@ -105,10 +120,40 @@ pub struct MembershipNet {
     pub module: u16,
     /// This node's address on each farm network (with the port).
     pub local: Vec<SocketAddr>,
-    /// The other nodes' addresses on the same networks.
-    pub peers: Vec<SocketAddr>,
+    /// The other nodes' addresses on the same networks, with their names.
+    pub peers: Vec<(String, SocketAddr)>,
     /// The group's name, for the log lines.
     pub group: String,
+    /// Kept current for the module report.
+    pub report: Arc<Mutex<FarmReport>>,
+}
+
+impl MembershipNet {
+    /// vmac_directed: the address of each bucket's claimant, per family
+    /// (the first of the claimant's addresses of that family).
+    fn forward(&self, m: &Membership) -> Vec<(u8, IpAddr)> {
+        let mut out = Vec::new();
+        for (b, who) in m.claims() {
+            for v6 in [false, true] {
+                if let Some((_, a)) = self.peers.iter().find(|(n, a)| n == who && a.is_ipv6() == v6) {
+                    out.push((b, a.ip()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Updates the report; whether the view or anyone's buckets changed.
+    fn publish(&self, m: &Membership, dropped: u64) -> bool {
+        let Ok(mut r) = self.report.lock() else { return false };
+        let (members, nodes) = (m.members().to_vec(), m.nodes());
+        let changed = r.members != members || r.nodes != nodes;
+        r.group.clone_from(&self.group);
+        r.members = members;
+        r.nodes = nodes;
+        r.datagrams_dropped = dropped;
+        changed
+    }
 }
 
 impl MembershipNet {
@@ -145,14 +190,15 @@ impl MembershipNet {
             }));
         }
         let mut dropped: u64 = 0;
-        let mut applied: Option<Vec<u8>> = None;
+        let mut applied: Option<Applied> = None;
+        let directed = rules.delivery == Delivery::Directed;
         loop {
             let now = tokio::time::Instant::now().into_std();
             m.handle_timeout(now);
             while let Some(beat) = m.poll_transmit() {
                 let bytes = encode(&self.key, self.module, &beat);
                 for s in &sockets {
-                    for p in self.peers.iter().filter(|p| p.is_ipv4() == s.local_addr().is_ok_and(|l| l.is_ipv4())) {
+                    for (_, p) in self.peers.iter().filter(|(_, p)| p.is_ipv4() == s.local_addr().is_ok_and(|l| l.is_ipv4())) {
                         let _ = s.send_to(&bytes, p).await;
                     }
                 }
@@ -164,19 +210,22 @@ impl MembershipNet {
                     }
                     Event::Owned(owned) => {
                         log.write("farm", LogLevel::I, &format!("farm load: {}/256 (group {})", owned.len(), self.group));
-                        let load =
-                            crate::engine::Input::FarmLoad { group: self.group.clone(), owned: u16::try_from(owned.len()).unwrap_or(256) };
-                        let _ = inputs.try_send(load);
                     }
                 }
             }
+            if self.publish(&m, dropped) {
+                // The load share to the engine; and the module's report,
+                // refreshed when the engine hears something, shows the change.
+                let owned = u16::try_from(m.owned().len()).unwrap_or(256);
+                let _ = inputs.try_send(crate::engine::Input::FarmLoad { group: self.group.clone(), owned });
+            }
             // The rules follow the membership while the traffic is open.
+            let want = (m.owned().to_vec(), if directed { self.forward(&m) } else { Vec::new() });
             if !*up.borrow() {
                 applied = None;
-            } else if applied.as_deref() != Some(m.owned()) {
-                let (r, owned) = (rules.clone(), m.owned().to_vec());
-                let done = owned.clone();
-                match tokio::task::spawn_blocking(move || r.set_owned(&owned)).await {
+            } else if applied.as_ref() != Some(&want) {
+                let (r, done) = (rules.clone(), want.clone());
+                match tokio::task::spawn_blocking(move || r.set_owned(&want.0, &want.1)).await {
                     Ok(Ok(())) => applied = Some(done),
                     Ok(Err(e)) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
                     Err(e) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
