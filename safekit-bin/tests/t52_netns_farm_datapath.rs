@@ -21,7 +21,7 @@ use std::process::Command;
 
 use safekit_core::config::{LbFilter, LbProto};
 use safekit_core::farm::{assign, bucket_of, BucketTable, FlowKey, Handover, Member};
-use safekit_core::linux::farm::{default_vmac, Delivery, FarmRules, Rule};
+use safekit_core::linux::farm::{default_vmac, Buckets, Delivery, FarmRules, Rule};
 
 use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, Vip, NODES, VIP4, VIP6};
 
@@ -29,9 +29,9 @@ const SEED: u32 = 0x5afe_0052;
 
 /// Node `node`'s rules; `directed`: vmac_directed with an `arp` rule.
 fn rules(node: usize, filter: LbFilter, directed: bool) -> FarmRules {
-    let mut rules = vec![Rule { port: Some(80), proto: LbProto::Tcp, filter }];
+    let mut rules = vec![Rule { group: 0, vip: None, port: Some(80), proto: LbProto::Tcp, filter }];
     let delivery = if directed {
-        rules.push(Rule { port: None, proto: LbProto::Arp, filter: LbFilter::OnAddr });
+        rules.push(Rule { group: 0, vip: None, port: None, proto: LbProto::Arp, filter: LbFilter::OnAddr });
         Delivery::Directed
     } else {
         Delivery::Invisible { vmac: default_vmac(VIP4.parse().unwrap()), real_mac: [0x02, 0x82, 0, 0, 0, u8::try_from(node + 1).unwrap()] }
@@ -63,8 +63,8 @@ fn forward(table: &BucketTable, me: &str, directed: bool) -> Vec<(u8, IpAddr)> {
 
 fn install(table: &BucketTable, filter: LbFilter, directed: bool) {
     for (i, n) in NODES.iter().enumerate() {
-        let (r, owned, fwd) = (rules(i, filter, directed), table.owned_by(n), forward(table, n, directed));
-        in_ns(n, move || r.install(&owned, &fwd)).unwrap_or_else(|e| panic!("{n}: {e}"));
+        let (r, b) = (rules(i, filter, directed), Buckets { owned: table.owned_by(n), forward: forward(table, n, directed) });
+        in_ns(n, move || r.install(&[b])).unwrap_or_else(|e| panic!("{n}: {e}"));
     }
 }
 
@@ -87,7 +87,7 @@ fn hand_over(old: &BucketTable, new: &BucketTable, filter: LbFilter, skip: Optio
     for phase in [0, 1] {
         for (i, n, h) in &plans {
             let (r, owned) = (rules(*i, filter, false), if phase == 0 { h.after_release() } else { h.after_acquire() });
-            in_ns(n, move || r.set_owned(&owned, &[])).unwrap_or_else(|e| panic!("{n}: {e}"));
+            in_ns(n, move || r.set_owned(&Buckets::owned(owned))).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
     }
 }
@@ -166,7 +166,7 @@ fn three_nodes_share_the_vip_by_buckets_and_hand_them_over() {
 
     // n2 back, empty; the table rebalanced while a connection whose bucket
     // moves to n2 is open on its old owner: it finishes there.
-    in_ns("n2", || rules(1, LbFilter::OnAddr, false).set_owned(&[], &[])).unwrap();
+    in_ns("n2", || rules(1, LbFilter::OnAddr, false).set_owned(&[])).unwrap();
     run(&["ip", "netns", "exec", &ns("sw"), "ip", "link", "set", "p1", "up"]).unwrap();
     let moving = sources(false)
         .into_iter()

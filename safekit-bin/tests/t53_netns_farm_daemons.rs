@@ -67,8 +67,12 @@ fn cluster_dual() -> String {
     CLUSTER.replace("  </lans>", &format!("    <lan name=\"v6\">\n{v6}    </lan>\n  </lans>"))
 }
 
+/// A second VIP served by a second group whose powers make a chain (n3 serves it all).
+const API_VIP: &str = "10.82.0.101";
+
 /// MODULE made vmac_directed (with an `arp` rule), dual-stack, beating on
-/// both networks, with scripts (`<user/>`) that open its traffic themselves.
+/// both networks, with scripts (`<user/>`) that open its traffic
+/// themselves, and a second group "api" for API_VIP only, powers 1/64/4096.
 fn module_directed() -> String {
     MODULE
         .replace(r#"<lan name="default"/>"#, r#"<lan name="default"/><lan name="v6"/>"#)
@@ -76,9 +80,46 @@ fn module_directed() -> String {
         .replace("vmac_invisible", "vmac_directed")
         .replace(
             r#"<virtual_addr addr="10.82.0.100" where="alias"/>"#,
-            r#"<virtual_addr addr="10.82.0.100" where="alias"/><virtual_addr addr="fd00:82::100" where="alias"/>"#,
+            r#"<virtual_addr addr="10.82.0.100" where="alias"/><virtual_addr addr="fd00:82::100" where="alias"/>
+          <virtual_addr addr="10.82.0.101" where="alias"/>"#,
         )
-        .replace(r#"filter="on_addr"/>"#, r#"filter="on_addr"/><rule proto="arp" filter="on_addr"/>"#)
+        // (A rule without virtual_addr would apply to API_VIP as well.)
+        .replace(
+            r#"<rule port="80" proto="tcp" filter="on_addr"/>"#,
+            r#"<rule virtual_addr="10.82.0.100" port="80" proto="tcp" filter="on_addr"/>
+        <rule virtual_addr="fd00:82::100" port="80" proto="tcp" filter="on_addr"/>
+        <rule proto="arp" filter="on_addr"/>"#,
+        )
+        .replace(
+            "    </loadbalancing_list>",
+            r#"      <group name="api">
+        <cluster><host name="n1" power="1"/><host name="n2" power="64"/><host name="n3" power="4096"/></cluster>
+        <rule virtual_addr="10.82.0.101" port="80" proto="tcp" filter="on_addr"/>
+      </group>
+    </loadbalancing_list>"#,
+        )
+}
+
+/// Who answers each of the 40 clients on `vip`:80.
+fn answers_on(vip: &'static str) -> Vec<String> {
+    in_ns("cl", move || {
+        sources(false)
+            .into_iter()
+            .map(|src| {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                s.bind(&std::net::SocketAddr::new(src, 0).into()).unwrap();
+                let to = std::net::SocketAddr::new(vip.parse().unwrap(), 80);
+                match s.connect_timeout(&to.into(), Duration::from_secs(4)) {
+                    Ok(()) => {
+                        let stream: std::net::TcpStream = s.into();
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(4)));
+                        request(stream).unwrap_or_else(|e| e)
+                    }
+                    Err(e) => e.to_string(),
+                }
+            })
+            .collect()
+    })
 }
 
 /// The scriptcontrol module's scripts: the application is ready, open; about to stop, close.
@@ -315,8 +356,14 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     // Garbage and a beat forged with another key: dropped, counted, nothing changes.
     in_ns("cl", || {
         let sock = std::net::UdpSocket::bind("10.82.0.10:0").unwrap();
-        let forged =
-            safekit_core::farm::wire::Beat { node: "n2".into(), incarnation: u64::MAX, seq: u64::MAX, up: false, view: 0, owned: [0; 32] };
+        let forged = safekit_core::farm::wire::Beat {
+            node: "n2".into(),
+            incarnation: u64::MAX,
+            seq: u64::MAX,
+            up: false,
+            view: 0,
+            owned: vec![[0; 32]],
+        };
         let forged = safekit_core::farm::wire::encode(&safekit_core::key::ClusterKey::new([1; 32]), 1, &forged);
         for d in [&b"garbage"[..], &[0u8; 2000][..], &forged[..]] {
             sock.send_to(d, "10.82.0.1:4803").unwrap();
@@ -370,6 +417,10 @@ fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     until_served("directed, 3 daemons UP, IPv4", &table(&NODES), Duration::from_secs(20), &d);
     until_served_over("directed, 3 daemons UP, IPv6", &table(&NODES), Duration::from_secs(20), &d, true);
     assert!(d.log(0).contains("Action traffic open called by saferpc_send"), "start_both opened it: {}", tail(&d.log(0), 30));
+    // The second group's VIP: the chain gives it all to n3, the rule is scoped to it.
+    let api = answers_on(API_VIP);
+    assert!(api.iter().all(|a| a == "n3"), "group api (powers 1/64/4096) on {API_VIP}: {api:?}");
+    println!("farm daemons: group api on {API_VIP}: all 40 connections answered by n3");
     let promisc = Command::new("ip").args(["netns", "exec", &ns("n1"), "ip", "link", "show", "eth0"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&promisc.stdout).contains("PROMISC"), "vmac_directed needs no promiscuous mode");
 
@@ -377,17 +428,21 @@ fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     let maps = d.cli(0, &["-r", "vip_if_ctrl", "-l", "-m", "farm"]);
     println!("farm daemons: n1 `safekit -r vip_if_ctrl -l -m farm`:\n{}", maps.trim_end());
     assert!(maps.contains("farm (group web): traffic open on this node, members n1 n2 n3"), "{maps}");
+    assert!(maps.contains("farm (group api): traffic open on this node, members n1 n2 n3"), "{maps}");
     for (i, n) in NODES.iter().enumerate() {
         let owned = table(&NODES).owned_by(n);
         let words = safekit_core::farm::FarmReport::bitmap(&owned);
+        // The first group's lines come first.
         let line = maps.lines().find(|l| l.trim_start().starts_with(n)).unwrap_or_else(|| panic!("no line for {n}: {maps}"));
         assert!(line.contains(&words) && line.contains(&format!("{}/256", owned.len())), "{n}'s map: {line}");
         assert_eq!(line.contains("(this node)"), i == 0, "{line}");
     }
     let metrics = web_get("/metrics").unwrap_or_default();
     let n1 = table(&NODES).owned_by("n1").len();
-    assert!(metrics.contains(&format!("safekit_farm_buckets{{module=\"farm\"}} {n1}")), "{metrics}");
+    assert!(metrics.contains(&format!("safekit_farm_buckets{{module=\"farm\",group=\"web\"}} {n1}")), "{metrics}");
     assert!(metrics.contains("safekit_farm_traffic_open{module=\"farm\"} 1"), "{metrics}");
+    assert!(metrics.contains("safekit_farm_buckets{module=\"farm\",group=\"api\"} 0"), "n1 serves none of api: {metrics}");
+    assert!(maps.contains("256/256"), "n3 holds all of api: {maps}");
 
     // An administrator closes n2's traffic as its script would: its buckets go to n1 and n3.
     let run_on_n2 = |groups: &str| {

@@ -82,20 +82,22 @@ async fn maps(layout: &Layout, module: Option<String>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     for (r, f) in farms {
-        println!(
-            "{} (group {}): {} on this node, members {}",
-            r.name,
-            f.group,
-            if f.open { "traffic open" } else { "traffic closed" },
-            if f.members.is_empty() { "none".to_string() } else { f.members.join(" ") }
-        );
-        for n in &f.nodes {
-            let note = match (n.local, n.live) {
-                (true, _) => " (this node)",
-                (false, false) => " (lost)",
-                (false, true) => "",
-            };
-            println!("  {:<16} {}  {:>3}/256{note}", n.node, FarmReport::bitmap(&n.buckets), n.buckets.len());
+        for g in &f.groups {
+            println!(
+                "{} (group {}): {} on this node, members {}",
+                r.name,
+                g.name,
+                if f.open { "traffic open" } else { "traffic closed" },
+                if f.members.is_empty() { "none".to_string() } else { f.members.join(" ") }
+            );
+            for n in &g.nodes {
+                let note = match (n.local, n.live) {
+                    (true, _) => " (this node)",
+                    (false, false) => " (lost)",
+                    (false, true) => "",
+                };
+                println!("  {:<16} {}  {:>3}/256{note}", n.node, FarmReport::bitmap(&n.buckets), n.buckets.len());
+            }
         }
     }
     ExitCode::SUCCESS

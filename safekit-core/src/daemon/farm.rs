@@ -1,8 +1,8 @@
 //! What a farm module needs on this node, from its configuration: the data
 //! path ([`FarmRules`]), its VIP on every node, and the membership task on
-//! the `<farm><lan>` networks. One bucket table per module: the first
-//! `<group>`'s powers apply to every rule (decided; SafeKit modules have one
-//! group in practice).
+//! the `<farm><lan>` networks. Each `<group>` has its own powers, hence
+//! its own bucket table, set and (vmac_directed) owner map; a rule with a
+//! `virtual_addr` applies to that VIP only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,13 +60,38 @@ pub(super) async fn build(
             .ok_or_else(|| format!("module {name}: an IPv6-only farm needs <virtual_interface addr=\"5A:FE:…\">"))?;
         Delivery::Invisible { vmac, real_mac: crate::linux::announce::mac_of(&device)? }
     };
-    let group = vip.loadbalancing.first().ok_or_else(|| format!("module {name}: a farm module needs a <loadbalancing_list> group"))?;
+    if vip.loadbalancing.is_empty() {
+        return Err(format!("module {name}: a farm module needs a <loadbalancing_list> group"));
+    }
+    if vip.loadbalancing.len() > crate::farm::wire::MAX_GROUPS {
+        return Err(format!("module {name}: at most {} load-balancing groups", crate::farm::wire::MAX_GROUPS));
+    }
+    let vips: Vec<IpAddr> = specs.iter().map(|s| s.ip).collect();
+    let mut lb_rules = Vec::new();
+    for (g, group) in vip.loadbalancing.iter().enumerate() {
+        for r in &group.rules {
+            let scope = match r.virtual_addr.trim() {
+                "" | "*" => None,
+                a => {
+                    let ip = match a.parse::<IpAddr>() {
+                        Ok(ip) => ip,
+                        Err(_) => resolve_host(&HostAddr::Dns(a.to_string())).await.map_err(|e| format!("module {name}: {e}"))?,
+                    };
+                    if !vips.contains(&ip) {
+                        return Err(format!("module {name}: rule virtual_addr {a} is not one of the module's virtual addresses"));
+                    }
+                    Some(ip)
+                }
+            };
+            lb_rules.push(Rule { group: g, vip: scope, port: r.port, proto: r.proto, filter: r.filter });
+        }
+    }
     let rules = FarmRules {
         table: format!("safekit_{}", name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()),
         device: device.clone(),
         delivery,
-        vips: specs.iter().map(|s| s.ip).collect(),
-        rules: group.rules.iter().map(|r| Rule { port: r.port, proto: r.proto, filter: r.filter }).collect(),
+        vips,
+        rules: lb_rules,
         seed: seed_of(id),
     };
     let port = farm.port.unwrap_or_else(|| 4803u16.saturating_add(id.saturating_sub(1).saturating_mul(3)));
@@ -90,17 +115,18 @@ pub(super) async fn build(
     let membership = Membership::new(
         node,
         incarnation,
-        powers(&group.hosts),
+        vip.loadbalancing.iter().map(|g| powers(&g.hosts)).collect(),
         farm.pulse.max(Duration::from_millis(10)),
         farm.slost_count,
         std::time::Instant::now(),
     );
     let (up_tx, up_rx) = tokio::sync::watch::channel(false);
-    let report = Arc::new(std::sync::Mutex::new(FarmReport { group: group.name.clone(), ..FarmReport::default() }));
+    let report = Arc::new(std::sync::Mutex::new(FarmReport::default()));
     let traffic = Arc::new(FarmTraffic::new(rules.clone(), NetlinkVip::new(specs, vip.tcpreset).shared(), up_tx, report.clone()));
     // Tables a crashed daemon left behind go before anything else.
     traffic.clean().await;
-    let net = MembershipNet { key: key.clone(), module: id, local, peers, group: group.name.clone(), report };
+    let groups = vip.loadbalancing.iter().map(|g| g.name.clone()).collect();
+    let net = MembershipNet { key: key.clone(), module: id, local, peers, groups, report };
     let companion: Companion = Box::new(move |cx: CompanionContext| tokio::spawn(net.run(membership, rules, up_rx, cx.log, cx.inputs)));
     Ok((traffic, companion))
 }

@@ -3,7 +3,8 @@
 //!
 //! Every node beats every `pulse` (and at once when its buckets or view
 //! change) with whether it is UP, the digest of the view it follows and
-//! the buckets it owns. A peer silent for `slost_count × pulse` has left.
+//! the buckets it owns in each load-balancing group (each `<group>` has
+//! its own powers, hence its own table; the view — who is UP — is shared). A peer silent for `slost_count × pulse` has left.
 //! The view is this node (when UP) and every live peer that says UP; the
 //! table is [`assign`] of it, so all nodes that hear the same peers agree
 //! without a leader. Ownership changes in two phases without any extra
@@ -28,8 +29,8 @@ use super::wire::{bucket_map, has_bucket, Beat};
 /// What the membership asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Own exactly these buckets now (apply to the data path).
-    Owned(Vec<u8>),
+    /// Own exactly these buckets of group `.0` now (apply to the data path).
+    Owned(usize, Vec<u8>),
     /// The members of the view changed: "farm membership: node1 node2".
     Members(Vec<String>),
 }
@@ -41,7 +42,13 @@ struct Peer {
     seq: u64,
     up: bool,
     view: u64,
-    owned: [u8; 32],
+    owned: Vec<[u8; 32]>,
+}
+
+impl Peer {
+    fn has(&self, group: usize, b: u8) -> bool {
+        self.owned.get(group).is_some_and(|m| has_bucket(m, b))
+    }
 }
 
 /// One node's membership of one farm group.
@@ -50,13 +57,15 @@ pub struct Membership {
     me: String,
     incarnation: u64,
     seq: u64,
-    /// Configured powers; a node not listed has power 1 (`<host>` list empty).
-    powers: BTreeMap<String, u32>,
+    /// Configured powers per group; a node has power 1 if its group's
+    /// `<host>` list is empty, else 0 if it is not listed.
+    groups: Vec<BTreeMap<String, u32>>,
     pulse: Duration,
     lost_after: Duration,
     up: bool,
     peers: BTreeMap<String, Peer>,
-    owned: Vec<u8>,
+    /// Per group.
+    owned: Vec<Vec<u8>>,
     members: Vec<String>,
     /// Since when live peers follow another view than this node's.
     disagree_since: Option<Instant>,
@@ -65,9 +74,9 @@ pub struct Membership {
     /// has had no time to hear the others, and alone it would take all.
     listening_until: Instant,
     send_now: bool,
-    /// This node's buckets in the table of a view digest (the table is
-    /// recomputed only when the view changes).
-    mine: Option<(u64, Vec<u8>)>,
+    /// This node's buckets per group in the tables of a view digest (the
+    /// tables are recomputed only when the view changes).
+    mine: Option<(u64, Vec<Vec<u8>>)>,
     events: VecDeque<Event>,
     now: Instant,
 }
@@ -88,19 +97,40 @@ pub fn view_digest(view: &[Member]) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// One digest for the tables of every group (the group's own digest when there is one).
+fn combined(digests: &[u64]) -> u64 {
+    if let [one] = digests {
+        return *one;
+    }
+    let mut h = Sha256::new();
+    for d in digests {
+        h.update(d.to_be_bytes());
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first)
+}
+
 impl Membership {
-    /// Node `me` (not UP yet) of a group with these powers (empty: all 1).
-    pub fn new(me: &str, incarnation: u64, powers: BTreeMap<String, u32>, pulse: Duration, slost_count: u32, now: Instant) -> Self {
+    /// Node `me` (not UP yet) of a farm whose groups have these powers
+    /// (an empty map: every node 1; no group at all: one such group).
+    pub fn new(me: &str, incarnation: u64, groups: Vec<BTreeMap<String, u32>>, pulse: Duration, slost_count: u32, now: Instant) -> Self {
+        let mut groups = groups;
+        if groups.is_empty() {
+            groups.push(BTreeMap::new());
+        }
+        groups.truncate(super::wire::MAX_GROUPS);
         Self {
             me: me.to_string(),
             incarnation,
             seq: 0,
-            powers,
+            owned: vec![Vec::new(); groups.len()],
+            groups,
             pulse,
             lost_after: pulse * slost_count.max(1),
             up: false,
             peers: BTreeMap::new(),
-            owned: Vec::new(),
             members: Vec::new(),
             disagree_since: None,
             next_beat: now,
@@ -112,11 +142,10 @@ impl Membership {
         }
     }
 
-    fn power(&self, node: &str) -> u32 {
-        if self.powers.is_empty() {
-            1
-        } else {
-            self.powers.get(node).copied().unwrap_or(0)
+    fn power(&self, group: usize, node: &str) -> u32 {
+        match self.groups.get(group) {
+            Some(p) if !p.is_empty() => p.get(node).copied().unwrap_or(0),
+            _ => 1,
         }
     }
 
@@ -174,7 +203,7 @@ impl Membership {
             seq: self.seq,
             up: self.up,
             view: self.digest(),
-            owned: bucket_map(&self.owned),
+            owned: self.owned.iter().map(|o| bucket_map(o)).collect(),
         })
     }
 
@@ -193,9 +222,14 @@ impl Membership {
         self.live().any(|(n, _)| n == node)
     }
 
-    /// The buckets owned now.
-    pub fn owned(&self) -> &[u8] {
-        &self.owned
+    /// The buckets of group `group` owned now.
+    pub fn owned(&self, group: usize) -> &[u8] {
+        self.owned.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many load-balancing groups.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
     }
 
     /// The members of the current view.
@@ -203,14 +237,14 @@ impl Membership {
         &self.members
     }
 
-    /// The buckets live peers claim, each with its claimant (the first by
-    /// name if two claim it): where vmac_directed sends packets of buckets
-    /// this node does not own.
-    pub fn claims(&self) -> Vec<(u8, &str)> {
+    /// The buckets of group `group` live peers claim, each with its
+    /// claimant (the first by name if two claim it): where vmac_directed
+    /// sends packets of buckets this node does not own.
+    pub fn claims(&self, group: usize) -> Vec<(u8, &str)> {
         let mut out: Vec<(u8, &str)> = Vec::new();
         for (name, p) in self.live() {
             for b in 0..=255u8 {
-                if has_bucket(&p.owned, b) && !out.iter().any(|(x, _)| *x == b) {
+                if p.has(group, b) && !out.iter().any(|(x, _)| *x == b) {
                     out.push((b, name.as_str()));
                 }
             }
@@ -219,8 +253,8 @@ impl Membership {
         out
     }
 
-    /// This node and every peer heard, by name, with what they claim.
-    pub fn nodes(&self) -> Vec<super::NodeBuckets> {
+    /// This node and every peer heard, by name, with what they claim in group `group`.
+    pub fn nodes(&self, group: usize) -> Vec<super::NodeBuckets> {
         let now = self.now;
         let mut out: Vec<super::NodeBuckets> = self
             .peers
@@ -230,10 +264,10 @@ impl Membership {
                 local: false,
                 live: p.heard + self.lost_after > now,
                 up: p.up,
-                buckets: (0..=255u8).filter(|b| has_bucket(&p.owned, *b)).collect(),
+                buckets: (0..=255u8).filter(|b| p.has(group, *b)).collect(),
             })
             .collect();
-        out.push(super::NodeBuckets { node: self.me.clone(), local: true, live: true, up: self.up, buckets: self.owned.clone() });
+        out.push(super::NodeBuckets { node: self.me.clone(), local: true, live: true, up: self.up, buckets: self.owned(group).to_vec() });
         out.sort_by(|a, b| a.node.cmp(&b.node));
         out
     }
@@ -243,33 +277,34 @@ impl Membership {
         self.peers.iter().filter(move |(_, p)| p.heard + lost > now)
     }
 
-    fn view(&self) -> Vec<Member> {
-        let mut v: Vec<Member> = self.live().filter(|(_, p)| p.up).map(|(n, _)| Member::new(n.clone(), self.power(n))).collect();
+    /// The view with group `group`'s powers.
+    fn view(&self, group: usize) -> Vec<Member> {
+        let mut v: Vec<Member> = self.live().filter(|(_, p)| p.up).map(|(n, _)| Member::new(n.clone(), self.power(group, n))).collect();
         if self.up {
-            v.push(Member::new(self.me.clone(), self.power(&self.me)));
+            v.push(Member::new(self.me.clone(), self.power(group, &self.me)));
         }
         v.sort();
         v
     }
 
     fn digest(&self) -> u64 {
-        view_digest(&self.view())
+        combined(&(0..self.groups.len()).map(|g| view_digest(&self.view(g))).collect::<Vec<_>>())
     }
 
     fn update(&mut self) {
-        let view = self.view();
-        let digest = view_digest(&view);
-        let members: Vec<String> = view.iter().map(|m| m.name.clone()).collect();
+        let views: Vec<Vec<Member>> = (0..self.groups.len()).map(|g| self.view(g)).collect();
+        let digest = combined(&views.iter().map(|v| view_digest(v)).collect::<Vec<_>>());
+        let members: Vec<String> = views[0].iter().map(|m| m.name.clone()).collect();
         if members != self.members {
             self.members = members.clone();
             self.events.push_back(Event::Members(members));
             self.send_now = true;
         }
-        let mine: Vec<u8> = match &self.mine {
-            _ if !self.up => Vec::new(),
+        let mine: Vec<Vec<u8>> = match &self.mine {
+            _ if !self.up => vec![Vec::new(); self.groups.len()],
             Some((d, m)) if *d == digest => m.clone(),
             _ => {
-                let m = assign(&view).owned_by(&self.me);
+                let m: Vec<Vec<u8>> = views.iter().map(|v| assign(v).owned_by(&self.me)).collect();
                 self.mine = Some((digest, m.clone()));
                 m
             }
@@ -282,12 +317,15 @@ impl Membership {
         }
         let give_up_waiting = self.disagree_since.is_some_and(|t| self.now >= t + self.lost_after);
         let may_take = self.now >= self.listening_until && (agreed || give_up_waiting);
-        let claimed = |b: u8| self.live().any(|(_, p)| has_bucket(&p.owned, b));
-        let next: Vec<u8> = mine.iter().copied().filter(|b| self.owned.binary_search(b).is_ok() || (may_take && !claimed(*b))).collect();
-        if next != self.owned {
-            self.owned = next.clone();
-            self.events.push_back(Event::Owned(next));
-            self.send_now = true;
+        for (g, mine) in mine.iter().enumerate() {
+            let claimed = |b: u8| self.live().any(|(_, p)| p.has(g, b));
+            let held = &self.owned[g];
+            let next: Vec<u8> = mine.iter().copied().filter(|b| held.binary_search(b).is_ok() || (may_take && !claimed(*b))).collect();
+            if next != self.owned[g] {
+                self.owned[g] = next.clone();
+                self.events.push_back(Event::Owned(g, next));
+                self.send_now = true;
+            }
         }
     }
 }
@@ -296,17 +334,10 @@ impl Membership {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_silent_peer_leaves_after_slost_count_pulses_and_its_buckets_move_at_once() {
-        let t0 = Instant::now();
-        let pulse = Duration::from_millis(100);
-        let mut a = Membership::new("a", 1, BTreeMap::new(), pulse, 10, t0);
-        let mut b = Membership::new("b", 1, BTreeMap::new(), pulse, 10, t0);
-        a.set_up(t0, true);
-        b.set_up(t0, true);
-        // Beats both ways every pulse for a second.
+    /// `a` and `b` beat to each other every pulse, `pulses` times from `t0`; the time reached.
+    fn exchange(a: &mut Membership, b: &mut Membership, t0: Instant, pulse: Duration, pulses: u32) -> Instant {
         let mut now = t0;
-        for _ in 0..10 {
+        for _ in 0..pulses {
             now += pulse;
             a.handle_timeout(now);
             b.handle_timeout(now);
@@ -317,11 +348,24 @@ mod tests {
                 a.receive(now, x);
             }
         }
-        assert_eq!(a.owned().len(), 128, "shared");
-        let claims = a.claims();
+        now
+    }
+
+    #[test]
+    fn a_silent_peer_leaves_after_slost_count_pulses_and_its_buckets_move_at_once() {
+        let t0 = Instant::now();
+        let pulse = Duration::from_millis(100);
+        let mut a = Membership::new("a", 1, vec![BTreeMap::new()], pulse, 10, t0);
+        let mut b = Membership::new("b", 1, vec![BTreeMap::new()], pulse, 10, t0);
+        a.set_up(t0, true);
+        b.set_up(t0, true);
+        // Beats both ways every pulse for a second.
+        let now = exchange(&mut a, &mut b, t0, pulse, 10);
+        assert_eq!(a.owned(0).len(), 128, "shared");
+        let claims = a.claims(0);
         assert_eq!(claims.len(), 128, "b's buckets are the ones a forwards to b");
-        assert!(claims.iter().all(|(bucket, who)| *who == "b" && !a.owned().contains(bucket)));
-        let nodes = a.nodes();
+        assert!(claims.iter().all(|(bucket, who)| *who == "b" && !a.owned(0).contains(bucket)));
+        let nodes = a.nodes(0);
         assert_eq!(
             nodes.iter().map(|n| (n.node.as_str(), n.local, n.buckets.len())).collect::<Vec<_>>(),
             [("a", true, 128), ("b", false, 128)]
@@ -330,11 +374,29 @@ mod tests {
         let last = now;
         assert!(a.poll_timeout() <= last + pulse * 10);
         a.handle_timeout(last + pulse * 10 - Duration::from_millis(1));
-        assert_eq!(a.owned().len(), 128, "not yet");
+        assert_eq!(a.owned(0).len(), 128, "not yet");
         a.handle_timeout(last + pulse * 10);
         assert_eq!(a.members(), ["a".to_string()]);
-        assert_eq!(a.owned().len(), 256, "all of b's buckets at once");
-        assert!(a.claims().is_empty(), "a lost peer's claims are not forwarded to");
-        assert!(!a.nodes()[1].live);
+        assert_eq!(a.owned(0).len(), 256, "all of b's buckets at once");
+        assert!(a.claims(0).is_empty(), "a lost peer's claims are not forwarded to");
+        assert!(!a.nodes(0)[1].live);
+    }
+
+    #[test]
+    fn each_group_has_its_own_table_from_one_view() {
+        let t0 = Instant::now();
+        let pulse = Duration::from_millis(100);
+        // Group 0: equal shares; group 1: a chain (b alone serves, a backs it up).
+        let groups = || vec![BTreeMap::new(), [("a".to_string(), 1), ("b".to_string(), 64)].into_iter().collect()];
+        let mut a = Membership::new("a", 1, groups(), pulse, 10, t0);
+        let mut b = Membership::new("b", 1, groups(), pulse, 10, t0);
+        a.set_up(t0, true);
+        b.set_up(t0, true);
+        let now = exchange(&mut a, &mut b, t0, pulse, 12);
+        assert_eq!((a.owned(0).len(), b.owned(0).len()), (128, 128));
+        assert_eq!((a.owned(1).len(), b.owned(1).len()), (0, 256), "group 1 is a chain");
+        assert_eq!(a.claims(1).len(), 256, "a forwards all of group 1 to b");
+        a.handle_timeout(now + pulse * 10);
+        assert_eq!((a.owned(0).len(), a.owned(1).len()), (256, 256), "b gone: a takes both groups");
     }
 }

@@ -30,4 +30,4 @@ pub use assign::{assign, BucketTable, Member, BUCKETS, CHAIN_FACTOR};
 pub use handover::Handover;
 pub use jhash::{bucket_of, jhash, seed_of, FlowKey};
 pub use membership::{view_digest, Event, Membership};
-pub use report::{FarmReport, NodeBuckets};
+pub use report::{FarmGroup, FarmReport, NodeBuckets};

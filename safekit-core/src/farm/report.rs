@@ -20,27 +20,36 @@ pub struct NodeBuckets {
     pub buckets: Vec<u8>,
 }
 
+/// One load-balancing group's buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmGroup {
+    /// The `<group>` name.
+    pub name: String,
+    /// Every node heard and this one, by name.
+    pub nodes: Vec<NodeBuckets>,
+}
+
+impl FarmGroup {
+    /// The buckets this node owns.
+    pub fn owned(&self) -> usize {
+        self.nodes.iter().find(|n| n.local).map_or(0, |n| n.buckets.len())
+    }
+}
+
 /// A farm module's membership and traffic on this node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FarmReport {
-    /// The `<group>` name.
-    pub group: String,
     /// The members of the current view.
     pub members: Vec<String>,
     /// Whether this node's traffic is open (rules and VIP in place).
     pub open: bool,
-    /// Every node heard and this one, by name.
-    pub nodes: Vec<NodeBuckets>,
+    /// Each `<group>`, in the configuration's order.
+    pub groups: Vec<FarmGroup>,
     /// Membership datagrams dropped (forged, replayed, malformed).
     pub datagrams_dropped: u64,
 }
 
 impl FarmReport {
-    /// The buckets this node owns.
-    pub fn owned(&self) -> usize {
-        self.nodes.iter().find(|n| n.local).map_or(0, |n| n.buckets.len())
-    }
-
     /// A node's buckets as SafeKit's `vip_if_ctrl -l` prints them: 8
     /// words of 32 bits, bucket 0 the lowest bit of the first word.
     pub fn bitmap(buckets: &[u8]) -> String {

@@ -37,7 +37,7 @@ fn run(seed: u64, n: usize) {
     let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
     let mut nodes: Vec<Node> = names
         .iter()
-        .map(|name| Node { m: Membership::new(name, 1, BTreeMap::new(), PULSE, SLOST, t0), alive: true, owned: Vec::new() })
+        .map(|name| Node { m: Membership::new(name, 1, vec![BTreeMap::new()], PULSE, SLOST, t0), alive: true, owned: Vec::new() })
         .collect();
     // In-flight beats: (arrival, to, beat).
     let mut flight: Vec<(Instant, usize, Beat)> = Vec::new();
@@ -57,8 +57,11 @@ fn run(seed: u64, n: usize) {
                 }
                 1 if !nodes[i].alive => {
                     let inc = u64::from(step) + 2;
-                    nodes[i] =
-                        Node { m: Membership::new(&names[i], inc, BTreeMap::new(), PULSE, SLOST, now), alive: true, owned: Vec::new() };
+                    nodes[i] = Node {
+                        m: Membership::new(&names[i], inc, vec![BTreeMap::new()], PULSE, SLOST, now),
+                        alive: true,
+                        owned: Vec::new(),
+                    };
                 }
                 2 => {
                     let up = below(&mut rng, 2) == 0;
@@ -96,7 +99,7 @@ fn run(seed: u64, n: usize) {
                 }
             }
             while let Some(e) = nodes[i].m.poll_event() {
-                if let Event::Owned(o) = e {
+                if let Event::Owned(_, o) = e {
                     nodes[i].owned = o;
                 }
             }

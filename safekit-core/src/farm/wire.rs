@@ -2,8 +2,9 @@
 //! the mirror heartbeats (pure code, no sockets).
 //!
 //! ```text
-//! "SKFM" | version u8 | module id u16 | node len u8 | node | incarnation u64
-//! | seq u64 | up u8 | view u64 | owned buckets (256-bit map, 32 bytes)
+//! "SKFM" | version u8 (2) | module id u16 | node len u8 | node
+//! | incarnation u64 | seq u64 | up u8 | view u64 | groups u8 (1..=16)
+//! | per group, its owned buckets (256-bit map, 32 bytes)
 //! | HMAC-SHA256 (32 bytes) over everything before it
 //! ```
 //! All integers big-endian; anything else is refused and counted. The MAC
@@ -15,10 +16,13 @@ use hmac::Mac;
 use crate::key::ClusterKey;
 
 const MAGIC: &[u8; 4] = b"SKFM";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const MAC_LEN: usize = 32;
+/// Load-balancing groups a module may have (`<group>` elements).
+pub const MAX_GROUPS: usize = 16;
 /// No valid datagram is longer.
-pub const MAX_DATAGRAM: usize = 4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 8 + 32 + MAC_LEN;
+pub const MAX_DATAGRAM: usize = 4 + 1 + 2 + 1 + 255 + 8 + 8 + 1 + 8 + 1 + 32 * MAX_GROUPS + MAC_LEN;
+const MIN_DATAGRAM: usize = 4 + 1 + 2 + 1 + 1 + 8 + 8 + 1 + 8 + 1 + 32 + MAC_LEN;
 
 /// What one node tells the others, every `pulse` and at each change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +37,8 @@ pub struct Beat {
     pub up: bool,
     /// The digest of the membership view its buckets follow.
     pub view: u64,
-    /// The buckets it owns now.
-    pub owned: [u8; 32],
+    /// The buckets it owns now, per load-balancing group (1 to [`MAX_GROUPS`]).
+    pub owned: Vec<[u8; 32]>,
 }
 
 /// Why a datagram was refused.
@@ -85,13 +89,17 @@ pub fn encode(key: &ClusterKey, module: u16, beat: &Beat) -> Vec<u8> {
     b.extend_from_slice(&beat.seq.to_be_bytes());
     b.push(u8::from(beat.up));
     b.extend_from_slice(&beat.view.to_be_bytes());
-    b.extend_from_slice(&beat.owned);
+    let groups = &beat.owned[..beat.owned.len().min(MAX_GROUPS)];
+    b.push(u8::try_from(groups.len()).unwrap_or(0));
+    for g in groups {
+        b.extend_from_slice(g);
+    }
     crate::heartbeat::wire::sign(key, b)
 }
 
 /// Authenticates and decodes a datagram of module `module`.
 pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Beat, BeatError> {
-    if data.len() > MAX_DATAGRAM || data.len() < 4 + 1 + 2 + 1 + 8 + 8 + 1 + 8 + 32 + MAC_LEN {
+    if data.len() > MAX_DATAGRAM || data.len() < MIN_DATAGRAM {
         return Err(BeatError::Size(data.len()));
     }
     let (body, tag) = data.split_at(data.len() - MAC_LEN);
@@ -107,7 +115,11 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Beat, BeatEr
     }
     let n = usize::from(body[7]);
     let rest = &body[8..];
-    if rest.len() != n + 8 + 8 + 1 + 8 + 32 {
+    let groups = rest.get(n + 25).map_or(0, |g| usize::from(*g));
+    if groups == 0 || groups > MAX_GROUPS {
+        return Err(BeatError::BadField("groups"));
+    }
+    if rest.len() != n + 8 + 8 + 1 + 8 + 1 + 32 * groups {
         return Err(BeatError::Size(data.len()));
     }
     let node = std::str::from_utf8(&rest[..n]).map_err(|_| BeatError::BadField("node"))?.to_string();
@@ -124,8 +136,14 @@ pub fn decode(key: &ClusterKey, module: u16, data: &[u8]) -> Result<Beat, BeatEr
         1 => true,
         _ => return Err(BeatError::BadField("up")),
     };
-    let mut owned = [0u8; 32];
-    owned.copy_from_slice(&rest[n + 25..n + 57]);
+    let owned = rest[n + 26..]
+        .chunks_exact(32)
+        .map(|c| {
+            let mut m = [0u8; 32];
+            m.copy_from_slice(c);
+            m
+        })
+        .collect();
     Ok(Beat { node, incarnation: u64_at(n), seq: u64_at(n + 8), up, view: u64_at(n + 17), owned })
 }
 
@@ -134,7 +152,14 @@ mod tests {
     use super::*;
 
     fn beat() -> Beat {
-        Beat { node: "node2".into(), incarnation: 7, seq: 42, up: true, view: 0xfeed, owned: bucket_map(&[0, 9, 255]) }
+        Beat {
+            node: "node2".into(),
+            incarnation: 7,
+            seq: 42,
+            up: true,
+            view: 0xfeed,
+            owned: vec![bucket_map(&[0, 9, 255]), bucket_map(&[3])],
+        }
     }
 
     #[test]
@@ -142,7 +167,10 @@ mod tests {
         let key = ClusterKey::new([3; 32]);
         let d = encode(&key, 5, &beat());
         assert_eq!(decode(&key, 5, &d), Ok(beat()));
-        assert!(has_bucket(&beat().owned, 255) && !has_bucket(&beat().owned, 1));
+        assert!(has_bucket(&beat().owned[0], 255) && !has_bucket(&beat().owned[0], 1));
+        let mut none = beat();
+        none.owned.clear();
+        assert!(matches!(decode(&key, 5, &encode(&key, 5, &none)), Err(BeatError::Size(_))), "at least one group");
         assert_eq!(decode(&ClusterKey::new([4; 32]), 5, &d), Err(BeatError::BadMac), "another key");
         assert_eq!(decode(&key, 6, &d), Err(BeatError::OtherModule(5)));
         let mut flipped = d.clone();

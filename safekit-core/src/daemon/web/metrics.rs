@@ -44,8 +44,15 @@ struct Lan {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FarmGroup {
+    module: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FarmNode {
     module: String,
+    group: String,
     node: String,
 }
 
@@ -83,7 +90,7 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
     let rep_inflight = Family::<Module, Gauge>::default();
     let rep_lag = Family::<Module, Gauge<f64, AtomicU64>>::default();
     let reint_rate = Family::<Module, Gauge>::default();
-    let farm_buckets = Family::<Module, Gauge>::default();
+    let farm_buckets = Family::<FarmGroup, Gauge>::default();
     let farm_members = Family::<Module, Gauge>::default();
     let farm_open = Family::<Module, Gauge>::default();
     let farm_dropped = Family::<Module, Counter>::default();
@@ -172,13 +179,16 @@ pub(crate) fn render(reports: &[ModuleReport]) -> Result<String, std::fmt::Error
         loops.get_or_create(&m).set(i64::from(r.metrics.loops));
         failovers.get_or_create(&m).inc_by(r.metrics.failovers);
         if let Some(f) = &r.farm {
-            farm_buckets.get_or_create(&m).set(i64::try_from(f.owned()).unwrap_or(i64::MAX));
             farm_members.get_or_create(&m).set(i64::try_from(f.members.len()).unwrap_or(i64::MAX));
             farm_open.get_or_create(&m).set(i64::from(f.open));
             farm_dropped.get_or_create(&m).inc_by(f.datagrams_dropped);
-            for n in f.nodes.iter().filter(|n| n.live) {
-                let labels = FarmNode { module: r.name.clone(), node: n.node.clone() };
-                farm_node.get_or_create(&labels).set(i64::try_from(n.buckets.len()).unwrap_or(i64::MAX));
+            for g in &f.groups {
+                let labels = FarmGroup { module: r.name.clone(), group: g.name.clone() };
+                farm_buckets.get_or_create(&labels).set(i64::try_from(g.owned()).unwrap_or(i64::MAX));
+                for n in g.nodes.iter().filter(|n| n.live) {
+                    let labels = FarmNode { module: r.name.clone(), group: g.name.clone(), node: n.node.clone() };
+                    farm_node.get_or_create(&labels).set(i64::try_from(n.buckets.len()).unwrap_or(i64::MAX));
+                }
             }
         }
         for (name, st) in &r.metrics.resources {

@@ -259,21 +259,24 @@ async fn farm_metrics_show_the_share_and_every_live_node() {
         |name: &str, local, live, n: u8| crate::farm::NodeBuckets { node: name.into(), local, live, up: true, buckets: (0..n).collect() };
     tx.send_modify(|r| {
         r.farm = Some(crate::farm::FarmReport {
-            group: "web".into(),
             members: vec!["n1".into(), "n2".into()],
             open: true,
-            nodes: vec![node("n1", true, true, 128), node("n2", false, true, 128), node("n3", false, false, 0)],
+            groups: vec![crate::farm::FarmGroup {
+                name: "web".into(),
+                nodes: vec![node("n1", true, true, 128), node("n2", false, true, 128), node("n3", false, false, 0)],
+            }],
             datagrams_dropped: 4,
         });
     });
     let (_, text) = get(addr, "/metrics").await;
     let m = [("module", "m")];
-    assert_eq!(sample(&text, "safekit_farm_buckets", &m), Some(128.0), "{text}");
+    assert_eq!(sample(&text, "safekit_farm_buckets", &[("module", "m"), ("group", "web")]), Some(128.0), "{text}");
     assert_eq!(sample(&text, "safekit_farm_members", &m), Some(2.0));
     assert_eq!(sample(&text, "safekit_farm_traffic_open", &m), Some(1.0));
     assert_eq!(sample(&text, "safekit_farm_datagrams_dropped_total", &m), Some(4.0));
-    assert_eq!(sample(&text, "safekit_farm_node_buckets", &[("module", "m"), ("node", "n2")]), Some(128.0));
-    assert_eq!(sample(&text, "safekit_farm_node_buckets", &[("module", "m"), ("node", "n3")]), None, "a lost node is not shown");
+    let node = |n| [("module", "m"), ("group", "web"), ("node", n)];
+    assert_eq!(sample(&text, "safekit_farm_node_buckets", &node("n2")), Some(128.0));
+    assert_eq!(sample(&text, "safekit_farm_node_buckets", &node("n3")), None, "a lost node is not shown");
     task.abort();
 }
 

@@ -2,8 +2,10 @@
 //! service that opens a farm module's traffic and runs its membership
 //! over UDP ([`FarmTraffic`]).
 
+mod nft;
 mod rules;
 mod service;
 
-pub use rules::{counters, default_vmac, nd_checksum_word, nft, Delivery, FarmRules, Forward, Rule};
+pub use nft::{counters, nft};
+pub use rules::{default_vmac, nd_checksum_word, Buckets, Delivery, FarmRules, Rule};
 pub use service::{powers, FarmTraffic, MembershipNet};

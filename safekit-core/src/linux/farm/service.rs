@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::rules::{Delivery, FarmRules};
+use super::rules::{Buckets, Delivery, FarmRules};
 use crate::engine::LogLevel;
 use crate::farm::wire::{decode, encode, MAX_DATAGRAM};
-use crate::farm::{Event, FarmReport, Membership};
+use crate::farm::{Event, FarmGroup, FarmReport, Membership};
 use crate::key::ClusterKey;
 use crate::linux::vip::NetlinkVip;
 use crate::services::{LogSink, ServiceError, VirtualIp};
@@ -77,7 +77,7 @@ impl VirtualIp for FarmTraffic {
         let r = self.rules.clone();
         tokio::task::spawn_blocking(move || {
             prepare(&r.device, r.delivery)?;
-            r.install(&[], &[])
+            r.install(&[])
         })
         .await
         .map_err(|e| ServiceError::Failed(e.to_string()))?
@@ -109,9 +109,6 @@ impl VirtualIp for FarmTraffic {
     }
 }
 
-/// What the data path holds: owned buckets and forwarding (vmac_directed).
-type Applied = (Vec<u8>, Vec<(u8, IpAddr)>);
-
 /// Where a farm module's membership beats go.
 pub struct MembershipNet {
     /// The cluster key beats are authenticated with.
@@ -122,18 +119,18 @@ pub struct MembershipNet {
     pub local: Vec<SocketAddr>,
     /// The other nodes' addresses on the same networks, with their names.
     pub peers: Vec<(String, SocketAddr)>,
-    /// The group's name, for the log lines.
-    pub group: String,
+    /// The groups' names, for the log lines and resources.
+    pub groups: Vec<String>,
     /// Kept current for the module report.
     pub report: Arc<Mutex<FarmReport>>,
 }
 
 impl MembershipNet {
-    /// vmac_directed: the address of each bucket's claimant, per family
-    /// (the first of the claimant's addresses of that family).
-    fn forward(&self, m: &Membership) -> Vec<(u8, IpAddr)> {
+    /// vmac_directed: the address of each bucket's claimant in group
+    /// `group`, per family (the first of the claimant's addresses of that family).
+    fn forward(&self, m: &Membership, group: usize) -> Vec<(u8, IpAddr)> {
         let mut out = Vec::new();
-        for (b, who) in m.claims() {
+        for (b, who) in m.claims(group) {
             for v6 in [false, true] {
                 if let Some((_, a)) = self.peers.iter().find(|(n, a)| n == who && a.is_ipv6() == v6) {
                     out.push((b, a.ip()));
@@ -146,11 +143,12 @@ impl MembershipNet {
     /// Updates the report; whether the view or anyone's buckets changed.
     fn publish(&self, m: &Membership, dropped: u64) -> bool {
         let Ok(mut r) = self.report.lock() else { return false };
-        let (members, nodes) = (m.members().to_vec(), m.nodes());
-        let changed = r.members != members || r.nodes != nodes;
-        r.group.clone_from(&self.group);
+        let members = m.members().to_vec();
+        let groups: Vec<FarmGroup> =
+            self.groups.iter().enumerate().map(|(g, name)| FarmGroup { name: name.clone(), nodes: m.nodes(g) }).collect();
+        let changed = r.members != members || r.groups != groups;
         r.members = members;
-        r.nodes = nodes;
+        r.groups = groups;
         r.datagrams_dropped = dropped;
         changed
     }
@@ -190,7 +188,7 @@ impl MembershipNet {
             }));
         }
         let mut dropped: u64 = 0;
-        let mut applied: Option<Applied> = None;
+        let mut applied: Option<Vec<Buckets>> = None;
         let directed = rules.delivery == Delivery::Directed;
         loop {
             let now = tokio::time::Instant::now().into_std();
@@ -206,26 +204,33 @@ impl MembershipNet {
             while let Some(e) = m.poll_event() {
                 match e {
                     Event::Members(names) => {
-                        log.write("farm", LogLevel::E, &format!("farm membership: {} (group {})", names.join(" "), self.group));
+                        for group in &self.groups {
+                            log.write("farm", LogLevel::E, &format!("farm membership: {} (group {group})", names.join(" ")));
+                        }
                     }
-                    Event::Owned(owned) => {
-                        log.write("farm", LogLevel::I, &format!("farm load: {}/256 (group {})", owned.len(), self.group));
+                    Event::Owned(g, owned) => {
+                        let group = self.groups.get(g).map_or("?", String::as_str);
+                        log.write("farm", LogLevel::I, &format!("farm load: {}/256 (group {group})", owned.len()));
                     }
                 }
             }
             if self.publish(&m, dropped) {
                 // The load share to the engine; and the module's report,
                 // refreshed when the engine hears something, shows the change.
-                let owned = u16::try_from(m.owned().len()).unwrap_or(256);
-                let _ = inputs.try_send(crate::engine::Input::FarmLoad { group: self.group.clone(), owned });
+                for (g, group) in self.groups.iter().enumerate() {
+                    let owned = u16::try_from(m.owned(g).len()).unwrap_or(256);
+                    let _ = inputs.try_send(crate::engine::Input::FarmLoad { group: group.clone(), owned });
+                }
             }
             // The rules follow the membership while the traffic is open.
-            let want = (m.owned().to_vec(), if directed { self.forward(&m) } else { Vec::new() });
+            let want: Vec<Buckets> = (0..self.groups.len())
+                .map(|g| Buckets { owned: m.owned(g).to_vec(), forward: if directed { self.forward(&m, g) } else { Vec::new() } })
+                .collect();
             if !*up.borrow() {
                 applied = None;
             } else if applied.as_ref() != Some(&want) {
                 let (r, done) = (rules.clone(), want.clone());
-                match tokio::task::spawn_blocking(move || r.set_owned(&want.0, &want.1)).await {
+                match tokio::task::spawn_blocking(move || r.set_owned(&want)).await {
                     Ok(Ok(())) => applied = Some(done),
                     Ok(Err(e)) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
                     Err(e) => log.write("farm", LogLevel::E, &format!("farm buckets not applied: {e}")),
