@@ -15,50 +15,13 @@
 mod common;
 mod farmnet;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use farmnet::{connect, in_ns, key, ns, request, run, sources, Farm, Vip, NODES};
-use safekit_core::config::LbFilter;
-use safekit_core::daemon::control::{call, Request, Response};
+use farmnet::daemons::{served_as, started_with, table, tail, until_served, until_served_over, web_get, Install, CLUSTER, MODULE};
+use farmnet::{in_ns, ns, request, run, sources, Farm, Vip, NODES};
 use safekit_core::engine::{Readiness, State, Status};
 use safekit_core::farm::{assign, bucket_of, seed_of, BucketTable, Member};
-
-const CLUSTER: &str = r#"<cluster>
-  <lans>
-    <lan name="default">
-      <node name="n1" addr="10.82.0.1"/>
-      <node name="n2" addr="10.82.0.2"/>
-      <node name="n3" addr="10.82.0.3"/>
-    </lan>
-  </lans>
-</cluster>
-"#;
-
-const MODULE: &str = r#"<!DOCTYPE safe>
-<safe>
-<service mode="farm" maxloop="3" loop_interval="24">
-  <farm pulse="100ms" slost_count="5">
-    <lan name="default"/>
-  </farm>
-  <vip>
-    <interface_list>
-      <interface>
-        <virtual_interface type="vmac_invisible">
-          <virtual_addr addr="10.82.0.100" where="alias"/>
-        </virtual_interface>
-      </interface>
-    </interface_list>
-    <loadbalancing_list>
-      <group name="web">
-        <rule port="80" proto="tcp" filter="on_addr"/>
-      </group>
-    </loadbalancing_list>
-  </vip>
-</service>
-</safe>
-"#;
 
 /// CLUSTER with, beside the IPv4 network, an IPv6 one: vmac_directed
 /// forwards IPv6 packets to a peer's IPv6 address on a farm network.
@@ -122,158 +85,16 @@ fn answers_on(vip: &'static str) -> Vec<String> {
     })
 }
 
+/// The farm module `config` on every node.
+fn started(config: &str) -> farmnet::daemons::Daemons {
+    started_with(CLUSTER, &[Install { name: "farm", id: 1, config, scripts: &[], on: &[0, 1, 2] }])
+}
+
 /// The scriptcontrol module's scripts: the application is ready, open; about to stop, close.
 const SCRIPTS: [(&str, &str); 2] = [
     ("start_both", "#!/bin/sh\nexec \"$SAFEBIN/safekit\" -r saferpc_send vipd SETGROUPS all all all\n"),
     ("stop_both", "#!/bin/sh\nexec \"$SAFEBIN/safekit\" -r saferpc_send vipd SETGROUPS none none none\n"),
 ];
-
-struct Daemons {
-    root: PathBuf,
-    children: Vec<Option<Child>>,
-}
-
-impl Daemons {
-    fn dir(&self, i: usize) -> PathBuf {
-        self.root.join(NODES[i])
-    }
-
-    /// Three daemons with `cluster` and the module `farm` (`module`, its `scripts`).
-    fn start_with(root: &Path, cluster: &str, module: &str, scripts: &[(&str, &str)]) -> Self {
-        let _ = std::fs::remove_dir_all(root);
-        let key = "7".repeat(64);
-        let mut d = Self { root: root.to_path_buf(), children: Vec::new() };
-        for (i, n) in NODES.iter().enumerate() {
-            let dir = d.dir(i);
-            std::fs::create_dir_all(dir.join("var/cluster")).unwrap();
-            std::fs::create_dir_all(dir.join("safe/modules/farm/conf")).unwrap();
-            std::fs::write(dir.join("var/cluster/cluster.xml"), cluster).unwrap();
-            for (name, text) in scripts {
-                let bin = dir.join("safe/modules/farm/bin");
-                std::fs::create_dir_all(&bin).unwrap();
-                std::fs::write(bin.join(name), text).unwrap();
-                std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-            }
-            std::fs::write(dir.join("var/cluster/cluster.key"), &key).unwrap();
-            std::fs::write(dir.join("safe/modules/farm/conf/userconfig.xml"), module).unwrap();
-            let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &ns(n)])
-                .arg(common::exe())
-                .arg("daemon")
-                .env("SAFE", dir.join("safe"))
-                .env("SAFEVAR", dir.join("var"))
-                .env("SAFEKIT_NODE", n)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("daemon starts");
-            d.children.push(Some(child));
-        }
-        d
-    }
-
-    fn cli(&self, i: usize, args: &[&str]) -> String {
-        let out = Command::new(common::exe())
-            .args(args)
-            .env("SAFE", self.dir(i).join("safe"))
-            .env("SAFEVAR", self.dir(i).join("var"))
-            .output()
-            .unwrap();
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    }
-
-    async fn status(&self, i: usize) -> Option<Status> {
-        match call(&self.dir(i).join("var/run/safekit.sock"), &Request::State { module: Some("farm".into()) }).await {
-            Ok(Response::States(s)) => s.first().map(|s| s.status),
-            _ => None,
-        }
-    }
-
-    fn log(&self, i: usize) -> String {
-        let module = std::fs::read_to_string(self.dir(i).join("var/modules/farm/log.txt")).unwrap_or_default();
-        let daemon = std::fs::read_to_string(self.dir(i).join("daemon.log")).unwrap_or_default();
-        format!("{module}{daemon}")
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().flatten() {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)), nix::sys::signal::Signal::SIGTERM);
-        }
-        for c in self.children.iter_mut().flatten() {
-            let end = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < end && c.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::env::var_os("SAFEKIT_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
-/// One connection from each source: (source, answered by, predicted owner), or why not.
-fn probe(table: &BucketTable, v6: bool) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
-    let table = table.clone();
-    in_ns("cl", move || {
-        sources(v6)
-            .into_iter()
-            .map(|src| {
-                let (s, local) = connect(src)?;
-                let want = table.owner(bucket_of(&key(local, LbFilter::OnAddr), seed_of(1))).unwrap_or("nobody").to_string();
-                Ok((src, request(s)?, want))
-            })
-            .collect()
-    })
-}
-
-/// Every IPv4 connection answered by its predicted owner.
-fn served_as(table: &BucketTable) -> Result<Vec<usize>, String> {
-    served_over(table, false)
-}
-
-/// Every connection of one family answered by its predicted owner.
-fn served_over(table: &BucketTable, v6: bool) -> Result<Vec<usize>, String> {
-    let answers = probe(table, v6)?;
-    let wrong: Vec<_> = answers.iter().filter(|(_, got, want)| got != want).collect();
-    if !wrong.is_empty() {
-        return Err(format!("{} of 40 answered by another node than predicted: {:?}", wrong.len(), &wrong[..wrong.len().min(3)]));
-    }
-    Ok(NODES.iter().map(|n| answers.iter().filter(|(_, got, _)| got == n).count()).collect())
-}
-
-/// Waits (at most `limit`) until the farm serves IPv4 as `table` says; how long it took.
-fn until_served(what: &str, table: &BucketTable, limit: Duration, d: &Daemons) -> Duration {
-    until_served_over(what, table, limit, d, false)
-}
-
-fn until_served_over(what: &str, table: &BucketTable, limit: Duration, d: &Daemons, v6: bool) -> Duration {
-    let t0 = Instant::now();
-    let mut last = String::new();
-    while t0.elapsed() < limit {
-        match served_over(table, v6) {
-            Ok(shares) => {
-                println!("farm daemons: {what}: 40 connections answered as predicted after {:?}, per node {shares:?}", t0.elapsed());
-                return t0.elapsed();
-            }
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let logs: Vec<String> = (0..3).map(|i| format!("--- {}:\n{}", NODES[i], tail(&d.log(i), 30))).collect();
-    panic!("{what}: not within {limit:?}: {last}\n{}", logs.join("\n"));
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 /// Every node's count of new connections accepted (the daemon's nf_tables rules).
 fn accepted() -> Vec<u64> {
@@ -291,40 +112,6 @@ fn accepted_once(what: &str, table: &BucketTable) {
     let delta: Vec<u64> = before.iter().zip(&after).map(|(b, a)| a.saturating_sub(*b)).collect();
     let want: Vec<u64> = shares.iter().map(|n| u64::try_from(*n).unwrap()).collect();
     assert_eq!(delta, want, "{what}: each connection accepted by exactly one node");
-}
-
-fn table(nodes: &[&str]) -> BucketTable {
-    assign(&nodes.iter().map(|n| Member::new(*n, 1)).collect::<Vec<_>>())
-}
-
-/// The three daemons started with `module`, the farm module started on each and UP Ready.
-fn started(module: &str) -> Daemons {
-    started_with(CLUSTER, module, &[])
-}
-
-fn started_with(cluster: &str, module: &str, scripts: &[(&str, &str)]) -> Daemons {
-    let root = std::env::temp_dir().join(format!("safekit-farm53-{}", std::process::id()));
-    let d = Daemons::start_with(&root, cluster, module, scripts);
-    let rt = common::rt();
-    for i in 0..3 {
-        let end = Instant::now() + Duration::from_secs(20);
-        while rt.block_on(d.status(i)).is_none() {
-            assert!(Instant::now() < end, "the daemon of {} did not start:\n{}", NODES[i], d.log(i));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    for i in 0..3 {
-        let out = d.cli(i, &["start", "-m", "farm"]);
-        println!("farm daemons: {} start: {}", NODES[i], out.trim());
-    }
-    for i in 0..3 {
-        let end = Instant::now() + Duration::from_secs(30);
-        while rt.block_on(d.status(i)) != Some(Status::new(State::Up, Readiness::Ready)) {
-            assert!(Instant::now() < end, "{} not UP Ready ({:?}):\n{}", NODES[i], rt.block_on(d.status(i)), tail(&d.log(i), 40));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    d
 }
 
 #[test]
@@ -393,18 +180,6 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "n3 keeps tables: {}", String::from_utf8_lossy(&left.stdout));
 }
 
-/// The text of an HTTP GET to node 1's web service, from the client.
-fn web_get(path: &'static str) -> Option<String> {
-    in_ns("cl", move || {
-        let mut s =
-            std::net::TcpStream::connect_timeout(&std::net::SocketAddr::from(([10, 82, 0, 1], 9010)), Duration::from_secs(2)).ok()?;
-        std::io::Write::write_all(&mut s, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-        let mut r = String::new();
-        std::io::Read::read_to_string(&mut s, &mut r).ok()?;
-        Some(r)
-    })
-}
-
 #[test]
 fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     let _serial = common::serial();
@@ -413,7 +188,8 @@ fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     }
     let _net = Farm::setup("skf53", Vip::No).unwrap();
     farmnet::wait_apps();
-    let d = started_with(&cluster_dual(), &module_directed(), &SCRIPTS);
+    let d =
+        started_with(&cluster_dual(), &[Install { name: "farm", id: 1, config: &module_directed(), scripts: &SCRIPTS, on: &[0, 1, 2] }]);
     until_served("directed, 3 daemons UP, IPv4", &table(&NODES), Duration::from_secs(20), &d);
     until_served_over("directed, 3 daemons UP, IPv6", &table(&NODES), Duration::from_secs(20), &d, true);
     assert!(d.log(0).contains("Action traffic open called by saferpc_send"), "start_both opened it: {}", tail(&d.log(0), 30));

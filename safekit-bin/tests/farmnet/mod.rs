@@ -16,6 +16,8 @@ use std::time::Duration;
 use safekit_core::config::LbFilter;
 use safekit_core::farm::FlowKey;
 
+pub(crate) mod daemons;
+
 pub(crate) const NODES: [&str; 3] = ["n1", "n2", "n3"];
 pub(crate) const VIP4: &str = "10.82.0.100";
 pub(crate) const VIP6: &str = "fd00:82::100";
