@@ -319,8 +319,18 @@ impl Membership {
         let may_take = self.now >= self.listening_until && (agreed || give_up_waiting);
         for (g, mine) in mine.iter().enumerate() {
             let claimed = |b: u8| self.live().any(|(_, p)| p.has(g, b));
+            // Two nodes that hear each other and both hold a bucket (views
+            // that crossed, a healed partition, the one-way fallback): the
+            // one with the greater name lets it go as soon as it hears the
+            // other's claim, so the overlap lasts one beat, not until the
+            // views converge.
+            let yields = |b: u8| self.live().any(|(n, p)| n.as_str() < self.me.as_str() && p.has(g, b));
             let held = &self.owned[g];
-            let next: Vec<u8> = mine.iter().copied().filter(|b| held.binary_search(b).is_ok() || (may_take && !claimed(*b))).collect();
+            let next: Vec<u8> = mine
+                .iter()
+                .copied()
+                .filter(|b| if held.binary_search(b).is_ok() { !yields(*b) } else { may_take && !claimed(*b) })
+                .collect();
             if next != self.owned[g] {
                 self.owned[g] = next.clone();
                 self.events.push_back(Event::Owned(g, next));
@@ -380,6 +390,45 @@ mod tests {
         assert_eq!(a.owned(0).len(), 256, "all of b's buckets at once");
         assert!(a.claims(0).is_empty(), "a lost peer's claims are not forwarded to");
         assert!(!a.nodes(0)[1].live);
+    }
+
+    #[test]
+    fn after_a_split_brain_the_greater_name_lets_doubly_held_buckets_go_at_once() {
+        let t0 = Instant::now();
+        let pulse = Duration::from_millis(100);
+        let mut a = Membership::new("a", 1, vec![BTreeMap::new()], pulse, 10, t0);
+        let mut b = Membership::new("b", 1, vec![BTreeMap::new()], pulse, 10, t0);
+        // Apart for longer than the listening time: each takes all 256.
+        let later = t0 + pulse * 11;
+        a.set_up(t0, true);
+        b.set_up(t0, true);
+        a.handle_timeout(later);
+        b.handle_timeout(later);
+        assert_eq!((a.owned(0).len(), b.owned(0).len()), (256, 256));
+        // b hears a: it lets every bucket go at once; a keeps serving them.
+        let beat = a.poll_transmit().unwrap();
+        b.receive(later, beat);
+        assert_eq!(b.owned(0).len(), 0, "b yields what a holds");
+        // a hears b (holding nothing, same view): a keeps its share only.
+        let beat = b.poll_transmit().unwrap();
+        a.receive(later, beat);
+        assert_eq!(a.owned(0).len(), 128, "a keeps its share of the common view");
+        // b takes the rest once it hears that a let it go; never one bucket on both.
+        let mut now = later;
+        let disjoint = |a: &Membership, b: &Membership| !a.owned(0).iter().any(|k| b.owned(0).contains(k));
+        for _ in 0..5 {
+            now += pulse;
+            let (mut nodes, mut i) = ([&mut a, &mut b], 0);
+            while i < 2 {
+                nodes[i].handle_timeout(now);
+                while let Some(beat) = nodes[i].poll_transmit() {
+                    nodes[1 - i].receive(now, beat);
+                }
+                assert!(disjoint(nodes[0], nodes[1]), "a bucket on both at {:?}", now - later);
+                i += 1;
+            }
+        }
+        assert_eq!((a.owned(0).len(), b.owned(0).len()), (128, 128));
     }
 
     #[test]
