@@ -191,7 +191,7 @@ fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     let d =
         started_with(&cluster_dual(), &[Install { name: "farm", id: 1, config: &module_directed(), scripts: &SCRIPTS, on: &[0, 1, 2] }]);
     until_served("directed, 3 daemons UP, IPv4", &table(&NODES), Duration::from_secs(20), &d);
-    until_served_over("directed, 3 daemons UP, IPv6", &table(&NODES), Duration::from_secs(20), &d, true);
+    until_served_over("directed, 3 daemons UP, IPv6", &table(&NODES), Duration::from_secs(20), &d, (true, 80));
     assert!(d.log(0).contains("Action traffic open called by saferpc_send"), "start_both opened it: {}", tail(&d.log(0), 30));
     // The second group's VIP: the chain gives it all to n3, the rule is scoped to it.
     let api = answers_on(API_VIP);

@@ -90,8 +90,18 @@ pub(super) fn genkey(layout: &Layout) -> ExitCode {
 /// `safekit module install`.
 pub(super) fn install(layout: &Layout, path: &Path, module: Option<&str>, id: Option<u16>, replace: bool) -> ExitCode {
     match safekit_core::modules::install(layout, path, module, id, replace) {
-        Ok(name) => {
-            println!("module {name} installed in {}; start or restart the daemon to run it", layout.module_dir(&name).display());
+        Ok(r) if !r.to_fill.is_empty() => {
+            let name = &r.name;
+            println!("module {name} installed in {}, with blanks to fill:", layout.module_dir(name).display());
+            for l in &r.to_fill {
+                println!("  {l}");
+            }
+            println!("fill them in {}, then: safekit confcheck -m {name}", layout.module_dir(name).join("conf/userconfig.xml").display());
+            eprintln!("warning: module {name} cannot start until its blanks are filled");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("module {} installed in {}; start or restart the daemon to run it", r.name, layout.module_dir(&r.name).display());
             ExitCode::SUCCESS
         }
         Err(e) => {

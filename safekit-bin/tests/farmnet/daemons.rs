@@ -11,7 +11,7 @@ use safekit_core::daemon::control::{call, Request, Response};
 use safekit_core::engine::{Readiness, State, Status};
 use safekit_core::farm::{assign, bucket_of, seed_of, BucketTable, Member};
 
-use super::{connect, in_ns, key, ns, request, sources, NODES};
+use super::{connect_port, in_ns, key, ns, request, sources, NODES};
 
 /// Three nodes on one IPv4 network.
 pub(crate) const CLUSTER: &str = r#"<cluster>
@@ -76,8 +76,9 @@ impl Daemons {
         self.root.join(NODES[i])
     }
 
-    /// Three daemons with `cluster` and the `modules`.
-    pub(crate) fn start(root: &Path, cluster: &str, modules: &[Install<'_>]) -> Self {
+    /// Three daemons with `cluster` and the `modules`; `prepare(i, dir)`
+    /// runs for node `i` (its SAFE and SAFEVAR under `dir`) before its daemon starts.
+    pub(crate) fn start(root: &Path, cluster: &str, modules: &[Install<'_>], prepare: &dyn Fn(usize, &Path)) -> Self {
         let _ = std::fs::remove_dir_all(root);
         let key = "7".repeat(64);
         let mut d = Self { root: root.to_path_buf(), children: Vec::new() };
@@ -97,6 +98,7 @@ impl Daemons {
                     std::fs::set_permissions(home.join("bin").join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
                 }
             }
+            prepare(i, &dir);
             let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
             let child = Command::new("ip")
                 .args(["netns", "exec", &ns(n)])
@@ -184,13 +186,13 @@ impl Drop for Daemons {
 }
 
 /// One connection from each source: (source, answered by, predicted owner), or why not.
-pub(crate) fn probe(table: &BucketTable, v6: bool) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
+pub(crate) fn probe(table: &BucketTable, v6: bool, port: u16) -> Result<Vec<(std::net::IpAddr, String, String)>, String> {
     let table = table.clone();
     in_ns("cl", move || {
         sources(v6)
             .into_iter()
             .map(|src| {
-                let (s, local) = connect(src)?;
+                let (s, local) = connect_port(src, port)?;
                 let want = table.owner(bucket_of(&key(local, LbFilter::OnAddr), seed_of(1))).unwrap_or("nobody").to_string();
                 Ok((src, request(s)?, want))
             })
@@ -200,12 +202,12 @@ pub(crate) fn probe(table: &BucketTable, v6: bool) -> Result<Vec<(std::net::IpAd
 
 /// Every IPv4 connection answered by its predicted owner.
 pub(crate) fn served_as(table: &BucketTable) -> Result<Vec<usize>, String> {
-    served_over(table, false)
+    served_over(table, false, 80)
 }
 
-/// Every connection of one family answered by its predicted owner.
-pub(crate) fn served_over(table: &BucketTable, v6: bool) -> Result<Vec<usize>, String> {
-    let answers = probe(table, v6)?;
+/// Every connection of one family to `port` answered by its predicted owner.
+pub(crate) fn served_over(table: &BucketTable, v6: bool, port: u16) -> Result<Vec<usize>, String> {
+    let answers = probe(table, v6, port)?;
     let wrong: Vec<_> = answers.iter().filter(|(_, got, want)| got != want).collect();
     if !wrong.is_empty() {
         return Err(format!("{} of 40 answered by another node than predicted: {:?}", wrong.len(), &wrong[..wrong.len().min(3)]));
@@ -215,14 +217,15 @@ pub(crate) fn served_over(table: &BucketTable, v6: bool) -> Result<Vec<usize>, S
 
 /// Waits (at most `limit`) until the farm serves IPv4 as `table` says; how long it took.
 pub(crate) fn until_served(what: &str, table: &BucketTable, limit: Duration, d: &Daemons) -> Duration {
-    until_served_over(what, table, limit, d, false)
+    until_served_over(what, table, limit, d, (false, 80))
 }
 
-pub(crate) fn until_served_over(what: &str, table: &BucketTable, limit: Duration, d: &Daemons, v6: bool) -> Duration {
+/// [`until_served`] for one family and port (`(v6, port)`).
+pub(crate) fn until_served_over(what: &str, table: &BucketTable, limit: Duration, d: &Daemons, (v6, port): (bool, u16)) -> Duration {
     let t0 = Instant::now();
     let mut last = String::new();
     while t0.elapsed() < limit {
-        match served_over(table, v6) {
+        match served_over(table, v6, port) {
             Ok(shares) => {
                 println!("farm daemons: {what}: 40 connections answered as predicted after {:?}, per node {shares:?}", t0.elapsed());
                 return t0.elapsed();
@@ -247,22 +250,28 @@ pub(crate) fn table(nodes: &[&str]) -> BucketTable {
 /// The three daemons with `cluster` and the `modules`, the farm module
 /// (id 1, on every node) started on each and UP Ready.
 pub(crate) fn started_with(cluster: &str, modules: &[Install<'_>]) -> Daemons {
+    started_farm(cluster, modules, &|_, _| {}, "farm")
+}
+
+/// The three daemons with `cluster`, the `modules` and what `prepare`
+/// did on each node; the farm module `farm` started on each and UP Ready.
+pub(crate) fn started_farm(cluster: &str, modules: &[Install<'_>], prepare: &dyn Fn(usize, &Path), farm: &str) -> Daemons {
     let root = std::env::temp_dir().join(format!("safekit-farm-{}", std::process::id()));
-    let d = Daemons::start(&root, cluster, modules);
+    let d = Daemons::start(&root, cluster, modules, prepare);
     let rt = super::super::common::rt();
     for i in 0..3 {
         let end = Instant::now() + Duration::from_secs(20);
-        while rt.block_on(d.status(i)).is_none() {
+        while rt.block_on(d.status_of(i, farm)).is_none() {
             assert!(Instant::now() < end, "the daemon of {} did not start:\n{}", NODES[i], d.log(i));
             std::thread::sleep(Duration::from_millis(50));
         }
     }
     for i in 0..3 {
-        let out = d.cli(i, &["start", "-m", "farm"]);
+        let out = d.cli(i, &["start", "-m", farm]);
         println!("farm daemons: {} start: {}", NODES[i], out.trim());
     }
     for i in 0..3 {
-        d.wait(i, "farm", Status::new(State::Up, Readiness::Ready), Duration::from_secs(30));
+        d.wait(i, farm, Status::new(State::Up, Readiness::Ready), Duration::from_secs(30));
     }
     d
 }

@@ -153,13 +153,18 @@ pub(crate) fn sources(v6: bool) -> Vec<IpAddr> {
     (50..90).map(|h| if v6 { format!("fd00:82::{h}") } else { format!("10.82.0.{h}") }.parse().unwrap()).collect()
 }
 
-/// Connects from `src` to the VIP; the connection and its local address.
+/// Connects from `src` to the VIP's port 80; the connection and its local address.
 pub(crate) fn connect(src: IpAddr) -> Result<(std::net::TcpStream, SocketAddr), String> {
+    connect_port(src, 80)
+}
+
+/// Connects from `src` to the VIP's `port`; the connection and its local address.
+pub(crate) fn connect_port(src: IpAddr, port: u16) -> Result<(std::net::TcpStream, SocketAddr), String> {
     let vip: IpAddr = if src.is_ipv6() { VIP6.parse().unwrap() } else { VIP4.parse().unwrap() };
     let domain = if src.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, None).map_err(|e| e.to_string())?;
     s.bind(&SocketAddr::new(src, 0).into()).map_err(|e| format!("bind {src}: {e}"))?;
-    s.connect_timeout(&SocketAddr::new(vip, 80).into(), Duration::from_secs(4)).map_err(|e| format!("{src}: {e}"))?;
+    s.connect_timeout(&SocketAddr::new(vip, port).into(), Duration::from_secs(4)).map_err(|e| format!("{src}: {e}"))?;
     let local = s.local_addr().map_err(|e| e.to_string())?.as_socket().ok_or("no local address")?;
     let stream: std::net::TcpStream = s.into();
     stream.set_read_timeout(Some(Duration::from_secs(6))).map_err(|e| e.to_string())?;

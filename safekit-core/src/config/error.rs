@@ -123,7 +123,7 @@ impl Diagnostics {
         self.items.sort_by_key(|d| d.pos);
         match value {
             Some(value) if !self.has_errors() => Ok(Parsed { value, warnings: self.items }),
-            _ => Err(ConfigError { diagnostics: self.items }),
+            _ => Err(ConfigError { diagnostics: self.items, blanks: Vec::new() }),
         }
     }
 }
@@ -143,6 +143,9 @@ pub struct Parsed<T> {
 pub struct ConfigError {
     /// Errors and warnings, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
+    /// A template's blank macros (`<macro name value=""/>` in use): when
+    /// not empty, the errors are exactly these, to fill.
+    pub blanks: Vec<String>,
 }
 
 impl ConfigError {
@@ -155,7 +158,7 @@ impl ConfigError {
     pub fn whole_file(file: &str, message: impl Into<String>) -> Self {
         let mut d = Diagnostics::new(file);
         d.error(Pos { line: 1, column: 1 }, message);
-        Self { diagnostics: d.items }
+        Self { diagnostics: d.items, blanks: Vec::new() }
     }
 }
 

@@ -9,10 +9,22 @@ use super::xml::Element;
 /// Looks up environment variables; injected so tests and the daemon decide.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// A macro left blank (`value=""`) that the configuration uses: a
+/// template's field to fill (SafeKit's published modules ship this way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Blank {
+    pub(crate) name: String,
+    /// Where its value is written.
+    pub(crate) pos: super::error::Pos,
+    /// Where it is used.
+    pub(crate) uses: Vec<super::error::Pos>,
+}
+
 /// Collects the root's `<macro>` children and expands every attribute value
-/// and text of the tree in place.
-pub(crate) fn expand_tree(root: &mut Element, env: EnvLookup<'_>, d: &mut Diagnostics) -> Vec<Macro> {
+/// and text of the tree in place; returns the macros and the blank ones in use.
+pub(crate) fn expand_tree(root: &mut Element, env: EnvLookup<'_>, d: &mut Diagnostics) -> (Vec<Macro>, Vec<Blank>) {
     let mut macros: Vec<Macro> = Vec::new();
+    let mut blanks: Vec<Blank> = Vec::new();
     for m in root.children.iter().filter(|c| c.name == "macro") {
         let (Some(name), Some(value)) = (m.attr("name"), m.attr("value")) else {
             d.error(m.pos, "<macro> needs attributes name and value");
@@ -22,17 +34,47 @@ pub(crate) fn expand_tree(root: &mut Element, env: EnvLookup<'_>, d: &mut Diagno
             d.warning(name.pos, format!("macro {} is defined twice; the later value replaces '{}'", name.value, prev.value));
         }
         // A macro value may itself use environment variables or earlier macros.
-        let value = expand(&value.value, &macros, env, &mut |_| {});
+        let (pos, value) = (value.pos, expand(&value.value, &macros, env, &mut |_| {}));
         macros.retain(|p| p.name != name.value);
+        blanks.retain(|b| b.name != name.value);
+        if value.trim().is_empty() {
+            blanks.push(Blank { name: name.value.clone(), pos, uses: Vec::new() });
+        }
         macros.push(Macro { name: name.value.clone(), value });
     }
-    walk(root, &macros, env, d);
-    macros
+    walk(root, &macros, env, d, &mut blanks);
+    blanks.retain(|b| !b.uses.is_empty());
+    (macros, blanks)
 }
 
-fn walk(e: &mut Element, macros: &[Macro], env: EnvLookup<'_>, d: &mut Diagnostics) {
+/// The `%NAME%` references in `s`.
+fn references(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find('%') {
+        let after = &rest[start + 1..];
+        match after.find('%').map(|e| &after[..e]) {
+            Some(n) if is_ident(n) => {
+                out.push(n);
+                rest = &after[n.len() + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
+fn walk(e: &mut Element, macros: &[Macro], env: EnvLookup<'_>, d: &mut Diagnostics, blanks: &mut [Blank]) {
+    if e.name == "macro" {
+        return;
+    }
     for a in &mut e.attrs {
         let pos = a.pos;
+        for n in references(&a.value) {
+            if let Some(b) = blanks.iter_mut().find(|b| b.name == n) {
+                b.uses.push(pos);
+            }
+        }
         a.value = expand(&a.value, macros, env, &mut |name| {
             d.warning(pos, format!("%{name}% is neither a macro nor an environment variable; kept as written"));
         });
@@ -44,7 +86,7 @@ fn walk(e: &mut Element, macros: &[Macro], env: EnvLookup<'_>, d: &mut Diagnosti
         });
     }
     for c in &mut e.children {
-        walk(c, macros, env, d);
+        walk(c, macros, env, d, blanks);
     }
 }
 
@@ -98,5 +140,28 @@ mod tests {
         let s = expand("a%PORT%b%HOME%c%NOPE%d 50% done", &macros, &env, &mut |n| unknown.push(n.to_string()));
         assert_eq!(s, "a80benvc%NOPE%d 50% done");
         assert_eq!(unknown, vec!["NOPE".to_string()]);
+    }
+
+    #[test]
+    fn a_template_with_blanks_names_exactly_what_to_fill() {
+        let text = r#"<safe>
+<macro name="VIRTUAL_IP" value=""/>
+<macro name="UNUSED" value=""/>
+<macro name="PORT" value="80"/>
+<service mode="farm">
+  <farm><lan name="default"/></farm>
+  <vip><interface_list><interface><virtual_interface type="vmac_directed">
+    <virtual_addr addr="%VIRTUAL_IP%" where="alias"/>
+  </virtual_interface></interface></interface_list>
+  <loadbalancing_list><group name="g"><rule port="%PORT%" proto="tcp" filter="on_addr"/></group></loadbalancing_list></vip>
+</service>
+</safe>"#;
+        let e = crate::config::parse_userconfig(text, crate::config::UserConfigOptions::new()).unwrap_err();
+        assert_eq!(e.blanks, ["VIRTUAL_IP"], "a blank macro nobody uses is not a blank to fill");
+        let errors: Vec<String> = e.errors().map(ToString::to_string).collect();
+        assert_eq!(errors, ["userconfig.xml:2:26: macro VIRTUAL_IP is blank: fill its value (used at 8:19)"]);
+        // Filled: valid.
+        let filled = text.replace(r#"name="VIRTUAL_IP" value="""#, r#"name="VIRTUAL_IP" value="10.0.0.100""#);
+        assert!(crate::config::parse_userconfig(&filled, crate::config::UserConfigOptions::new()).is_ok());
     }
 }

@@ -61,11 +61,25 @@ impl Default for UserConfigOptions<'_> {
 pub fn parse_userconfig(text: &str, opts: UserConfigOptions<'_>) -> Result<Parsed<UserConfig>, ConfigError> {
     let map = SourceMap::new(text);
     let mut d = Diagnostics::new(opts.file);
+    let mut blank_names = Vec::new();
     let value = xml::parse(text, &map, &mut d).and_then(|mut root| {
-        let macros = macros::expand_tree(&mut root, opts.env, &mut d);
-        userconfig::build(&root, macros, opts.cluster, opts.confcheck, &mut d)
+        let (macros, blanks) = macros::expand_tree(&mut root, opts.env, &mut d);
+        if blanks.is_empty() {
+            return userconfig::build(&root, macros, opts.cluster, opts.confcheck, &mut d);
+        }
+        // A template with blanks: what to fill is all there is to say (the
+        // rest would be errors about the empty values); checked once filled.
+        for b in blanks {
+            let uses: Vec<String> = b.uses.iter().map(ToString::to_string).collect();
+            d.error(b.pos, format!("macro {} is blank: fill its value (used at {})", b.name, uses.join(", ")));
+            blank_names.push(b.name);
+        }
+        None
     });
-    d.finish(value)
+    d.finish(value).map_err(|mut e| {
+        e.blanks = blank_names;
+        e
+    })
 }
 
 /// Reads a `cluster.xml`; `file` is the name used in messages.

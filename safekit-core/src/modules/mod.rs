@@ -19,9 +19,21 @@ pub struct Installed {
     pub id: Option<u16>,
 }
 
+/// What [`install`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallReport {
+    /// The module's name.
+    pub name: String,
+    /// A template's blanks still to fill before it can start, one
+    /// `file:line:column: macro … is blank …` line each (empty: ready).
+    pub to_fill: Vec<String>,
+}
+
 /// Installs `src` (a `.safe`/`.zip` file or a directory) as module `name`
-/// (default: the file name without extension). `replace` = `-r`.
-pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>, replace: bool) -> Result<String, String> {
+/// (default: the file name without extension). `replace` = `-r`. A
+/// configuration whose only errors are blank macros (a template, as SafeKit
+/// publishes its modules) is installed, with the blanks to fill in the report.
+pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>, replace: bool) -> Result<InstallReport, String> {
     let name = match name {
         Some(n) => n.to_string(),
         None => src
@@ -48,8 +60,11 @@ pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>,
         }
         let conf = staging.join("conf").join("userconfig.xml");
         let text = std::fs::read_to_string(&conf).map_err(|e| format!("{}: no conf/userconfig.xml in the module ({e})", src.display()))?;
-        parse_userconfig(&text, UserConfigOptions { file: "conf/userconfig.xml", ..UserConfigOptions::new() })
-            .map_err(|e| e.to_string())?;
+        let to_fill = match parse_userconfig(&text, UserConfigOptions { file: "conf/userconfig.xml", ..UserConfigOptions::new() }) {
+            Ok(_) => Vec::new(),
+            Err(e) if !e.blanks.is_empty() => e.errors().map(ToString::to_string).collect(),
+            Err(e) => return Err(e.to_string()),
+        };
         if let Ok(rd) = std::fs::read_dir(staging.join("bin")) {
             for e in rd.flatten() {
                 let _ = std::fs::set_permissions(e.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755));
@@ -61,12 +76,13 @@ pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>,
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         }
-        std::fs::rename(&staging, &dest).map_err(|e| format!("{}: {e}", dest.display()))
+        std::fs::rename(&staging, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        Ok(to_fill)
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
-    result.map(|()| name)
+    result.map(|to_fill| InstallReport { name, to_fill })
 }
 
 /// Removes module `name` from `SAFE/modules` (its work files in SAFEVAR stay).

@@ -95,9 +95,17 @@ pub(crate) async fn install(
     if let Some(p) = upload {
         let _ = std::fs::remove_file(p);
     }
-    if let Err(e) = installed {
-        let code = if e.contains("already installed") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-        return error(code, e);
+    let to_fill = match installed {
+        Ok(r) => r.to_fill,
+        Err(e) => {
+            let code = if e.contains("already installed") { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+            return error(code, e);
+        }
+    };
+    if !to_fill.is_empty() {
+        tracing::info!(by = who.by, module, "module installed with blanks to fill");
+        let why = format!("installed with blanks to fill:\n{}", to_fill.join("\n"));
+        return (StatusCode::CREATED, Json(Installed { module, applied: false, why: Some(why) })).into_response();
     }
     tracing::info!(by = who.by, module, template = q.template, "module installed");
     let (applied, why) = match web.actions.control(Request::Config { module: module.clone(), files: None }, who.by).await {

@@ -305,7 +305,7 @@ impl FarmRules {
         for g in 0..self.groups() {
             t.push_str(&format!("  map {} {{\n    typeof numgen inc mod 256 : {ty}\n  }}\n", map_name(g)));
         }
-        t.push_str("  chain prerouting {\n    type filter hook prerouting priority mangle - 1; policy accept;\n");
+        t.push_str("  chain prerouting {\n    type filter hook prerouting priority mangle - 1; policy accept;\n    iif \"lo\" return\n");
         if let Some(all) = self.destinations(None, v6) {
             t.push_str(&format!("    {all} ct state established,related return\n"));
         }
@@ -390,7 +390,9 @@ impl FarmRules {
         }
         t.push_str(&format!("table inet {} {{\n", self.table));
         sets(&mut t, &(0..self.groups()).collect::<Vec<_>>());
-        t.push_str("  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n");
+        // The node's own connections to the VIP (a checker on VIP:port)
+        // come in on lo with the VIP as source: never load-balanced.
+        t.push_str("  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    iif \"lo\" accept\n");
         for a in &v4 {
             t.push_str(&format!("    ip daddr {a} jump vip\n"));
         }

@@ -27,6 +27,7 @@ fn the_ruleset_is_the_prototypes() {
         "ip daddr 10.81.0.100 jump vip",
         "ip6 daddr fd00:81::100 jump vip",
         "ct state established,related accept",
+        "priority mangle; policy accept;\n    iif \"lo\" accept\n",
         "meta nfproto ipv4 ip daddr { 10.81.0.100 } tcp dport 80 tcp flags & (fin|syn|rst|ack) == syn jhash ip saddr mod 256 seed 0x5afe0001 @owned counter accept",
         "meta nfproto ipv6 ip6 daddr { fd00:81::100 } tcp dport 80 tcp flags & (fin|syn|rst|ack) == syn jhash ip6 saddr mod 256 seed 0x5afe0001 @owned counter accept",
         "icmpv6 type nd-neighbor-advert @th,64,128 0xfd000081000000000000000000000100 @th,192,16 0x0201 @th,208,48 set 0x5afe0a510064",
