@@ -266,3 +266,78 @@ fn directed_nodes_answer_with_their_own_mac_and_forward_what_they_do_not_own() {
         assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "{n} keeps tables: {}", String::from_utf8_lossy(&left.stdout));
     }
 }
+
+/// Answers every datagram to VIP:`port` in node `node`'s namespace with the
+/// node's name (from the VIP, as the client expects), until `stop` is set
+/// (checked every 100 ms).
+fn udp_responder(node: &'static str, port: u16, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    let file = std::fs::File::open(format!("/run/netns/{}", ns(node))).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(std::os::fd::AsFd::as_fd(&file), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let s = std::net::UdpSocket::bind((VIP4, port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 64];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((_, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(node.as_bytes(), from);
+            }
+        }
+    })
+}
+
+/// From each source, one datagram on a new connected socket to VIP:`port`:
+/// every answer received within 150 ms (source, answers).
+fn udp_round(port: u16) -> Vec<(IpAddr, Vec<String>)> {
+    in_ns("cl", move || {
+        sources(false)
+            .into_iter()
+            .map(|src| {
+                let s = std::net::UdpSocket::bind((src, 0)).unwrap();
+                s.connect((VIP4, port)).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_millis(150))).unwrap();
+                s.send(b"who").unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 64];
+                while let Ok(n) = s.recv(&mut buf) {
+                    got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                }
+                (src, got)
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn udp_datagrams_are_answered_once_by_address_and_by_ip_id() {
+    let _serial = common::serial();
+    let Some(_farm) = farm(Vip::Invisible) else { return };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responders: Vec<_> = NODES.iter().flat_map(|n| [9000, 9001].map(|port| udp_responder(n, port, stop.clone()))).collect();
+    let three = assign(&view([1, 1, 1]));
+    for (i, n) in NODES.iter().enumerate() {
+        let mut r = rules(i, LbFilter::OnAddr, false);
+        r.rules = vec![
+            Rule { group: 0, vip: None, port: Some(9000), proto: LbProto::Udp, filter: LbFilter::OnAddr },
+            Rule { group: 0, vip: None, port: Some(9001), proto: LbProto::Udp, filter: LbFilter::OnIpid },
+        ];
+        let owned = three.owned_by(n);
+        in_ns(n, move || r.install(&Buckets::owned(owned))).unwrap_or_else(|e| panic!("{n}: {e}"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // on_addr: each source answered once, by its bucket's owner.
+    let answers = udp_round(9000);
+    for (src, got) in &answers {
+        let want = three.owner(bucket_of(&FlowKey::Addr(*src), SEED)).unwrap();
+        assert_eq!(got, &[want.to_string()], "UDP on_addr from {src}");
+    }
+    // on_ipid: the IP id of each socket's first datagram picks the node: answered once, spread.
+    let answers = udp_round(9001);
+    assert!(answers.iter().all(|(_, got)| got.len() == 1), "UDP on_ipid: one answer per datagram: {answers:?}");
+    let per_node: Vec<usize> = NODES.iter().map(|n| answers.iter().filter(|(_, g)| g[0] == *n).count()).collect();
+    assert!(per_node.iter().all(|c| *c > 0), "datagrams spread by IP id over the nodes: {per_node:?}");
+    println!("farm test: UDP on_addr answered once by the predicted node; on_ipid once each, per node {per_node:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in responders {
+        let _ = r.join();
+    }
+}
