@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use farmnet::daemons::{served_as, started_with, table, tail, until_served, until_served_over, web_get, Install, CLUSTER, MODULE};
-use farmnet::{in_ns, ns, request, run, sources, Farm, Vip, NODES};
+use farmnet::{in_ns, ns, request, run, sources, Farm, Vip, NODES, VIP4};
 use safekit_core::engine::{Readiness, State, Status};
 use safekit_core::farm::{assign, bucket_of, seed_of, BucketTable, Member};
 
@@ -41,6 +41,7 @@ fn module_directed() -> String {
         .replace(r#"<lan name="default"/>"#, r#"<lan name="default"/><lan name="v6"/>"#)
         .replace("<vip>", "<user/>\n  <vip scriptcontrol=\"on\">")
         .replace("vmac_invisible", "vmac_directed")
+        .replace("<interface>", r#"<interface arpreroute="on" arpinterval="1" arpelapse="30">"#)
         .replace(
             r#"<virtual_addr addr="10.82.0.100" where="alias"/>"#,
             r#"<virtual_addr addr="10.82.0.100" where="alias"/><virtual_addr addr="fd00:82::100" where="alias"/>
@@ -61,6 +62,26 @@ fn module_directed() -> String {
       </group>
     </loadbalancing_list>"#,
         )
+}
+
+/// The gratuitous ARPs for `vip` the client sees during `window`: their sender MACs.
+fn gratuitous_arps(vip: std::net::Ipv4Addr, window: Duration) -> Vec<[u8; 6]> {
+    in_ns("cl", move || {
+        let arp = i32::from(0x0806u16.to_be());
+        let s = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(socket2::Protocol::from(arp))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let (end, mut out) = (Instant::now() + window, Vec::new());
+        let mut f = [0u8; 128];
+        while Instant::now() < end {
+            let Ok(n) = std::io::Read::read(&mut &s, &mut f) else { continue };
+            if n >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == vip.octets() && f[38..42] == vip.octets() {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&f[22..28]);
+                out.push(mac);
+            }
+        }
+        out
+    })
 }
 
 /// Who answers each of the 40 clients on `vip`:80.
@@ -200,6 +221,14 @@ fn a_directed_dual_stack_farm_whose_scripts_open_its_traffic() {
     let promisc = Command::new("ip").args(["netns", "exec", &ns("n1"), "ip", "link", "show", "eth0"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&promisc.stdout).contains("PROMISC"), "vmac_directed needs no promiscuous mode");
 
+    // arpreroute: the nodes announce the VIP with their own MACs every arpinterval.
+    let garps = gratuitous_arps(VIP4.parse().unwrap(), Duration::from_millis(2500));
+    let mut senders = garps.clone();
+    senders.sort_unstable();
+    senders.dedup();
+    println!("farm daemons: arpreroute: {} gratuitous ARPs for {VIP4} in 2.5 s from {} nodes", garps.len(), senders.len());
+    assert!(garps.len() >= 3 && senders.len() >= 2, "gratuitous ARPs every second from each node: {garps:02x?}");
+
     // The bucket maps as SafeKit's vip_if_ctrl -l prints them, and the metrics.
     let maps = d.cli(0, &["-r", "vip_if_ctrl", "-l", "-m", "farm"]);
     println!("farm daemons: n1 `safekit -r vip_if_ctrl -l -m farm`:\n{}", maps.trim_end());
@@ -285,7 +314,7 @@ fn outage(victim: usize, table3: &BucketTable, table2: &BucketTable) -> Duration
             std::thread::spawn(move || {
                 nix::sched::setns(std::os::fd::AsFd::as_fd(&file), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
                 while t0.elapsed() < Duration::from_secs(20) {
-                    let vip: std::net::IpAddr = farmnet::VIP4.parse().unwrap();
+                    let vip: std::net::IpAddr = VIP4.parse().unwrap();
                     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
                     let _ = s.set_linger(Some(Duration::ZERO));
                     if s.bind(&std::net::SocketAddr::new(src, 0).into()).is_ok()
