@@ -240,3 +240,64 @@ fn snapshot_writes_a_zip_without_a_running_daemon() {
     std::io::Read::read_to_string(&mut a.by_name("mariadb/report.json").unwrap(), &mut report).unwrap();
     assert!(report.contains("does not run"), "{report}");
 }
+
+/// Each template of `modules/` as a user meets it: installed with its blanks
+/// (each listed with `file:line:column`), `confcheck` listing exactly those
+/// and nothing else, then filled as the README says: valid.
+#[test]
+fn every_template_installs_with_its_blanks_and_is_valid_once_filled() {
+    let d = tempdir::Dir::new("templates");
+    std::fs::create_dir_all(d.path().join("var/cluster")).unwrap();
+    std::fs::write(d.path().join("var/cluster/cluster.xml"), include_str!("../../tests/fixtures/cluster-two-nodes.xml")).unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let data = data.to_str().unwrap().to_string();
+    let templates: [(&str, &[&str], Vec<(String, String)>); 5] = [
+        ("mirror", &["VIRTUAL_IP", "REPLICATED_DIR", "SERVICES"], vec![fill("REPLICATED_DIR", &data), fill("SERVICES", "myapp")]),
+        (
+            "mariadb",
+            &["VIRTUAL_IP"],
+            vec![(r#"name="DATADIR" value="/var/lib/mysql""#.into(), format!(r#"name="DATADIR" value="{data}""#))],
+        ),
+        ("postgresql", &["VIRTUAL_IP", "PGDATA"], vec![fill("PGDATA", &data)]),
+        ("farm", &["VIRTUAL_IP", "PORT", "SERVICES"], vec![fill("PORT", "8080"), fill("SERVICES", "php8.2-fpm nginx")]),
+        ("nginx_farm", &["VIRTUAL_IP"], vec![]),
+    ];
+    for (name, blanks, mut filled) in templates {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../modules/").to_string() + name;
+        for script in std::fs::read_dir(Path::new(&src).join("bin")).unwrap().flatten() {
+            let ok = Command::new("sh").arg("-n").arg(script.path()).status().unwrap().success();
+            assert!(ok, "{}: shell syntax", script.path().display());
+        }
+        let (code, out, err) = safekit(d.path(), &["module", "install", "-m", name, &src]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(err.contains(&format!("module {name} cannot start until its blanks are filled")), "{name}: {err}");
+        for b in blanks {
+            let line = out
+                .lines()
+                .find(|l| l.contains(&format!("macro {b} is blank")))
+                .unwrap_or_else(|| panic!("{name}: {b} not listed:\n{out}"));
+            assert!(line.trim_start().starts_with("conf/userconfig.xml:"), "{name}: file:line:column first: {line}");
+        }
+        let (code, out, err) = safekit(d.path(), &["confcheck", "-m", name]);
+        assert_eq!(code, 1, "{name}: {out}");
+        let listed: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(listed.len(), blanks.len(), "{name}: exactly the blanks:\n{err}");
+        filled.push(fill("VIRTUAL_IP", "10.77.0.100"));
+        let conf = d.path().join("safe/modules").join(name).join("conf/userconfig.xml");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        for (from, to) in &filled {
+            assert!(text.contains(from.as_str()), "{name}: {from}");
+            text = text.replace(from.as_str(), to);
+        }
+        std::fs::write(&conf, text).unwrap();
+        let (code, out, err) = safekit(d.path(), &["confcheck", "-m", name]);
+        assert_eq!(code, 0, "{name} filled: {err}");
+        assert!(out.contains(&format!("module {name}: valid configuration")), "{name}: {out}");
+    }
+}
+
+/// The blank macro `name` and its filled form.
+fn fill(name: &str, value: &str) -> (String, String) {
+    (format!(r#"name="{name}" value="""#), format!(r#"name="{name}" value="{value}""#))
+}
