@@ -295,6 +295,16 @@ fn every_template_installs_with_its_blanks_and_is_valid_once_filled() {
         assert_eq!(code, 0, "{name} filled: {err}");
         assert!(out.contains(&format!("module {name}: valid configuration")), "{name}: {out}");
     }
+    // The ports a firewall must open, derived from the ids (rank by name here).
+    let (code, out, err) = safekit(d.path(), &["module", "getports", "-m", "mirror"]);
+    assert_eq!(code, 0, "{err}");
+    for want in
+        ["module mirror (id 3):", "UDP 8890  heart (heartbeats)", "TCP 5608  rfs (replication and reintegration)", "TCP 9010  webconsole"]
+    {
+        assert!(out.contains(want), "{want}\nnot in\n{out}");
+    }
+    let (_, out, _) = safekit(d.path(), &["module", "getports", "-m", "farm"]);
+    assert!(out.contains("module farm (id 1):") && out.contains("UDP 4803  farm (membership)"), "{out}");
 }
 
 /// The blank macro `name` and its filled form.

@@ -475,6 +475,11 @@ pub(crate) enum ModuleCmd {
         #[command(flatten)]
         m: Module,
     },
+    /// The ports the module and the node use (for firewalls and security groups).
+    Getports {
+        #[command(flatten)]
+        m: Module,
+    },
     /// Write an installed module back as a .safe package.
     Package {
         #[command(flatten)]

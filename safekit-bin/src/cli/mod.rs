@@ -153,6 +153,7 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::DemoFsx { dir, seed, ops, mirror } => tool(crate::tools::fsx(&dir, seed, ops, mirror.as_deref())),
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => setup::install(&layout, &path, module.as_deref(), id, replace),
         Cmd::Module(ModuleCmd::Uninstall { m }) => setup::uninstall(&layout, &m.module).await,
+        Cmd::Module(ModuleCmd::Getports { m }) => setup::getports(&layout, &m.module),
         Cmd::Module(ModuleCmd::Package { m, file }) => {
             match safekit_core::modules::package(&layout, &m.module)
                 .and_then(|z| std::fs::write(&file, z).map_err(|e| format!("{}: {e}", file.display())))

@@ -111,6 +111,29 @@ pub(super) fn install(layout: &Layout, path: &Path, module: Option<&str>, id: Op
     }
 }
 
+/// `safekit module getports -m AM`: the module's ports, then the node's.
+pub(super) fn getports(layout: &Layout, module: &str) -> ExitCode {
+    use safekit_core::modules::ports;
+    let cluster = match layout.load_cluster() {
+        Ok(c) => c.value,
+        Err(e) => return fail(&e),
+    };
+    let cfg = match layout.load_module(module, &cluster, false) {
+        Ok(p) => p.value,
+        Err(e) => return fail(&e),
+    };
+    let id = match safekit_core::modules::ids(layout).map(|ids| ids.get(module).copied()) {
+        Ok(Some(id)) => id,
+        Ok(None) => return super::tool(Err(format!("no module {module} is installed"))),
+        Err(e) => return super::tool(Err(e)),
+    };
+    println!("module {module} (id {id}):");
+    for p in ports::of_module(&cfg, id).into_iter().chain(ports::of_node(safekit_core::daemon::web::tls::enabled(layout))) {
+        println!("  {} {:<5} {}", p.proto.to_uppercase(), p.port, p.what);
+    }
+    ExitCode::SUCCESS
+}
+
 pub(super) fn module_cmd(layout: &Layout, module: &str, confcheck: bool) -> ExitCode {
     let cluster = match layout.load_cluster() {
         Ok(c) => c.value,

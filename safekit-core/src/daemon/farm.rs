@@ -94,7 +94,7 @@ pub(super) async fn build(
         rules: lb_rules,
         seed: seed_of(id),
     };
-    let port = farm.port.unwrap_or_else(|| 4803u16.saturating_add(id.saturating_sub(1).saturating_mul(3)));
+    let port = farm.port.unwrap_or_else(|| crate::modules::ports::farm(id));
     let (mut local, mut peers) = (Vec::new(), Vec::new());
     for l in &farm.lans {
         let lan = cluster.lan(&l.name).ok_or_else(|| format!("module {name}: farm lan {} is not in cluster.xml", l.name))?;

@@ -75,26 +75,7 @@ pub(crate) async fn resolve_host(h: &HostAddr) -> Result<IpAddr, String> {
 
 /// Module ids: `SAFE/modules/AM/id` if present, else the rank of the name.
 pub(super) fn module_ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
-    let dir = layout.safe.join("modules");
-    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join("conf/userconfig.xml").exists())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
-    };
-    names.sort();
-    let mut out = BTreeMap::new();
-    for (i, n) in names.into_iter().enumerate() {
-        let fixed = std::fs::read_to_string(layout.module_dir(&n).join("id")).ok().and_then(|s| s.trim().parse().ok());
-        out.insert(n, fixed.unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX)));
-    }
-    if out.len() > 32 {
-        return Err(format!("{} modules are installed; a node runs at most 32", out.len()));
-    }
-    Ok(out)
+    crate::modules::ids(layout)
 }
 
 fn script_env(layout: &Layout, name: &str, cfg: &UserConfig) -> ScriptEnv {
@@ -235,7 +216,7 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
     let (engine, heartbeat) = match cfg.service.mode {
         Mode::Mirror => {
             let heart = cfg.service.heart.as_ref().ok_or_else(|| format!("module {name}: no <heart>"))?;
-            let port = heart.port.unwrap_or_else(|| 8888u16.saturating_add(id - 1));
+            let port = heart.port.unwrap_or_else(|| crate::modules::ports::heartbeat(id));
             let mut lans = Vec::new();
             for hb in &heart.heartbeats {
                 let lan = cluster.lan(&hb.name).ok_or_else(|| format!("module {name}: lan {} is not in cluster.xml", hb.name))?;

@@ -4,7 +4,9 @@
 
 pub mod boot;
 pub mod files;
+pub mod ports;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{parse_userconfig, UserConfigOptions};
@@ -83,6 +85,31 @@ pub fn install(layout: &Layout, src: &Path, name: Option<&str>, id: Option<u16>,
         let _ = std::fs::remove_dir_all(&staging);
     }
     result.map(|to_fill| InstallReport { name, to_fill })
+}
+
+/// Every installed module's id: its fixed id (`SAFE/modules/AM/id`), else
+/// its rank by name (from 1) — the ids the daemon runs them with.
+pub fn ids(layout: &Layout) -> Result<BTreeMap<String, u16>, String> {
+    let dir = layout.safe.join("modules");
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("conf/userconfig.xml").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    names.sort();
+    let mut out = BTreeMap::new();
+    for (i, n) in names.into_iter().enumerate() {
+        let fixed = std::fs::read_to_string(layout.module_dir(&n).join("id")).ok().and_then(|s| s.trim().parse().ok());
+        out.insert(n, fixed.unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX)));
+    }
+    if out.len() > 32 {
+        return Err(format!("{} modules are installed; a node runs at most 32", out.len()));
+    }
+    Ok(out)
 }
 
 /// Removes module `name` from `SAFE/modules` (its work files in SAFEVAR stay).
