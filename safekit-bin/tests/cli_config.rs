@@ -252,7 +252,8 @@ fn every_template_installs_with_its_blanks_and_is_valid_once_filled() {
     let data = d.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let data = data.to_str().unwrap().to_string();
-    let templates: [(&str, &[&str], Vec<(String, String)>); 5] = [
+    // (template, its blanks, what else to fill for this machine)
+    let templates: [Template; 5] = [
         ("mirror", &["VIRTUAL_IP", "REPLICATED_DIR", "SERVICES"], vec![fill("REPLICATED_DIR", &data), fill("SERVICES", "myapp")]),
         (
             "mariadb",
@@ -306,6 +307,9 @@ fn every_template_installs_with_its_blanks_and_is_valid_once_filled() {
     let (_, out, _) = safekit(d.path(), &["module", "getports", "-m", "farm"]);
     assert!(out.contains("module farm (id 1):") && out.contains("UDP 4803  farm (membership)"), "{out}");
 }
+
+/// A template's name, its blanks, and the other values to replace.
+type Template = (&'static str, &'static [&'static str], Vec<(String, String)>);
 
 /// The blank macro `name` and its filled form.
 fn fill(name: &str, value: &str) -> (String, String) {

@@ -259,16 +259,16 @@ pub(crate) fn started_farm(cluster: &str, modules: &[Install<'_>], prepare: &dyn
     let root = std::env::temp_dir().join(format!("safekit-farm-{}", std::process::id()));
     let d = Daemons::start(&root, cluster, modules, prepare);
     let rt = super::super::common::rt();
-    for i in 0..3 {
+    for (i, n) in NODES.iter().enumerate() {
         let end = Instant::now() + Duration::from_secs(20);
         while rt.block_on(d.status_of(i, farm)).is_none() {
-            assert!(Instant::now() < end, "the daemon of {} did not start:\n{}", NODES[i], d.log(i));
+            assert!(Instant::now() < end, "the daemon of {n} did not start:\n{}", d.log(i));
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    for i in 0..3 {
+    for (i, n) in NODES.iter().enumerate() {
         let out = d.cli(i, &["start", "-m", farm]);
-        println!("farm daemons: {} start: {}", NODES[i], out.trim());
+        println!("farm daemons: {n} start: {}", out.trim());
     }
     for i in 0..3 {
         d.wait(i, farm, Status::new(State::Up, Readiness::Ready), Duration::from_secs(30));

@@ -418,7 +418,7 @@ mod tests {
         let disjoint = |a: &Membership, b: &Membership| !a.owned(0).iter().any(|k| b.owned(0).contains(k));
         for _ in 0..5 {
             now += pulse;
-            let (mut nodes, mut i) = ([&mut a, &mut b], 0);
+            let (nodes, mut i) = ([&mut a, &mut b], 0);
             while i < 2 {
                 nodes[i].handle_timeout(now);
                 while let Some(beat) = nodes[i].poll_transmit() {
