@@ -53,6 +53,12 @@ pub(crate) enum BootArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum AddDel {
+    Add,
+    Del,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum OnOff {
     On,
     Off,
@@ -348,6 +354,16 @@ pub(crate) enum Cmd {
     /// Module packages: install, uninstall, list.
     #[command(subcommand)]
     Module(ModuleCmd),
+    /// Open (add) or close (del) in this node's firewall (firewalld, ufw, or
+    /// an nftables input chain that drops by default) the ports of module AM,
+    /// or of the node and every module; idempotent.
+    Firewallcfg {
+        /// add or del.
+        #[arg(value_enum)]
+        action: AddDel,
+        /// One module (default: the node's web service and every module).
+        module: Option<String>,
+    },
     /// SafeKit's special commands, spelled `safekit -r COMMAND …`:
     /// `saferpc_send vipd SETGROUPS all all all` / `none none none` (a farm
     /// script under `scriptcontrol="on"` opens / closes its traffic;

@@ -14,7 +14,7 @@ use safekit_core::engine::{CommandKind, LogLevel, Readiness, State, SwapKind};
 use safekit_core::layout::Layout;
 
 pub(crate) use args::Cli;
-use args::{BootArg, ClusterCmd, Cmd, InitsslCmd, Message, Module, ModuleCmd, OnOff};
+use args::{AddDel, BootArg, ClusterCmd, Cmd, InitsslCmd, Message, Module, ModuleCmd, OnOff};
 
 async fn ask(layout: &Layout, req: Request) -> Result<Response, ExitCode> {
     match nodes::send(layout, &req).await {
@@ -124,6 +124,7 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Cluster(ClusterCmd::Genkey) => setup::genkey(&layout),
         Cmd::Logview { m, lines, all } => status::logview(&layout, m, lines, all).await,
         Cmd::Special { args } => special::run(&layout, &args).await,
+        Cmd::Firewallcfg { action, module } => setup::firewallcfg(&layout, matches!(action, AddDel::Add), module),
         Cmd::Demo { runs, failure, keep, clean } => run::demo(runs, failure, keep, clean).await,
         Cmd::DemoForward { listen, to, netns } => tool(safekit_bin::demo_keep::forward(listen, to, &netns)),
         Cmd::Release => match safekit_core::daemon::release_vips(&layout).await {

@@ -111,6 +111,41 @@ pub(super) fn install(layout: &Layout, path: &Path, module: Option<&str>, id: Op
     }
 }
 
+/// `safekit firewallcfg add|del [AM]`: module AM's ports, or the node's
+/// and every module's, each set under its own tag (`node`, the module name).
+pub(super) fn firewallcfg(layout: &Layout, add: bool, module: Option<String>) -> ExitCode {
+    use safekit_core::modules::ports;
+    let cluster = match layout.load_cluster() {
+        Ok(c) => c.value,
+        Err(e) => return fail(&e),
+    };
+    let ids = match safekit_core::modules::ids(layout) {
+        Ok(ids) => ids,
+        Err(e) => return super::tool(Err(e)),
+    };
+    let mut sets: Vec<(String, Vec<ports::PortUse>)> = Vec::new();
+    if module.is_none() {
+        sets.push(("node".into(), ports::of_node(safekit_core::daemon::web::tls::enabled(layout))));
+    }
+    for (name, id) in ids.iter().filter(|(n, _)| module.as_ref().is_none_or(|m| m == *n)) {
+        match layout.load_module(name, &cluster, false) {
+            Ok(p) => sets.push((name.clone(), ports::of_module(&p.value, *id))),
+            Err(e) => return fail(&e),
+        }
+    }
+    if let Some(m) = module.filter(|m| !ids.contains_key(m)) {
+        return super::tool(Err(format!("no module {m} is installed")));
+    }
+    for (tag, set) in sets {
+        let done = if add { safekit_core::linux::firewall::add(&set, &tag) } else { safekit_core::linux::firewall::del(&set, &tag) };
+        match done {
+            Ok(lines) => lines.iter().for_each(|l| println!("{tag}: {l}")),
+            Err(e) => return super::tool(Err(format!("firewallcfg {tag}: {e}"))),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// `safekit module getports -m AM`: the module's ports, then the node's.
 pub(super) fn getports(layout: &Layout, module: &str) -> ExitCode {
     use safekit_core::modules::ports;

@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod checkers;
 pub mod farm;
+pub mod firewall;
 pub mod heartbeat;
 pub mod icmp;
 pub mod scripts;

@@ -6,6 +6,7 @@ mod nft;
 mod rules;
 mod service;
 
+pub(crate) use nft::nft_json;
 pub use nft::{counters, nft};
 pub use rules::{default_vmac, nd_checksum_word, Buckets, Delivery, FarmRules, Rule};
 pub use service::{powers, FarmTraffic, MembershipNet};

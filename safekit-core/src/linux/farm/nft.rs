@@ -77,7 +77,8 @@ pub fn nft(text: &str) -> Result<(), String> {
     }
 }
 
-fn nft_json(args: &[&str]) -> Result<serde_json::Value, String> {
+/// Runs `nft -j ARGS` and parses its JSON.
+pub(crate) fn nft_json(args: &[&str]) -> Result<serde_json::Value, String> {
     let out = Command::new("nft").arg("-j").args(args).output().map_err(|e| format!("cannot run nft (apt-get install nftables): {e}"))?;
     if !out.status.success() {
         return Err(format!("nft {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
