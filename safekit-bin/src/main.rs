@@ -4,6 +4,7 @@
 
 mod cli;
 mod httpload;
+mod templates;
 mod tools;
 
 use std::process::ExitCode;

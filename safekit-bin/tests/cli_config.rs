@@ -241,7 +241,8 @@ fn snapshot_writes_a_zip_without_a_running_daemon() {
     assert!(report.contains("does not run"), "{report}");
 }
 
-/// Each template of `modules/` as a user meets it: installed with its blanks
+/// Each template of `modules/` as a user meets it: the .safe the binary
+/// writes into SAFE/Application_Modules/generic/, installed with its blanks
 /// (each listed with `file:line:column`), `confcheck` listing exactly those
 /// and nothing else, then filled as the README says: valid.
 #[test]
@@ -264,9 +265,16 @@ fn every_template_installs_with_its_blanks_and_is_valid_once_filled() {
         ("farm", &["VIRTUAL_IP", "PORT", "SERVICES"], vec![fill("PORT", "8080"), fill("SERVICES", "php8.2-fpm nginx")]),
         ("nginx_farm", &["VIRTUAL_IP"], vec![]),
     ];
+    // The binary carries them as .safe files and writes them where the console looks.
+    let (code, out, err) = safekit(d.path(), &["module", "templates"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().filter(|l| l.ends_with(".safe (written)")).count(), out.lines().count(), "{out}");
     for (name, blanks, mut filled) in templates {
-        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../modules/").to_string() + name;
-        for script in std::fs::read_dir(Path::new(&src).join("bin")).unwrap().flatten() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../modules/").to_string() + name;
+        let package = d.path().join("safe/Application_Modules/generic").join(format!("{name}.safe"));
+        assert!(out.contains(&package.display().to_string()), "{name}: {out}");
+        let src = package.to_str().unwrap().to_string();
+        for script in std::fs::read_dir(Path::new(&dir).join("bin")).unwrap().flatten() {
             let ok = Command::new("sh").arg("-n").arg(script.path()).status().unwrap().success();
             assert!(ok, "{}: shell syntax", script.path().display());
         }

@@ -179,6 +179,12 @@ fn three_daemons_share_a_farm_vip_and_fail_over() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(d.log(0).contains("farm membership datagram dropped (2 so far)"), "{}", tail(&d.log(0), 20));
+    let metrics = web_get("/metrics").unwrap_or_default();
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("safekit_farm_datagrams_dropped_total{module=\"farm\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(dropped.is_some_and(|n| n >= 2), "dropped datagrams counted in the metrics: {dropped:?}");
     accepted_once("after forged datagrams", &table(&NODES));
     assert!(d.log(0).contains("farm membership: n1 n2 n3 (group web)"), "{}", tail(&d.log(0), 30));
 

@@ -491,6 +491,10 @@ pub(crate) enum ModuleCmd {
         #[command(flatten)]
         m: Module,
     },
+    /// Write the module templates this version carries into
+    /// SAFE/Application_Modules/generic/ (those missing; the daemon does it
+    /// at start too) and list them.
+    Templates,
     /// The ports the module and the node use (for firewalls and security groups).
     Getports {
         #[command(flatten)]

@@ -155,6 +155,17 @@ async fn run_here(layout: Layout, cmd: Cmd) -> ExitCode {
         Cmd::Module(ModuleCmd::Install { module, id, replace, path }) => setup::install(&layout, &path, module.as_deref(), id, replace),
         Cmd::Module(ModuleCmd::Uninstall { m }) => setup::uninstall(&layout, &m.module).await,
         Cmd::Module(ModuleCmd::Getports { m }) => setup::getports(&layout, &m.module),
+        Cmd::Module(ModuleCmd::Templates) => match crate::templates::write_missing(&layout) {
+            Ok(written) => {
+                let dir = layout.safe.join("Application_Modules/generic");
+                for (name, _) in crate::templates::TEMPLATES {
+                    let note = if written.iter().any(|w| w == name) { " (written)" } else { "" };
+                    println!("{}{note}", dir.join(format!("{name}.safe")).display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => tool(Err(e)),
+        },
         Cmd::Module(ModuleCmd::Package { m, file }) => {
             match safekit_core::modules::package(&layout, &m.module)
                 .and_then(|z| std::fs::write(&file, z).map_err(|e| format!("{}: {e}", file.display())))

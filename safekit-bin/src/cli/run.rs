@@ -26,6 +26,14 @@ async fn shutdown() {
 /// `safekit daemon`: runs until SIGTERM or Ctrl-C, then stops every module.
 pub(super) async fn daemon(layout: Layout, node: Option<String>) -> ExitCode {
     init_tracing();
+    // The templates this version carries, for the console and `module install`.
+    match crate::templates::write_missing(&layout) {
+        Ok(w) if !w.is_empty() => {
+            eprintln!("safekit daemon: module templates written to SAFE/Application_Modules/generic: {}", w.join(" "))
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("safekit daemon: module templates not written: {e}"),
+    }
     match safekit_core::daemon::run(layout, node, shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -140,13 +140,17 @@ impl MembershipNet {
         out
     }
 
-    /// Updates the report; whether the view or anyone's buckets changed.
+    /// Updates the report; whether the view, anyone's buckets or (now and
+    /// then) the count of dropped datagrams changed.
     fn publish(&self, m: &Membership, dropped: u64) -> bool {
         let Ok(mut r) = self.report.lock() else { return false };
         let members = m.members().to_vec();
         let groups: Vec<FarmGroup> =
             self.groups.iter().enumerate().map(|(g, name)| FarmGroup { name: name.clone(), nodes: m.nodes(g) }).collect();
-        let changed = r.members != members || r.groups != groups;
+        // A count of dropped datagrams refreshes the report only at powers of
+        // two: a flood must not wake the engine once per datagram.
+        let dropped_news = dropped != r.datagrams_dropped && dropped.is_power_of_two();
+        let changed = r.members != members || r.groups != groups || dropped_news;
         r.members = members;
         r.groups = groups;
         r.datagrams_dropped = dropped;
