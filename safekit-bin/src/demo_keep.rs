@@ -84,10 +84,11 @@ pub fn clean() -> Result<Vec<String>, String> {
 }
 
 /// Starts the forwarder as a process of its own (it outlives the demo
-/// command); its PID.
+/// command) and waits (5 s at most) until it accepts, so that the address
+/// printed next works at once; its PID.
 pub fn spawn_forwarder(exe: &Path, listen: SocketAddr, to: SocketAddr, netns: &str, log: &Path) -> Result<i32, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let child = std::process::Command::new(exe)
+    let mut child = std::process::Command::new(exe)
         .args(["demo-forward", "--listen", &listen.to_string(), "--to", &to.to_string(), "--netns", netns])
         .stdin(std::process::Stdio::null())
         .stdout(out.try_clone().map_err(|e| e.to_string())?)
@@ -95,7 +96,20 @@ pub fn spawn_forwarder(exe: &Path, listen: SocketAddr, to: SocketAddr, netns: &s
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start the forwarder: {e}"))?;
-    i32::try_from(child.id()).map_err(|e| e.to_string())
+    let pid = i32::try_from(child.id()).map_err(|e| e.to_string())?;
+    for _ in 0..50 {
+        if TcpStream::connect_timeout(&listen, Duration::from_millis(100)).is_ok() {
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("the forwarder ended ({status}): {}", said.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("the forwarder does not accept on {listen} after 5 s (see {})", log.display()))
 }
 
 /// Connects to `to` from inside network namespace `netns`.
