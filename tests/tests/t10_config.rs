@@ -284,13 +284,15 @@ fn malformed_xml_reports_where() {
 fn the_bundled_modules_parse_and_confcheck_names_the_macro_to_set() {
     let c = cluster();
     let mariadb = include_str!("../../modules/mariadb/conf/userconfig.xml");
-    let p = parse_userconfig(mariadb, UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() }).unwrap();
-    assert_eq!(p.value.macros[0].name, "VIRTUAL_IP");
+    // A template: its blank macro is all there is to say, and it is named.
+    let e = parse_userconfig(mariadb, UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() }).unwrap_err();
+    assert_eq!(e.blanks, ["VIRTUAL_IP"]);
     let env = |n: &str| (n == "VIRTUAL_IP").then(|| "10.77.0.100".to_string());
     let set = parse_userconfig(mariadb, UserConfigOptions { cluster: Some(&c), env: &env, confcheck: true, ..UserConfigOptions::new() });
-    assert!(set.is_err(), "the macro wins over the environment, and its placeholder value is refused");
-    let fixed = mariadb.replace("value=\"VIRTUAL_TO_BE_DEFINED\"", "value=\"10.77.0.100\"");
-    parse_userconfig(&fixed, UserConfigOptions { cluster: Some(&c), confcheck: true, ..UserConfigOptions::new() }).unwrap();
+    assert!(set.is_err(), "the macro wins over the environment: still blank");
+    let fixed = mariadb.replace(r#"name="VIRTUAL_IP" value="""#, r#"name="VIRTUAL_IP" value="10.77.0.100""#);
+    let p = parse_userconfig(&fixed, UserConfigOptions { cluster: Some(&c), confcheck: true, ..UserConfigOptions::new() }).unwrap();
+    assert_eq!(p.value.macros[0].name, "VIRTUAL_IP");
     parse_userconfig(
         include_str!("../../modules/milestone/conf/userconfig.xml"),
         UserConfigOptions { cluster: Some(&c), ..UserConfigOptions::new() },
