@@ -241,16 +241,15 @@ impl Membership {
     /// claimant (the first by name if two claim it): where vmac_directed
     /// sends packets of buckets this node does not own.
     pub fn claims(&self, group: usize) -> Vec<(u8, &str)> {
-        let mut out: Vec<(u8, &str)> = Vec::new();
+        let mut owner: [Option<&str>; 256] = [None; 256];
         for (name, p) in self.live() {
             for b in 0..=255u8 {
-                if p.has(group, b) && !out.iter().any(|(x, _)| *x == b) {
-                    out.push((b, name.as_str()));
+                if p.has(group, b) && owner[usize::from(b)].is_none() {
+                    owner[usize::from(b)] = Some(name.as_str());
                 }
             }
         }
-        out.sort_unstable();
-        out
+        (0..=255u8).filter_map(|b| owner[usize::from(b)].map(|n| (b, n))).collect()
     }
 
     /// This node and every peer heard, by name, with what they claim in group `group`.
