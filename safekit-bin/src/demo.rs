@@ -269,27 +269,53 @@ impl Demo {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
+        kill_applications(&n.dir);
     }
 
     /// Adds `<rfs>` (with `%DIR%` standing for the replicated directory) to
     /// the module on both nodes; returns the replicated directory's path.
     pub fn enable_replication(&mut self, rfs: &str) -> Result<PathBuf, String> {
-        let shared = self.root.join("replicated");
-        std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+        let shared = self.replicated_dir()?;
         for n in &self.nodes {
-            std::fs::create_dir_all(n.dir.join("data")).map_err(|e| e.to_string())?;
             let conf = n.dir.join("safe/modules/demo/conf/userconfig.xml");
             let text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
             let text = text.replacen("  <user ", &format!("{}\n  <user ", rfs.replace("%DIR%", &shared.display().to_string())), 1);
             std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         }
+        Ok(shared)
+    }
+
+    /// The path each node's daemon sees its own data directory at (the
+    /// same on both, as on two servers), for a module that replicates it;
+    /// the daemons started from now on get it.
+    pub fn replicated_dir(&mut self) -> Result<PathBuf, String> {
+        let shared = self.root.join("replicated");
+        std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+        for n in &self.nodes {
+            std::fs::create_dir_all(n.dir.join("data")).map_err(|e| e.to_string())?;
+        }
         self.shared = Some(shared.clone());
         Ok(shared)
+    }
+
+    /// Replaces the demo module on both nodes (still named `demo`) by the
+    /// module in `dir` (SafeKit's layout: `conf/userconfig.xml`, `bin/`),
+    /// its configuration given as `userconfig` (a template filled in).
+    pub fn use_module(&mut self, dir: &Path, userconfig: &str) -> Result<(), String> {
+        for n in &self.nodes {
+            let module = n.dir.join("safe/modules/demo");
+            let _ = std::fs::remove_dir_all(&module);
+            std::fs::create_dir_all(module.join("conf")).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(module.join("bin")).map_err(|e| e.to_string())?;
+            std::fs::write(module.join("conf/userconfig.xml"), userconfig).map_err(|e| e.to_string())?;
+            let scripts = std::fs::read_dir(dir.join("bin")).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for f in scripts.flatten() {
+                let to = module.join("bin").join(f.file_name());
+                std::fs::copy(f.path(), &to).map_err(|e| format!("{}: {e}", f.path().display()))?;
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Node `i`'s real data directory (what the replicated directory holds on that node).
@@ -351,11 +377,7 @@ impl Drop for Demo {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            if let Ok(pid) = std::fs::read_to_string(n.dir.join("var/modules/demo/app.pid")) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-                }
-            }
+            kill_applications(&n.dir);
         }
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
@@ -364,6 +386,27 @@ impl Drop for Demo {
             eprintln!("SAFEKIT_DEMO_KEEP: node files kept in {}", self.root.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// SIGKILL to every process whose pid file (`*.pid`) the module's scripts
+/// left in the node's `var/modules/demo` (one level of subdirectories):
+/// the application dies with the node.
+fn kill_applications(node: &Path) {
+    let var = node.join("var/modules/demo");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(&var).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+        } else {
+            files.push(p);
+        }
+    }
+    for f in files.iter().filter(|f| f.extension().is_some_and(|x| x == "pid")) {
+        if let Some(pid) = std::fs::read_to_string(f).ok().and_then(|t| t.trim().parse::<i32>().ok()).filter(|p| *p > 1) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

@@ -6,16 +6,12 @@
 //! which served clients keeps the service. Without root these tests say so
 //! and pass, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{exe, pair, rt, wait_log};
+use common::{exe, pair, rt, wait_log, Writer};
 use nix::sys::signal::Signal;
 use safekit_bin::demo::Demo;
 use safekit_core::engine::State;
@@ -29,59 +25,9 @@ const RFS: &str = r#"  <rfs ruzone_blocksize="1048576" locktimeout="5s" sendtime
     <replicated dir="%DIR%" mode="read_only"/>
   </rfs>"#;
 
-/// A `demo-writer` on one node; `acked` is one more than the last record it
-/// said was on disk (0 = none).
-struct Writer {
-    child: Child,
-    acked: Arc<AtomicU64>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(demo: &Demo, node: usize, file: &Path) -> Self {
-        let mut child =
-            demo.in_node(node).unwrap().arg(exe()).args(["demo-writer", "--file"]).arg(file).stdout(Stdio::piped()).spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let acked = Arc::new(AtomicU64::new(0));
-        let a = acked.clone();
-        let reader = std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(n) = l.trim().parse::<u64>() {
-                    a.store(n + 1, Ordering::SeqCst);
-                }
-            }
-        });
-        Self { child, acked, reader: Some(reader) }
-    }
-
-    fn acked(&self) -> u64 {
-        self.acked.load(Ordering::SeqCst)
-    }
-
-    fn wait_for(&self, n: u64) {
-        let end = Instant::now() + LONG;
-        while self.acked() < n {
-            assert!(Instant::now() < end, "the writer acknowledged only {} records", self.acked());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Ends the writer; what it printed before is counted.
-    fn stop(mut self) -> u64 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        self.acked()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `demo-writer` on one node, writing records into `file`.
+fn writer(demo: &Demo, node: usize, file: &Path) -> Writer {
+    Writer::spawn(demo.in_node(node).unwrap().arg(exe()).args(["demo-writer", "--file"]).arg(file))
 }
 
 /// Every record below `acked` is in `dir/name`.
@@ -126,13 +72,13 @@ fn shared_file(shared: &Path, name: &str) -> PathBuf {
 #[test]
 fn a_paused_primary_never_takes_back_what_the_survivor_acknowledged() {
     let Some(Case { _serial: _guard, demo, rt, shared }) = paired(true) else { return };
-    let a = Writer::start(&demo, 0, &shared_file(&shared, "journal-a"));
+    let a = writer(&demo, 0, &shared_file(&shared, "journal-a"));
     a.wait_for(50);
     // node1's daemon pauses (a VM pause): node2 takes over and serves clients.
     demo.signal_daemon(0, Signal::SIGSTOP).unwrap();
     let resumed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(demo.wait_state(1, State::Alone, LONG)).unwrap();
-        let b = Writer::start(&demo, 1, &shared_file(&shared, "journal-b"));
+        let b = writer(&demo, 1, &shared_file(&shared, "journal-b"));
         b.wait_for(50);
         b
     }));
@@ -187,7 +133,7 @@ fn a_partition_where_only_the_former_secondary_wrote_keeps_its_writes_and_client
         demo.wait_state(1, State::Alone, LONG).await.unwrap();
         demo.wait_state(0, State::Alone, LONG).await.unwrap();
     });
-    let b = Writer::start(&demo, 1, &shared_file(&shared, "journal-b"));
+    let b = writer(&demo, 1, &shared_file(&shared, "journal-b"));
     b.wait_for(100);
     let acked_b = b.stop();
     // The client's ARP entry still points at node1, as after a cut.
@@ -298,7 +244,7 @@ fn the_replication_port_refuses_and_counts_strangers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Replication still works: a write on the primary reaches the secondary.
-    let w = Writer::start(&demo, 0, &shared_file(&shared, "after-flood"));
+    let w = writer(&demo, 0, &shared_file(&shared, "after-flood"));
     w.wait_for(20);
     let acked = w.stop();
     assert_records(&demo.data_dir(1), "after-flood", acked, "on the secondary after the flood");
@@ -390,7 +336,7 @@ fn short_cuts_of_the_primary_with_the_interface_check_never_lose_an_acknowledged
     for round in 0..rounds {
         let other = 1 - prim;
         let a_name = format!("cut-{round}-on-node{}", prim + 1);
-        let a = Writer::start(&demo, prim, &shared_file(&shared, &a_name));
+        let a = writer(&demo, prim, &shared_file(&shared, &a_name));
         a.wait_for(30);
         // The clients of the primary are across the cable: they stop with it.
         journals.push((a_name, a.stop()));
@@ -399,7 +345,7 @@ fn short_cuts_of_the_primary_with_the_interface_check_never_lose_an_acknowledged
         demo.link(prim, false).unwrap();
         rt.block_on(demo.wait_state(other, State::Alone, LONG)).unwrap();
         let b_name = format!("cut-{round}-on-node{}", other + 1);
-        let b = Writer::start(&demo, other, &shared_file(&shared, &b_name));
+        let b = writer(&demo, other, &shared_file(&shared, &b_name));
         b.wait_for(30);
         demo.link(prim, true).unwrap();
         rt.block_on(async {

@@ -9,7 +9,11 @@
 //! write waits here ([`UnreplicatedWrites::Hold`]); then it goes on
 //! ([`UnreplicatedWrites::Admit`], the node is ALONE) or fails with EIO
 //! ([`UnreplicatedWrites::Refuse`], the other node took over, so the
-//! application's stop does not wait for writes that cannot count).
+//! application's stop does not wait for writes that cannot count), or the
+//! secondary comes back meanwhile and the write goes the replicated way
+//! (a swap's new primary starts its application before its secondary
+//! connects: its first writes waited here for good before that was
+//! checked).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
@@ -23,6 +27,17 @@ struct State {
     closed: bool,
     /// `WroteAlone` was sent for the current ALONE episode.
     reported: bool,
+}
+
+/// What became of a write that waited at the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// It may proceed without the secondary (ALONE).
+    Alone,
+    /// It fails (EIO): the other node took over, or replication stopped.
+    Refused,
+    /// The secondary is back: the caller goes the replicated way again.
+    LinkUp,
 }
 
 /// See the module documentation.
@@ -62,27 +77,35 @@ impl WriteGate {
         self.cv.notify_all();
     }
 
-    /// Blocks while the engine holds unreplicated writes; true if this one
-    /// may proceed. `report` receives `WroteAlone` for the first admitted
-    /// write of an ALONE episode.
-    pub(crate) fn admit(&self, report: &dyn Fn(ReplicationEvent)) -> bool {
+    /// Blocks while the engine holds unreplicated writes and `link_up`
+    /// (polled every 100 ms) is false. `report` receives `WroteAlone` for
+    /// the first admitted write of an ALONE episode.
+    pub(crate) fn admit(&self, report: &dyn Fn(ReplicationEvent), link_up: &dyn Fn() -> bool) -> Admission {
         let mut s = self.lock();
         loop {
             if s.closed {
-                return false;
+                return Admission::Refused;
             }
             match s.word {
-                UnreplicatedWrites::Refuse => return false,
+                UnreplicatedWrites::Refuse => return Admission::Refused,
                 UnreplicatedWrites::Admit => {
                     if !s.reported {
                         s.reported = true;
                         drop(s);
                         report(ReplicationEvent::WroteAlone);
                     }
-                    return true;
+                    return Admission::Alone;
                 }
                 UnreplicatedWrites::Hold => {
-                    s = self.cv.wait_timeout(s, Duration::from_millis(100)).map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                    drop(s);
+                    // The link's lock is never taken under the gate's.
+                    if link_up() {
+                        return Admission::LinkUp;
+                    }
+                    s = self.lock();
+                    if s.word == UnreplicatedWrites::Hold && !s.closed {
+                        s = self.cv.wait_timeout(s, Duration::from_millis(100)).map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                    }
                 }
             }
         }
@@ -103,17 +126,24 @@ mod tests {
         g.set(UnreplicatedWrites::Hold);
         let (g2, r2) = (g.clone(), reports.clone());
         let waiter = std::thread::spawn(move || {
-            g2.admit(&|_| {
-                r2.fetch_add(1, Ordering::SeqCst);
-            })
+            g2.admit(
+                &|_| {
+                    r2.fetch_add(1, Ordering::SeqCst);
+                },
+                &|| false,
+            )
         });
         std::thread::sleep(Duration::from_millis(150));
         assert!(!waiter.is_finished(), "a held write waits");
         g.set(UnreplicatedWrites::Admit);
-        assert!(waiter.join().unwrap_or(false), "admitted once the engine says ALONE");
-        assert!(g.admit(&|_| {
-            reports.fetch_add(1, Ordering::SeqCst);
-        }));
+        assert_eq!(waiter.join().ok(), Some(Admission::Alone), "admitted once the engine says ALONE");
+        let again = g.admit(
+            &|_| {
+                reports.fetch_add(1, Ordering::SeqCst);
+            },
+            &|| false,
+        );
+        assert_eq!(again, Admission::Alone);
         assert_eq!(reports.load(Ordering::SeqCst), 1, "one report per ALONE episode");
     }
 
@@ -122,14 +152,27 @@ mod tests {
         let g = Arc::new(WriteGate::default());
         g.set(UnreplicatedWrites::Hold);
         let g2 = g.clone();
-        let waiter = std::thread::spawn(move || g2.admit(&|_| {}));
+        let waiter = std::thread::spawn(move || g2.admit(&|_| {}, &|| false));
         std::thread::sleep(Duration::from_millis(50));
         g.set(UnreplicatedWrites::Refuse);
-        assert!(!waiter.join().unwrap_or(true), "a waiting write fails when the node lost");
+        assert_eq!(waiter.join().ok(), Some(Admission::Refused), "a waiting write fails when the node lost");
         g.set(UnreplicatedWrites::Admit);
         g.set_closed(true);
-        assert!(!g.admit(&|_| {}), "no write once replication stopped");
+        assert_eq!(g.admit(&|_| {}, &|| true), Admission::Refused, "no write once replication stopped");
         g.set_closed(false);
-        assert!(g.admit(&|_| {}));
+        assert_eq!(g.admit(&|_| {}, &|| false), Admission::Alone);
+    }
+
+    #[test]
+    fn a_held_write_goes_on_when_the_secondary_comes_back() {
+        let g = Arc::new(WriteGate::default());
+        g.set(UnreplicatedWrites::Hold);
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g2, up2) = (g.clone(), up.clone());
+        let waiter = std::thread::spawn(move || g2.admit(&|_| {}, &|| up2.load(Ordering::SeqCst)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!waiter.is_finished(), "held while neither the engine nor the link says anything");
+        up.store(true, Ordering::SeqCst);
+        assert_eq!(waiter.join().ok(), Some(Admission::LinkUp), "the write takes the replicated way again");
     }
 }

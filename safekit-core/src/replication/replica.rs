@@ -10,6 +10,7 @@ use nix::errno::Errno;
 
 use super::dirty::DirtyMap;
 use super::filter::Filter;
+use super::gate::Admission;
 use super::link::{Link, Sent};
 use super::tree::{join, Tree};
 use super::wire::{Op, ToSecondary};
@@ -235,7 +236,7 @@ impl Replica {
         // Without the secondary, a write is this node's alone: only once the
         // engine says ALONE, and under an ALONE lease with a lease witness
         // (never while another node may have taken over).
-        if role == LocalRole::Primary && !self.link.connected() && !self.alone_write_allowed() {
+        if role == LocalRole::Primary && !self.link.connected() && self.alone_write_allowed(&|| self.link.connected()) == Some(false) {
             return Err(Errno::EIO);
         }
         let _order = lock(&self.order);
@@ -280,7 +281,11 @@ impl Replica {
             return true;
         }
         if !self.link.connected() {
-            return self.alone_write_allowed();
+            // Data written before the secondary came back is on it once its
+            // reintegration made it a complete mirror.
+            if let Some(allowed) = self.alone_write_allowed(&|| self.link.mirror()) {
+                return allowed;
+            }
         }
         let sent = match (self.secondary_disk_sync, path) {
             (true, Some(p)) if !self.excluded(p) => {
@@ -291,8 +296,9 @@ impl Replica {
         };
         if let Some(s) = sent {
             if !self.link.wait_applied(s) {
-                // The secondary was dropped meanwhile: the data is this node's alone.
-                return self.alone_write_allowed();
+                // The secondary was dropped meanwhile: the data is this
+                // node's alone, unless a new secondary caught up since.
+                return self.alone_write_allowed(&|| self.link.mirror()).unwrap_or(true);
             }
         }
         true
@@ -300,9 +306,14 @@ impl Replica {
 
     /// Data the secondary does not hold may be acknowledged: once the engine
     /// admits it (see [`super::gate`]) and, with a lease witness, once this
-    /// node holds an ALONE lease. Blocks until then; false = EIO.
-    fn alone_write_allowed(&self) -> bool {
-        self.gate.admit(&*self.hooks.event) && self.lease.as_ref().is_none_or(|g| g.admit(false))
+    /// node holds an ALONE lease. Blocks until then; `Some(false)` = EIO;
+    /// `None` when `link_up` turned true meanwhile (the secondary is back).
+    fn alone_write_allowed(&self, link_up: &dyn Fn() -> bool) -> Option<bool> {
+        match self.gate.admit(&*self.hooks.event, link_up) {
+            Admission::Refused => Some(false),
+            Admission::LinkUp => None,
+            Admission::Alone => Some(self.lease.as_ref().is_none_or(|g| g.admit(false))),
+        }
     }
 
     /// `path` stays local (notreplicated); a directory is never excluded by

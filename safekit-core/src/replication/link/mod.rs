@@ -78,6 +78,11 @@ impl Link {
         self.lock().flow.connected()
     }
 
+    /// The secondary is a complete mirror (its reintegration finished).
+    pub(crate) fn mirror(&self) -> bool {
+        self.lock().flow.mirror()
+    }
+
     /// Marks the secondary as a complete mirror.
     pub(crate) fn set_mirror(&self, epoch: u64) {
         self.lock().flow.set_mirror(epoch);

@@ -1,0 +1,242 @@
+//! The bundled `mariadb` module template running a real MariaDB server on
+//! two real daemons in network namespaces, its data directory replicated:
+//! a client inserts through the virtual IP and counts what the server
+//! acknowledged; kill -9 of the primary (daemon and mariadbd); the other
+//! node becomes ALONE and serves the same database with every acknowledged
+//! row; the old primary comes back, reintegrates, the roles are swapped
+//! back; every acknowledged row is still there, and each node's copy of
+//! the data directory, opened by a MariaDB server of its own, passes
+//! `mariadb-check`. Without root, FUSE or MariaDB this test says so and
+//! passes, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{pair, rt, Writer, WAIT};
+use safekit_bin::demo::Demo;
+use safekit_core::engine::{CommandKind, State};
+
+const VIP: &str = "10.77.0.100";
+
+/// The template as a user fills it, with the test's differences: a 1 s
+/// heartbeat timeout (the template keeps SafeKit's 30 s), mariadbd started
+/// directly, listening on every address, its socket in each node's own
+/// SAFEVAR (both nodes share this machine's /run).
+fn userconfig(datadir: &Path) -> String {
+    let template = std::fs::read_to_string(template_dir().join("conf/userconfig.xml")).unwrap();
+    let filled = template
+        .replace(r#"<macro name="VIRTUAL_IP" value=""/>"#, &format!(r#"<macro name="VIRTUAL_IP" value="{VIP}"/>"#))
+        .replace(r#"<macro name="DATADIR" value="/var/lib/mysql"/>"#, &format!(r#"<macro name="DATADIR" value="{}"/>"#, datadir.display()))
+        .replace(r#"<heart pulse="700" timeout="30000">"#, r#"<heart pulse="100ms" timeout="1000ms">"#)
+        .replace(r#"value="/run/mysqld/mysqld.sock""#, r#"value="%SAFEVAR%/mysqld.sock""#)
+        .replace(r#"<var name="MARIADB_SERVICE" value="mariadb"/>"#, r#"<var name="MARIADB_SERVICE" value=""/>"#)
+        .replace(
+            r#"<var name="MARIADB_OPTIONS" value=""/>"#,
+            r#"<var name="MARIADB_OPTIONS" value="--bind-address=0.0.0.0 --port=3306 --innodb-buffer-pool-size=32M --skip-name-resolve"/>"#,
+        );
+    for changed in [VIP, "100ms", "%SAFEVAR%", r#"MARIADB_SERVICE" value="""#, "--bind-address"] {
+        assert!(filled.contains(changed), "the mariadb template changed: {changed} not filled in");
+    }
+    filled
+}
+
+fn template_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/mariadb")
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A MariaDB server of its own on a plain directory (not the cluster's):
+/// to create the database before the cluster starts and to check each
+/// node's copy after it stopped. No network; stopped on drop.
+struct Standalone {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Standalone {
+    fn start(datadir: &Path, run_dir: &Path) -> Self {
+        std::fs::create_dir_all(run_dir).unwrap();
+        run(Command::new("chown").arg("mysql:mysql").arg(run_dir)).unwrap();
+        let socket = run_dir.join("s.sock");
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg("--user=mysql")
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--pid-file={}", run_dir.join("s.pid").display()))
+            .arg(format!("--log-error={}", run_dir.join("s.err").display()))
+            .args(["--skip-networking", "--innodb-buffer-pool-size=32M"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Self { child, socket };
+        let end = Instant::now() + WAIT;
+        while s.sql("SELECT 1").is_err() {
+            let log = std::fs::read_to_string(run_dir.join("s.err")).unwrap_or_default();
+            assert!(Instant::now() < end, "mariadbd on {} does not answer:\n{log}", datadir.display());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s
+    }
+
+    fn sql(&self, q: &str) -> Result<String, String> {
+        run(Command::new("mariadb").arg(format!("--socket={}", self.socket.display())).args(["-N", "-B", "-e", q]))
+    }
+
+    fn check(&self) -> Result<String, String> {
+        run(Command::new("mariadb-check").arg(format!("--socket={}", self.socket.display())).arg("--all-databases"))
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.sql("SHUTDOWN");
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client in the client namespace inserting rows 0, 1, 2… through the
+/// VIP, one `mariadb` call per row (5 s at most each): a row is
+/// acknowledged when the call exits 0; a failed call is retried with the
+/// same row (INSERT IGNORE: the failed call may have committed it).
+const WRITER: &str = r#"i=0
+while [ $i -lt 100000 ]; do
+  if timeout 5 mariadb -h "$1" -u app -papp --connect-timeout=2 ha -e "INSERT IGNORE INTO t (id) VALUES ($i)" 2>/dev/null; then
+    echo $i
+    i=$((i + 1))
+  else
+    sleep 0.1
+  fi
+done"#;
+
+fn writer() -> Writer {
+    // `ip netns exec` execs sh: the child's PID is the loop's.
+    Writer::spawn(Command::new("ip").args(["netns", "exec", &Demo::client_ns(), "sh", "-c", WRITER, "writer", VIP]).stderr(Stdio::null()))
+}
+
+/// A query through the VIP from the client namespace, as user app.
+fn client_sql(q: &str) -> Result<String, String> {
+    run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &Demo::client_ns(),
+        "mariadb",
+        "-h",
+        VIP,
+        "-u",
+        "app",
+        "-papp",
+        "-N",
+        "-B",
+        "ha",
+        "-e",
+        q,
+    ]))
+}
+
+/// Every row below `acked` is in the table the VIP's server serves.
+fn assert_rows_through_vip(acked: u64, when: &str) {
+    let n = client_sql(&format!("SELECT COUNT(*) FROM t WHERE id < {acked}")).unwrap();
+    assert_eq!(n, acked.to_string(), "{when}: {acked} rows acknowledged, {n} of them in the table");
+    let check = client_sql("CHECK TABLE t").unwrap();
+    assert!(check.ends_with("status\tOK"), "{when}: CHECK TABLE t: {check}");
+}
+
+/// The database, its user and table, made on node1's copy before the cluster starts.
+fn create_database(data: &Path, run_dir: &Path) {
+    run(Command::new("mariadb-install-db")
+        .arg("--no-defaults")
+        .arg("--user=mysql")
+        .arg(format!("--datadir={}", data.display()))
+        .arg("--auth-root-authentication-method=socket"))
+    .unwrap();
+    let db = Standalone::start(data, run_dir);
+    db.sql("CREATE DATABASE ha; CREATE TABLE ha.t (id INT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; CREATE USER app@'%' IDENTIFIED BY 'app'; GRANT ALL ON ha.* TO app@'%';").unwrap();
+}
+
+#[test]
+fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() {
+    let _serial = common::serial();
+    let tools = ["ip", "nsenter", "mariadbd", "mariadb", "mariadb-admin", "mariadb-install-db", "mariadb-check", "timeout"];
+    if !common::privileged(
+        "MariaDB test needs root, FUSE, iproute2 and MariaDB (apt-get install mariadb-server mariadb-client)",
+        &tools,
+        true,
+    ) {
+        return;
+    }
+    let mut demo = Demo::setup().unwrap();
+    let datadir = demo.replicated_dir().unwrap();
+    demo.use_module(&template_dir(), &userconfig(&datadir)).unwrap();
+    // /var/lib/mysql of a fresh install on each server: the mysql user's.
+    for i in 0..2 {
+        run(Command::new("chown").arg("mysql:mysql").arg(demo.data_dir(i))).unwrap();
+    }
+    create_database(&demo.data_dir(0), &demo.node_dir(0).join("standalone"));
+
+    let rt = rt();
+    rt.block_on(pair(&mut demo, 0));
+    let writer = writer();
+    writer.wait_for(100);
+    assert_rows_through_vip(writer.acked(), "node1 PRIM");
+
+    // kill -9 of node1: its daemon and its mariadbd.
+    let before = writer.acked();
+    demo.crash(0);
+    let crashed = Instant::now();
+    rt.block_on(demo.wait_state(1, State::Alone, WAIT)).unwrap();
+    writer.wait_for(before + 1);
+    println!("kill -9 of the primary -> first row acknowledged by node2: {} ms", crashed.elapsed().as_millis());
+    writer.wait_for(before + 100);
+    assert_rows_through_vip(writer.acked(), "node2 ALONE after the kill -9 of node1");
+
+    // node1 comes back as SECOND (reintegration) while the client writes, then the roles are swapped back.
+    demo.start_daemon(0, &common::exe()).unwrap();
+    rt.block_on(demo.wait_daemon(0, WAIT)).unwrap();
+    rt.block_on(demo.command(0, CommandKind::Second { fullsync: false })).unwrap();
+    rt.block_on(demo.wait_state(0, State::Second, WAIT)).unwrap();
+    rt.block_on(demo.wait_state(1, State::Prim, WAIT)).unwrap();
+    let at_swap = writer.acked();
+    rt.block_on(demo.command(1, CommandKind::Swap(safekit_core::engine::SwapKind::Sync))).unwrap();
+    rt.block_on(demo.wait_state(0, State::Prim, WAIT)).unwrap();
+    rt.block_on(demo.wait_state(1, State::Second, WAIT)).unwrap();
+    writer.wait_for(at_swap + 100);
+    let acked = writer.stop();
+    assert_rows_through_vip(acked, "node1 PRIM after the swap");
+    println!("{acked} rows acknowledged through the failover, the reintegration and the swap");
+
+    // Each node's copy, opened by a server of its own once the module stopped: every row, clean.
+    rt.block_on(demo.command(0, CommandKind::Stop)).unwrap();
+    rt.block_on(demo.wait_state(1, State::Alone, WAIT)).unwrap();
+    rt.block_on(demo.command(1, CommandKind::Stop)).unwrap();
+    rt.block_on(common::wait_status(&demo, 1, State::Stop));
+    rt.block_on(common::wait_status(&demo, 0, State::Stop));
+    demo.stop_daemon(0);
+    demo.stop_daemon(1);
+    for i in 0..2 {
+        let copy = Standalone::start(&demo.data_dir(i), &demo.node_dir(i).join("standalone"));
+        let n = copy.sql(&format!("SELECT COUNT(*) FROM ha.t WHERE id < {acked}")).unwrap();
+        assert_eq!(n, acked.to_string(), "node{}'s copy: {acked} rows acknowledged, {n} of them there", i + 1);
+        let check = copy.check().unwrap();
+        let bad: Vec<&str> = check.lines().filter(|l| !l.trim_end().ends_with("OK") && l.contains('.')).collect();
+        assert!(bad.is_empty() && check.contains("ha.t"), "node{}'s copy: mariadb-check:\n{check}", i + 1);
+    }
+}
