@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{pair, rt, Writer, WAIT};
+use common::{client_writer, failover_cycle, pair, rt, run_ok, template_dir, WAIT};
 use safekit_bin::demo::Demo;
-use safekit_core::engine::{CommandKind, State};
 
 const VIP: &str = "10.77.0.100";
 
@@ -26,7 +25,7 @@ const VIP: &str = "10.77.0.100";
 /// directly, listening on every address, its socket in each node's own
 /// SAFEVAR (both nodes share this machine's /run).
 fn userconfig(datadir: &Path) -> String {
-    let template = std::fs::read_to_string(template_dir().join("conf/userconfig.xml")).unwrap();
+    let template = std::fs::read_to_string(template_dir("mariadb").join("conf/userconfig.xml")).unwrap();
     let filled = template
         .replace(r#"<macro name="VIRTUAL_IP" value=""/>"#, &format!(r#"<macro name="VIRTUAL_IP" value="{VIP}"/>"#))
         .replace(r#"<macro name="DATADIR" value="/var/lib/mysql"/>"#, &format!(r#"<macro name="DATADIR" value="{}"/>"#, datadir.display()))
@@ -43,19 +42,6 @@ fn userconfig(datadir: &Path) -> String {
     filled
 }
 
-fn template_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules/mariadb")
-}
-
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!("{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
 /// A MariaDB server of its own on a plain directory (not the cluster's):
 /// to create the database before the cluster starts and to check each
 /// node's copy after it stopped. No network; stopped on drop.
@@ -67,7 +53,7 @@ struct Standalone {
 impl Standalone {
     fn start(datadir: &Path, run_dir: &Path) -> Self {
         std::fs::create_dir_all(run_dir).unwrap();
-        run(Command::new("chown").arg("mysql:mysql").arg(run_dir)).unwrap();
+        run_ok(Command::new("chown").arg("mysql:mysql").arg(run_dir)).unwrap();
         let socket = run_dir.join("s.sock");
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
@@ -93,11 +79,11 @@ impl Standalone {
     }
 
     fn sql(&self, q: &str) -> Result<String, String> {
-        run(Command::new("mariadb").arg(format!("--socket={}", self.socket.display())).args(["-N", "-B", "-e", q]))
+        run_ok(Command::new("mariadb").arg(format!("--socket={}", self.socket.display())).args(["-N", "-B", "-e", q]))
     }
 
     fn check(&self) -> Result<String, String> {
-        run(Command::new("mariadb-check").arg(format!("--socket={}", self.socket.display())).arg("--all-databases"))
+        run_ok(Command::new("mariadb-check").arg(format!("--socket={}", self.socket.display())).arg("--all-databases"))
     }
 }
 
@@ -127,14 +113,9 @@ while [ $i -lt 100000 ]; do
   fi
 done"#;
 
-fn writer() -> Writer {
-    // `ip netns exec` execs sh: the child's PID is the loop's.
-    Writer::spawn(Command::new("ip").args(["netns", "exec", &Demo::client_ns(), "sh", "-c", WRITER, "writer", VIP]).stderr(Stdio::null()))
-}
-
 /// A query through the VIP from the client namespace, as user app.
 fn client_sql(q: &str) -> Result<String, String> {
-    run(Command::new("ip").args([
+    run_ok(Command::new("ip").args([
         "netns",
         "exec",
         &Demo::client_ns(),
@@ -162,11 +143,13 @@ fn assert_rows_through_vip(acked: u64, when: &str) {
 
 /// The database, its user and table, made on node1's copy before the cluster starts.
 fn create_database(data: &Path, run_dir: &Path) {
-    run(Command::new("mariadb-install-db")
-        .arg("--no-defaults")
-        .arg("--user=mysql")
-        .arg(format!("--datadir={}", data.display()))
-        .arg("--auth-root-authentication-method=socket"))
+    run_ok(
+        Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg("--user=mysql")
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--auth-root-authentication-method=socket"),
+    )
     .unwrap();
     let db = Standalone::start(data, run_dir);
     db.sql("CREATE DATABASE ha; CREATE TABLE ha.t (id INT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; CREATE USER app@'%' IDENTIFIED BY 'app'; GRANT ALL ON ha.* TO app@'%';").unwrap();
@@ -185,52 +168,18 @@ fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() 
     }
     let mut demo = Demo::setup().unwrap();
     let datadir = demo.replicated_dir().unwrap();
-    demo.use_module(&template_dir(), &userconfig(&datadir)).unwrap();
+    demo.use_module(&template_dir("mariadb"), &userconfig(&datadir)).unwrap();
     // /var/lib/mysql of a fresh install on each server: the mysql user's.
     for i in 0..2 {
-        run(Command::new("chown").arg("mysql:mysql").arg(demo.data_dir(i))).unwrap();
+        run_ok(Command::new("chown").arg("mysql:mysql").arg(demo.data_dir(i))).unwrap();
     }
     create_database(&demo.data_dir(0), &demo.node_dir(0).join("standalone"));
 
     let rt = rt();
     rt.block_on(pair(&mut demo, 0));
-    let writer = writer();
-    writer.wait_for(100);
-    assert_rows_through_vip(writer.acked(), "node1 PRIM");
+    let acked = failover_cycle(&mut demo, &rt, client_writer(WRITER, VIP), |_| {}, assert_rows_through_vip, |_| {});
 
-    // kill -9 of node1: its daemon and its mariadbd.
-    let before = writer.acked();
-    demo.crash(0);
-    let crashed = Instant::now();
-    rt.block_on(demo.wait_state(1, State::Alone, WAIT)).unwrap();
-    writer.wait_for(before + 1);
-    println!("kill -9 of the primary -> first row acknowledged by node2: {} ms", crashed.elapsed().as_millis());
-    writer.wait_for(before + 100);
-    assert_rows_through_vip(writer.acked(), "node2 ALONE after the kill -9 of node1");
-
-    // node1 comes back as SECOND (reintegration) while the client writes, then the roles are swapped back.
-    demo.start_daemon(0, &common::exe()).unwrap();
-    rt.block_on(demo.wait_daemon(0, WAIT)).unwrap();
-    rt.block_on(demo.command(0, CommandKind::Second { fullsync: false })).unwrap();
-    rt.block_on(demo.wait_state(0, State::Second, WAIT)).unwrap();
-    rt.block_on(demo.wait_state(1, State::Prim, WAIT)).unwrap();
-    let at_swap = writer.acked();
-    rt.block_on(demo.command(1, CommandKind::Swap(safekit_core::engine::SwapKind::Sync))).unwrap();
-    rt.block_on(demo.wait_state(0, State::Prim, WAIT)).unwrap();
-    rt.block_on(demo.wait_state(1, State::Second, WAIT)).unwrap();
-    writer.wait_for(at_swap + 100);
-    let acked = writer.stop();
-    assert_rows_through_vip(acked, "node1 PRIM after the swap");
-    println!("{acked} rows acknowledged through the failover, the reintegration and the swap");
-
-    // Each node's copy, opened by a server of its own once the module stopped: every row, clean.
-    rt.block_on(demo.command(0, CommandKind::Stop)).unwrap();
-    rt.block_on(demo.wait_state(1, State::Alone, WAIT)).unwrap();
-    rt.block_on(demo.command(1, CommandKind::Stop)).unwrap();
-    rt.block_on(common::wait_status(&demo, 1, State::Stop));
-    rt.block_on(common::wait_status(&demo, 0, State::Stop));
-    demo.stop_daemon(0);
-    demo.stop_daemon(1);
+    // Each node's copy, opened by a server of its own: every row, clean.
     for i in 0..2 {
         let copy = Standalone::start(&demo.data_dir(i), &demo.node_dir(i).join("standalone"));
         let n = copy.sql(&format!("SELECT COUNT(*) FROM ha.t WHERE id < {acked}")).unwrap();

@@ -195,3 +195,101 @@ impl Drop for Writer {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `cmd`: its standard output (trimmed) if it exits 0, else what it printed.
+pub(crate) fn run_ok(cmd: &mut std::process::Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("{cmd:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// The module template `name` of the repository's `modules/`.
+pub(crate) fn template_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules").join(name)
+}
+
+/// A shell loop `script` run in the client namespace with `arg` as `$1`,
+/// printing each acknowledged record's number.
+pub(crate) fn client_writer(script: &str, arg: &str) -> Writer {
+    // `ip netns exec` execs sh: the child's PID is the loop's.
+    Writer::spawn(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &Demo::client_ns(), "sh", "-c", script, "writer", arg])
+            .stderr(std::process::Stdio::null()),
+    )
+}
+
+/// Where a database test's HA cycle is, for what the test runs beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cycle {
+    /// node1 was killed; node2 serves.
+    FailedOver,
+    /// node1 is PRIM again after the swap; the writer stopped.
+    SwappedBack,
+}
+
+/// The HA cycle of the database tests, node1 PRIM and node2 SECOND to
+/// begin with, `writer` writing through the VIP: kill -9 of node1 (its
+/// daemon, then `crash` for what else runs there), node2 ALONE serves;
+/// node1 back as SECOND (reintegration), swap back, node1 PRIM; both
+/// modules stopped, both daemons too. `check(acked, when)` asserts every
+/// acknowledged record is served at each step; `at` is told each step.
+/// Returns how many records were acknowledged in all.
+pub(crate) fn failover_cycle(
+    demo: &mut Demo,
+    rt: &tokio::runtime::Runtime,
+    writer: Writer,
+    crash: impl FnOnce(&Demo),
+    check: impl Fn(u64, &str),
+    mut at: impl FnMut(Cycle),
+) -> u64 {
+    use safekit_core::engine::SwapKind;
+    writer.wait_for(100);
+    check(writer.acked(), "node1 PRIM");
+    let before = writer.acked();
+    demo.crash(0);
+    crash(demo);
+    let crashed = Instant::now();
+    must(demo, rt, rt.block_on(demo.wait_state(1, State::Alone, WAIT)));
+    writer.wait_for(before + 1);
+    println!("kill -9 of the primary -> first write acknowledged by node2: {} ms", crashed.elapsed().as_millis());
+    at(Cycle::FailedOver);
+    writer.wait_for(before + 100);
+    check(writer.acked(), "node2 ALONE after the kill -9 of node1");
+
+    // node1 comes back as SECOND (reintegration) while the client writes, then the roles are swapped back.
+    demo.start_daemon(0, &exe()).unwrap();
+    rt.block_on(demo.wait_daemon(0, WAIT)).unwrap();
+    must(demo, rt, rt.block_on(demo.command(0, CommandKind::Second { fullsync: false })));
+    must(demo, rt, rt.block_on(demo.wait_state(0, State::Second, WAIT)));
+    must(demo, rt, rt.block_on(demo.wait_state(1, State::Prim, WAIT)));
+    let at_swap = writer.acked();
+    must(demo, rt, rt.block_on(demo.command(1, CommandKind::Swap(SwapKind::Sync))));
+    must(demo, rt, rt.block_on(demo.wait_state(0, State::Prim, WAIT)));
+    must(demo, rt, rt.block_on(demo.wait_state(1, State::Second, WAIT)));
+    writer.wait_for(at_swap + 100);
+    let acked = writer.stop();
+    at(Cycle::SwappedBack);
+    check(acked, "node1 PRIM after the swap");
+    println!("{acked} writes acknowledged through the failover, the reintegration and the swap");
+
+    must(demo, rt, rt.block_on(demo.command(0, CommandKind::Stop)));
+    must(demo, rt, rt.block_on(demo.wait_state(1, State::Alone, WAIT)));
+    must(demo, rt, rt.block_on(demo.command(1, CommandKind::Stop)));
+    rt.block_on(wait_status(demo, 1, State::Stop));
+    rt.block_on(wait_status(demo, 0, State::Stop));
+    demo.stop_daemon(0);
+    demo.stop_daemon(1);
+    acked
+}
+
+/// `r`'s value, or a panic with its error and both nodes' last log lines.
+fn must<T>(demo: &Demo, rt: &tokio::runtime::Runtime, r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| {
+        let logs: Vec<String> = (0..2).map(|i| rt.block_on(demo.log(i, 40)).join("\n")).collect();
+        panic!("{e}\n--- node1's log:\n{}\n--- node2's log:\n{}", logs[0], logs[1])
+    })
+}
