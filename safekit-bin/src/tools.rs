@@ -12,7 +12,7 @@ pub(crate) fn writer(file: &Path, records: u64) -> Result<(), String> {
     let f = OpenOptions::new().create(true).write(true).truncate(false).open(file).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
     for i in 0..records {
-        let rec = format!("record {i:08}\n");
+        let rec = safekit_bin::demo::record(i);
         f.write_all_at(rec.as_bytes(), i * rec.len() as u64).map_err(|e| e.to_string())?;
         f.sync_data().map_err(|e| e.to_string())?;
         writeln!(out, "{i}").and_then(|()| out.flush()).map_err(|e| e.to_string())?;

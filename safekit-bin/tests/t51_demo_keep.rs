@@ -30,7 +30,7 @@ fn http(method: &str, path: &str, body: &str) -> Option<(u16, String)> {
 #[test]
 fn a_kept_demo_serves_its_console_on_loopback_until_cleaned() {
     let _serial = common::serial();
-    if !common::privileged("demo --keep needs root and iproute2", &["ip"], false) {
+    if !common::privileged("demo --keep needs root, FUSE, iproute2 and nsenter", &["ip", "nsenter", "dd"], true) {
         return;
     }
     let out = Command::new(exe()).args(["demo", "--keep"]).output().unwrap();
@@ -44,6 +44,12 @@ fn a_kept_demo_serves_its_console_on_loopback_until_cleaned() {
     }
     let _clean = Clean;
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // The demo checked each node's copy of what the other acknowledged, and shows both synchronisations.
+    for line in
+        ["data: node2's copy holds all", "data: node1's copy holds all", "node2: synchronisation copied", "node1: synchronisation copied"]
+    {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
     let password = text.split("password ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a console password").to_string();
     assert_eq!(http("GET", "/console/", "").map(|r| r.0), Some(200), "the console through the forwarder");
     let (code, answer) = http("POST", "/login", &format!("httpd_username=admin&httpd_password={password}")).unwrap();

@@ -135,64 +135,28 @@ pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A writing client (a child process) that prints the number of each
-/// record once it was acknowledged (0, 1, 2…): `acked` is one more than the
-/// last it printed (0 = none).
-pub(crate) struct Writer {
-    child: std::process::Child,
-    acked: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
+/// A writing client ([`safekit_bin::demo::Writer`]) whose waits fail the test.
+pub(crate) struct Writer(safekit_bin::demo::Writer);
 
 impl Writer {
     /// Spawns `cmd` with its standard output read here.
     pub(crate) fn spawn(cmd: &mut std::process::Command) -> Self {
-        use std::io::BufRead;
-        use std::sync::atomic::Ordering;
-        let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
-        let out = child.stdout.take().unwrap();
-        let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let a = acked.clone();
-        let reader = std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(n) = l.trim().parse::<u64>() {
-                    a.store(n + 1, Ordering::SeqCst);
-                }
-            }
-        });
-        Self { child, acked, reader: Some(reader) }
+        Self(safekit_bin::demo::Writer::spawn(cmd).unwrap())
     }
 
     /// How many records were acknowledged (0..n).
     pub(crate) fn acked(&self) -> u64 {
-        self.acked.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.acked()
     }
 
     /// Waits (a minute at most) until `n` records are acknowledged; the time it took.
     pub(crate) fn wait_for(&self, n: u64) -> Duration {
-        let (start, end) = (Instant::now(), Instant::now() + WAIT);
-        while self.acked() < n {
-            assert!(Instant::now() < end, "the writer acknowledged only {} records (waiting for {n})", self.acked());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        start.elapsed()
+        self.0.wait_for(n, WAIT).unwrap()
     }
 
     /// Ends the writer; what it printed before is counted.
-    pub(crate) fn stop(mut self) -> u64 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        self.acked()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub(crate) fn stop(self) -> u64 {
+        self.0.stop()
     }
 }
 
