@@ -3,6 +3,10 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
+use common::tempdir;
+
 fn node_dir(name: &str, userconfig: &str) -> tempdir::Dir {
     let d = tempdir::Dir::new(name);
     std::fs::create_dir_all(d.path().join("safe/modules/mariadb/conf")).unwrap();
@@ -20,31 +24,6 @@ fn safekit(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .output()
         .expect("safekit runs");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-/// A directory removed when dropped (no extra dependency for one helper).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub(crate) struct Dir(PathBuf);
-
-    impl Dir {
-        pub(crate) fn new(name: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("safekit-cli-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&p);
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-        pub(crate) fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[test]

@@ -257,3 +257,28 @@ fn must<T>(demo: &Demo, rt: &tokio::runtime::Runtime, r: Result<T, String>) -> T
         panic!("{e}\n--- node1's log:\n{}\n--- node2's log:\n{}", logs[0], logs[1])
     })
 }
+
+/// A directory removed when dropped (no extra dependency for one helper).
+pub(crate) mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub(crate) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(crate) fn new(name: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("safekit-cli-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
