@@ -325,6 +325,8 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         all_there(&std::fs::read(demo.data_dir(0).join("journal-a")).unwrap(), &acks, "node1's own disk");
 
         // 3. Healed: node1 (newest data) is primary again, node2 catches up.
+        const PAIRED: &str = "Paired again: the lease witness no longer counts this node as writing alone";
+        let paired_before = demo.log(0, 5000).await.iter().filter(|l| l.ends_with(PAIRED)).count();
         demo.link(0, true).unwrap();
         demo.wait_state(0, State::Prim, LONG).await.unwrap();
         demo.wait_state(1, State::Second, LONG).await.unwrap();
@@ -333,7 +335,12 @@ fn lease_witness_never_lets_two_nodes_write_and_loses_no_acknowledged_record() {
         // 4. node1 is cut while paired: node2 takes over once node1's lease
         //    ended; nothing node1 acknowledged is missing on node2, and node1
         //    acknowledged nothing after node2 became primary.
-        wait_log(&demo, 0, "Paired again: the lease witness no longer counts this node as writing alone").await;
+        // (this pairing's line: the first pairing logged one already)
+        let end = Instant::now() + LONG;
+        while demo.log(0, 5000).await.iter().filter(|l| l.ends_with(PAIRED)).count() <= paired_before {
+            assert!(Instant::now() < end, "node1 never told the witness it is paired again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let w = Writer::start(&demo, 0, &shared.join("journal-b"));
         w.wait_acks(20).await;
         demo.link(0, false).unwrap();

@@ -255,9 +255,14 @@ pub fn spawn_keeper(
             let now = tokio::time::Instant::now();
             // A PRIM whose link just dropped has writes waiting for an ALONE lease too.
             let lone = status.state == State::Alone || (status.state == State::Prim && client.gate.wants_alone());
-            let just_paired = status.state == State::Prim && last_state != State::Prim;
-            last_state = status.state;
-            match if lone { State::Alone } else { status.state } {
+            // As this loop treats it: a PRIM with writes still waiting for an
+            // ALONE lease counts as ALONE, and becomes "paired" only when
+            // they are gone (else the witness heard of the pairing a third
+            // of a lease late, and a failover meanwhile was refused as stale).
+            let branch = if lone { State::Alone } else { status.state };
+            let just_paired = branch == State::Prim && last_state != State::Prim;
+            last_state = branch;
+            match branch {
                 State::Alone => {
                     paired_told = false;
                     if now < next_renew && !client.gate.wants_alone() {
