@@ -10,7 +10,6 @@
 //! keeps the user's files. Without root, cargo-deb or unshare this test
 //! says so and passes, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
-use std::path::Path;
 use std::process::Command;
 
 mod common;
@@ -74,39 +73,18 @@ test ! -e /opt/safekit/safekit && test ! -e /usr/bin/safekit
 say removed, the configuration kept
 "#;
 
-/// Builds the overlay root and runs [`INSIDE`] there.
-const OUTSIDE: &str = r#"set -eu
-w=$1; shift
-mount --make-rprivate /
-mount -t tmpfs tmpfs "$w"
-mkdir -p "$w/upper" "$w/work" "$w/root"
-mount -t overlay overlay -o "lowerdir=/,upperdir=$w/upper,workdir=$w/work" "$w/root"
-r=$w/root
-mount --rbind /proc "$r/proc"
-mount --rbind /dev "$r/dev"
-mount --rbind /sys "$r/sys"
-# No systemd inside: the maintainer scripts take the path without it.
-mount -t tmpfs tmpfs "$r/run"
-mount -t tmpfs tmpfs "$r/tmp"
-cp "$1" "$r/tmp/old.deb"
+/// Runs [`INSIDE`] in an overlay root (`$1` its scratch directory).
+fn outside() -> String {
+    format!(
+        "set -eu\nw=$1; shift\n{}{}",
+        common::OVERLAY_ROOT,
+        r#"cp "$1" "$r/tmp/old.deb"
 cp "$2" "$r/tmp/new.deb"
 printf '%s' "$INSIDE" >"$r/tmp/inside.sh"
 ip link set lo up
 chroot "$r" /bin/sh /tmp/inside.sh /tmp/old.deb /tmp/new.deb "$3" "$4" || { echo "--- daemon log"; cat "$r/tmp/daemon.log" 2>/dev/null; exit 1; }
-"#;
-
-fn cargo_deb(out: &Path, version: &str) -> std::path::PathBuf {
-    // The binary under test, packaged as is (dev profile: no second build).
-    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["deb", "-p", "safekit-bin", "--no-build", "--profile", "dev", "--fast", "--deb-version", version, "-o"])
-        .arg(out)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "cargo deb: {}", String::from_utf8_lossy(&o.stderr));
-    let path = String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap_or("").to_string();
-    assert!(path.ends_with(".deb"), "cargo deb printed {path:?}");
-    path.into()
+"#
+    )
 }
 
 #[test]
@@ -121,12 +99,12 @@ fn the_package_installs_upgrades_and_keeps_the_users_module_and_its_state() {
     let dir = common::tempdir::Dir::new("package");
     let version = env!("CARGO_PKG_VERSION");
     let (v1, v2) = (format!("{version}-1"), format!("{version}+up1-1"));
-    let old = cargo_deb(&dir.path().join("n"), &v1);
-    let new = cargo_deb(&dir.path().join("n1"), &v2);
+    let old = common::cargo_deb(&dir.path().join("n"), &v1);
+    let new = common::cargo_deb(&dir.path().join("n1"), &v2);
     let work = dir.path().join("overlay");
     std::fs::create_dir_all(&work).unwrap();
     let o = Command::new("unshare")
-        .args(["--mount", "--net", "--fork", "sh", "-c", OUTSIDE, "outside"])
+        .args(["--mount", "--net", "--fork", "sh", "-c", &outside(), "outside"])
         .arg(&work)
         .args([&old, &new])
         .args([&v1, &v2])

@@ -376,7 +376,9 @@ pub(crate) enum Cmd {
         args: Vec<String>,
     },
     /// Two-node cluster and a client on this machine in network namespaces:
-    /// start, failover after a kill -9 of the primary, measured outage (root).
+    /// start, data replicated, failover after a kill -9 of the primary,
+    /// measured outage, every acknowledged write on the survivor, the old
+    /// primary back copying only what changed (root).
     Demo {
         /// Benchmark instead: repeat the failover RUNS times and print the
         /// client's outage per run, median and max.

@@ -282,3 +282,36 @@ pub(crate) mod tempdir {
         }
     }
 }
+
+/// The Debian package of the binary under test, made by cargo-deb into
+/// `out` with package version `version`; its path.
+pub(crate) fn cargo_deb(out: &Path, version: &str) -> PathBuf {
+    // The binary under test, packaged as is (dev profile: no second build).
+    let o = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["deb", "-p", "safekit-bin", "--no-build", "--profile", "dev", "--fast", "--deb-version", version, "-o"])
+        .arg(out)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cargo deb: {}", String::from_utf8_lossy(&o.stderr));
+    let path = String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap_or("").to_string();
+    assert!(path.ends_with(".deb"), "cargo deb printed {path:?}");
+    path.into()
+}
+
+/// Shell lines (in a mount namespace of its own, as root) that make `$r`
+/// a copy-on-write view of this machine's root, backed by a tmpfs at `$w`:
+/// a "server" whose package installs and files change nothing here.
+pub(crate) const OVERLAY_ROOT: &str = r#"mount --make-rprivate /
+mkdir -p "$w"
+mount -t tmpfs tmpfs "$w"
+mkdir -p "$w/upper" "$w/work" "$w/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$w/upper,workdir=$w/work" "$w/root"
+r=$w/root
+mount --rbind /proc "$r/proc"
+mount --rbind /dev "$r/dev"
+mount --rbind /sys "$r/sys"
+# No systemd inside: maintainer scripts and modules take the path without it.
+mount -t tmpfs tmpfs "$r/run"
+mount -t tmpfs tmpfs "$r/tmp"
+"#;

@@ -203,7 +203,10 @@ pub(super) async fn load_module(site: &Site<'_>, name: String, id: u16, full_syn
     // the machine ended without stopping it (a crash, a power loss).
     let switch = crate::modules::boot::switch(layout, &name);
     let boot_start = crate::modules::boot::starts(cfg.service.boot, switch, persisted.running).then_some(cfg.service.boot_delay);
-    if full_sync {
+    // A module that never ran (generation 0) synchronises in full at its
+    // first reintegration anyway; flagging it would also make the first
+    // reintegration of its first primary full, long after it has a mirror.
+    if full_sync && persisted.gen > 0 {
         persisted.need_full_sync = true;
         persisted.full_sync_required = true;
         store.save(&persisted).map_err(|e| format!("module {name}: {e}"))?;
