@@ -17,6 +17,7 @@ mod common;
 
 use common::{client_writer, failover_cycle, pair, rt, run_ok, template_dir, Cycle};
 use safekit_bin::demo::Demo;
+use std::time::Instant;
 
 const VIP: &str = "10.77.0.100";
 
@@ -188,23 +189,29 @@ impl Drop for Standalone {
     }
 }
 
-#[test]
-fn postgresql_fails_over_with_every_acknowledged_row_and_both_copies_pass_pg_amcheck() {
-    let _serial = common::serial();
+/// The pgbin directory when the test can run (root, FUSE, PostgreSQL);
+/// None (after saying why) when it is skipped.
+fn can_run() -> Option<PathBuf> {
     let found = pgbin();
     let tools = ["ip", "nsenter", "psql", "pgbench", "runuser", "timeout"];
     let why = "PostgreSQL test needs root, FUSE, iproute2 and PostgreSQL (apt-get install postgresql)";
     if !common::privileged(why, &tools, true) {
-        return;
+        return None;
     }
-    let Some(pgbin) = found else {
+    if found.is_none() {
         assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "no /usr/lib/postgresql/*/bin: {why}");
         println!("SKIPPED: {why} (no /usr/lib/postgresql/*/bin with pg_ctl and pg_amcheck)");
-        return;
-    };
+    }
+    found
+}
+
+/// The two nodes with the filled template, PostgreSQL's cluster made on
+/// node1's copy (listening on TCP only, trusting the test network); node1
+/// PRIM, node2 SECOND.
+fn cluster(pgbin: &Path, rt: &tokio::runtime::Runtime) -> Demo {
     let mut demo = Demo::setup().unwrap();
     let pgdata = demo.replicated_dir().unwrap();
-    demo.use_module(&template_dir("postgresql"), &userconfig(&pgdata, &pgbin)).unwrap();
+    demo.use_module(&template_dir("postgresql"), &userconfig(&pgdata, pgbin)).unwrap();
     // PGDATA on each server: the postgres user's, 0700.
     for i in 0..2 {
         run_ok(Command::new("chown").arg("postgres").arg(demo.data_dir(i))).unwrap();
@@ -223,25 +230,24 @@ fn postgresql_fails_over_with_every_acknowledged_row_and_both_copies_pass_pg_amc
     text.push_str("host all all 10.77.0.0/24 trust\n");
     std::fs::write(&hba, text).unwrap();
 
-    let rt = rt();
     rt.block_on(pair(&mut demo, 0));
+    demo
+}
+
+/// The writer's table and pgbench's (scale `scale`), through the VIP.
+fn tables(scale: u32) {
     client_sql("CREATE TABLE t (id int PRIMARY KEY, at timestamptz DEFAULT now())").unwrap();
-    run_ok(Command::new("ip").args([
-        "netns",
-        "exec",
-        &Demo::client_ns(),
-        "pgbench",
-        "-i",
-        "-s",
-        "1",
-        "-q",
-        "-h",
-        VIP,
-        "-U",
-        "postgres",
-        "postgres",
-    ]))
-    .unwrap();
+    let init = ["pgbench", "-i", "-q", "-h", VIP, "-U", "postgres", "-s"];
+    run_ok(Command::new("ip").args(["netns", "exec", &Demo::client_ns()]).args(init).arg(scale.to_string()).arg("postgres")).unwrap();
+}
+
+#[test]
+fn postgresql_fails_over_with_every_acknowledged_row_and_both_copies_pass_pg_amcheck() {
+    let _serial = common::serial();
+    let Some(pgbin) = can_run() else { return };
+    let rt = rt();
+    let mut demo = cluster(&pgbin, &rt);
+    tables(1);
     let bench = std::cell::RefCell::new(pgbench(60));
     let stop_bench = || {
         let _ = bench.borrow_mut().kill();
@@ -272,4 +278,79 @@ fn postgresql_fails_over_with_every_acknowledged_row_and_both_copies_pass_pg_amc
         let check = copy.amcheck();
         assert!(check.is_ok(), "node{}'s copy: pg_amcheck: {check:?}", i + 1);
     }
+}
+
+/// pgbench's TPS (`-n -c 4 -j 2 -T secs`) against `host:port` from the client namespace.
+fn pgbench_tps(host: &str, port: &str, secs: u32) -> f64 {
+    let out = run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &Demo::client_ns(), "pgbench", "-n", "-c", "4", "-j", "2", "-T"])
+            .arg(secs.to_string())
+            .args(["-h", host, "-p", port, "-U", "postgres", "postgres"]),
+    )
+    .unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{out}"))
+}
+
+/// Benchmark entry point (bench/postgresql.sh runs it with `--ignored`,
+/// once per repetition), printing one `BENCH` line: pgbench's TPS through
+/// the VIP on the replicated PGDATA (PRIM, its SECOND connected), the
+/// time from the kill -9 of the primary (daemon, postmaster, backends) to
+/// the first transaction committed on the other node, and, in the same
+/// run, pgbench's TPS on the same server and network path with PGDATA on a
+/// plain directory (node2's copy, after the cluster stopped).
+#[test]
+#[ignore = "benchmark: bench/postgresql.sh"]
+fn bench_postgresql() {
+    let _serial = common::serial();
+    let Some(pgbin) = can_run() else { return };
+    let secs: u32 = std::env::var("PGBENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let rt = rt();
+    let mut demo = cluster(&pgbin, &rt);
+    tables(10);
+    let replicated = pgbench_tps(VIP, "5432", secs);
+
+    let writer = client_writer(WRITER, VIP);
+    writer.wait_for(50);
+    let before = writer.acked();
+    demo.crash(0);
+    kill_postgres(&demo.data_dir(0));
+    let crashed = Instant::now();
+    writer.wait_for(before + 1);
+    let failover = crashed.elapsed();
+    writer.stop();
+
+    // The same database on a plain directory: node2's copy, the cluster stopped.
+    rt.block_on(demo.command(1, safekit_core::engine::CommandKind::Stop)).unwrap();
+    rt.block_on(common::wait_status(&demo, 1, safekit_core::engine::State::Stop));
+    demo.stop_daemon(1);
+    let logs = demo.node_dir(1).join("local");
+    std::fs::create_dir_all(&logs).unwrap();
+    run_ok(Command::new("chown").arg("postgres").arg(&logs)).unwrap();
+    let log = logs.join("postgresql.log");
+    run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", demo.node_ns(1)])
+            .arg("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pgbin.join("pg_ctl"))
+            .arg("-D")
+            .arg(demo.data_dir(1))
+            .args(["-o", "-p 5433", "-l"])
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"]),
+    )
+    .unwrap();
+    let local = pgbench_tps("10.77.0.2", "5433", secs);
+    let _ = run_ok(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pgbin.join("pg_ctl"))
+            .arg("-D")
+            .arg(demo.data_dir(1))
+            .args(["-m", "fast", "-w", "stop"]),
+    );
+    println!("BENCH postgresql tps_replicated={replicated:.0} tps_local={local:.0} failover_ms={}", failover.as_millis());
 }

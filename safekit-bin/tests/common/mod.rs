@@ -227,7 +227,16 @@ pub(crate) fn failover_cycle(
     // node1 comes back as SECOND (reintegration) while the client writes, then the roles are swapped back.
     demo.start_daemon(0, &exe()).unwrap();
     rt.block_on(demo.wait_daemon(0, WAIT)).unwrap();
-    must(demo, rt, rt.block_on(demo.command(0, CommandKind::Second { fullsync: false })));
+    // `second` needs the primary heard: a daemon that just started may not
+    // have had its first heartbeat yet (refused: "the other node is not
+    // primary"); an administrator runs it again, so does this.
+    let end = Instant::now() + WAIT;
+    loop {
+        match rt.block_on(demo.command(0, CommandKind::Second { fullsync: false })) {
+            Err(e) if e.contains("is not primary") && Instant::now() < end => std::thread::sleep(Duration::from_millis(100)),
+            r => break must(demo, rt, r),
+        }
+    }
     must(demo, rt, rt.block_on(demo.wait_state(0, State::Second, WAIT)));
     must(demo, rt, rt.block_on(demo.wait_state(1, State::Prim, WAIT)));
     let at_swap = writer.acked();
