@@ -21,7 +21,9 @@ fn files(dir: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../modules");
+    // Read when the script runs (not baked in when it is compiled): a build
+    // script binary reused from another checkout must not read that one.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR")).join("../modules");
     println!("cargo:rerun-if-changed={}", root.display());
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let mut list = String::from("/// The module templates: (name, .safe bytes).\npub(crate) const TEMPLATES: &[(&str, &[u8])] = &[\n");

@@ -87,6 +87,10 @@ impl Server {
         text
     }
 
+    fn sh_quiet(&self, script: &str) -> bool {
+        self.enter().arg("chroot").arg(&self.root).args(["/bin/sh", "-c", script]).status().is_ok_and(|s| s.success())
+    }
+
     fn daemon_log(&self) -> String {
         let o = self.enter().arg("tail").arg("-n").arg("40").arg(self.root.join("var/log/safekit-test.log")).output();
         o.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
@@ -123,12 +127,6 @@ impl Drop for Server {
         }
         let _ = self.sleeper.kill();
         let _ = self.sleeper.wait();
-    }
-}
-
-impl Server {
-    fn sh_quiet(&self, script: &str) -> bool {
-        self.enter().arg("chroot").arg(&self.root).args(["/bin/sh", "-c", script]).status().is_ok_and(|s| s.success())
     }
 }
 

@@ -244,7 +244,7 @@ pub fn spawn_keeper(
         let mut resource = ResourceState::Up;
         let mut next_renew = tokio::time::Instant::now();
         let mut paired_told = false;
-        let mut last_state = State::Stop;
+        let mut last_branch = State::Stop;
         let mut complaint: Option<String> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -260,8 +260,8 @@ pub fn spawn_keeper(
             // they are gone (else the witness heard of the pairing a third
             // of a lease late, and a failover meanwhile was refused as stale).
             let branch = if lone { State::Alone } else { status.state };
-            let just_paired = branch == State::Prim && last_state != State::Prim;
-            last_state = branch;
+            let just_paired = branch == State::Prim && last_branch != State::Prim;
+            last_branch = branch;
             match branch {
                 State::Alone => {
                     paired_told = false;
