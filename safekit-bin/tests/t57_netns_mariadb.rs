@@ -20,6 +20,10 @@ use safekit_bin::demo::Demo;
 
 const VIP: &str = "10.77.0.100";
 
+/// mariadbd's options in the cluster (MARIADB_OPTIONS) and in the
+/// benchmark's plain-directory run alike.
+const NETWORK_OPTIONS: &str = "--bind-address=0.0.0.0 --port=3306 --innodb-buffer-pool-size=32M --skip-name-resolve";
+
 /// The template as a user fills it, with the test's differences: a 1 s
 /// heartbeat timeout (the template keeps SafeKit's 30 s), mariadbd started
 /// directly, listening on every address, its socket in each node's own
@@ -32,10 +36,7 @@ fn userconfig(datadir: &Path) -> String {
         .replace(r#"<heart pulse="700" timeout="30000">"#, r#"<heart pulse="100ms" timeout="1000ms">"#)
         .replace(r#"value="/run/mysqld/mysqld.sock""#, r#"value="%SAFEVAR%/mysqld.sock""#)
         .replace(r#"<var name="MARIADB_SERVICE" value="mariadb"/>"#, r#"<var name="MARIADB_SERVICE" value=""/>"#)
-        .replace(
-            r#"<var name="MARIADB_OPTIONS" value=""/>"#,
-            r#"<var name="MARIADB_OPTIONS" value="--bind-address=0.0.0.0 --port=3306 --innodb-buffer-pool-size=32M --skip-name-resolve"/>"#,
-        );
+        .replace(r#"<var name="MARIADB_OPTIONS" value=""/>"#, &format!(r#"<var name="MARIADB_OPTIONS" value="{NETWORK_OPTIONS}"/>"#));
     for changed in [VIP, "100ms", "%SAFEVAR%", r#"MARIADB_SERVICE" value="""#, "--bind-address"] {
         assert!(filled.contains(changed), "the mariadb template changed: {changed} not filled in");
     }
@@ -52,17 +53,31 @@ struct Standalone {
 
 impl Standalone {
     fn start(datadir: &Path, run_dir: &Path) -> Self {
+        Self::start_in(None, datadir, run_dir, &["--skip-networking", "--innodb-buffer-pool-size=32M"])
+    }
+
+    /// mariadbd with `options`, inside network namespace `ns` if given.
+    fn start_in(ns: Option<&str>, datadir: &Path, run_dir: &Path, options: &[&str]) -> Self {
         std::fs::create_dir_all(run_dir).unwrap();
         run_ok(Command::new("chown").arg("mysql:mysql").arg(run_dir)).unwrap();
         let socket = run_dir.join("s.sock");
-        let child = Command::new("mariadbd")
+        let mut cmd = match ns {
+            // `ip netns exec` execs mariadbd: the child's PID is the server's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "mariadbd"]);
+                c
+            }
+            None => Command::new("mariadbd"),
+        };
+        let child = cmd
             .arg("--no-defaults")
             .arg("--user=mysql")
             .arg(format!("--datadir={}", datadir.display()))
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", run_dir.join("s.pid").display()))
             .arg(format!("--log-error={}", run_dir.join("s.err").display()))
-            .args(["--skip-networking", "--innodb-buffer-pool-size=32M"])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -155,17 +170,21 @@ fn create_database(data: &Path, run_dir: &Path) {
     db.sql("CREATE DATABASE ha; CREATE TABLE ha.t (id INT PRIMARY KEY, at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB; CREATE USER app@'%' IDENTIFIED BY 'app'; GRANT ALL ON ha.* TO app@'%';").unwrap();
 }
 
-#[test]
-fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() {
-    let _serial = common::serial();
-    let tools = ["ip", "nsenter", "mariadbd", "mariadb", "mariadb-admin", "mariadb-install-db", "mariadb-check", "timeout"];
-    if !common::privileged(
-        "MariaDB test needs root, FUSE, iproute2 and MariaDB (apt-get install mariadb-server mariadb-client)",
+/// True when the test can run (root, FUSE, iproute2, MariaDB and `extra`
+/// tools); otherwise says why (and fails under SAFEKIT_REQUIRE_PRIVILEGED=1).
+fn can_run(extra: &[&str]) -> bool {
+    let mut tools = vec!["ip", "nsenter", "mariadbd", "mariadb", "mariadb-admin", "mariadb-install-db", "mariadb-check", "timeout"];
+    tools.extend_from_slice(extra);
+    common::privileged(
+        "MariaDB test needs root, FUSE, iproute2 and MariaDB (apt-get install mariadb-server mariadb-client; the benchmark also sysbench)",
         &tools,
         true,
-    ) {
-        return;
-    }
+    )
+}
+
+/// The two nodes with the filled template and the database made on
+/// node1's copy; node1 PRIM, node2 SECOND.
+fn cluster(rt: &tokio::runtime::Runtime) -> Demo {
     let mut demo = Demo::setup().unwrap();
     let datadir = demo.replicated_dir().unwrap();
     demo.use_module(&template_dir("mariadb"), &userconfig(&datadir)).unwrap();
@@ -174,10 +193,31 @@ fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() 
         run_ok(Command::new("chown").arg("mysql:mysql").arg(demo.data_dir(i))).unwrap();
     }
     create_database(&demo.data_dir(0), &demo.node_dir(0).join("standalone"));
-
-    let rt = rt();
     rt.block_on(pair(&mut demo, 0));
+    demo
+}
+
+#[test]
+fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() {
+    let _serial = common::serial();
+    if !can_run(&[]) {
+        return;
+    }
+    let rt = rt();
+    let mut demo = cluster(&rt);
     let acked = failover_cycle(&mut demo, &rt, client_writer(WRITER, VIP), |_| {}, assert_rows_through_vip, |_| {});
+
+    // The template's custom checker (bin/sqlcheck) ended with each daemon,
+    // the one killed -9 included: no orphan goes on checking.
+    let checkers: Vec<String> = (0..2).map(|i| demo.node_dir(i).join("safe/modules/demo/bin/sqlcheck").display().to_string()).collect();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| checkers.iter().any(|k| c.contains(k.as_str())))
+        .collect();
+    assert!(left.is_empty(), "checkers left running after their daemons ended: {left:?}");
 
     // Each node's copy, opened by a server of its own: every row, clean.
     for i in 0..2 {
@@ -188,4 +228,56 @@ fn mariadb_fails_over_with_every_acknowledged_row_and_both_copies_check_clean() 
         let bad: Vec<&str> = check.lines().filter(|l| !l.trim_end().ends_with("OK") && l.contains('.')).collect();
         assert!(bad.is_empty() && check.contains("ha.t"), "node{}'s copy: mariadb-check:\n{check}", i + 1);
     }
+}
+
+/// sysbench `oltp_write_only` (`action`: prepare or run) as user app on
+/// database ha at `host:port`, from the client namespace: its output.
+fn sysbench(action: &str, host: &str, port: &str, secs: u32) -> String {
+    run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &Demo::client_ns(), "sysbench", "oltp_write_only", "--tables=4", "--table-size=10000", "--threads=4"])
+            .arg(format!("--time={secs}"))
+            .args([&format!("--mysql-host={host}"), &format!("--mysql-port={port}"), "--mysql-user=app", "--mysql-password=app"])
+            .args(["--mysql-db=ha", action]),
+    )
+    .unwrap()
+}
+
+/// sysbench's transactions per second: "transactions: N (X per sec.)".
+fn tps(output: &str) -> f64 {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("transactions:")?.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no transactions line in sysbench's output:\n{output}"))
+}
+
+/// Benchmark entry point (bench/mariadb.sh runs it with `--ignored`, once
+/// per repetition), printing one `BENCH` line: sysbench oltp_write_only's
+/// TPS through the VIP on the replicated datadir (PRIM, its SECOND
+/// connected), the time from the kill -9 of the primary (daemon and
+/// mariadbd) to the first row committed on the other node, and, in the
+/// same run, the TPS of the same server, options and network path with the
+/// datadir on a plain directory (node2's copy, after the cluster stopped).
+#[test]
+#[ignore = "benchmark: bench/mariadb.sh"]
+fn bench_mariadb() {
+    let _serial = common::serial();
+    if !can_run(&["sysbench"]) {
+        return;
+    }
+    let secs: u32 = std::env::var("SYSBENCH_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let rt = rt();
+    let mut demo = cluster(&rt);
+    sysbench("prepare", VIP, "3306", secs);
+    let replicated = tps(&sysbench("run", VIP, "3306", secs));
+
+    let failover = common::bench_failover(&mut demo, &rt, client_writer(WRITER, VIP), |_| {});
+
+    // The same database on a plain directory: node2's copy, the cluster stopped.
+    let mut options: Vec<&str> = NETWORK_OPTIONS.split_whitespace().filter(|o| !o.starts_with("--port")).collect();
+    options.push("--port=3307");
+    let local = Standalone::start_in(Some(demo.node_ns(1)), &demo.data_dir(1), &demo.node_dir(1).join("local"), &options);
+    let local_tps = tps(&sysbench("run", "10.77.0.2", "3307", secs));
+    drop(local);
+    println!("BENCH mariadb tps_replicated={replicated:.0} tps_local={local_tps:.0} failover_ms={}", failover.as_millis());
 }

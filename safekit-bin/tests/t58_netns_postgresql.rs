@@ -17,7 +17,6 @@ mod common;
 
 use common::{client_writer, failover_cycle, pair, rt, run_ok, template_dir, Cycle};
 use safekit_bin::demo::Demo;
-use std::time::Instant;
 
 const VIP: &str = "10.77.0.100";
 
@@ -312,20 +311,9 @@ fn bench_postgresql() {
     tables(10);
     let replicated = pgbench_tps(VIP, "5432", secs);
 
-    let writer = client_writer(WRITER, VIP);
-    writer.wait_for(50);
-    let before = writer.acked();
-    demo.crash(0);
-    kill_postgres(&demo.data_dir(0));
-    let crashed = Instant::now();
-    writer.wait_for(before + 1);
-    let failover = crashed.elapsed();
-    writer.stop();
+    let failover = common::bench_failover(&mut demo, &rt, client_writer(WRITER, VIP), |d| kill_postgres(&d.data_dir(0)));
 
     // The same database on a plain directory: node2's copy, the cluster stopped.
-    rt.block_on(demo.command(1, safekit_core::engine::CommandKind::Stop)).unwrap();
-    rt.block_on(common::wait_status(&demo, 1, safekit_core::engine::State::Stop));
-    demo.stop_daemon(1);
     let logs = demo.node_dir(1).join("local");
     std::fs::create_dir_all(&logs).unwrap();
     run_ok(Command::new("chown").arg("postgres").arg(&logs)).unwrap();

@@ -2,9 +2,10 @@
 //! this machine's root, each in its own mount, UTS and network namespace,
 //! named node1 and node2, on a private bridge) and a client; each block of
 //! the guide runs where its `<!-- quickstart: … -->` comment says, in
-//! order. Blocks marked `skip` are done by the test as the comment says
-//! (an unknown one fails the test, so the guide cannot grow untested
-//! steps). Without root, FUSE, cargo-deb or MariaDB this test says so and
+//! order, the rolling upgrade to a second package version (this binary,
+//! a higher version) included. Blocks marked `skip` are done by the test
+//! as the comment says (an unknown one fails the test, so the guide cannot
+//! grow untested steps). Without root, FUSE, cargo-deb or MariaDB this test says so and
 //! passes, unless SAFEKIT_REQUIRE_PRIVILEGED=1 (CI).
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,14 @@ impl Server {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
+    /// What the package's `systemctl try-restart safekit` does where
+    /// systemd runs: the daemon stopped (SIGTERM, as systemd) and started
+    /// again from the binary now installed.
+    fn restart_daemon(&self) {
+        self.sh("pid=$(cat /run/safekit-test.pid)\nkill -TERM \"$pid\"\ni=0; while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n! kill -0 \"$pid\" 2>/dev/null");
+        self.start_daemon();
+    }
+
     /// What the guide's `systemctl restart safekit` does where systemd runs.
     fn start_daemon(&self) {
         self.sh("safekit daemon >/var/log/safekit-test.log 2>&1 &\necho $! >/run/safekit-test.pid");
@@ -191,11 +200,15 @@ fn the_quickstart_guide_runs_as_written() {
     }
     let scratch = common::tempdir::Dir::new("quickstart");
     let deb = common::cargo_deb(&scratch.path().join("deb"), &format!("{}-1", env!("CARGO_PKG_VERSION")));
+    // The upgrade's "new" package: this binary again, a higher version.
+    let new_version = format!("{}+up1-1", env!("CARGO_PKG_VERSION"));
+    let new_deb = common::cargo_deb(&scratch.path().join("deb-new"), &new_version);
     let _net = Net::setup();
     let servers =
         [Server::start("node1", &format!("{PREFIX}-n1"), scratch.path()), Server::start("node2", &format!("{PREFIX}-n2"), scratch.path())];
     for s in &servers {
         s.put(&deb, &format!("/root/{}", deb.file_name().unwrap().to_string_lossy()));
+        s.put(&new_deb, "/root/safekit-new.deb");
     }
     let all = blocks();
     assert!(all.len() > 15, "QUICKSTART.md has only {} blocks", all.len());
@@ -229,6 +242,12 @@ fn the_quickstart_guide_runs_as_written() {
                 } else if text.trim() == "systemctl restart safekit" {
                     servers.iter().for_each(Server::start_daemon);
                     String::new()
+                } else if text.trim() == "systemctl is-active safekit" {
+                    // After `dpkg -i` on the server the comment names: the package's restart.
+                    let on = skip.split_whitespace().nth(1).unwrap_or("");
+                    let server = servers.iter().find(|s| s.name == on).unwrap_or_else(|| panic!("skip {text:?}: which server? {skip}"));
+                    server.restart_daemon();
+                    String::new()
                 } else {
                     panic!("QUICKSTART.md skips a block the test does not know how to stand in for: {text}");
                 }
@@ -240,8 +259,15 @@ fn the_quickstart_guide_runs_as_written() {
     // node1's return copied what changed while it was stopped, not everything.
     let log = servers[0].sh("safekit log -m mariadb");
     assert!(log.contains("Begin of reintegration (modified zones)") && !log.contains("Begin of reintegration (full)"), "{log}");
-    // What the guide's last steps promise: node1 primary again, both orders served.
+    // Both servers run the new package; after the rolling upgrade node2 is
+    // primary and node1 secondary, every order served.
+    for s in &servers {
+        let v = s.sh("dpkg-query -W -f='${Version}' safekit");
+        assert_eq!(v.trim(), new_version, "{}", s.name);
+    }
     let end = servers[1].sh("safekit state -m mariadb");
+    assert!(end.contains("PRIM"), "{end}");
+    let end = servers[0].sh("safekit state -m mariadb");
     assert!(end.contains("SECOND"), "{end}");
     let rows = Command::new("ip")
         .args([
@@ -262,5 +288,5 @@ fn the_quickstart_guide_runs_as_written() {
         ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&rows.stdout), "first order\ntaken by node2\n");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout), "first order\ntaken by node2\nafter the upgrade\n");
 }

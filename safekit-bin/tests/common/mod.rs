@@ -259,6 +259,26 @@ pub(crate) fn failover_cycle(
     acked
 }
 
+/// The database benchmarks' failover and what follows it: with `writer`
+/// writing through the VIP, kill -9 of node1 (its daemon, then `crash` for
+/// what else runs there); the time until node2 acknowledged a record. Then
+/// node2's module and daemon are stopped, leaving its copy of the data as
+/// a plain directory for the benchmark's local run.
+pub(crate) fn bench_failover(demo: &mut Demo, rt: &tokio::runtime::Runtime, writer: Writer, crash: impl FnOnce(&Demo)) -> Duration {
+    writer.wait_for(50);
+    let before = writer.acked();
+    demo.crash(0);
+    crash(demo);
+    let crashed = Instant::now();
+    writer.wait_for(before + 1);
+    let failover = crashed.elapsed();
+    writer.stop();
+    rt.block_on(demo.command(1, CommandKind::Stop)).unwrap();
+    rt.block_on(wait_status(demo, 1, State::Stop));
+    demo.stop_daemon(1);
+    failover
+}
+
 /// `r`'s value, or a panic with its error and both nodes' last log lines.
 fn must<T>(demo: &Demo, rt: &tokio::runtime::Runtime, r: Result<T, String>) -> T {
     r.unwrap_or_else(|e| {

@@ -183,6 +183,7 @@ pub fn spawn_custom(
                 let mut cmd = tokio::process::Command::new(&exe);
                 cmd.arg(&module).arg(&spec.resource).args(&spec.args).envs(&env.vars).process_group(0).kill_on_drop(true);
                 cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                die_with_daemon(&mut cmd);
                 match cmd.spawn() {
                     Ok(c) => {
                         group.0 = c.id().and_then(|p| i32::try_from(p).ok());
@@ -193,4 +194,17 @@ pub fn spawn_custom(
             }
         }
     })
+}
+
+/// A checker must not outlive the daemon that supervises it: after a kill
+/// -9 of the daemon, an orphan would go on checking, and on failure call
+/// `safekit` against the next daemon, beside that daemon's own checker.
+/// The kernel kills the checker when the thread that started it ends: a
+/// runtime worker, which lives as long as the daemon's runtime.
+fn die_with_daemon(cmd: &mut tokio::process::Command) {
+    // SAFETY: between fork and exec the closure makes one prctl system call
+    // (async-signal-safe) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
+    }
 }

@@ -21,7 +21,10 @@ impl MirrorEngine {
                 return Err(CommandError::PeerIsPrimary(self.peer_status().unwrap_or(self.core.status)));
             }
             CommandKind::Prim { .. } if self.p.partial => return Err(CommandError::DataInconsistent),
-            CommandKind::Second { .. } if !self.peer_primary() => {
+            // Never heard since this daemon started (it may have started a
+            // moment ago): the start listens for the peer as `start` does,
+            // and aborts if no primary speaks up (see decide).
+            CommandKind::Second { .. } if !self.peer_primary() && self.peer.is_some() => {
                 let remote = self.peer_status().map_or_else(|| "UNKNOWN: no heartbeat from it".to_string(), |s| s.to_string());
                 return Err(CommandError::PeerNotPrimary(remote));
             }

@@ -94,10 +94,38 @@ fn t06_prim_after_interrupted_reintegration_needs_primforce() {
 }
 
 #[test]
-fn t07_second_is_refused_without_a_primary() {
+fn t07_second_is_refused_when_the_peer_speaks_and_is_not_primary() {
     let mut h = H::new(cfg(), data(3, true, None));
+    h.peer(st(State::Stop, Readiness::NotReady), false, ds(3, true, Some(Role::Prim)));
+    let e = h.cmd(CommandKind::Second { fullsync: false }).unwrap_err();
+    assert_eq!(e.to_string(), "the other node is not primary (STOP NotReady); second needs a primary to synchronise from");
+    assert_eq!(h.take(), Vec::<String>::new());
+    // Heard once, then silent past its timeout: refused as well.
+    h.advance(Duration::from_secs(60));
+    h.take();
     let e = h.cmd(CommandKind::Second { fullsync: false }).unwrap_err();
     assert_eq!(e.to_string(), "the other node is not primary (UNKNOWN: no heartbeat from it); second needs a primary to synchronise from");
+}
+
+#[test]
+fn t07b_second_right_after_the_daemon_started_waits_for_the_primarys_first_heartbeat() {
+    // Nothing heard yet (this daemon just started): accepted, the start
+    // listens, and the primary's first heartbeat makes it SECOND.
+    let mut h = H::new(cfg(), data(3, true, Some(Role::Second)));
+    h.cmd(CommandKind::Second { fullsync: false }).unwrap();
+    h.advance(Duration::from_millis(100));
+    h.peer(st(State::Alone, Readiness::Ready), true, ds(4, true, Some(Role::Alone)));
+    h.advance(Duration::from_millis(10));
+    assert_eq!(h.status().state, State::Second, "{:?}", h.logs());
+
+    // No primary speaks up within the listening window: aborted, STOP.
+    let mut h = H::new(cfg(), data(3, true, Some(Role::Second)));
+    h.cmd(CommandKind::Second { fullsync: false }).unwrap();
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.status().state, State::Stop);
+    let logs = h.logs();
+    assert!(logs.iter().any(|l| l == "Requested second start aborted: the other node is not primary"), "{logs:?}");
+    assert!(!h.e.persistent().running, "{logs:?}");
 }
 
 #[test]
