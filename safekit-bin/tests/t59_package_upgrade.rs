@@ -16,7 +16,8 @@ mod common;
 
 /// What runs inside the overlay root (chrooted), as an administrator
 /// would: `$1` and `$2` the packages, `$3` and `$4` their versions.
-const INSIDE: &str = r#"set -eu
+const INSIDE: &str = concat!(
+    r#"set -eu
 old=$1; new=$2; oldv=$3; newv=$4
 say() { echo "STEP $*"; }
 daemon() { safekit daemon >>/tmp/daemon.log 2>&1 & echo $! >/tmp/daemon.pid; }
@@ -26,25 +27,9 @@ test "$(dpkg-query -W -f='${Version}' safekit)" = "$oldv"
 test -x /opt/safekit/safekit && test -L /usr/bin/safekit && test -d /var/safekit/cluster
 test -f /opt/safekit/Application_Modules/generic/mariadb.safe
 say installed "$oldv" with the templates
-cat >/var/safekit/cluster/cluster.xml <<'X'
-<cluster>
-  <lans>
-    <lan name="default">
-      <node name="pkg" addr="127.0.0.1"/>
-    </lan>
-  </lans>
-</cluster>
-X
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/safekit/cluster/cluster.key
-mkdir -p /opt/safekit/modules/app/conf /opt/safekit/modules/app/bin
-cat >/opt/safekit/modules/app/conf/userconfig.xml <<'X'
-<safe>
-<service mode="light">
-  <user/>
-</service>
-</safe>
-X
-printf '#!/bin/sh\necho started >>"$SAFEUSERVAR/app.starts"\n' >/opt/safekit/modules/app/bin/start_both
+"#,
+    package_cluster_and_module!(),
+    r#"printf '#!/bin/sh\necho started >>"$SAFEUSERVAR/app.starts"\n' >/opt/safekit/modules/app/bin/start_both
 chmod 755 /opt/safekit/modules/app/bin/start_both
 export SAFEKIT_NODE=pkg
 daemon
@@ -71,7 +56,8 @@ dpkg -r safekit
 test ! -e /opt/safekit/safekit && test ! -e /usr/bin/safekit
 (cd / && sha256sum -c --quiet /tmp/user.sum)
 say removed, the configuration kept
-"#;
+"#
+);
 
 /// Runs [`INSIDE`] in an overlay root (`$1` its scratch directory).
 fn outside() -> String {

@@ -344,3 +344,31 @@ mount --rbind /sys "$r/sys"
 mount -t tmpfs tmpfs "$r/run"
 mount -t tmpfs tmpfs "$r/tmp"
 "#;
+
+/// Shell lines for the package tests: a one-node cluster (node `pkg` on
+/// 127.0.0.1) with its key, and a light module `app` (its scripts are the
+/// test's own), as an administrator writes them after installing.
+#[macro_export]
+macro_rules! package_cluster_and_module {
+    () => {
+        r#"cat >/var/safekit/cluster/cluster.xml <<'X'
+<cluster>
+  <lans>
+    <lan name="default">
+      <node name="pkg" addr="127.0.0.1"/>
+    </lan>
+  </lans>
+</cluster>
+X
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/safekit/cluster/cluster.key
+mkdir -p /opt/safekit/modules/app/conf /opt/safekit/modules/app/bin
+cat >/opt/safekit/modules/app/conf/userconfig.xml <<'X'
+<safe>
+<service mode="light">
+  <user/>
+</service>
+</safe>
+X
+"#
+    };
+}
