@@ -116,7 +116,7 @@ while IFS=: read -r id ctrls path; do
     *) d=/sys/fs/cgroup/$ctrls ;;
   esac
   [ -f "$d$path/cgroup.procs" ] || continue
-  mine="$d${{path%/}}/safekit-t61-$tag"
+  mine="$d${{path%/}}/$tag"
   mkdir -p "$mine"
   echo "$mine" >>"$cgroups"
   # A new cpuset has no CPUs or memory nodes: its parent's.
@@ -131,7 +131,7 @@ mount -t proc proc "$r/proc"
 # systemd names the host from /etc/hostname at boot.
 echo pkg >"$r/etc/hostname"
 cp "$old" "$r/root/old.deb"
-cp "$new" "$r/root/new.deb"
+[ -z "$new" ] || cp "$new" "$r/root/new.deb"
 for u in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket getty@.service console-getty.service; do
   ln -sf /dev/null "$r/etc/systemd/system/$u"
 done
@@ -176,14 +176,17 @@ impl Drop for Cgroups {
 }
 
 impl Booted {
-    fn boot(scratch: &Path, old: &Path, new: &Path) -> Self {
+    /// systemd booted with the packages `old` (and `new`, if given) in /root.
+    fn boot(scratch: &Path, old: &Path, new: Option<&Path>) -> Self {
         let cgroups = Cgroups(scratch.join("cgroups"));
         let mut holder = Command::new("unshare")
             .args(["--pid", "--mount", "--uts", "--net", "--fork", "sh", "-c", &holder(), "holder"])
             .arg(scratch.join("overlay"))
             .arg(&cgroups.0)
-            .args([old, new])
-            .arg(std::process::id().to_string())
+            .arg(old)
+            .arg(new.unwrap_or(Path::new("")))
+            // Unique per test: the scratch directory's name (pid and test).
+            .arg(scratch.file_name().unwrap())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(scratch.join("holder.err")).unwrap())
@@ -279,7 +282,7 @@ fn the_package_under_systemd_enables_restarts_upgrades_and_removes_the_daemon() 
     let old = common::cargo_deb(&dir.path().join("n"), &format!("{version}-1"));
     let new = common::cargo_deb(&dir.path().join("n1"), &format!("{version}+up1-1"));
     std::fs::create_dir_all(dir.path().join("overlay")).unwrap();
-    let booted = Booted::boot(dir.path(), &old, &new);
+    let booted = Booted::boot(dir.path(), &old, Some(&new));
     let (ok, text) = booted.run(INSIDE);
     let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("STEP ")).collect();
     println!("{}", steps.join("\n"));
@@ -288,4 +291,102 @@ fn the_package_under_systemd_enables_restarts_upgrades_and_removes_the_daemon() 
     drop(booted);
     let host = Command::new("dpkg-query").args(["-W", "safekit"]).output().unwrap();
     assert!(!host.status.success(), "the package reached this machine's dpkg: {}", String::from_utf8_lossy(&host.stdout));
+}
+
+/// The bundled `mirror` template's scripts against real systemd units: on
+/// a node forced primary, SERVICES start in order and each is checked
+/// active, the replicated directory is mounted and the VIP up; a stop
+/// stops them in the reverse order and removes the VIP; a unit that does
+/// not stay active stops the module by itself, the units before it
+/// stopped again. One node (the other is never heard: addresses on a veth
+/// pair inside systemd's own network namespace).
+const MIRROR: &str = r#"set -eu
+fail() { echo "FAILED: $*"; safekit log -m mirror 2>/dev/null | tail -n 30 || true; exit 1; }
+until_true() { i=0; until eval "$1" >/dev/null 2>&1; do [ $i -lt 600 ] || fail "$2"; sleep 0.1; i=$((i+1)); done; }
+dpkg -i /root/old.deb >/dev/null
+ip link add eth0 type veth peer name eth0p
+ip addr add 10.99.0.1/24 dev eth0
+ip link set eth0p up
+ip link set eth0 up
+cat >/var/safekit/cluster/cluster.xml <<'X'
+<cluster>
+  <lans>
+    <lan name="default">
+      <node name="pkg" addr="10.99.0.1"/>
+      <node name="other" addr="10.99.0.2"/>
+    </lan>
+  </lans>
+</cluster>
+X
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/safekit/cluster/cluster.key
+# The application: three units; each start and stop is written down in order.
+for u in app-a app-b broken; do
+  run=/bin/sleep; [ $u = broken ] && run=/bin/false
+  cat >/etc/systemd/system/$u.service <<X
+[Service]
+ExecStartPre=/bin/sh -c 'echo start $u >>/root/order'
+ExecStart=$run infinity
+ExecStopPost=/bin/sh -c 'echo stop $u >>/root/order'
+X
+done
+systemctl daemon-reload
+systemctl start safekit
+until_true "safekit state" "the daemon systemd started does not answer"
+safekit module install -m mirror /opt/safekit/Application_Modules/generic/mirror.safe
+conf=/opt/safekit/modules/mirror/conf/userconfig.xml
+sed -i -e 's|name="VIRTUAL_IP" value=""|name="VIRTUAL_IP" value="10.99.0.100"|' \
+  -e 's|name="REPLICATED_DIR" value=""|name="REPLICATED_DIR" value="/srv/data"|' \
+  -e 's|name="SERVICES" value=""|name="SERVICES" value="app-a app-b"|' "$conf"
+mkdir -p /srv/data
+safekit confcheck -m mirror
+safekit config -m mirror
+safekit prim -m mirror
+safekit waitstate -m mirror ALONE --timeout 60
+systemctl is-active --quiet app-a && systemctl is-active --quiet app-b || fail "SERVICES not active on the primary"
+test "$(cat /root/order | tr '\n' ,)" = "start app-a,start app-b," || fail "start order: $(cat /root/order)"
+ip -4 addr show dev eth0 | grep -q "10.99.0.100/" || fail "the VIP is not on eth0"
+grep -q " /srv/data fuse" /proc/mounts || fail "/srv/data is not the replicated mount"
+echo "STEP ALONE: app-a then app-b active, VIP up, /srv/data replicated"
+
+: >/root/order
+safekit stop -m mirror
+safekit waitstate -m mirror STOP --timeout 60
+systemctl is-active --quiet app-a && fail "app-a still active after the stop"
+systemctl is-active --quiet app-b && fail "app-b still active after the stop"
+test "$(grep stop /root/order | tr '\n' ,)" = "stop app-b,stop app-a," || fail "stop order: $(cat /root/order)"
+ip -4 addr show dev eth0 | grep -q "10.99.0.100/" && fail "the VIP stayed after the stop"
+echo "STEP STOP: app-b then app-a stopped, VIP removed"
+
+: >/root/order
+sed -i 's|name="SERVICES" value="app-a app-b"|name="SERVICES" value="app-a broken"|' "$conf"
+safekit config -m mirror
+safekit prim -m mirror
+until_true "safekit log -m mirror | grep -q 'broken is not active after 10 s'" "start_prim did not notice broken is not active"
+safekit waitstate -m mirror STOP --timeout 60
+systemctl is-active --quiet app-a && fail "app-a left active after the failed start"
+ip -4 addr show dev eth0 | grep -q "10.99.0.100/" && fail "the VIP stayed after the failed start"
+echo "STEP a unit that does not stay active: the module stopped, app-a stopped again, VIP removed"
+"#;
+
+#[test]
+fn the_mirror_template_starts_and_stops_its_systemd_units_in_order() {
+    let _serial = common::serial();
+    let why = "the systemd package test needs root, systemd (apt-get install systemd), cargo-deb (cargo install cargo-deb), dpkg, unshare and overlayfs";
+    if !common::privileged(why, &["cargo-deb", "dpkg", "unshare", "nsenter", "chroot"], true) {
+        return;
+    }
+    if !Path::new("/lib/systemd/systemd").exists() {
+        assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "no /lib/systemd/systemd: {why}");
+        println!("SKIPPED: {why} (no /lib/systemd/systemd)");
+        return;
+    }
+    let dir = common::tempdir::Dir::new("systemd-mirror");
+    let deb = common::cargo_deb(&dir.path().join("n"), &format!("{}-1", env!("CARGO_PKG_VERSION")));
+    std::fs::create_dir_all(dir.path().join("overlay")).unwrap();
+    let booted = Booted::boot(dir.path(), &deb, None);
+    let (ok, text) = booted.run(MIRROR);
+    let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("STEP ")).collect();
+    println!("{}", steps.join("\n"));
+    assert!(ok, "{text}");
+    assert_eq!(steps.len(), 3, "{text}");
 }

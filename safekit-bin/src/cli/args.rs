@@ -160,7 +160,8 @@ pub(crate) enum Cmd {
         #[arg(value_parser = ["fullsync"])]
         fullsync: Option<String>,
     },
-    /// Force start as secondary (refused if the other node is not primary).
+    /// Force start as secondary (refused if the other node is not primary;
+    /// right after the daemon started, waits a few heartbeats for it).
     Second {
         #[command(flatten)]
         m: Module,
