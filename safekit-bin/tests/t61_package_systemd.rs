@@ -300,8 +300,14 @@ fn the_package_under_systemd_enables_restarts_upgrades_and_removes_the_daemon() 
 /// not stay active stops the module by itself, the units before it
 /// stopped again. One node (the other is never heard: addresses on a veth
 /// pair inside systemd's own network namespace).
-const MIRROR: &str = r#"set -eu
-fail() { echo "FAILED: $*"; safekit log -m mirror 2>/dev/null | tail -n 30 || true; exit 1; }
+/// Shell lines: the package installed, node `pkg` of a two-node cluster
+/// whose other node is never heard (10.99.0.1 and .2 on a veth pair inside
+/// systemd's own network namespace), helpers `fail` (prints `$module`'s
+/// log) and `until_true`.
+macro_rules! one_node_of_two {
+    () => {
+        r#"set -eu
+fail() { echo "FAILED: $*"; safekit log -m "$module" 2>/dev/null | tail -n 30 || true; exit 1; }
 until_true() { i=0; until eval "$1" >/dev/null 2>&1; do [ $i -lt 600 ] || fail "$2"; sleep 0.1; i=$((i+1)); done; }
 dpkg -i /root/old.deb >/dev/null
 ip link add eth0 type veth peer name eth0p
@@ -319,7 +325,14 @@ cat >/var/safekit/cluster/cluster.xml <<'X'
 </cluster>
 X
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/var/safekit/cluster/cluster.key
-# The application: three units; each start and stop is written down in order.
+"#
+    };
+}
+
+const MIRROR: &str = concat!(
+    "module=mirror\n",
+    one_node_of_two!(),
+    r#"# The application: three units; each start and stop is written down in order.
 for u in app-a app-b broken; do
   run=/bin/sleep; [ $u = broken ] && run=/bin/false
   cat >/etc/systemd/system/$u.service <<X
@@ -366,10 +379,52 @@ safekit waitstate -m mirror STOP --timeout 60
 systemctl is-active --quiet app-a && fail "app-a left active after the failed start"
 ip -4 addr show dev eth0 | grep -q "10.99.0.100/" && fail "the VIP stayed after the failed start"
 echo "STEP a unit that does not stay active: the module stopped, app-a stopped again, VIP removed"
-"#;
+"#
+);
+
+/// The bundled `mariadb` template's systemd path (MARIADB_SERVICE=mariadb,
+/// the guide's setup where systemd runs): forced primary, the distribution's
+/// mariadb unit started on the replicated /var/lib/mysql and answering;
+/// stopped with the module.
+const MARIADB: &str = concat!(
+    "module=mariadb\n",
+    one_node_of_two!(),
+    r#"systemctl start safekit
+until_true "safekit state" "the daemon systemd started does not answer"
+safekit module install -m mariadb /opt/safekit/Application_Modules/generic/mariadb.safe
+sed -i 's|name="VIRTUAL_IP" value=""|name="VIRTUAL_IP" value="10.99.0.100"|' /opt/safekit/modules/mariadb/conf/userconfig.xml
+safekit confcheck -m mariadb
+safekit config -m mariadb
+safekit prim -m mariadb
+safekit waitstate -m mariadb ALONE --timeout 180
+systemctl is-active --quiet mariadb || fail "the mariadb unit is not active on the primary"
+grep -q " /var/lib/mysql fuse" /proc/mounts || fail "/var/lib/mysql is not the replicated mount"
+mariadb -e "CREATE DATABASE t61; CREATE TABLE t61.t (id INT PRIMARY KEY); INSERT INTO t61.t VALUES (1)"
+test "$(mariadb -N -B -e 'SELECT count(*) FROM t61.t')" = 1 || fail "mariadb does not serve"
+echo "STEP ALONE: the mariadb unit runs on the replicated /var/lib/mysql and serves"
+safekit stop -m mariadb
+safekit waitstate -m mariadb STOP --timeout 180
+systemctl is-active --quiet mariadb && fail "the mariadb unit still runs after the stop"
+echo "STEP STOP: the mariadb unit stopped with the module"
+"#
+);
 
 #[test]
 fn the_mirror_template_starts_and_stops_its_systemd_units_in_order() {
+    run_one_node("systemd-mirror", MIRROR, 3);
+}
+
+#[test]
+fn the_mariadb_template_drives_the_mariadb_unit_where_systemd_runs() {
+    if !common::privileged("the mariadb template test needs MariaDB (apt-get install mariadb-server)", &["mariadbd", "mariadb"], false) {
+        return;
+    }
+    run_one_node("systemd-mariadb", MARIADB, 2);
+}
+
+/// Boots systemd with the package (version N) and runs `script` inside:
+/// it must succeed and print `steps` STEP lines.
+fn run_one_node(name: &str, script: &str, steps: usize) {
     let _serial = common::serial();
     let why = "the systemd package test needs root, systemd (apt-get install systemd), cargo-deb (cargo install cargo-deb), dpkg, unshare and overlayfs";
     if !common::privileged(why, &["cargo-deb", "dpkg", "unshare", "nsenter", "chroot"], true) {
@@ -380,13 +435,13 @@ fn the_mirror_template_starts_and_stops_its_systemd_units_in_order() {
         println!("SKIPPED: {why} (no /lib/systemd/systemd)");
         return;
     }
-    let dir = common::tempdir::Dir::new("systemd-mirror");
+    let dir = common::tempdir::Dir::new(name);
     let deb = common::cargo_deb(&dir.path().join("n"), &format!("{}-1", env!("CARGO_PKG_VERSION")));
     std::fs::create_dir_all(dir.path().join("overlay")).unwrap();
     let booted = Booted::boot(dir.path(), &deb, None);
-    let (ok, text) = booted.run(MIRROR);
-    let steps: Vec<&str> = text.lines().filter(|l| l.starts_with("STEP ")).collect();
-    println!("{}", steps.join("\n"));
+    let (ok, text) = booted.run(script);
+    let printed: Vec<&str> = text.lines().filter(|l| l.starts_with("STEP ")).collect();
+    println!("{}", printed.join("\n"));
     assert!(ok, "{text}");
-    assert_eq!(steps.len(), 3, "{text}");
+    assert_eq!(printed.len(), steps, "{text}");
 }
