@@ -104,9 +104,17 @@ pub fn add(ports: &[PortUse], tag: &str) -> Result<Vec<String>, String> {
             }
         }
         Firewall::Ufw => {
+            let rules = ufw_rules()?;
             for p in ports {
-                run("ufw", &["allow", &format!("{}/{}", p.port, p.proto), "comment", &comment(tag)])?;
-                done.push(format!("ufw: {}/{} allowed ({})", p.port, p.proto, p.what));
+                let spec = format!("{}/{}", p.port, p.proto);
+                // A port the administrator already allowed stays theirs:
+                // re-adding it would retag their rule, and `del` remove it.
+                if rules.iter().any(|r| r.allow && r.to == spec && r.comment.as_deref() != Some(comment(tag).as_str())) {
+                    done.push(format!("ufw: {spec} already allowed by another rule ({}): left as is", p.what));
+                    continue;
+                }
+                run("ufw", &["allow", &spec, "comment", &comment(tag)])?;
+                done.push(format!("ufw: {spec} allowed ({})", p.what));
             }
         }
         Firewall::Nftables(chains) => {
@@ -145,7 +153,41 @@ fn del_nft(chains: &[(String, String, String)], tag: &str) -> Result<usize, Stri
     Ok(n)
 }
 
-/// Closes what [`add`] opened under `tag` (`ports`: what it was, for firewalld and ufw).
+/// One rule of `ufw status numbered`.
+#[derive(Debug, PartialEq, Eq)]
+struct UfwRule {
+    number: u32,
+    /// What it matches: "5608/tcp" (its IPv6 twin has the same).
+    to: String,
+    allow: bool,
+    comment: Option<String>,
+}
+
+fn ufw_rules() -> Result<Vec<UfwRule>, String> {
+    let out = Command::new("ufw").args(["status", "numbered"]).output().map_err(|e| format!("cannot run ufw: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("ufw status numbered: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(parse_ufw_numbered(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Lines like `[ 3] 5608/tcp (v6)   ALLOW IN    Anywhere (v6)   # safekit:db`.
+fn parse_ufw_numbered(text: &str) -> Vec<UfwRule> {
+    text.lines()
+        .filter_map(|l| {
+            let (num, rest) = l.trim_start().strip_prefix('[')?.split_once(']')?;
+            let number = num.trim().parse().ok()?;
+            let (rule, comment) = match rest.split_once(" # ") {
+                Some((r, c)) => (r, Some(c.trim().to_string())),
+                None => (rest, None),
+            };
+            let to = rule.split_whitespace().next()?.to_string();
+            Some(UfwRule { number, to, allow: rule.contains(" ALLOW"), comment })
+        })
+        .collect()
+}
+
+/// Closes what [`add`] opened under `tag` (`ports`: what it was, for firewalld).
 pub fn del(ports: &[PortUse], tag: &str) -> Result<Vec<String>, String> {
     valid_tag(tag)?;
     let mut done = Vec::new();
@@ -159,10 +201,15 @@ pub fn del(ports: &[PortUse], tag: &str) -> Result<Vec<String>, String> {
             }
         }
         Firewall::Ufw => {
-            for p in ports {
-                run("ufw", &["delete", "allow", &format!("{}/{}", p.port, p.proto)])?;
-                done.push(format!("ufw: {}/{} no longer allowed", p.port, p.proto));
+            // Exactly the rules tagged so, by number, the highest first (a
+            // deletion renumbers the rules after it).
+            let mut ours: Vec<u32> =
+                ufw_rules()?.into_iter().filter(|r| r.comment.as_deref() == Some(comment(tag).as_str())).map(|r| r.number).collect();
+            ours.sort_unstable_by(|a, b| b.cmp(a));
+            for n in &ours {
+                run("ufw", &["--force", "delete", &n.to_string()])?;
             }
+            done.push(format!("ufw: {} rule(s) tagged {} removed", ours.len(), comment(tag)));
         }
         Firewall::Nftables(chains) => {
             let n = del_nft(&chains, tag)?;
@@ -171,4 +218,24 @@ pub fn del(ports: &[PortUse], tag: &str) -> Result<Vec<String>, String> {
         Firewall::None => done.push("no firewall drops input on this node: nothing to close".into()),
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ufw_numbered_status_is_read_rule_by_rule() {
+        let text = "Status: active\n\n     To                         Action      From\n     --                         ------      ----\n\
+[ 1] 9010/tcp                   ALLOW IN    Anywhere\n\
+[ 2] 5608/tcp                   ALLOW IN    Anywhere                   # safekit:db\n\
+[10] 8890/udp (v6)              ALLOW IN    Anywhere (v6)              # safekit:db2\n\
+[11] 22/tcp                     DENY IN     Anywhere\n";
+        let r = parse_ufw_numbered(text);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[0], UfwRule { number: 1, to: "9010/tcp".into(), allow: true, comment: None });
+        assert_eq!(r[1].comment.as_deref(), Some("safekit:db"));
+        assert_eq!((r[2].number, r[2].to.as_str(), r[2].comment.as_deref()), (10, "8890/udp", Some("safekit:db2")));
+        assert!(!r[3].allow);
+    }
 }

@@ -92,4 +92,5 @@ async fn the_live_feed_shows_every_node_and_follows_the_module() {
     }
     assert_eq!(seen[0]["modules"][0]["status"]["readiness"], "Transient", "{seen}");
     task.abort();
+    let _ = std::fs::remove_dir_all(&conf);
 }
