@@ -75,6 +75,11 @@ impl Server {
 
     /// Runs `script` as root on the server (chrooted, in /root); its output.
     fn sh(&self, script: &str) -> String {
+        self.try_sh(script).unwrap_or_else(|e| panic!("{e}\n--- daemon log:\n{}", self.daemon_log()))
+    }
+
+    /// [`Server::sh`], its failure returned (what ran and printed).
+    fn try_sh(&self, script: &str) -> Result<String, String> {
         let o = self
             .enter()
             .arg("chroot")
@@ -84,17 +89,28 @@ impl Server {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "on {}:\n{script}\n--- failed:\n{text}\n--- daemon log:\n{}", self.name, self.daemon_log());
-        text
+        if o.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("on {}:\n{script}\n--- failed:\n{text}", self.name))
+        }
     }
 
     fn sh_quiet(&self, script: &str) -> bool {
         self.enter().arg("chroot").arg(&self.root).args(["/bin/sh", "-c", script]).status().is_ok_and(|s| s.success())
     }
 
+    /// The daemon's last lines, and MariaDB's (the template's direct start logs there).
     fn daemon_log(&self) -> String {
-        let o = self.enter().arg("tail").arg("-n").arg("40").arg(self.root.join("var/log/safekit-test.log")).output();
-        o.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
+        let tail = |f: &str, n: &str| {
+            let o = self.enter().arg("tail").arg("-n").arg(n).arg(self.root.join(f)).output();
+            o.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default()
+        };
+        format!(
+            "{}--- mariadbd.err:\n{}",
+            tail("var/log/safekit-test.log", "80"),
+            tail("var/safekit/modules/mariadb/mariadb/mariadbd.err", "30")
+        )
     }
 
     /// Copies a host file into the server's root.
@@ -214,10 +230,18 @@ fn the_quickstart_guide_runs_as_written() {
     assert!(all.len() > 15, "QUICKSTART.md has only {} blocks", all.len());
     for (target, text) in all {
         println!("=== {target}\n{text}");
+        // A failing step shows both servers' daemon logs: what one waits
+        // for is often the other's doing.
+        let on = |s: &Server| {
+            s.try_sh(&text).unwrap_or_else(|e| {
+                let logs: Vec<String> = servers.iter().map(|s| format!("--- {}'s daemon log:\n{}", s.name, s.daemon_log())).collect();
+                panic!("{e}\n{}", logs.join("\n"))
+            })
+        };
         let out = match target.as_str() {
-            "node1" => servers[0].sh(&text),
-            "node2" => servers[1].sh(&text),
-            "both" => servers.iter().map(|s| s.sh(&text)).collect::<Vec<_>>().join(""),
+            "node1" => on(&servers[0]),
+            "node2" => on(&servers[1]),
+            "both" => servers.iter().map(on).collect::<Vec<_>>().join(""),
             "client" => {
                 let o = Command::new("ip").args(["netns", "exec", &format!("{PREFIX}-cl"), "sh", "-ec", &text]).output().unwrap();
                 let t = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);

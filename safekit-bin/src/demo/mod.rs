@@ -161,8 +161,9 @@ impl Demo {
         if let Some(shared) = &self.shared {
             // `ip netns exec` gives the daemon a mount namespace of its own:
             // there, the node's own data directory appears at the shared
-            // path, as on two real servers.
-            cmd.args(["sh", "-c", r#"mount --bind "$1" "$2" && exec "$3" daemon"#, "sh"]).arg(n.dir.join("data")).arg(shared).arg(exe);
+            // path, as on two real servers (with the file systems mounted
+            // below it, if any).
+            cmd.args(["sh", "-c", r#"mount --rbind "$1" "$2" && exec "$3" daemon"#, "sh"]).arg(n.dir.join("data")).arg(shared).arg(exe);
         } else {
             cmd.arg(exe).arg("daemon");
         }

@@ -70,6 +70,9 @@ pub(crate) struct Replica {
     /// The last generation given (see [`Node::generation`]).
     generations: AtomicU64,
     root_ino: u64,
+    /// The root's device, and the other devices met below it (see [`Replica::fino`]).
+    root_dev: u64,
+    devices: Mutex<Vec<u64>>,
     /// Secondary: frames received from the primary and applied.
     pub applied_frames: AtomicU64,
 }
@@ -88,7 +91,7 @@ impl Replica {
         secondary_disk_sync: bool,
         hooks: Hooks,
     ) -> Self {
-        let root_ino = tree.stat(b"").map_or(1, |s| s.st_ino);
+        let (root_dev, root_ino) = tree.stat(b"").map_or((0, 1), |s| (s.st_dev, s.st_ino));
         let mut nodes = HashMap::new();
         nodes.insert(1, Node { links: vec![(1, Vec::new())], lookups: 1, generation: 0, dead: false });
         Self {
@@ -105,6 +108,8 @@ impl Replica {
             nodes: Mutex::new(nodes),
             generations: AtomicU64::new(0),
             root_ino,
+            root_dev,
+            devices: Mutex::new(Vec::new()),
             applied_frames: AtomicU64::new(0),
         }
     }
@@ -131,14 +136,28 @@ impl Replica {
     }
 
     /// The FUSE inode number of an underlying inode (the root is 1).
-    pub(crate) fn fino(&self, st_ino: u64) -> u64 {
-        if st_ino == self.root_ino {
+    ///
+    /// Inode numbers are unique within one file system only. A replicated
+    /// directory may span several: a mount point below it, or overlayfs
+    /// (a container's root), whose files report their layer's device and
+    /// may share numbers with another layer's. Two files under one number
+    /// make the kernel fail the second with EIO, so a file of another
+    /// device than the root's gets that device's tag in the high byte.
+    pub(crate) fn fino(&self, st_dev: u64, st_ino: u64) -> u64 {
+        let ino = if st_dev == self.root_dev { st_ino } else { device_tagged(&mut lock(&self.devices), st_dev, st_ino) };
+        if ino == self.root_ino {
             1
-        } else if st_ino == 1 {
+        } else if ino == 1 {
             self.root_ino
         } else {
-            st_ino
+            ino
         }
+    }
+
+    /// The FUSE inode number of a directory entry, whose device readdir
+    /// does not tell: the root's assumed (the number is informational).
+    pub(crate) fn fino_entry(&self, d_ino: u64) -> u64 {
+        self.fino(self.root_dev, d_ino)
     }
 
     /// Path of a FUSE inode, if it still has one.
@@ -360,5 +379,35 @@ pub(crate) fn op_paths(op: &Op) -> Vec<&[u8]> {
         | Op::RemoveTree { path }
         | Op::Reset { path, .. }
         | Op::Finish { path, .. } => vec![path],
+    }
+}
+
+/// `ino` of device `dev` (not the root's), tagged with the device's rank
+/// among those met (1..=255) in its high byte.
+fn device_tagged(devices: &mut Vec<u64>, dev: u64, ino: u64) -> u64 {
+    let rank = match devices.iter().position(|d| *d == dev) {
+        Some(i) => i,
+        None => {
+            devices.push(dev);
+            devices.len() - 1
+        }
+    };
+    let tag = (rank % 255) as u64 + 1;
+    (tag << 56) | (ino & ((1 << 56) - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_tagged;
+
+    #[test]
+    fn one_inode_number_on_two_devices_gives_two_node_ids_each_stable() {
+        let mut devices = Vec::new();
+        let a = device_tagged(&mut devices, 42, 2);
+        let b = device_tagged(&mut devices, 43, 2);
+        assert_ne!(a, b);
+        assert_ne!(a, 2, "never the root device's own number");
+        assert_eq!(device_tagged(&mut devices, 42, 2), a, "the same file keeps its number");
+        assert_eq!(device_tagged(&mut devices, 43, 7) >> 56, b >> 56, "one tag per device");
     }
 }

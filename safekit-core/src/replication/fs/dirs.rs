@@ -36,7 +36,7 @@ impl ReplicatedFs {
                     Some(nix::dir::Type::BlockDevice) => FileType::BlockDevice,
                     _ => FileType::RegularFile,
                 };
-                v.push((self.r.fino(e.ino()), t, e.file_name().to_bytes().to_vec()));
+                v.push((self.r.fino_entry(e.ino()), t, e.file_name().to_bytes().to_vec()));
             }
             Ok(v)
         })();

@@ -144,7 +144,7 @@ impl ReplicatedFs {
 
     fn attr(&self, st: &FileStat) -> FileAttr {
         FileAttr {
-            ino: INodeNo(self.r.fino(st.st_ino)),
+            ino: INodeNo(self.r.fino(st.st_dev, st.st_ino)),
             size: u64::try_from(st.st_size).unwrap_or(0),
             blocks: u64::try_from(st.st_blocks).unwrap_or(0),
             atime: time(st.st_atime, st.st_atime_nsec),

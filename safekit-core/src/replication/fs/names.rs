@@ -143,11 +143,11 @@ impl ReplicatedFs {
         let res = self.r.mutate(&marks, || {
             let (d1, n1) = tree.parent(&from)?;
             let (d2, n2) = tree.parent(&to)?;
-            let src = tree.stat(&from).map(|s| self.r.fino(s.st_ino));
+            let src = tree.stat(&from).map(|s| self.r.fino(s.st_dev, s.st_ino));
             let dst = tree.stat(&to).ok();
             nix::fcntl::renameat2(d1.as_fd(), n1, d2.as_fd(), n2, nix::fcntl::RenameFlags::from_bits_truncate(flags.bits()))?;
             if let Some(d) = &dst {
-                let d_ino = self.r.fino(d.st_ino);
+                let d_ino = self.r.fino(d.st_dev, d.st_ino);
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                     self.r.moved(d_ino, newparent.0, newname.as_bytes(), parent.0, name.as_bytes());
                 } else if Ok(d_ino) != src {
@@ -223,7 +223,7 @@ impl ReplicatedFs {
             let flag = if dir { nix::unistd::UnlinkatFlags::RemoveDir } else { nix::unistd::UnlinkatFlags::NoRemoveDir };
             nix::unistd::unlinkat(d.as_fd(), n, flag)?;
             if let Ok(st) = st {
-                self.r.unlinked(self.r.fino(st.st_ino), parent.0, name.as_bytes(), dir || st.st_nlink <= 1);
+                self.r.unlinked(self.r.fino(st.st_dev, st.st_ino), parent.0, name.as_bytes(), dir || st.st_nlink <= 1);
             }
             let op = if dir { Op::Rmdir { path: path.clone() } } else { Op::Unlink { path: path.clone() } };
             Ok(((), [Some(op), tree.times(&pdir)].into_iter().flatten()))
