@@ -128,11 +128,18 @@ done </proc/self/cgroup
 hostname pkg
 {overlay}umount -l "$r/proc"
 mount -t proc proc "$r/proc"
+# Kernel settings are this machine's (only the network's are the
+# namespace's own): read-only inside, as systemd-nspawn does, so that
+# systemd-sysctl and systemd's own bumps change nothing here.
+mount --bind "$r/proc/sys" "$r/proc/sys"
+mount -o remount,bind,ro "$r/proc/sys"
+mount --bind "$r/proc/sys/net" "$r/proc/sys/net"
 # systemd names the host from /etc/hostname at boot.
 echo pkg >"$r/etc/hostname"
 cp "$old" "$r/root/old.deb"
 [ -z "$new" ] || cp "$new" "$r/root/new.deb"
-for u in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket getty@.service console-getty.service; do
+for u in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket getty@.service console-getty.service \
+  systemd-sysctl.service systemd-binfmt.service systemd-modules-load.service; do
   ln -sf /dev/null "$r/etc/systemd/system/$u"
 done
 exec chroot "$r" /usr/bin/env -i container=safekit-test /lib/systemd/systemd --unit=basic.target
