@@ -272,16 +272,26 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn the_package_under_systemd_enables_restarts_upgrades_and_removes_the_daemon() {
-    let _serial = common::serial();
+/// True when systemd can be booted here (root, systemd, cargo-deb, dpkg,
+/// unshare, and FUSE if `fuse`); otherwise says why (and fails under
+/// SAFEKIT_REQUIRE_PRIVILEGED=1).
+fn can_boot(fuse: bool) -> bool {
     let why = "the systemd package test needs root, systemd (apt-get install systemd), cargo-deb (cargo install cargo-deb), dpkg, unshare and overlayfs";
-    if !common::privileged(why, &["cargo-deb", "dpkg", "unshare", "nsenter", "chroot"], false) {
-        return;
+    if !common::privileged(why, &["cargo-deb", "dpkg", "unshare", "nsenter", "chroot"], fuse) {
+        return false;
     }
     if !Path::new("/lib/systemd/systemd").exists() {
         assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "no /lib/systemd/systemd: {why}");
         println!("SKIPPED: {why} (no /lib/systemd/systemd)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn the_package_under_systemd_enables_restarts_upgrades_and_removes_the_daemon() {
+    let _serial = common::serial();
+    if !can_boot(false) {
         return;
     }
     let dir = common::tempdir::Dir::new("systemd");
@@ -433,13 +443,7 @@ fn the_mariadb_template_drives_the_mariadb_unit_where_systemd_runs() {
 /// it must succeed and print `steps` STEP lines.
 fn run_one_node(name: &str, script: &str, steps: usize) {
     let _serial = common::serial();
-    let why = "the systemd package test needs root, systemd (apt-get install systemd), cargo-deb (cargo install cargo-deb), dpkg, unshare and overlayfs";
-    if !common::privileged(why, &["cargo-deb", "dpkg", "unshare", "nsenter", "chroot"], true) {
-        return;
-    }
-    if !Path::new("/lib/systemd/systemd").exists() {
-        assert!(std::env::var("SAFEKIT_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "no /lib/systemd/systemd: {why}");
-        println!("SKIPPED: {why} (no /lib/systemd/systemd)");
+    if !can_boot(true) {
         return;
     }
     let dir = common::tempdir::Dir::new(name);
